@@ -1,0 +1,74 @@
+//! Reason codes: the stable, machine-readable half of every refusal.
+//!
+//! Each error type of the service carries one of these; the API maps them onto a status
+//! (gRPC in the RA issue, exit codes and one-line messages in the CLI). The spelling is part of
+//! the contract with callers, so it never changes once published.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    /// A field failed validation (IIN/BIN, subject option, unknown profile or role…).
+    InvalidArgument,
+    /// The applicant's key was refused: algorithm, size, proof of possession, already certified.
+    KeyRejected,
+    /// The PKCS#10 request itself could not be decoded.
+    CsrMalformed,
+    /// The proof of possession (the CSR's own signature) does not verify.
+    CsrSignatureInvalid,
+    /// The key in the request is already certified by this CA.
+    KeyAlreadyCertified,
+    /// The certificate to be signed does not match its profile (pre-issuance lint).
+    LintFailed,
+    /// The CA is not initialised, or already initialised when `init` is asked again.
+    CaState,
+    /// The HSM refused or failed.
+    HsmFailure,
+    /// Storage failed; nothing acknowledged was lost.
+    StorageFailure,
+    /// The registry (ГБД ФЛ/ЮЛ through SHEP) does not know the applicant.
+    ApplicantNotInRegistry,
+    /// A dependency is unreachable; nothing was stored.
+    Unavailable,
+    /// Something that must not happen happened; a bug to report.
+    Internal,
+}
+
+impl ReasonCode {
+    /// The published spelling, e.g. `KEY_REJECTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::InvalidArgument => "INVALID_ARGUMENT",
+            ReasonCode::KeyRejected => "KEY_REJECTED",
+            ReasonCode::CsrMalformed => "CSR_MALFORMED",
+            ReasonCode::CsrSignatureInvalid => "CSR_SIGNATURE_INVALID",
+            ReasonCode::KeyAlreadyCertified => "KEY_ALREADY_CERTIFIED",
+            ReasonCode::LintFailed => "LINT_FAILED",
+            ReasonCode::CaState => "CA_STATE",
+            ReasonCode::HsmFailure => "HSM_FAILURE",
+            ReasonCode::StorageFailure => "STORAGE_FAILURE",
+            ReasonCode::ApplicantNotInRegistry => "APPLICANT_NOT_IN_REGISTRY",
+            ReasonCode::Unavailable => "UNAVAILABLE",
+            ReasonCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// Whether the caller's input caused the refusal (as opposed to our own failure).
+    pub fn is_caller_error(self) -> bool {
+        matches!(
+            self,
+            ReasonCode::InvalidArgument
+                | ReasonCode::KeyRejected
+                | ReasonCode::CsrMalformed
+                | ReasonCode::CsrSignatureInvalid
+                | ReasonCode::KeyAlreadyCertified
+                | ReasonCode::ApplicantNotInRegistry
+        )
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

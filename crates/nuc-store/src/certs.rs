@@ -1,0 +1,235 @@
+//! Certificates, their serial reservations, and the CA's own keys.
+//!
+//! Issuance is two steps, each its own transaction with its audit record: the serial and the
+//! key fingerprint are *reserved* before the HSM signs, the certificate is *recorded* after.
+//! A crash between the two leaves a reservation, never a signed certificate we do not know of.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use crate::audit::{AuditEntry, append};
+use crate::{Store, StoreError};
+
+/// What is known of a certificate before it is signed.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub serial: String,
+    pub profile: String,
+    pub subject: String,
+    pub iin: Option<String>,
+    pub bin: Option<String>,
+    pub spki_sha256: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// A stored certificate (or reservation).
+#[derive(Debug, Clone)]
+pub struct CertificateRow {
+    pub serial: String,
+    pub profile: String,
+    pub state: String,
+    pub subject: String,
+    pub iin: Option<String>,
+    pub spki_sha256: String,
+    pub der: Option<Vec<u8>>,
+}
+
+/// One of the CA's own keys: where it lives in the HSM and its certificate.
+#[derive(Debug, Clone)]
+pub struct CaKeyRow {
+    pub role: String,
+    pub hsm_label: String,
+    pub algorithm: String,
+    pub cert_der: Vec<u8>,
+}
+
+impl Store {
+    /// The serial of the certificate that already certifies this key, if any.
+    pub fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1", [spki_sha256], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Reserves the serial and the key before signing. Refuses a key already certified and a
+    /// serial already used, atomically with respect to concurrent issuers.
+    pub fn reserve(&self, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
+        let now = nuc_core::time::now_unix();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(serial) = tx
+            .query_row("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1", [&r.spki_sha256], |row| row.get(0))
+            .optional()?
+        {
+            return Err(StoreError::KeyAlreadyCertified { serial });
+        }
+        let exists: bool =
+            tx.query_row("SELECT EXISTS(SELECT 1 FROM certificates WHERE serial = ?1)", [&r.serial], |row| row.get(0))?;
+        if exists {
+            return Err(StoreError::SerialExists(r.serial.clone()));
+        }
+        tx.execute(
+            "INSERT INTO certificates (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at)
+             VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![r.serial, r.profile, r.subject, r.iin, r.bin, r.spki_sha256, r.not_before, r.not_after, now],
+        )?;
+        tx.execute(
+            "INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)",
+            params![r.spki_sha256, r.serial],
+        )?;
+        append(&tx, audit, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the signed certificate under its reserved serial.
+    pub fn record_issued(&self, serial: &str, der: &[u8], audit: &AuditEntry) -> Result<(), StoreError> {
+        let now = nuc_core::time::now_unix();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3 WHERE serial = ?1 AND state = 'reserved'",
+            params![serial, der, now],
+        )?;
+        if n != 1 {
+            return Err(StoreError::NotReserved(serial.to_owned()));
+        }
+        append(&tx, audit, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Gives up a reservation whose signing failed: the serial stays burnt (never reused), the
+    /// key is free again since no certificate names it.
+    pub fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        let now = nuc_core::time::now_unix();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE certificates SET state = 'abandoned' WHERE serial = ?1 AND state = 'reserved'",
+            [serial],
+        )?;
+        if n != 1 {
+            return Err(StoreError::NotReserved(serial.to_owned()));
+        }
+        tx.execute("DELETE FROM certified_keys WHERE serial = ?1", [serial])?;
+        append(&tx, audit, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A certificate or reservation by serial (lowercase hex).
+    pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT serial, profile, state, subject, iin, spki_sha256, der FROM certificates WHERE serial = ?1",
+                [serial],
+                |r| {
+                    Ok(CertificateRow {
+                        serial: r.get(0)?,
+                        profile: r.get(1)?,
+                        state: r.get(2)?,
+                        subject: r.get(3)?,
+                        iin: r.get(4)?,
+                        spki_sha256: r.get(5)?,
+                        der: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Number of certificates in each state, for health and tests.
+    pub fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM certificates GROUP BY state ORDER BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores the CA's own keys and certificates, all or none, with one audit record.
+    pub fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
+        let now = nuc_core::time::now_unix();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for k in keys {
+            tx.execute(
+                "INSERT INTO ca_keys (role, hsm_label, algorithm, cert_der, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.role, k.hsm_label, k.algorithm, k.cert_der, now],
+            )?;
+        }
+        append(&tx, audit, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The CA's own keys, by role.
+    pub fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT role, hsm_label, algorithm, cert_der FROM ca_keys ORDER BY role")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CaKeyRow { role: r.get(0)?, hsm_label: r.get(1)?, algorithm: r.get(2)?, cert_der: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(action: &str) -> AuditEntry {
+        AuditEntry { actor: "test".into(), action: action.into(), object: "x".into(), details: serde_json::json!({}) }
+    }
+
+    fn reservation(serial: &str, spki: &str) -> Reservation {
+        Reservation {
+            serial: serial.into(),
+            profile: "individual-auth".into(),
+            subject: "CN=T".into(),
+            iin: None,
+            bin: None,
+            spki_sha256: spki.into(),
+            not_before: 0,
+            not_after: 1,
+        }
+    }
+
+    #[test]
+    fn reserve_then_issue_then_key_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.reserve(&reservation("01", "k1"), &audit("r")).unwrap();
+        s.record_issued("01", b"der", &audit("i")).unwrap();
+        assert_eq!(s.certificate("01").unwrap().unwrap().state, "issued");
+        match s.reserve(&reservation("02", "k1"), &audit("r")) {
+            Err(StoreError::KeyAlreadyCertified { serial }) => assert_eq!(serial, "01"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.certificate("02").unwrap().is_none(), "refused reservation left a row");
+        assert_eq!(s.audit_records().unwrap().len(), 2);
+        assert!(matches!(s.record_issued("01", b"x", &audit("i")), Err(StoreError::NotReserved(_))));
+    }
+
+    #[test]
+    fn abandoned_reservation_frees_the_key_but_burns_the_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.reserve(&reservation("01", "k1"), &audit("r")).unwrap();
+        s.abandon("01", &audit("a")).unwrap();
+        assert!(s.key_certified("k1").unwrap().is_none());
+        assert!(matches!(s.reserve(&reservation("01", "k2"), &audit("r")), Err(StoreError::SerialExists(_))));
+        s.reserve(&reservation("03", "k1"), &audit("r")).unwrap();
+    }
+
+    #[test]
+    fn reopening_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        drop(Store::open(&p).unwrap());
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+    }
+}
