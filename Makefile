@@ -1,0 +1,93 @@
+# NUC RK core service — developer entry points (GNU make).
+#
+#   make run     install deps, build, create a dev home in .dev-home/ (once) and serve
+#   make test    install deps, build the `nuc` binary, run the end-to-end and unit tests
+#   make bench   run the benchmarks
+#   make lint    clippy (warnings are errors) and rustfmt --check
+#
+# Every target that needs system packages or pkilint goes through `deps`, which is idempotent:
+# it checks for what is actually installed and does nothing (quickly) when all is there.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+# Debian packages needed to build (openssl-sys, pcsc) and to test (SoftHSM2, pkcs11-tool,
+# pcscd + the virtual reader vpcd). python3-venv is needed to create .venv/ for pkilint.
+DEB_PACKAGES := pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
+                python3 python3-venv
+
+# apt-get runs through sudo only when we are not root (CI runs as root, without sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Project-local Python virtualenv holding pkilint (lint_pkix_cert, lint_crl, lint_ocsp_response).
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+# pip requirement for pkilint; pin it here if a new release changes findings (e.g. pkilint==0.13.3).
+PKILINT ?= pkilint
+
+# Where cargo puts its output: target/ unless CARGO_TARGET_DIR says otherwise.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+NUC := $(TARGET_DIR)/release/nuc
+
+# Home directory of the local development instance (config, SoftHSM2 token, SQLite db).
+DEV_HOME := .dev-home
+
+# Extra arguments for the benchmark binary, e.g. `make bench BENCH_ARGS="--help"`.
+BENCH_ARGS ?=
+
+.PHONY: deps deps-deb deps-python build run test bench lint clean-dev
+
+# Install everything build and tests need (Debian packages, then pkilint in .venv/).
+deps: deps-deb deps-python
+
+# Debian packages: apt-get runs only if `dpkg -s` says one of them is not installed.
+deps-deb:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# pkilint from PyPI into .venv/: only if its lint_pkix_cert is not there yet.
+deps-python: deps-deb
+	@if [ ! -x "$(VENV)/bin/lint_pkix_cert" ]; then \
+	  echo "deps: installing pkilint into .venv/"; \
+	  [ -x "$(VENV)/bin/pip" ] || $(PYTHON) -m venv --clear "$(VENV)"; \
+	  "$(VENV)/bin/pip" install --disable-pip-version-check --quiet "$(PKILINT)"; \
+	fi
+
+# Release build of every binary of the workspace (the `nuc` service/CLI, the bench).
+build: deps
+	cargo build --release --workspace --bins
+
+# Local dev instance: create .dev-home/ with `nuc init` the first time, then serve in the
+# foreground on 127.0.0.1:8470 (Ctrl-C stops it). `make clean-dev` starts over.
+run: build
+	@if [ ! -f "$(DEV_HOME)/nuc.db" ]; then \
+	  echo "run: creating the dev home $(DEV_HOME)/"; \
+	  "$(NUC)" init --home "$(DEV_HOME)"; \
+	fi
+	exec "$(NUC)" serve --home "$(DEV_HOME)"
+
+# All tests. The end-to-end tests drive the release `nuc` binary (NUC_BIN) and call pkilint's
+# lint_pkix_cert, found through PATH in .venv/bin.
+test: deps
+	cargo build --release -p nuc-server
+	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace
+
+# Benchmarks (crates/nuc-bench), release build.
+bench: deps
+	cargo run --release -p nuc-bench -- $(BENCH_ARGS)
+
+# Clippy with warnings as errors on all targets, and formatting check.
+lint: deps-deb
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --check
+
+# Remove the dev home (its database, its SoftHSM2 token and the CA keys in it).
+clean-dev:
+	rm -rf "$(DEV_HOME)"
