@@ -53,13 +53,15 @@ hsm_setting() {
     ' "$file"
 }
 
-# resolve_home DIR: sets HOME_DIR (absolute) and SOFTHSM2_CONF, after checking the token's
-# configuration file exists.
+# resolve_home DIR: sets HOME_DIR (absolute) and exports SOFTHSM2_CONF ([hsm] softhsm2_conf of
+# nuc.toml, relative to the home; by default HOME/hsm/softhsm2.conf), checking the file exists.
 resolve_home() {
     [[ -n ${1:-} ]] || die "missing HOME argument (the directory given to nuc init --home)"
     [[ -d $1 ]] || die "$1: no such directory"
     HOME_DIR=$(cd "$1" && pwd -P)
-    SOFTHSM2_CONF=$HOME_DIR/hsm/softhsm2.conf
+    SOFTHSM2_CONF=$(hsm_setting "$HOME_DIR/nuc.toml" softhsm2_conf)
+    SOFTHSM2_CONF=${SOFTHSM2_CONF:-hsm/softhsm2.conf}
+    [[ $SOFTHSM2_CONF == /* ]] || SOFTHSM2_CONF=$HOME_DIR/$SOFTHSM2_CONF
     [[ -f $SOFTHSM2_CONF ]] || die "$SOFTHSM2_CONF not found: run 'nuc init --home $1' first"
     export SOFTHSM2_CONF
 }
