@@ -1,0 +1,582 @@
+//! The certification authority: bootstrap of a home, and issuance.
+//!
+//! Issuance follows Boulder's order: validate everything, build and lint the TBS, *reserve* the
+//! serial and key in storage, have the HSM sign, then *record* the certificate. A refusal
+//! changes nothing but the audit log (one `certificate.refused` record); an HSM failure after
+//! the reservation leaves an `abandoned` serial, never a certificate we do not know of.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use const_oid::ObjectIdentifier;
+use der::{Decode, Encode, EncodePem};
+use nuc_core::SubjectInfo;
+use nuc_store::{AuditEntry, CaKeyRow, Reservation, Store};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::KeyUsages;
+use x509_cert::name::Name;
+
+use crate::csr::{self, CheckedCsr};
+use crate::error::CaError;
+use crate::home::{Config, Home};
+use crate::hsm::{Hsm, HsmKey};
+use crate::keyalg::KeyAlgorithm;
+use crate::lint::{LintContext, lint};
+use crate::policy::{DEFAULT_PROFILES, Policy, Profile};
+use crate::subject::distinguished_name;
+use crate::tbs::{self, TbsInput, encode_name, fixed_attr, key_identifier};
+
+/// HSM labels of the CA's own keys.
+pub const ROOT_LABEL: &str = "nuc-root";
+pub const ISSUING_LABEL: &str = "nuc-issuing";
+pub const OCSP_LABEL: &str = "nuc-ocsp";
+
+/// What an issuance asks for. The subject comes from the registry (or the administrator),
+/// the request contributes only its key.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    pub profile: String,
+    pub csr: Vec<u8>,
+    pub subject: SubjectInfo,
+    pub role: Option<String>,
+    /// `in-person` or `remote`, for profiles that record the identification method.
+    pub identification: Option<String>,
+    pub dns_names: Vec<String>,
+    /// Who asks, for the audit log.
+    pub actor: String,
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+    pub subject: String,
+    pub profile: String,
+}
+
+impl Issued {
+    pub fn pem(&self) -> String {
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der).expect("PEM of DER bytes")
+    }
+}
+
+/// A CA key in the HSM with its certificate.
+#[derive(Debug, Clone)]
+pub struct CaSigner {
+    pub key: HsmKey,
+    pub cert_der: Vec<u8>,
+    pub subject: Name,
+    pub key_id: Vec<u8>,
+    pub not_after: i64,
+}
+
+impl CaSigner {
+    fn new(key: HsmKey, cert_der: Vec<u8>) -> Result<Self, CaError> {
+        let cert = Certificate::from_der(&cert_der)?;
+        let tbs = cert.tbs_certificate();
+        if tbs.subject_public_key_info().to_der()? != key.spki.to_der()? {
+            return Err(CaError::CaState(format!(
+                "the certificate stored for HSM key {:?} does not match the key in the token",
+                key.label
+            )));
+        }
+        Ok(Self {
+            key_id: key_identifier(&key.spki),
+            subject: tbs.subject().clone(),
+            not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
+            key,
+            cert_der,
+        })
+    }
+}
+
+/// An opened CA: policy, HSM session pool, storage, and the issuing key.
+pub struct Ca {
+    pub home: Home,
+    pub policy: Policy,
+    pub hsm: Hsm,
+    pub store: Store,
+    pub issuing: CaSigner,
+    pub root: CaSigner,
+}
+
+/// Options of `nuc init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Written into a new nuc.toml; ignored when one exists.
+    pub http_listen: Option<String>,
+    pub root_key: Option<String>,
+    pub issuing_key: Option<String>,
+}
+
+/// What `init` made.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub root_pem: PathBuf,
+    pub issuing_pem: PathBuf,
+    pub ocsp_pem: PathBuf,
+    pub algorithms: [(String, String); 3],
+}
+
+fn serial_bytes() -> Result<[u8; 20], CaError> {
+    let mut s = [0u8; 20];
+    getrandom::fill(&mut s).map_err(|e| CaError::CaState(format!("no randomness: {e}")))?;
+    // 20 octets, positive and with a non-zero first octet, so the DER INTEGER is exactly 20.
+    s[0] &= 0x7f;
+    if s[0] == 0 {
+        s[0] = 0x01;
+    }
+    Ok(s)
+}
+
+fn key_alg(field: &str, s: &str) -> Result<KeyAlgorithm, CaError> {
+    KeyAlgorithm::from_str(s).map_err(|e| CaError::invalid(field, e.to_string()))
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    std::fs::write(path, contents)
+        .map_err(|source| CaError::Home(crate::home::HomeError::Io { path: path.into(), source }))
+}
+
+fn mkdir(path: &Path) -> Result<(), CaError> {
+    std::fs::create_dir_all(path)
+        .map_err(|source| CaError::Home(crate::home::HomeError::Io { path: path.into(), source }))
+}
+
+/// Removes what a failed `init` created, so that it can simply be run again.
+struct InitRollback {
+    created: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for InitRollback {
+    fn drop(&mut self) {
+        if self.armed {
+            for p in self.created.iter().rev() {
+                let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+            }
+        }
+    }
+}
+
+/// Signs a TBS with a CA key, returning the certificate DER.
+fn sign_tbs(hsm: &Hsm, key: &HsmKey, tbs_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    let signature = hsm.sign(key, tbs_der)?;
+    Ok(tbs::assemble(tbs_der, key.algorithm.signature_algorithm(), &signature)?)
+}
+
+/// Builds, lints and signs one of the CA's own certificates.
+#[allow(clippy::too_many_arguments)]
+fn ca_certificate(
+    hsm: &Hsm,
+    policy: &Policy,
+    config: &Config,
+    profile: &Profile,
+    subject_key: &HsmKey,
+    signer_key: &HsmKey,
+    issuer: Option<&CaSigner>,
+    now: i64,
+) -> Result<Vec<u8>, CaError> {
+    let dn = profile
+        .subject
+        .iter()
+        .map(|a| {
+            fixed_attr(&a.attr, &a.value)
+                .ok_or_else(|| CaError::invalid("policy", format!("profile {}: unknown attribute {}", profile.name, a.attr)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = encode_name(&dn)?;
+    let issuer_name = issuer.map(|i| i.subject.clone()).unwrap_or_else(|| subject.clone());
+    let mut not_after = now + i64::from(profile.validity_days) * 86_400 - 1;
+    if let Some(i) = issuer {
+        not_after = not_after.min(i.not_after);
+    }
+    let serial = serial_bytes()?;
+    let input = TbsInput {
+        profile,
+        policy,
+        urls: &config.publication,
+        serial: &serial,
+        signature_algorithm: signer_key.algorithm.signature_algorithm(),
+        issuer: issuer_name.clone(),
+        issuer_key_id: issuer.map(|i| i.key_id.clone()),
+        not_before: now,
+        not_after,
+        subject,
+        spki: subject_key.spki.clone(),
+        key_usage: profile.key_usage.clone(),
+        extended_key_usage: profile.extended_key_usage.clone(),
+        email: None,
+        dns_names: vec![],
+    };
+    let tbs_der = tbs::build(&input)?;
+    lint(
+        &tbs_der,
+        &LintContext {
+            profile,
+            policy_oid: policy.policy_oid,
+            issuer: &issuer_name,
+            issuer_key_id: issuer.map(|i| i.key_id.as_slice()),
+            issuer_not_after: issuer.map(|i| i.not_after),
+            key_usage: &profile.key_usage,
+            extended_key_usage: &profile.extended_key_usage,
+        },
+    )
+    .map_err(|f| CaError::LintFailed(f.join("; ")))?;
+    sign_tbs(hsm, signer_key, &tbs_der)
+}
+
+impl Ca {
+    /// Creates a home with its CA: config (if absent), policy copy, token, database, the three
+    /// keys inside the HSM, their certificates. Refuses a home that already has a CA, and
+    /// removes what it created if anything fails.
+    pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, CaError> {
+        let mut rollback = InitRollback { created: vec![], armed: true };
+        if !dir.exists() {
+            mkdir(dir)?;
+            rollback.created.push(dir.into());
+        }
+        let config_path = Home::config_path(dir);
+        let fresh_config = !config_path.exists();
+        let home = if fresh_config {
+            let mut config = Config::dev(opts.http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
+            if let Some(k) = &opts.root_key {
+                config.ca.root_key = k.clone();
+            }
+            if let Some(k) = &opts.issuing_key {
+                config.ca.issuing_key = k.clone();
+            }
+            Home { dir: dir.into(), config }
+        } else {
+            Home::open(dir)?
+        };
+        let existing = [home.db_path(), home.ca_dir().join("root.pem")];
+        if let Some(p) = existing.iter().find(|p| p.exists()) {
+            rollback.armed = false;
+            return Err(CaError::CaState(format!(
+                "{} already has a CA ({} exists); nothing was changed",
+                dir.display(),
+                p.display()
+            )));
+        }
+        let algs = [
+            ("root", key_alg("root_key", &home.config.ca.root_key)?),
+            ("issuing", key_alg("issuing_key", &home.config.ca.issuing_key)?),
+            ("ocsp-signer", key_alg("ocsp_key", &home.config.ca.ocsp_key)?),
+        ];
+        if !home.softhsm2_env_ok() {
+            return Err(CaError::CaState(format!(
+                "SOFTHSM2_CONF must point at {} before the PKCS#11 module loads",
+                home.softhsm2_conf().map(|p| p.display().to_string()).unwrap_or_default()
+            )));
+        }
+        if fresh_config {
+            let text = toml::to_string(&home.config).map_err(|e| CaError::CaState(e.to_string()))?;
+            let header = "# NUC RK core service configuration (written by `nuc init`; see README.md).\n\
+                          # PINs here are dev defaults: production sets NUC_HSM_PIN / NUC_HSM_SO_PIN instead.\n\n";
+            write_file(&config_path, format!("{header}{text}").as_bytes())?;
+            rollback.created.push(config_path.clone());
+        }
+        let policy_path = home.policy_path();
+        if !policy_path.exists() {
+            let parent = policy_path.parent().expect("policy file has a directory");
+            if !parent.exists() {
+                mkdir(parent)?;
+                rollback.created.push(parent.into());
+            }
+            write_file(&policy_path, DEFAULT_PROFILES.as_bytes())?;
+            rollback.created.push(policy_path.clone());
+        }
+        let policy = Policy::from_toml(
+            &std::fs::read_to_string(&policy_path)
+                .map_err(|source| crate::home::HomeError::Io { path: policy_path.clone(), source })?,
+        )?;
+        if let Some(conf) = home.softhsm2_conf() {
+            let hsm_dir = conf.parent().expect("conf has a directory").to_path_buf();
+            let tokens = hsm_dir.join("tokens");
+            if !hsm_dir.exists() {
+                mkdir(&hsm_dir)?;
+                rollback.created.push(hsm_dir.clone());
+            }
+            mkdir(&tokens)?;
+            rollback.created.push(tokens.clone());
+            if !conf.exists() {
+                let text = format!(
+                    "# SoftHSM2 configuration of this NUC home (see hsm-sim/README.md).\n\
+                     directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                    tokens.canonicalize().unwrap_or(tokens.clone()).display()
+                );
+                write_file(&conf, text.as_bytes())?;
+                rollback.created.push(conf.clone());
+            }
+        }
+        let hsm_cfg = &home.config.hsm;
+        let (so_pin, user_pin) = (hsm_cfg.so_pin()?, hsm_cfg.user_pin()?);
+        Hsm::create_token(&hsm_cfg.module, &hsm_cfg.token_label, &so_pin, &user_pin)?;
+        let hsm = Hsm::open(&hsm_cfg.module, &hsm_cfg.token_label, &user_pin)?;
+        let started = std::time::Instant::now();
+        let root_key = hsm.generate_key(ROOT_LABEL, algs[0].1)?;
+        let issuing_key = hsm.generate_key(ISSUING_LABEL, algs[1].1)?;
+        let ocsp_key = hsm.generate_key(OCSP_LABEL, algs[2].1)?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "CA keys generated in the HSM");
+
+        let now = nuc_core::time::now_unix();
+        let p = |n: &str| policy.profiles.get(n).ok_or_else(|| CaError::CaState(format!("policy lacks profile {n}")));
+        let root_der = ca_certificate(&hsm, &policy, &home.config, p("root")?, &root_key, &root_key, None, now)?;
+        let root = CaSigner::new(root_key, root_der)?;
+        let issuing_der =
+            ca_certificate(&hsm, &policy, &home.config, p("issuing")?, &issuing_key, &root.key, Some(&root), now)?;
+        let issuing = CaSigner::new(issuing_key, issuing_der)?;
+        let ocsp_der =
+            ca_certificate(&hsm, &policy, &home.config, p("ocsp-signer")?, &ocsp_key, &issuing.key, Some(&issuing), now)?;
+
+        let ca_dir = home.ca_dir();
+        mkdir(&ca_dir)?;
+        rollback.created.push(ca_dir.clone());
+        let db_path = home.db_path();
+        rollback.created.extend([db_path.clone(), db_path.with_extension("db-wal"), db_path.with_extension("db-shm")]);
+        let store = Store::open(&db_path)?;
+        let rows = [
+            ("root", ROOT_LABEL, algs[0].1, root.cert_der.clone()),
+            ("issuing", ISSUING_LABEL, algs[1].1, issuing.cert_der.clone()),
+            ("ocsp-signer", OCSP_LABEL, algs[2].1, ocsp_der.clone()),
+        ]
+        .map(|(role, label, alg, der)| CaKeyRow {
+            role: role.into(),
+            hsm_label: label.into(),
+            algorithm: alg.to_string(),
+            cert_der: der,
+        });
+        let pem = |der: &[u8]| -> Result<String, CaError> { Ok(Certificate::from_der(der)?.to_pem(der::pem::LineEnding::LF)?) };
+        let (root_pem, issuing_pem, ocsp_pem) = (pem(&root.cert_der)?, pem(&issuing.cert_der)?, pem(&ocsp_der)?);
+        let paths = [ca_dir.join("root.pem"), ca_dir.join("issuing.pem"), ca_dir.join("ocsp-signer.pem")];
+        write_file(&paths[0], root_pem.as_bytes())?;
+        write_file(&paths[1], issuing_pem.as_bytes())?;
+        write_file(&paths[2], ocsp_pem.as_bytes())?;
+        write_file(&ca_dir.join("chain.pem"), format!("{issuing_pem}{root_pem}").as_bytes())?;
+        let fingerprint = |der: &[u8]| hex::encode(openssl::sha::sha256(der));
+        store.put_ca_keys(
+            &rows,
+            &AuditEntry {
+                actor: "cli:init".into(),
+                action: "ca.initialised".into(),
+                object: format!("token:{}", hsm_cfg.token_label),
+                details: serde_json::json!({
+                    "root": { "algorithm": algs[0].1.to_string(), "sha256": fingerprint(&root.cert_der) },
+                    "issuing": { "algorithm": algs[1].1.to_string(), "sha256": fingerprint(&issuing.cert_der) },
+                    "ocsp_signer": { "algorithm": algs[2].1.to_string(), "sha256": fingerprint(&ocsp_der) },
+                }),
+            },
+        )?;
+        rollback.armed = false;
+        let [r, i, o] = paths;
+        Ok(InitReport {
+            root_pem: r,
+            issuing_pem: i,
+            ocsp_pem: o,
+            algorithms: algs.map(|(role, a)| (role.to_string(), a.to_string())),
+        })
+    }
+
+    /// Opens an initialised home: policy, storage, HSM login, and the CA's keys.
+    pub fn open(home: Home) -> Result<Self, CaError> {
+        if !home.db_path().exists() {
+            return Err(CaError::CaState(format!("{} has no CA: run `nuc init` first", home.dir.display())));
+        }
+        if !home.softhsm2_env_ok() {
+            return Err(CaError::CaState("SOFTHSM2_CONF does not point at this home's token".into()));
+        }
+        let policy_path = home.policy_path();
+        let policy = Policy::from_toml(
+            &std::fs::read_to_string(&policy_path)
+                .map_err(|source| crate::home::HomeError::Io { path: policy_path.clone(), source })?,
+        )?;
+        let store = Store::open(&home.db_path())?;
+        let hsm_cfg = &home.config.hsm;
+        let hsm = Hsm::open(&hsm_cfg.module, &hsm_cfg.token_label, &hsm_cfg.user_pin()?)?;
+        let keys = store.ca_keys()?;
+        let signer = |role: &str| -> Result<CaSigner, CaError> {
+            let row = keys
+                .iter()
+                .find(|k| k.role == role)
+                .ok_or_else(|| CaError::CaState(format!("database has no {role} CA key")))?;
+            let key = hsm.find_key(&row.hsm_label, key_alg("algorithm", &row.algorithm)?)?;
+            CaSigner::new(key, row.cert_der.clone())
+        };
+        let issuing = signer("issuing")?;
+        let root = signer("root")?;
+        Ok(Self { home, policy, hsm, store, issuing, root })
+    }
+
+    /// Issues one certificate. Refusals are audited and change nothing else.
+    pub fn issue(&self, req: &IssueRequest) -> Result<Issued, CaError> {
+        let result = self.issue_checked(req);
+        if let Err(e) = &result
+            && e.reason().is_caller_error()
+        {
+            let _ = self.store.audit(&AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.refused".into(),
+                object: format!("profile:{}", req.profile),
+                details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
+            });
+        }
+        result
+    }
+
+    fn issue_checked(&self, req: &IssueRequest) -> Result<Issued, CaError> {
+        let profile = self.policy.end_entity(&req.profile).ok_or_else(|| {
+            CaError::invalid(
+                "profile",
+                format!("unknown profile {:?} (known: {})", req.profile, self.policy.end_entity_names().join(", ")),
+            )
+        })?;
+        let role_oid = match (&req.role, profile.roles.is_empty()) {
+            (None, true) => None,
+            (Some(r), true) => return Err(CaError::invalid("role", format!("profile {} takes no role (got {r:?})", profile.name))),
+            (None, false) => {
+                return Err(CaError::invalid(
+                    "role",
+                    format!("profile {} requires one of: {}", profile.name, profile.roles.keys().cloned().collect::<Vec<_>>().join(", ")),
+                ));
+            }
+            (Some(r), false) => Some(*profile.roles.get(r).ok_or_else(|| {
+                CaError::invalid(
+                    "role",
+                    format!(
+                        "unknown role {r:?} for profile {} (known: {})",
+                        profile.name,
+                        profile.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
+        };
+        let ident_oid = match (profile.identification, &req.identification) {
+            (true, m) => {
+                let m = m.as_deref().unwrap_or("in-person");
+                Some(*self.policy.identification.get(m).ok_or_else(|| {
+                    CaError::invalid(
+                        "identification",
+                        format!("unknown method {m:?} (known: {})", self.policy.identification.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    )
+                })?)
+            }
+            (false, Some(_)) => {
+                return Err(CaError::invalid("identification", format!("profile {} records no identification method", profile.name)));
+            }
+            (false, None) => None,
+        };
+        if !req.dns_names.is_empty() && profile.kind != crate::policy::ProfileKind::System {
+            return Err(CaError::invalid("dns", format!("profile {} takes no DNS names", profile.name)));
+        }
+        for d in &req.dns_names {
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !ok {
+                return Err(CaError::invalid("dns", format!("{d:?} is not a DNS name")));
+            }
+        }
+        let dn = distinguished_name(profile, &req.subject)?;
+        let checked: CheckedCsr = csr::check(&req.csr, profile)?;
+        if let Some(serial) = self.store.key_certified(&checked.spki_sha256)? {
+            return Err(CaError::KeyAlreadyCertified { serial });
+        }
+        let key_usage: Vec<KeyUsages> = match (&profile.key_usage_ec, checked.algorithm) {
+            (Some(ec), KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => ec.clone(),
+            _ => profile.key_usage.clone(),
+        };
+        let mut eku: Vec<ObjectIdentifier> = profile.extended_key_usage.clone();
+        eku.extend(role_oid);
+        eku.extend(ident_oid);
+
+        let subject = encode_name(&dn)?;
+        let now = nuc_core::time::now_unix();
+        let not_after = (now + i64::from(profile.validity_days) * 86_400 - 1).min(self.issuing.not_after);
+        let serial = serial_bytes()?;
+        let input = TbsInput {
+            profile,
+            policy: &self.policy,
+            urls: &self.home.config.publication,
+            serial: &serial,
+            signature_algorithm: self.issuing.key.algorithm.signature_algorithm(),
+            issuer: self.issuing.subject.clone(),
+            issuer_key_id: Some(self.issuing.key_id.clone()),
+            not_before: now,
+            not_after,
+            subject: subject.clone(),
+            spki: checked.spki.clone(),
+            key_usage: key_usage.clone(),
+            extended_key_usage: eku.clone(),
+            email: req.subject.email.clone(),
+            dns_names: req.dns_names.clone(),
+        };
+        let tbs_der = tbs::build(&input)?;
+        lint(
+            &tbs_der,
+            &LintContext {
+                profile,
+                policy_oid: self.policy.policy_oid,
+                issuer: &self.issuing.subject,
+                issuer_key_id: Some(&self.issuing.key_id),
+                issuer_not_after: Some(self.issuing.not_after),
+                key_usage: &key_usage,
+                extended_key_usage: &eku,
+            },
+        )
+        .map_err(|f| CaError::LintFailed(f.join("; ")))?;
+
+        let serial_hex = hex::encode(serial);
+        let subject_text = subject.to_string();
+        self.store.reserve(
+            &Reservation {
+                serial: serial_hex.clone(),
+                profile: profile.name.clone(),
+                subject: subject_text.clone(),
+                iin: req.subject.iin.as_ref().map(|i| i.to_string()),
+                bin: req.subject.organization.as_ref().map(|o| o.bin.to_string()),
+                spki_sha256: checked.spki_sha256.clone(),
+                not_before: now,
+                not_after,
+            },
+            &AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.reserved".into(),
+                object: format!("serial:{serial_hex}"),
+                details: serde_json::json!({ "profile": profile.name, "spki_sha256": checked.spki_sha256 }),
+            },
+        )?;
+        let der = match sign_tbs(&self.hsm, &self.issuing.key, &tbs_der) {
+            Ok(der) => der,
+            Err(e) => {
+                let _ = self.store.abandon(
+                    &serial_hex,
+                    &AuditEntry {
+                        actor: req.actor.clone(),
+                        action: "certificate.abandoned".into(),
+                        object: format!("serial:{serial_hex}"),
+                        details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
+                    },
+                );
+                return Err(e);
+            }
+        };
+        self.store.record_issued(
+            &serial_hex,
+            &der,
+            &AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.issued".into(),
+                object: format!("serial:{serial_hex}"),
+                details: serde_json::json!({
+                    "profile": profile.name,
+                    "subject": subject_text,
+                    "sha256": hex::encode(openssl::sha::sha256(&der)),
+                }),
+            },
+        )?;
+        tracing::info!(serial = %serial_hex, profile = %profile.name, "certificate issued");
+        Ok(Issued { serial_hex, der, subject: subject_text, profile: profile.name.clone() })
+    }
+}

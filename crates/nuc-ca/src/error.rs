@@ -1,0 +1,66 @@
+//! The CA's typed errors, each with the reason code the API and the CLI report.
+
+use nuc_core::ReasonCode;
+
+use crate::home::HomeError;
+use crate::hsm::HsmError;
+use crate::policy::PolicyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("csr: {0}")]
+    CsrMalformed(String),
+    #[error("csr: proof of possession failed: the request's signature does not verify with its own public key")]
+    CsrSignatureInvalid,
+    #[error("csr: {0}")]
+    KeyRejected(String),
+    #[error("csr: this public key is already certified (serial {serial})")]
+    KeyAlreadyCertified { serial: String },
+    #[error("pre-issuance lint: {0}")]
+    LintFailed(String),
+    #[error("{0}")]
+    CaState(String),
+    #[error("hsm: {0}")]
+    Hsm(#[from] HsmError),
+    #[error("storage: {0}")]
+    Store(nuc_store::StoreError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Home(#[from] HomeError),
+    #[error("encoding: {0}")]
+    Encoding(#[from] der::Error),
+}
+
+impl From<nuc_store::StoreError> for CaError {
+    fn from(e: nuc_store::StoreError) -> Self {
+        match e {
+            nuc_store::StoreError::KeyAlreadyCertified { serial } => CaError::KeyAlreadyCertified { serial },
+            e => CaError::Store(e),
+        }
+    }
+}
+
+impl CaError {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        CaError::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// The stable reason code of this refusal or failure.
+    pub fn reason(&self) -> ReasonCode {
+        match self {
+            CaError::InvalidArgument { .. } => ReasonCode::InvalidArgument,
+            CaError::CsrMalformed(_) => ReasonCode::CsrMalformed,
+            CaError::CsrSignatureInvalid => ReasonCode::CsrSignatureInvalid,
+            CaError::KeyRejected(_) => ReasonCode::KeyRejected,
+            CaError::KeyAlreadyCertified { .. } => ReasonCode::KeyAlreadyCertified,
+            CaError::LintFailed(_) => ReasonCode::LintFailed,
+            CaError::CaState(_) | CaError::Policy(_) | CaError::Home(_) => ReasonCode::CaState,
+            CaError::Hsm(_) => ReasonCode::HsmFailure,
+            CaError::Store(_) => ReasonCode::StorageFailure,
+            CaError::Encoding(_) => ReasonCode::Internal,
+        }
+    }
+}
