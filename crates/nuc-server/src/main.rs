@@ -1,1 +1,25 @@
-fn main(){}
+//! `nuc`: the administrators' command line and the long-running service of the NUC RK core.
+//!
+//! The binary owns process concerns only — arguments, logging, exit codes, signals, the
+//! SoftHSM2 environment — and hands every decision to the library crates. Errors print as one
+//! line, `error: CODE: message`, and exit 2 when the caller's input was refused, 1 when we
+//! failed.
+
+mod cli;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    cli::run(args)
+}

@@ -1,0 +1,251 @@
+//! Command-line surface (see docs/cli.md), dispatched to nuc-ca and nuc-store.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest};
+use nuc_core::{Bin, Iin, LegalEntity, ReasonCode, SubjectInfo};
+
+#[derive(Parser, Debug)]
+#[command(name = "nuc", version, about = "NUC RK core service: CA administration and the service itself")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a home: config, SoftHSM2 token, database, CA keys in the HSM and their certificates.
+    Init {
+        #[arg(long)]
+        home: PathBuf,
+        /// HTTP address written into a new nuc.toml; certificate URLs point at it.
+        #[arg(long)]
+        http_listen: Option<String>,
+        /// Root CA key: rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384.
+        #[arg(long)]
+        root_key: Option<String>,
+        /// Issuing CA key (same choices).
+        #[arg(long)]
+        issuing_key: Option<String>,
+    },
+    /// Certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run the service in the foreground until SIGTERM or Ctrl-C.
+    Serve {
+        #[arg(long)]
+        home: PathBuf,
+        /// Override [service] http_listen.
+        #[arg(long)]
+        http_listen: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertCommand {
+    /// Issue a certificate for the key in a PKCS#10 request; the subject comes from the options.
+    Issue {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        iin: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        patronymic: Option<String>,
+        #[arg(long)]
+        bin: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        /// Common name of a system certificate.
+        #[arg(long)]
+        cn: Option<String>,
+        /// DNS name of a system (server) certificate; repeatable.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// How the applicant was identified: in-person (at a CON) or remote.
+        #[arg(long)]
+        identification: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the whole hash chain; name the first broken record.
+    Verify {
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+/// A failure with its reason code, printed as one line.
+struct Failure {
+    code: ReasonCode,
+    message: String,
+}
+
+impl From<CaError> for Failure {
+    fn from(e: CaError) -> Self {
+        Failure { code: e.reason(), message: e.to_string() }
+    }
+}
+
+impl From<nuc_store::StoreError> for Failure {
+    fn from(e: nuc_store::StoreError) -> Self {
+        Failure { code: ReasonCode::StorageFailure, message: e.to_string() }
+    }
+}
+
+fn invalid(message: String) -> Failure {
+    Failure { code: ReasonCode::InvalidArgument, message }
+}
+
+fn home_dir(cmd: &Command) -> Option<&Path> {
+    match cmd {
+        Command::Init { home, .. } | Command::Serve { home, .. } => Some(home),
+        Command::Cert { command: CertCommand::Issue { home, .. } } => Some(home),
+        Command::Audit { command: AuditCommand::Verify { home } } => Some(home),
+    }
+}
+
+/// SoftHSM2 reads `SOFTHSM2_CONF` once, when its module loads. When the home's token needs a
+/// different value, run this same command again with it set, instead of mutating our own
+/// environment after start.
+fn reexec_for_softhsm(cmd: &Command) -> Option<ExitCode> {
+    let dir = home_dir(cmd)?;
+    let conf = match Home::open(dir) {
+        Ok(home) if !home.softhsm2_env_ok() => home.softhsm2_conf()?,
+        Ok(_) => return None,
+        // No config yet: `init` writes a dev one with the conf under hsm/.
+        Err(_) if matches!(cmd, Command::Init { .. }) => dir.join("hsm/softhsm2.conf"),
+        Err(_) => return None,
+    };
+    if std::env::var_os("NUC_REEXECED").is_some() {
+        return None; // never loop; the library reports the mismatch
+    }
+    let exe = std::env::current_exe().ok()?;
+    let conf = if conf.is_absolute() { conf } else { std::env::current_dir().ok()?.join(conf) };
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("SOFTHSM2_CONF", conf)
+        .env("NUC_REEXECED", "1")
+        .status()
+        .ok()?;
+    Some(match status.code() {
+        Some(c) => ExitCode::from(c as u8),
+        None => ExitCode::from(1),
+    })
+}
+
+pub fn run(args: Args) -> ExitCode {
+    if let Some(code) = reexec_for_softhsm(&args.command) {
+        return code;
+    }
+    match dispatch(args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}: {}", f.code, f.message);
+            ExitCode::from(if f.code.is_caller_error() || f.code == ReasonCode::CaState { 2 } else { 1 })
+        }
+    }
+}
+
+fn open_ca(dir: &Path) -> Result<Ca, Failure> {
+    let home = Home::open(dir).map_err(CaError::from)?;
+    Ok(Ca::open(home)?)
+}
+
+fn dispatch(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Init { home, http_listen, root_key, issuing_key } => {
+            let report = Ca::init(&home, &InitOptions { http_listen, root_key, issuing_key })?;
+            for (role, alg) in &report.algorithms {
+                println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
+            }
+            println!("root CA certificate: {}", report.root_pem.display());
+            println!("issuing CA certificate: {}", report.issuing_pem.display());
+            println!("OCSP signer certificate: {}", report.ocsp_pem.display());
+            Ok(())
+        }
+        Command::Cert { command: CertCommand::Issue {
+            home, profile, csr, out, iin, surname, name, patronymic, bin, org, email, role, cn, dns, identification,
+        } } => {
+            // Cheap checks first: a bad IIN is refused before anything is opened.
+            let iin = iin.map(|s| Iin::parse(&s)).transpose().map_err(|e| invalid(e.to_string()))?;
+            let organization = match (bin, org) {
+                (None, None) => None,
+                (Some(b), Some(o)) => Some(LegalEntity { bin: Bin::parse(&b).map_err(|e| invalid(e.to_string()))?, name: o }),
+                (Some(b), None) => {
+                    Bin::parse(&b).map_err(|e| invalid(e.to_string()))?;
+                    return Err(invalid("org: is required together with --bin".into()));
+                }
+                (None, Some(_)) => return Err(invalid("bin: is required together with --org".into())),
+            };
+            let csr_bytes = std::fs::read(&csr)
+                .map_err(|e| invalid(format!("csr: cannot read {}: {e}", csr.display())))?;
+            if out.exists() {
+                return Err(invalid(format!("out: {} already exists; refusing to overwrite", out.display())));
+            }
+            let ca = open_ca(&home)?;
+            let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "admin".into()));
+            let issued = ca.issue(&IssueRequest {
+                profile,
+                csr: csr_bytes,
+                subject: SubjectInfo { iin, surname, name, patronymic, organization, email, common_name: cn },
+                role,
+                identification,
+                dns_names: dns,
+                actor,
+            })?;
+            std::fs::write(&out, issued.pem()).map_err(|e| Failure {
+                code: ReasonCode::Internal,
+                message: format!(
+                    "out: certificate {} was issued and stored, but writing {} failed: {e}",
+                    issued.serial_hex,
+                    out.display()
+                ),
+            })?;
+            println!("issued serial={} profile={} subject=\"{}\"", issued.serial_hex, issued.profile, issued.subject);
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { home } } => {
+            let home = Home::open(&home).map_err(CaError::from)?;
+            if !home.db_path().exists() {
+                return Err(Failure { code: ReasonCode::CaState, message: format!("{} has no database", home.db_path().display()) });
+            }
+            let store = nuc_store::Store::open(&home.db_path())?;
+            match store.verify_audit()? {
+                Ok(n) => {
+                    println!("audit chain intact: {n} records");
+                    Ok(())
+                }
+                Err(b) => Err(Failure { code: ReasonCode::Internal, message: b.to_string() }),
+            }
+        }
+        Command::Serve { home, http_listen } => {
+            let ca = open_ca(&home)?;
+            crate::serve::run(ca, http_listen).map_err(|e| Failure { code: ReasonCode::Internal, message: e.to_string() })
+        }
+    }
+}
