@@ -1,0 +1,216 @@
+//! Harness of the end-to-end tests: runs the real `nuc` binary on a throw-away home with its
+//! own SoftHSM2 token, makes applicant keys and requests with OpenSSL, and asks outside judges
+//! (`openssl`, `pkcs11-tool`, pkilint's `lint_pkix_cert`) about what came out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::{X509NameBuilder, X509Req, X509ReqBuilder};
+
+/// The `nuc` binary under test: `NUC_BIN`, else the workspace's release build.
+pub fn nuc_bin() -> PathBuf {
+    let bin = std::env::var_os("NUC_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/nuc")
+    });
+    assert!(bin.exists(), "{} is missing: run `make test` (it builds the release binary first)", bin.display());
+    bin
+}
+
+/// A finished command, with its output as text.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// stderr without the tracing lines (which carry a timestamp and a level).
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
+    }
+}
+
+/// Runs `nuc` with arguments; logs quiet unless asked.
+pub fn nuc(args: &[&str]) -> Run {
+    Command::new(nuc_bin())
+        .args(args)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env_remove("SOFTHSM2_CONF")
+        .output()
+        .expect("run nuc")
+        .into()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A home with an initialised CA, removed when dropped.
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+    pub http: String,
+}
+
+impl TestHome {
+    pub fn init() -> Self {
+        Self::init_with(&[])
+    }
+
+    pub fn init_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = format!("127.0.0.1:{}", free_port());
+        let home = dir.path().join("home");
+        let mut args = vec!["init", "--home", home.to_str().unwrap(), "--http-listen", &http];
+        args.extend_from_slice(extra);
+        let r = nuc(&args);
+        assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
+        TestHome { dir, http }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn home_str(&self) -> String {
+        self.home().to_str().unwrap().to_owned()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn root_pem(&self) -> PathBuf {
+        self.home().join("ca/root.pem")
+    }
+
+    pub fn issuing_pem(&self) -> PathBuf {
+        self.home().join("ca/issuing.pem")
+    }
+
+    /// `nuc cert issue --home … --profile P --csr CSR --out OUT` plus subject options.
+    pub fn issue(&self, profile: &str, csr: &Path, out: &Path, subject: &[&str]) -> Run {
+        let home = self.home_str();
+        let mut args =
+            vec!["cert", "issue", "--home", &home, "--profile", profile, "--csr", csr.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(subject);
+        nuc(&args)
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.home().join("nuc.db")).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// (seq, action) of every audit record.
+    pub fn audit_actions(&self) -> Vec<(i64, String)> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT seq, action FROM audit_log ORDER BY seq").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    }
+}
+
+/// Applicant keys.
+pub enum KeySpec {
+    Rsa(u32),
+    Ec(Nid),
+}
+
+pub fn key(spec: &KeySpec) -> PKey<Private> {
+    match spec {
+        KeySpec::Rsa(bits) => PKey::from_rsa(Rsa::generate(*bits).unwrap()).unwrap(),
+        KeySpec::Ec(nid) => PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(*nid).unwrap()).unwrap()).unwrap(),
+    }
+}
+
+/// A PKCS#10 request with a subject the CA must ignore.
+pub fn csr_for(key: &PKey<Private>) -> X509Req {
+    let mut b = X509ReqBuilder::new().unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "Applicant-chosen name the CA must ignore").unwrap();
+    b.set_subject_name(&name.build()).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.sign(key, MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
+/// Writes a fresh key's CSR as PEM to `path`.
+pub fn write_csr(path: &Path, spec: KeySpec) -> PKey<Private> {
+    let k = key(&spec);
+    std::fs::write(path, csr_for(&k).to_pem().unwrap()).unwrap();
+    k
+}
+
+/// Runs an outside command and returns its output.
+pub fn outside(cmd: &str, args: &[&str]) -> Run {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is not runnable ({e}): run `make deps`"))
+        .into()
+}
+
+/// `openssl verify` of a leaf against the home's chain.
+pub fn openssl_verify(home: &TestHome, leaf: &Path) -> Run {
+    outside(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            home.root_pem().to_str().unwrap(),
+            "-untrusted",
+            home.issuing_pem().to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ],
+    )
+}
+
+/// pkilint's RFC 5280 lint at WARNING and above: the list of findings (empty = clean).
+pub fn pkilint_findings(cert: &Path) -> String {
+    let r = outside("lint_pkix_cert", &["lint", "-s", "WARNING", cert.to_str().unwrap()]);
+    assert!(r.stderr.trim().is_empty(), "lint_pkix_cert failed to run: {}", r.stderr);
+    r.stdout.trim().to_owned()
+}
+
+/// `openssl asn1parse` of a PEM certificate.
+pub fn asn1parse(cert: &Path) -> String {
+    let r = outside("openssl", &["asn1parse", "-in", cert.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    r.stdout
+}
+
+/// All file contents under `dir`, for "no private key in any file" checks.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
