@@ -336,3 +336,23 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("stopped cleanly"), "{log}");
     assert!(http_get(&h.http, "/healthz").is_none(), "still answering after stop");
 }
+
+#[test]
+fn the_outside_judges_can_say_no() {
+    // A judge that never objects proves nothing: show pkilint and openssl verify refusing.
+    let h = TestHome::init();
+    let bad = h.path("bad.pem");
+    let key = h.path("bad.key");
+    let r = outside(
+        "openssl",
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key.to_str().unwrap(), "-subj", "/CN=foreign",
+            "-addext", "keyUsage=digitalSignature", "-set_serial", "-5", "-days", "1", "-out", bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let findings = pkilint_findings(&bad);
+    assert!(findings.contains("certificate_serial_number_out_of_range"), "{findings}");
+    assert!(findings.contains("key_usage_extension_not_critical"), "{findings}");
+    assert_ne!(openssl_verify(&h, &bad).code, Some(0), "a foreign self-signed certificate verified");
+}
