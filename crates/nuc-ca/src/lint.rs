@@ -207,3 +207,114 @@ fn lint_subject(subject: &Name, p: &Profile, f: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Config;
+    use crate::policy::{DEFAULT_PROFILES, Policy};
+    use crate::subject::distinguished_name;
+    use crate::tbs::{Dn, DnValue, TbsInput, build, encode_name};
+    use der::Decode;
+    use nuc_core::{Iin, SubjectInfo};
+    use spki::SubjectPublicKeyInfoOwned;
+
+    fn spki() -> SubjectPublicKeyInfoOwned {
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        SubjectPublicKeyInfoOwned::from_der(&key.public_key_to_der().unwrap()).unwrap()
+    }
+
+    fn person() -> SubjectInfo {
+        SubjectInfo {
+            iin: Some(Iin::parse("860908363012").unwrap()),
+            surname: Some("ҚҰНАНБАЙ".into()),
+            name: Some("АБАЙ".into()),
+            patronymic: Some("ҚҰНАНБАЙҰЛЫ".into()),
+            organization: None,
+            email: None,
+            common_name: None,
+        }
+    }
+
+    /// Builds an individual-auth TBS with the given DN and lints it against the profile.
+    fn lint_with(dn: &Dn, key_usage: &[KeyUsages], serial: &[u8]) -> Result<(), Vec<String>> {
+        let policy = Policy::from_toml(DEFAULT_PROFILES).unwrap();
+        let profile = &policy.profiles["individual-auth"];
+        let config = Config::dev("127.0.0.1:1");
+        let issuer = encode_name(&vec![(const_oid::db::rfc4519::CN, DnValue::Utf8("CA".into()))]).unwrap();
+        let eku = profile.extended_key_usage.clone();
+        let tbs = build(&TbsInput {
+            profile,
+            policy: &policy,
+            urls: &config.publication,
+            serial,
+            signature_algorithm: crate::KeyAlgorithm::EcdsaP256.signature_algorithm(),
+            issuer: issuer.clone(),
+            issuer_key_id: Some(vec![1; 20]),
+            not_before: 1_800_000_000,
+            not_after: 1_800_000_000 + 86_400,
+            subject: encode_name(dn).unwrap(),
+            spki: spki(),
+            key_usage: key_usage.to_vec(),
+            extended_key_usage: eku.clone(),
+            email: None,
+            dns_names: vec![],
+        })
+        .unwrap();
+        lint(
+            &tbs,
+            &LintContext {
+                profile,
+                policy_oid: policy.policy_oid,
+                issuer: &issuer,
+                issuer_key_id: Some(&[1; 20]),
+                issuer_not_after: None,
+                key_usage: &profile.key_usage_ec.clone().unwrap(),
+                extended_key_usage: &eku,
+            },
+        )
+    }
+
+    fn good_dn() -> Dn {
+        let policy = Policy::from_toml(DEFAULT_PROFILES).unwrap();
+        distinguished_name(&policy.profiles["individual-auth"], &person()).unwrap()
+    }
+
+    const EC_AUTH: [KeyUsages; 2] = [KeyUsages::DigitalSignature, KeyUsages::KeyAgreement];
+
+    #[test]
+    fn a_well_built_tbs_passes() {
+        lint_with(&good_dn(), &EC_AUTH, &[0x42; 20]).unwrap();
+    }
+
+    #[test]
+    fn key_usage_other_than_the_profile_is_found() {
+        let f = lint_with(&good_dn(), &[KeyUsages::DigitalSignature], &[0x42; 20]).unwrap_err();
+        assert!(f.iter().any(|s| s.contains("keyUsage differs")), "{f:?}");
+    }
+
+    #[test]
+    fn dn_out_of_order_or_wrong_string_type_is_found() {
+        let mut dn = good_dn();
+        dn.swap(0, 1);
+        let f = lint_with(&dn, &EC_AUTH, &[0x42; 20]).unwrap_err();
+        assert!(f.iter().any(|s| s.contains("order")), "{f:?}");
+
+        let mut dn = good_dn();
+        dn[2].1 = DnValue::Utf8("IIN860908363012".into());
+        let f = lint_with(&dn, &EC_AUTH, &[0x42; 20]).unwrap_err();
+        assert!(f.iter().any(|s| s.contains("PrintableString")), "{f:?}");
+
+        let mut dn = good_dn();
+        dn[2].1 = DnValue::Printable("IIN860908363013".into());
+        let f = lint_with(&dn, &EC_AUTH, &[0x42; 20]).unwrap_err();
+        assert!(f.iter().any(|s| s.contains("SERIALNUMBER")), "{f:?}");
+    }
+
+    #[test]
+    fn negative_or_zero_serial_is_found() {
+        let f = lint_with(&good_dn(), &EC_AUTH, &[0x00; 1]).unwrap_err();
+        assert!(f.iter().any(|s| s.contains("serial")), "{f:?}");
+    }
+}
