@@ -1,1 +1,793 @@
-fn main(){}
+//! `nuc-bench`: what a certificate issuance costs, as a ratio against the HSM's own limit.
+//!
+//! The CA's throughput is bounded by its HSM: every certificate needs one signature with the
+//! issuing key, and the HSM makes only so many per second. What the service adds around that
+//! signature (checking the CSR, building and linting the TBS, reserving the serial and
+//! recording the certificate with their audit records, durably) must not become the bottleneck.
+//! The target: **an issuance through `Ca::issue` costs at most 25% more time than the bare
+//! HSM signature with the same key**, i.e. `raw_sign_rate / issue_rate - 1 <= 0.25`.
+//!
+//! Absolute numbers depend on the machine, the disk and the HSM (SoftHSM2 here, whose "signing
+//! hardware" is the same CPU the service runs on); the ratio is what is comparable across
+//! machines and what the target is about.
+//!
+//! How it measures, for each CA key type (`--algs`, default `rsa-2048,ecdsa-p256`):
+//!
+//! * The parent makes a fresh temporary home and runs itself again as a child (`--child ALG
+//!   --home DIR`) with `SOFTHSM2_CONF` pointing at that home's token: SoftHSM2 reads the
+//!   variable once, when its module loads, so each key type needs its own process.
+//! * The child runs `nuc init` there (root and issuing key of that type), opens the CA, and
+//!   makes one ECDSA P-256 applicant CSR per issuance *before* timing (a key can be certified
+//!   only once; applicant keys are the same type whatever the CA key is).
+//! * After a warm-up (not counted) it measures, with `--threads` threads sharing one `Ca`:
+//!   (a) bare `Hsm::sign_raw` with the issuing key, `--count` times (a ~1 KB message for RSA,
+//!   which the mechanism hashes; a 32-byte digest for ECDSA); (b) `--count` issuances of the
+//!   `individual-auth` profile; (a) again. The raw rate is the mean of the two (a) runs.
+//! * It prints one line per key type with the ratio, PASS or MISS, the per-issuance p50/p99
+//!   latency, and a JSON line for machines; then it removes its home. It writes nothing
+//!   outside that home.
+//!
+//! `--breakdown` also times each step of an issuance on one thread, through the same public
+//! pieces `Ca::issue` is made of, to show where the time goes when the target is missed.
+//!
+//! The exit code is 0 whether the target is met or not (this is a benchmark, not a test); it is
+//! 1 only when a measurement could not be made.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use clap::Parser;
+use nuc_ca::{Ca, Home, InitOptions, IssueRequest, KeyAlgorithm};
+use nuc_core::{Iin, SubjectInfo};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::x509::{X509, X509NameBuilder, X509ReqBuilder};
+use serde_json::{Value, json};
+
+/// Issuance may cost at most this much more than the bare HSM signature, in percent.
+const TARGET_PCT: f64 = 25.0;
+/// The profile issued: the commonest certificate of the NUC (an individual's AUTH).
+const PROFILE: &str = "individual-auth";
+/// Size of the message given to the HSM for RSA (CKM_SHA256_RSA_PKCS hashes it): about a TBS.
+const RSA_MESSAGE_LEN: usize = 1024;
+/// Issuances per step in `--breakdown` (capped by `--count`).
+const BREAKDOWN_MAX: usize = 200;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nuc-bench",
+    about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key"
+)]
+struct Args {
+    /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
+    #[arg(long, value_delimiter = ',', default_value = "rsa-2048,ecdsa-p256")]
+    algs: Vec<String>,
+    /// Issuances measured per key type (and raw signatures per raw measurement).
+    #[arg(long, default_value_t = 400)]
+    count: usize,
+    /// Threads sharing one CA, for both the raw and the issuance measurements.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Issuances and raw signatures made before measuring, not counted.
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Also time each step of an issuance (one thread) to show where the time goes.
+    #[arg(long)]
+    breakdown: bool,
+    /// Internal: measure this key type in this process (the parent sets SOFTHSM2_CONF).
+    #[arg(long, hide = true, value_name = "ALG", requires = "home")]
+    child: Option<String>,
+    /// Internal: the temporary home of the child, removed when it ends.
+    #[arg(long, hide = true, value_name = "DIR", requires = "child")]
+    home: Option<PathBuf>,
+}
+
+/// The parent's `println!` that survives a closed stdout (`| head`): it keeps draining the
+/// child's output, so the child is never killed by a broken pipe before removing its home.
+macro_rules! out {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = check_args(&args).and_then(|_| match (&args.child, &args.home) {
+        (Some(alg), Some(home)) => child(alg, home, &args),
+        _ => parent(&args),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nuc-bench: error: {}", causes(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
+    ensure!(args.count >= 1, "--count must be at least 1");
+    ensure!(args.threads >= 1, "--threads must be at least 1");
+    args.algs
+        .iter()
+        .map(|a| KeyAlgorithm::from_str(a.trim()).map_err(anyhow::Error::from))
+        .collect()
+}
+
+// ------------------------------------------------------------------------------- parent
+
+/// One key type's result, as the child reported it in its JSON line.
+struct Row {
+    alg: String,
+    report: Option<Value>,
+}
+
+fn parent(args: &Args) -> Result<()> {
+    let algs = check_args(args)?;
+    ensure!(!algs.is_empty(), "--algs names no key type");
+    let exe = std::env::current_exe().context("cannot find this executable to run it again")?;
+    out!(
+        "nuc-bench: {} issuances of {PROFILE} per CA key type, {}; applicant keys: ECDSA P-256 \
+         (one fresh CSR per issuance, made before timing); target: issuance <= {TARGET_PCT}% more than the bare HSM signature",
+        args.count,
+        threads_text(args.threads)
+    );
+    let mut rows = Vec::new();
+    for alg in algs {
+        let tmp = tempfile::Builder::new()
+            .prefix("nuc-bench-")
+            .tempdir()
+            .context("cannot create a temporary home")?;
+        let home = std::path::absolute(tmp.path())?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--child")
+            .arg(alg.to_string())
+            .arg("--home")
+            .arg(&home)
+            .arg("--count")
+            .arg(args.count.to_string())
+            .arg("--threads")
+            .arg(args.threads.to_string())
+            .arg("--warmup")
+            .arg(args.warmup.to_string())
+            .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if args.breakdown {
+            cmd.arg("--breakdown");
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start the {alg} child"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut report = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if line.starts_with('{') {
+                report = serde_json::from_str::<Value>(&line).ok();
+            }
+            out!("{line}");
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            eprintln!("nuc-bench: the {alg} child failed ({status})");
+            report = None;
+        }
+        if home.exists() {
+            eprintln!("nuc-bench: the {alg} child left its home behind; removing it");
+        }
+        drop(tmp);
+        rows.push(Row {
+            alg: alg.to_string(),
+            report,
+        });
+    }
+    print_summary(args, &rows);
+    let missed = rows.iter().any(|r| {
+        r.report
+            .as_ref()
+            .is_some_and(|v| v["pass"] != Value::Bool(true))
+    });
+    if missed && !args.breakdown {
+        out!("(to see where an issuance's time goes: make bench BENCH_ARGS=--breakdown)");
+    }
+    if rows.iter().any(|r| r.report.is_none()) {
+        bail!("some key types could not be measured");
+    }
+    Ok(())
+}
+
+fn print_summary(args: &Args, rows: &[Row]) {
+    out!();
+    out!(
+        "summary ({} issuances, {}, applicant keys ECDSA P-256, target <= {TARGET_PCT}%):",
+        args.count,
+        threads_text(args.threads)
+    );
+    out!(
+        "{:<12} {:>10} {:>13} {:>10} {:>9} {:>9}  verdict",
+        "CA key",
+        "issue/s",
+        "raw sign/s",
+        "overhead",
+        "p50 ms",
+        "p99 ms"
+    );
+    for row in rows {
+        let Some(r) = &row.report else {
+            out!("{:<12} {:>10}", row.alg, "FAILED");
+            continue;
+        };
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let lat = |k: &str| r["issue_latency_ms"][k].as_f64().unwrap_or(f64::NAN);
+        out!(
+            "{:<12} {:>10.1} {:>13.1} {:>9.1}% {:>9.2} {:>9.2}  {}",
+            row.alg,
+            f("issue_per_s"),
+            f("raw_sign_per_s"),
+            f("overhead_pct"),
+            lat("p50"),
+            lat("p99"),
+            if r["pass"].as_bool() == Some(true) {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        );
+    }
+}
+
+// -------------------------------------------------------------------------------- child
+
+/// Removes the child's home when dropped, after an error or a panic too.
+struct RemoveHome<'a>(&'a Path);
+
+impl Drop for RemoveHome<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(self.0) {
+            eprintln!("nuc-bench: cannot remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+fn child(alg: &str, home: &Path, args: &Args) -> Result<()> {
+    let _remove = RemoveHome(home);
+    // The CA (token, database) is closed when `measure` returns; then the home goes.
+    measure(alg, home, args)
+}
+
+fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
+    let alg = KeyAlgorithm::from_str(alg)?;
+    let threads = args.threads.max(1);
+    let started = Instant::now();
+    Ca::init(
+        home,
+        &InitOptions {
+            http_listen: None,
+            root_key: Some(alg.to_string()),
+            issuing_key: Some(alg.to_string()),
+        },
+    )
+    .context("nuc init")?;
+    let ca = Ca::open(Home::open(home)?).context("opening the CA")?;
+    ensure!(
+        ca.issuing.key.algorithm == alg,
+        "issuing key is {}, not {alg}",
+        ca.issuing.key.algorithm
+    );
+    let init_time = started.elapsed();
+
+    let n = args.count;
+    let n_breakdown = if args.breakdown {
+        n.min(BREAKDOWN_MAX)
+    } else {
+        0
+    };
+    let started = Instant::now();
+    let n_csrs = 1 + args.warmup + n + 2 * n_breakdown;
+    let mut csrs = make_csrs(n_csrs)?.into_iter();
+    let mut requests =
+        |k: usize| -> Vec<IssueRequest> { csrs.by_ref().take(k).map(request).collect() };
+    let check = requests(1);
+    let warm = requests(args.warmup);
+    let measured = requests(n);
+    let breakdown_reqs = requests(2 * n_breakdown);
+    let csr_time = started.elapsed();
+
+    let message = raw_input(alg);
+    let sign = |_: usize| -> Result<()> {
+        ca.hsm.sign_raw(&ca.issuing.key, &message)?;
+        Ok(())
+    };
+    let issue =
+        |reqs: &[IssueRequest], i: usize| -> Result<Vec<u8>> { Ok(ca.issue(&reqs[i])?.der) };
+
+    // What we time must be real: one issuance first, its signature checked with the CA key.
+    let issuing_key = X509::from_der(&ca.issuing.cert_der)?.public_key()?;
+    let der = issue(&check, 0)?;
+    ensure!(
+        X509::from_der(&der)?.verify(&issuing_key)?,
+        "an issued certificate does not verify"
+    );
+    // Warm-up, not counted: a session per thread opened, caches and pages touched.
+    run(args.warmup, threads, sign)?;
+    run(args.warmup, threads, |i| issue(&warm, i).map(drop))?;
+
+    let raw_before = run(n, threads, sign)?;
+    let issued = run(n, threads, |i| issue(&measured, i).map(drop))?;
+    let raw_after = run(n, threads, sign)?;
+
+    let issue_rate = issued.rate();
+    let raw_rate = (raw_before.rate() + raw_after.rate()) / 2.0;
+    let overhead = (raw_rate / issue_rate - 1.0) * 100.0;
+    let pass = overhead <= TARGET_PCT;
+    let (p50, p99, max) = (
+        issued.percentile(50.0),
+        issued.percentile(99.0),
+        issued.percentile(100.0),
+    );
+    let (raw_p50, raw_p99) = (raw_before.percentile(50.0), raw_before.percentile(99.0));
+    println!(
+        "{alg}: issue {issue_rate:.1}/s, raw HSM sign {raw_rate:.1}/s (same key, {}) -> issuance costs \
+         {overhead:.1}% more than the bare signature (target <= {TARGET_PCT}%: {})",
+        threads_text(threads),
+        if pass { "PASS" } else { "MISS" }
+    );
+    println!(
+        "{alg}: issuance latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; raw sign latency p50 {:.2} ms, p99 {:.2} ms; \
+         raw runs {:.1}/s before, {:.1}/s after",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        ms(raw_p50),
+        ms(raw_p99),
+        raw_before.rate(),
+        raw_after.rate()
+    );
+    println!(
+        "{alg}: setup (not timed): init {:.2} s, {n_csrs} ECDSA P-256 applicant CSRs in {:.2} s",
+        init_time.as_secs_f64(),
+        csr_time.as_secs_f64()
+    );
+
+    let breakdown = if n_breakdown > 0 {
+        Some(breakdown(&ca, &breakdown_reqs, &message)?)
+    } else {
+        None
+    };
+
+    println!(
+        "{}",
+        json!({
+            "bench": "issuance-vs-hsm-sign",
+            "alg": alg.to_string(),
+            "profile": PROFILE,
+            "applicant_keys": "ecdsa-p256",
+            "threads": threads,
+            "count": n,
+            "issue_per_s": round(issue_rate),
+            "raw_sign_per_s": round(raw_rate),
+            "raw_sign_runs_per_s": [round(raw_before.rate()), round(raw_after.rate())],
+            "overhead_pct": round(overhead),
+            "target_pct": TARGET_PCT,
+            "pass": pass,
+            "issue_latency_ms": { "p50": round(ms(p50)), "p99": round(ms(p99)), "max": round(ms(max)) },
+            "raw_sign_latency_ms": { "p50": round(ms(raw_p50)), "p99": round(ms(raw_p99)) },
+            "breakdown_us": breakdown,
+        })
+    );
+    Ok(())
+}
+
+/// What the bare signature is given: the mechanism hashes the message for RSA; ECDSA takes the
+/// digest of the curve's size.
+fn raw_input(alg: KeyAlgorithm) -> Vec<u8> {
+    let len = match alg {
+        KeyAlgorithm::Rsa { .. } => RSA_MESSAGE_LEN,
+        KeyAlgorithm::EcdsaP256 => 32,
+        KeyAlgorithm::EcdsaP384 => 48,
+    };
+    let mut v = vec![0u8; len];
+    openssl::rand::rand_bytes(&mut v).expect("randomness");
+    v
+}
+
+fn subject() -> SubjectInfo {
+    SubjectInfo {
+        iin: Some(Iin::parse("860908363012").expect("a valid test IIN")),
+        surname: Some("ТЕСТОВ".into()),
+        name: Some("ТЕСТ".into()),
+        patronymic: None,
+        organization: None,
+        email: None,
+        common_name: None,
+    }
+}
+
+fn request(csr: Vec<u8>) -> IssueRequest {
+    IssueRequest {
+        profile: PROFILE.into(),
+        csr,
+        subject: subject(),
+        role: None,
+        identification: None,
+        dns_names: vec![],
+        actor: "bench".into(),
+    }
+}
+
+/// `n` DER CSRs, each for a new ECDSA P-256 key, made on all CPUs.
+fn make_csrs(n: usize) -> Result<Vec<Vec<u8>>> {
+    fn one() -> Result<Vec<u8>> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+        let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_text("CN", "nuc-bench applicant")?;
+        let mut req = X509ReqBuilder::new()?;
+        req.set_version(0)?;
+        req.set_subject_name(&name.build())?;
+        req.set_pubkey(&key)?;
+        req.sign(&key, MessageDigest::sha256())?;
+        Ok(req.build().to_der()?)
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out: Vec<Result<Vec<Vec<u8>>>> = std::thread::scope(|s| {
+        let per = n.div_ceil(cpus).max(1);
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|start| s.spawn(move || (start..(start + per).min(n)).map(|_| one()).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("CSR thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(n);
+    for chunk in out {
+        all.extend(chunk?);
+    }
+    Ok(all)
+}
+
+/// A timed run: total wall time and the latency of each operation.
+struct Run {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile.
+    fn percentile(&self, p: f64) -> Duration {
+        let n = self.latencies.len();
+        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, n) - 1]
+    }
+}
+
+/// Runs `op(0..n)` on `threads` threads taking indices from a shared counter.
+fn run(n: usize, threads: usize, op: impl Fn(usize) -> Result<()> + Sync) -> Result<Run> {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let per_thread: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut latencies = Vec::with_capacity(n / threads + 1);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return Ok(latencies);
+                        }
+                        let t = Instant::now();
+                        if let Err(e) = op(i) {
+                            next.store(n, Ordering::Relaxed); // stop the others too
+                            return Err(e.context(format!("operation {i}")));
+                        }
+                        latencies.push(t.elapsed());
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("bench thread panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let mut latencies = Vec::with_capacity(n);
+    for l in per_thread {
+        latencies.extend(l?);
+    }
+    ensure!(
+        latencies.len() == n,
+        "{} of {n} operations done",
+        latencies.len()
+    );
+    latencies.sort();
+    Ok(Run { elapsed, latencies })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+// ---------------------------------------------------------------------------- breakdown
+
+/// The steps of `Ca::issue`, in order, as `breakdown` times them.
+const STEPS: [(&str, &str); 7] = [
+    (
+        "csr_check",
+        "decode the CSR, check its key, verify its signature (proof of possession)",
+    ),
+    (
+        "key_lookup",
+        "has this key been certified already? (one SELECT)",
+    ),
+    ("tbs_build", "subject DN, serial, TBS encoding"),
+    (
+        "lint",
+        "decode the TBS again and lint it against the profile",
+    ),
+    (
+        "db_reserve",
+        "reserve serial and key + audit record (one transaction, synchronous=FULL)",
+    ),
+    (
+        "hsm_sign",
+        "hash the TBS, sign in the HSM, assemble the certificate",
+    ),
+    (
+        "db_record",
+        "record the certificate + audit record (one transaction, synchronous=FULL)",
+    ),
+];
+
+/// Times each step of an issuance on one thread, by doing what `Ca::issue` does through the
+/// library's public pieces on the first half of `reqs`; then times `Ca::issue` itself and the
+/// bare signature on one thread for comparison. Returns mean microseconds per step.
+fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
+    use nuc_ca::{csr, lint, subject, tbs};
+    use nuc_store::{AuditEntry, Reservation};
+
+    let alg = ca.issuing.key.algorithm;
+    let (replica, real) = reqs.split_at(reqs.len() / 2);
+    let profile = ca
+        .policy
+        .end_entity(PROFILE)
+        .with_context(|| format!("policy has no {PROFILE}"))?;
+    let ident = *ca
+        .policy
+        .identification
+        .get("in-person")
+        .context("policy has no in-person identification")?;
+    let mut total = [Duration::ZERO; STEPS.len()];
+    for req in replica {
+        let mut t = Instant::now();
+        let mut lap = |step: usize| {
+            let now = Instant::now();
+            total[step] += now - t;
+            t = now;
+        };
+        let checked = csr::check(&req.csr, profile)?;
+        lap(0);
+        ensure!(
+            ca.store.key_certified(&checked.spki_sha256)?.is_none(),
+            "applicant key reused"
+        );
+        lap(1);
+        let dn = subject::distinguished_name(profile, &req.subject)?;
+        let key_usage = match (&profile.key_usage_ec, checked.algorithm) {
+            (Some(ec), KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => ec.clone(),
+            _ => profile.key_usage.clone(),
+        };
+        let mut eku = profile.extended_key_usage.clone();
+        eku.push(ident);
+        let subject_name = tbs::encode_name(&dn)?;
+        let now = nuc_core::time::now_unix();
+        let not_after =
+            (now + i64::from(profile.validity_days) * 86_400 - 1).min(ca.issuing.not_after);
+        let mut serial = [0u8; 20];
+        openssl::rand::rand_bytes(&mut serial)?;
+        serial[0] = (serial[0] & 0x7f).max(1);
+        let tbs_der = tbs::build(&tbs::TbsInput {
+            profile,
+            policy: &ca.policy,
+            urls: &ca.home.config.publication,
+            serial: &serial,
+            signature_algorithm: alg.signature_algorithm(),
+            issuer: ca.issuing.subject.clone(),
+            issuer_key_id: Some(ca.issuing.key_id.clone()),
+            not_before: now,
+            not_after,
+            subject: subject_name.clone(),
+            spki: checked.spki.clone(),
+            key_usage: key_usage.clone(),
+            extended_key_usage: eku.clone(),
+            email: None,
+            dns_names: vec![],
+        })?;
+        lap(2);
+        lint::lint(
+            &tbs_der,
+            &lint::LintContext {
+                profile,
+                policy_oid: ca.policy.policy_oid,
+                issuer: &ca.issuing.subject,
+                issuer_key_id: Some(&ca.issuing.key_id),
+                issuer_not_after: Some(ca.issuing.not_after),
+                key_usage: &key_usage,
+                extended_key_usage: &eku,
+            },
+        )
+        .map_err(|f| anyhow!("lint: {}", f.join("; ")))?;
+        lap(3);
+        let serial_hex = hex(&serial);
+        let subject_text = subject_name.to_string();
+        ca.store.reserve(
+            &Reservation {
+                serial: serial_hex.clone(),
+                profile: profile.name.clone(),
+                subject: subject_text.clone(),
+                iin: req.subject.iin.as_ref().map(|i| i.to_string()),
+                bin: None,
+                spki_sha256: checked.spki_sha256.clone(),
+                not_before: now,
+                not_after,
+            },
+            &AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.reserved".into(),
+                object: format!("serial:{serial_hex}"),
+                details: json!({ "profile": profile.name, "spki_sha256": checked.spki_sha256 }),
+            },
+        )?;
+        lap(4);
+        let signature = ca.hsm.sign(&ca.issuing.key, &tbs_der)?;
+        let der = tbs::assemble(&tbs_der, alg.signature_algorithm(), &signature)?;
+        lap(5);
+        ca.store.record_issued(
+            &serial_hex,
+            &der,
+            &AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.issued".into(),
+                object: format!("serial:{serial_hex}"),
+                details: json!({
+                    "profile": profile.name,
+                    "subject": subject_text,
+                    "sha256": hex(&openssl::sha::sha256(&der)),
+                }),
+            },
+        )?;
+        lap(6);
+    }
+    let k = replica.len().max(1) as f64;
+    let mean_us = |d: Duration| d.as_secs_f64() * 1e6 / k;
+    let sum: f64 = total.iter().map(|d| mean_us(*d)).sum();
+
+    // Inside csr_check: the OpenSSL half of it (proof of possession), timed alone on the same CSRs.
+    let mut pop = [Duration::ZERO; 3];
+    for req in replica {
+        let der = csr::to_der(&req.csr)?;
+        let t = Instant::now();
+        let parsed = openssl::x509::X509Req::from_der(&der)?;
+        let t1 = Instant::now();
+        let key = parsed.public_key()?;
+        let t2 = Instant::now();
+        ensure!(parsed.verify(&key)?, "CSR signature does not verify");
+        let t3 = Instant::now();
+        pop[0] += t1 - t;
+        pop[1] += t2 - t1;
+        pop[2] += t3 - t2;
+    }
+
+    let issue_1t = run(real.len(), 1, |i| {
+        ca.issue(&real[i]).map(drop).map_err(Into::into)
+    })?;
+    let sign_1t = run(real.len(), 1, |_| {
+        ca.hsm
+            .sign_raw(&ca.issuing.key, message)
+            .map(drop)
+            .map_err(Into::into)
+    })?;
+    let mean = |r: &Run| r.elapsed.as_secs_f64() * 1e6 / r.latencies.len().max(1) as f64;
+
+    println!(
+        "{alg}: breakdown of one issuance, 1 thread, mean of {} issuances:",
+        replica.len()
+    );
+    let mut steps = serde_json::Map::new();
+    for (i, (name, what)) in STEPS.iter().enumerate() {
+        let us = mean_us(total[i]);
+        println!(
+            "{alg}:   {name:<11} {us:>9.1} us {:>5.1}%  {what}",
+            us / sum * 100.0
+        );
+        steps.insert((*name).into(), json!(round(us)));
+        if i == 0 {
+            let parts = [
+                ("X509Req::from_der", pop[0]),
+                ("X509Req::public_key", pop[1]),
+                ("X509Req::verify", pop[2]),
+            ];
+            let openssl: f64 = parts.iter().map(|(_, d)| mean_us(*d)).sum();
+            for (what, d) in parts {
+                println!(
+                    "{alg}:     of which {what:<20} {:>7.1} us (timed separately)",
+                    mean_us(d)
+                );
+            }
+            println!(
+                "{alg}:     of which the rest (DER/PEM decode, key checks, SPKI hash) ~{:.1} us",
+                us - openssl
+            );
+        }
+    }
+    println!("{alg}:   {:<11} {sum:>9.1} us", "sum");
+    println!(
+        "{alg}:   Ca::issue alone {:.1} us/issuance, bare sign_raw alone {:.1} us/signature (1 thread, {} each)",
+        mean(&issue_1t),
+        mean(&sign_1t),
+        real.len()
+    );
+    steps.insert("sum".into(), json!(round(sum)));
+    steps.insert("ca_issue_1_thread".into(), json!(round(mean(&issue_1t))));
+    steps.insert("sign_raw_1_thread".into(), json!(round(mean(&sign_1t))));
+    Ok(Value::Object(steps))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn threads_text(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
+    }
+}
+
+/// The error and its causes, each said once (library errors often repeat their source).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
