@@ -130,8 +130,8 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
 }
 
 /// SoftHSM2 reads `SOFTHSM2_CONF` once, when its module loads. When the home's token needs a
-/// different value, run this same command again with it set, instead of mutating our own
-/// environment after start.
+/// different value, replace this process by the same command with it set, instead of mutating
+/// our own environment after start.
 fn reexec_for_softhsm(cmd: &Command) -> Option<ExitCode> {
     let dir = home_dir(cmd)?;
     let conf = match Home::open(dir) {
@@ -146,16 +146,15 @@ fn reexec_for_softhsm(cmd: &Command) -> Option<ExitCode> {
     }
     let exe = std::env::current_exe().ok()?;
     let conf = if conf.is_absolute() { conf } else { std::env::current_dir().ok()?.join(conf) };
-    let status = std::process::Command::new(exe)
+    // exec, not spawn: the same process (same pid) carries on, so signals reach the service.
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env("SOFTHSM2_CONF", conf)
         .env("NUC_REEXECED", "1")
-        .status()
-        .ok()?;
-    Some(match status.code() {
-        Some(c) => ExitCode::from(c as u8),
-        None => ExitCode::from(1),
-    })
+        .exec();
+    eprintln!("error: INTERNAL: cannot re-execute with SOFTHSM2_CONF set: {err}");
+    Some(ExitCode::from(1))
 }
 
 pub fn run(args: Args) -> ExitCode {
