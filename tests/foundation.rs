@@ -330,8 +330,15 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    // Read the log on a thread: if anything still held the pipe open, the test must fail, not hang.
+    let mut pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = pipe.read_to_string(&mut log);
+        let _ = tx.send(log);
+    });
+    let log = rx.recv_timeout(Duration::from_secs(5)).expect("the service's log pipe stayed open after exit");
     assert!(status.success(), "exit {status:?}: {log}");
     assert!(log.contains("stopped cleanly"), "{log}");
     assert!(http_get(&h.http, "/healthz").is_none(), "still answering after stop");
