@@ -480,9 +480,7 @@ impl Ca {
         }
         let dn = distinguished_name(profile, &req.subject)?;
         let checked: CheckedCsr = csr::check(&req.csr, profile)?;
-        if let Some(serial) = self.store.key_certified(&checked.spki_sha256)? {
-            return Err(CaError::KeyAlreadyCertified { serial });
-        }
+        // A key already certified is refused atomically by the reservation below.
         let key_usage: Vec<KeyUsages> = match (&profile.key_usage_ec, checked.algorithm) {
             (Some(ec), KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => ec.clone(),
             _ => profile.key_usage.clone(),

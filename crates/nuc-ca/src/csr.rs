@@ -137,16 +137,92 @@ pub fn check(input: &[u8], profile: &Profile) -> Result<CheckedCsr, CaError> {
             describe_rules(profile)
         )));
     }
-    // Proof of possession: the request is signed by the private half of the key it carries.
-    let verified = openssl::x509::X509Req::from_der(&der)
-        .and_then(|r| {
-            let key = r.public_key()?;
-            r.verify(&key)
-        })
-        .unwrap_or(false);
-    if !verified {
-        return Err(CaError::CsrSignatureInvalid);
-    }
+    verify_possession(&der, &req, algorithm)?;
     let spki_der = spki.to_der()?;
     Ok(CheckedCsr { spki, algorithm, rsa_bits, spki_sha256: hex::encode(sha2::Sha256::digest(&spki_der)) })
+}
+
+/// The DER of the CertificationRequestInfo exactly as it was signed: the first element of the
+/// outer SEQUENCE, sliced from the input rather than re-encoded.
+fn signed_info(der: &[u8]) -> Result<&[u8], CaError> {
+    use der::Reader;
+    let malformed = |e: der::Error| CaError::CsrMalformed(format!("not a PKCS#10 certificate request: {e}"));
+    let outer = der::asn1::AnyRef::from_der(der).map_err(malformed)?;
+    let content = outer.value();
+    let mut reader = der::SliceReader::new(content).map_err(malformed)?;
+    der::asn1::AnyRef::decode(&mut reader).map_err(malformed)?;
+    let len = usize::try_from(reader.position()).map_err(malformed)?;
+    Ok(&content[..len])
+}
+
+/// Proof of possession: the request is signed by the private half of the key it carries.
+///
+/// The key is rebuilt from its raw parts with OpenSSL's primitives (cached curve groups),
+/// not through OpenSSL's generic decoders, which cost more than the verification itself.
+fn verify_possession(der: &[u8], req: &CertReq, algorithm: KeyAlgorithm) -> Result<(), CaError> {
+    use const_oid::db::rfc5912;
+    use openssl::hash::{MessageDigest, hash};
+    let info = signed_info(der)?;
+    let signature = req
+        .signature
+        .as_bytes()
+        .ok_or_else(|| CaError::CsrMalformed("signature is not a whole number of octets".into()))?;
+    let sig_oid = req.algorithm.oid;
+    let invalid = |why: &str| CaError::CsrSignatureInvalid(why.to_owned());
+    let verified = match algorithm {
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+            let md = match sig_oid {
+                rfc5912::ECDSA_WITH_SHA_256 => MessageDigest::sha256(),
+                rfc5912::ECDSA_WITH_SHA_384 => MessageDigest::sha384(),
+                rfc5912::ECDSA_WITH_SHA_512 => MessageDigest::sha512(),
+                other => return Err(invalid(&format!("signature algorithm {other} does not fit an ECDSA key"))),
+            };
+            let group = curve_group(algorithm).map_err(|_| invalid("curve unavailable"))?;
+            let digest = hash(md, info).map_err(|_| invalid("digest failed"))?;
+            let verify = || -> Result<bool, openssl::error::ErrorStack> {
+                let mut ctx = openssl::bn::BigNumContext::new()?;
+                let point = openssl::ec::EcPoint::from_bytes(group, req.info.public_key.subject_public_key.raw_bytes(), &mut ctx)?;
+                let key = openssl::ec::EcKey::from_public_key(group, &point)?;
+                openssl::ecdsa::EcdsaSig::from_der(signature)?.verify(&digest, &key)
+            };
+            verify().unwrap_or(false)
+        }
+        KeyAlgorithm::Rsa { .. } => {
+            let md = match sig_oid {
+                rfc5912::SHA_256_WITH_RSA_ENCRYPTION => MessageDigest::sha256(),
+                rfc5912::SHA_384_WITH_RSA_ENCRYPTION => MessageDigest::sha384(),
+                rfc5912::SHA_512_WITH_RSA_ENCRYPTION => MessageDigest::sha512(),
+                other => return Err(invalid(&format!("signature algorithm {other} is not accepted for an RSA key (PKCS#1 v1.5 with SHA-2)"))),
+            };
+            let key = RsaPublicKey::from_der(req.info.public_key.subject_public_key.raw_bytes())
+                .map_err(|e| CaError::CsrMalformed(format!("RSA public key does not decode: {e}")))?;
+            let verify = || -> Result<bool, openssl::error::ErrorStack> {
+                let rsa = openssl::rsa::Rsa::from_public_components(
+                    openssl::bn::BigNum::from_slice(key.modulus.as_bytes())?,
+                    openssl::bn::BigNum::from_slice(key.public_exponent.as_bytes())?,
+                )?;
+                let pkey = openssl::pkey::PKey::from_rsa(rsa)?;
+                let mut v = openssl::sign::Verifier::new(md, &pkey)?;
+                v.update(info)?;
+                v.verify(signature)
+            };
+            verify().unwrap_or(false)
+        }
+    };
+    if verified { Ok(()) } else { Err(invalid("the request's signature does not verify with its own public key")) }
+}
+
+fn curve_group(algorithm: KeyAlgorithm) -> Result<&'static openssl::ec::EcGroup, openssl::error::ErrorStack> {
+    use std::sync::OnceLock;
+    static P256: OnceLock<openssl::ec::EcGroup> = OnceLock::new();
+    static P384: OnceLock<openssl::ec::EcGroup> = OnceLock::new();
+    let (cell, nid) = match algorithm {
+        KeyAlgorithm::EcdsaP384 => (&P384, openssl::nid::Nid::SECP384R1),
+        _ => (&P256, openssl::nid::Nid::X9_62_PRIME256V1),
+    };
+    if let Some(g) = cell.get() {
+        return Ok(g);
+    }
+    let g = openssl::ec::EcGroup::from_curve_name(nid)?;
+    Ok(cell.get_or_init(|| g))
 }

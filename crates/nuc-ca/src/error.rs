@@ -12,8 +12,8 @@ pub enum CaError {
     InvalidArgument { field: String, reason: String },
     #[error("csr: {0}")]
     CsrMalformed(String),
-    #[error("csr: proof of possession failed: the request's signature does not verify with its own public key")]
-    CsrSignatureInvalid,
+    #[error("csr: proof of possession failed: {0}")]
+    CsrSignatureInvalid(String),
     #[error("csr: {0}")]
     KeyRejected(String),
     #[error("csr: this public key is already certified (serial {serial})")]
@@ -53,7 +53,7 @@ impl CaError {
         match self {
             CaError::InvalidArgument { .. } => ReasonCode::InvalidArgument,
             CaError::CsrMalformed(_) => ReasonCode::CsrMalformed,
-            CaError::CsrSignatureInvalid => ReasonCode::CsrSignatureInvalid,
+            CaError::CsrSignatureInvalid(_) => ReasonCode::CsrSignatureInvalid,
             CaError::KeyRejected(_) => ReasonCode::KeyRejected,
             CaError::KeyAlreadyCertified { .. } => ReasonCode::KeyAlreadyCertified,
             CaError::LintFailed(_) => ReasonCode::LintFailed,

@@ -54,9 +54,8 @@ fn record_hash(seq: i64, at: i64, actor: &str, action: &str, object: &str, detai
 /// Appends `entry` inside `tx`; the record commits or vanishes with the change it describes.
 pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Result<i64, StoreError> {
     let (last_seq, prev_hash): (i64, String) = tx
-        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS_HASH.to_owned())),
             e => Err(e),
@@ -64,23 +63,20 @@ pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Resul
     let seq = last_seq + 1;
     let details = entry.details.to_string();
     let hash = record_hash(seq, at, &entry.actor, &entry.action, &entry.object, &details, &prev_hash);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![seq, at, entry.actor, entry.action, entry.object, details, prev_hash, hash],
-    )?;
+    )?
+    .execute(params![seq, at, entry.actor, entry.action, entry.object, details, prev_hash, hash])?;
     Ok(seq)
 }
 
 impl Store {
     /// Appends one audit record on its own (for events that change nothing else, such as a
-    /// refusal). Returns its sequence number.
-    pub fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let seq = append(&tx, entry, nuc_core::time::now_unix())?;
-        tx.commit()?;
-        Ok(seq)
+    /// refusal).
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.write(move |tx| append(tx, &entry, nuc_core::time::now_unix()).map(drop))
     }
 
     /// All records in order (for export and tests).

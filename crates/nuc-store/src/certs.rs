@@ -4,7 +4,7 @@
 //! key fingerprint are *reserved* before the HSM signs, the certificate is *recorded* after.
 //! A crash between the two leaves a reservation, never a signed certificate we do not know of.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use crate::audit::{AuditEntry, append};
 use crate::{Store, StoreError};
@@ -55,68 +55,69 @@ impl Store {
     /// Reserves the serial and the key before signing. Refuses a key already certified and a
     /// serial already used, atomically with respect to concurrent issuers.
     pub fn reserve(&self, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
-        let now = nuc_core::time::now_unix();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(serial) = tx
-            .query_row("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1", [&r.spki_sha256], |row| row.get(0))
-            .optional()?
-        {
-            return Err(StoreError::KeyAlreadyCertified { serial });
-        }
-        let exists: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM certificates WHERE serial = ?1)", [&r.serial], |row| row.get(0))?;
-        if exists {
-            return Err(StoreError::SerialExists(r.serial.clone()));
-        }
-        tx.execute(
-            "INSERT INTO certificates (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at)
-             VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![r.serial, r.profile, r.subject, r.iin, r.bin, r.spki_sha256, r.not_before, r.not_after, now],
-        )?;
-        tx.execute(
-            "INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)",
-            params![r.spki_sha256, r.serial],
-        )?;
-        append(&tx, audit, now)?;
-        tx.commit()?;
-        Ok(())
+        let (r, audit) = (r.clone(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            if let Some(serial) = tx
+                .prepare_cached("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1")?
+                .query_row([&r.spki_sha256], |row| row.get(0))
+                .optional()?
+            {
+                return Err(StoreError::KeyAlreadyCertified { serial });
+            }
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO certificates
+                     (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at)
+                     VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![r.serial, r.profile, r.subject, r.iin, r.bin, r.spki_sha256, r.not_before, r.not_after, now])?;
+            if inserted != 1 {
+                return Err(StoreError::SerialExists(r.serial.clone()));
+            }
+            tx.prepare_cached("INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)")?
+                .execute(params![r.spki_sha256, r.serial])?;
+            append(tx, &audit, now)?;
+            Ok(())
+        })
     }
 
     /// Records the signed certificate under its reserved serial.
     pub fn record_issued(&self, serial: &str, der: &[u8], audit: &AuditEntry) -> Result<(), StoreError> {
-        let now = nuc_core::time::now_unix();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3 WHERE serial = ?1 AND state = 'reserved'",
-            params![serial, der, now],
-        )?;
-        if n != 1 {
-            return Err(StoreError::NotReserved(serial.to_owned()));
-        }
-        append(&tx, audit, now)?;
-        tx.commit()?;
-        Ok(())
+        let (serial, der, audit) = (serial.to_owned(), der.to_vec(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            let n = tx
+                .prepare_cached(
+                    "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3
+                     WHERE serial = ?1 AND state = 'reserved'",
+                )?
+                .execute(params![serial, der, now])?;
+            if n != 1 {
+                return Err(StoreError::NotReserved(serial));
+            }
+            append(tx, &audit, now)?;
+            Ok(())
+        })
     }
 
     /// Gives up a reservation whose signing failed: the serial stays burnt (never reused), the
     /// key is free again since no certificate names it.
     pub fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
-        let now = nuc_core::time::now_unix();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE certificates SET state = 'abandoned' WHERE serial = ?1 AND state = 'reserved'",
-            [serial],
-        )?;
-        if n != 1 {
-            return Err(StoreError::NotReserved(serial.to_owned()));
-        }
-        tx.execute("DELETE FROM certified_keys WHERE serial = ?1", [serial])?;
-        append(&tx, audit, now)?;
-        tx.commit()?;
-        Ok(())
+        let (serial, audit) = (serial.to_owned(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            let n = tx.execute(
+                "UPDATE certificates SET state = 'abandoned' WHERE serial = ?1 AND state = 'reserved'",
+                [&serial],
+            )?;
+            if n != 1 {
+                return Err(StoreError::NotReserved(serial));
+            }
+            tx.execute("DELETE FROM certified_keys WHERE serial = ?1", [&serial])?;
+            append(tx, &audit, now)?;
+            Ok(())
+        })
     }
 
     /// A certificate or reservation by serial (lowercase hex).
@@ -151,18 +152,18 @@ impl Store {
 
     /// Stores the CA's own keys and certificates, all or none, with one audit record.
     pub fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
-        let now = nuc_core::time::now_unix();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for k in keys {
-            tx.execute(
-                "INSERT INTO ca_keys (role, hsm_label, algorithm, cert_der, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![k.role, k.hsm_label, k.algorithm, k.cert_der, now],
-            )?;
-        }
-        append(&tx, audit, now)?;
-        tx.commit()?;
-        Ok(())
+        let (keys, audit) = (keys.to_vec(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO ca_keys (role, hsm_label, algorithm, cert_der, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![k.role, k.hsm_label, k.algorithm, k.cert_der, now],
+                )?;
+            }
+            append(tx, &audit, now)?;
+            Ok(())
+        })
     }
 
     /// The CA's own keys, by role.
@@ -231,5 +232,38 @@ mod tests {
         drop(Store::open(&p).unwrap());
         let s = Store::open(&p).unwrap();
         assert_eq!(s.schema_version().unwrap(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits_and_a_failed_change_spoils_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        // 8 threads × 25 reservations over only 100 distinct keys: each key wins exactly once.
+        let wins: usize = std::thread::scope(|scope| {
+            (0..8)
+                .map(|t| {
+                    let s = s.clone();
+                    scope.spawn(move || {
+                        (0..25)
+                            .filter(|i| {
+                                let serial = format!("{t:02x}{i:02x}");
+                                let key = format!("k{}", (t * 25 + i) % 100);
+                                match s.reserve(&reservation(&serial, &key), &audit("r")) {
+                                    Ok(()) => true,
+                                    Err(StoreError::KeyAlreadyCertified { .. }) => false,
+                                    Err(e) => panic!("{e}"),
+                                }
+                            })
+                            .count()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum()
+        });
+        assert_eq!(wins, 100);
+        assert_eq!(s.certificate_counts().unwrap(), vec![("reserved".to_string(), 100)]);
+        assert_eq!(s.verify_audit().unwrap(), Ok(100), "one audit record per successful change, chained");
     }
 }

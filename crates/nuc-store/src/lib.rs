@@ -12,6 +12,7 @@
 mod audit;
 mod certs;
 mod migrate;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -34,25 +35,45 @@ pub enum StoreError {
     NotReserved(String),
     #[error("database schema version {found} is newer than this build knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("commit failed, nothing of this change was stored: {0}")]
+    CommitFailed(String),
+    #[error("the storage writer has stopped")]
+    WriterStopped,
 }
 
-/// The service's database. Cheap to share behind an `Arc`; writers are serialised.
+/// The service's database. Share it behind an `Arc`: reads go through one connection, every
+/// change through the group-commit writer.
 pub struct Store {
     conn: Mutex<Connection>,
+    writer: writer::Writer,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // FULL: an acknowledged issuance or audit record survives a power cut (SPEC §5).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 impl Store {
     /// Opens (creating if needed) the database, sets WAL with full durability, and runs the
     /// migrations this build knows.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        // FULL: an acknowledged issuance or audit record survives a power cut (SPEC §5).
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        migrate::run(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let mut write = connect(path)?;
+        migrate::run(&mut write)?;
+        let conn = connect(path)?;
+        Ok(Self { conn: Mutex::new(conn), writer: writer::Writer::start(write) })
+    }
+
+    /// Applies a change durably through the group-commit writer.
+    pub(crate) fn write(
+        &self,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.writer.write(Box::new(change))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -1,0 +1,121 @@
+//! Group commit: one writer thread owns the write connection and commits the changes of all
+//! callers waiting at that moment in a single transaction, so one fsync acknowledges many.
+//!
+//! Each change runs inside its own SAVEPOINT: a change that fails (a key already certified, a
+//! serial already used) is rolled back alone and its caller gets its error, while the others
+//! in the batch commit. A caller is answered only after the COMMIT is durable
+//! (`synchronous=FULL`): nothing acknowledged is ever lost.
+
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::StoreError;
+
+/// A change to apply inside the batch's transaction.
+pub(crate) type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+
+struct Job {
+    change: Change,
+    reply: Sender<Result<(), StoreError>>,
+}
+
+/// Largest batch: bounds the time a transaction holds the write lock.
+const MAX_BATCH: usize = 256;
+
+pub(crate) struct Writer {
+    jobs: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection) -> Self {
+        let (tx, rx) = sync_channel::<Job>(4 * MAX_BATCH);
+        let thread = std::thread::Builder::new()
+            .name("nuc-store-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawn the storage writer thread");
+        Self { jobs: Some(tx), thread: Some(thread) }
+    }
+
+    /// Applies `change` durably, together with whatever else is being written now.
+    pub(crate) fn write(&self, change: Change) -> Result<(), StoreError> {
+        let (reply, answer) = channel();
+        self.jobs
+            .as_ref()
+            .expect("writer is running while the store lives")
+            .send(Job { change, reply })
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut conn: Connection, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let size = batch.len();
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            for job in batch {
+                let _ = job.reply.send(Err(StoreError::CommitFailed(msg.clone())));
+            }
+            return;
+        }
+    };
+    let mut results = Vec::with_capacity(size);
+    let mut replies = Vec::with_capacity(size);
+    for job in batch {
+        replies.push(job.reply);
+        let outcome = (|| -> Result<(), StoreError> {
+            tx.execute_batch("SAVEPOINT change")?;
+            match (job.change)(&tx) {
+                Ok(()) => {
+                    tx.execute_batch("RELEASE change")?;
+                    Ok(())
+                }
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO change; RELEASE change")?;
+                    Err(e)
+                }
+            }
+        })();
+        results.push(outcome);
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, size, "storage commit failed; the whole batch is refused");
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
+            }
+        }
+    }
+}
