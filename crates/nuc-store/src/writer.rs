@@ -90,14 +90,15 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     for job in batch {
         replies.push(job.reply);
         let outcome = (|| -> Result<(), StoreError> {
-            tx.execute_batch("SAVEPOINT change")?;
+            tx.prepare_cached("SAVEPOINT change")?.execute([])?;
             match (job.change)(&tx) {
                 Ok(()) => {
-                    tx.execute_batch("RELEASE change")?;
+                    tx.prepare_cached("RELEASE change")?.execute([])?;
                     Ok(())
                 }
                 Err(e) => {
-                    tx.execute_batch("ROLLBACK TO change; RELEASE change")?;
+                    tx.prepare_cached("ROLLBACK TO change")?.execute([])?;
+                    tx.prepare_cached("RELEASE change")?.execute([])?;
                     Err(e)
                 }
             }
