@@ -9,12 +9,32 @@ use nuc_e2e::*;
 use openssl::nid::Nid;
 
 const PERSON: &[&str] = &[
-    "--iin", "860908363012", "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ", "--patronymic", "ҚҰНАНБАЙҰЛЫ",
-    "--email", "person1@mail.example.kz",
+    "--iin",
+    "860908363012",
+    "--surname",
+    "ҚҰНАНБАЙ",
+    "--name",
+    "АБАЙ",
+    "--patronymic",
+    "ҚҰНАНБАЙҰЛЫ",
+    "--email",
+    "person1@mail.example.kz",
 ];
 const EMPLOYEE: &[&str] = &[
-    "--iin", "921002310220", "--surname", "СӘТБАЕВ", "--name", "ҚАНЫШ", "--patronymic", "ИМАНТАЙҰЛЫ",
-    "--bin", "120340240006", "--org", "ТОО «ДАЛА ЦИФРЛЫҚ»", "--email", "person2@mail.example.kz",
+    "--iin",
+    "921002310220",
+    "--surname",
+    "СӘТБАЕВ",
+    "--name",
+    "ҚАНЫШ",
+    "--patronymic",
+    "ИМАНТАЙҰЛЫ",
+    "--bin",
+    "120340240006",
+    "--org",
+    "ТОО «ДАЛА ЦИФРЛЫҚ»",
+    "--email",
+    "person2@mail.example.kz",
 ];
 
 fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
@@ -22,37 +42,98 @@ fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn sha256_of_tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, [u8; 32])> {
-    files_under(dir).into_iter().map(|(p, c)| (p, openssl::sha::sha256(&c))).collect()
+    files_under(dir)
+        .into_iter()
+        .map(|(p, c)| (p, openssl::sha::sha256(&c)))
+        .collect()
 }
 
 #[test]
 fn init_builds_a_verifiable_hierarchy_and_refuses_a_second_init() {
     let h = TestHome::init();
-    for f in ["ca/root.pem", "ca/issuing.pem", "ca/ocsp-signer.pem", "ca/chain.pem", "nuc.toml", "nuc.db", "policy/profiles.toml"] {
+    for f in [
+        "ca/root.pem",
+        "ca/issuing.pem",
+        "ca/ocsp-signer.pem",
+        "ca/chain.pem",
+        "nuc.toml",
+        "nuc.db",
+        "policy/profiles.toml",
+    ] {
         assert!(h.home().join(f).exists(), "{f} missing");
     }
-    let r = outside("openssl", &["verify", "-CAfile", h.root_pem().to_str().unwrap(), h.issuing_pem().to_str().unwrap()]);
+    let r = outside(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            h.root_pem().to_str().unwrap(),
+            h.issuing_pem().to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
-    assert_eq!(openssl_verify(&h, &h.home().join("ca/ocsp-signer.pem")).code, Some(0));
+    assert_eq!(
+        openssl_verify(&h, &h.home().join("ca/ocsp-signer.pem")).code,
+        Some(0)
+    );
     for f in ["root.pem", "issuing.pem", "ocsp-signer.pem"] {
-        assert_eq!(pkilint_findings(&h.home().join("ca").join(f)), "", "pkilint on {f}");
+        assert_eq!(
+            pkilint_findings(&h.home().join("ca").join(f)),
+            "",
+            "pkilint on {f}"
+        );
     }
     // The OCSP signer: EKU OCSPSigning and id-pkix-ocsp-nocheck.
-    let text = outside("openssl", &["x509", "-noout", "-text", "-in", h.home().join("ca/ocsp-signer.pem").to_str().unwrap()]).stdout;
+    let text = outside(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            h.home().join("ca/ocsp-signer.pem").to_str().unwrap(),
+        ],
+    )
+    .stdout;
     assert!(text.contains("OCSP Signing"), "{text}");
     assert!(text.contains("OCSP No Check"), "{text}");
     // The URLs come from nuc.toml: in a dev home, the service's own loopback address.
-    let issuing = outside("openssl", &["x509", "-noout", "-text", "-in", h.issuing_pem().to_str().unwrap()]).stdout;
-    assert!(issuing.contains(&format!("URI:http://{}/crl/root.crl", h.http)), "{issuing}");
+    let issuing = outside(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            h.issuing_pem().to_str().unwrap(),
+        ],
+    )
+    .stdout;
+    assert!(
+        issuing.contains(&format!("URI:http://{}/crl/root.crl", h.http)),
+        "{issuing}"
+    );
     assert_eq!(h.audit_actions(), vec![(1, "ca.initialised".to_string())]);
 
     let before = sha256_of_tree(&h.home());
     let again = nuc(&["init", "--home", &h.home_str()]);
     assert_eq!(again.code, Some(2));
     assert_eq!(again.error_lines().len(), 1, "{}", again.stderr);
-    assert!(again.error_lines()[0].starts_with("error: CA_STATE: "), "{}", again.stderr);
-    assert!(again.stderr.contains("already has a CA"), "{}", again.stderr);
-    assert_eq!(sha256_of_tree(&h.home()), before, "a refused init changed the home");
+    assert!(
+        again.error_lines()[0].starts_with("error: CA_STATE: "),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("already has a CA"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        sha256_of_tree(&h.home()),
+        before,
+        "a refused init changed the home"
+    );
 }
 
 #[test]
@@ -69,11 +150,24 @@ fn every_profile_verifies_and_lints_clean_for_rsa_and_ecdsa_keys() {
         ("operator", with(PERSON, &["--role", "operator"])),
         ("operator", with(PERSON, &["--role", "manager"])),
         ("operator", with(PERSON, &["--role", "admin"])),
-        ("system", vec!["--cn", "egov-portal", "--dns", "portal.egov.example.kz"]),
-        ("individual-auth", with(PERSON, &["--identification", "remote"])),
+        (
+            "system",
+            vec!["--cn", "egov-portal", "--dns", "portal.egov.example.kz"],
+        ),
+        (
+            "individual-auth",
+            with(PERSON, &["--identification", "remote"]),
+        ),
     ];
     for (i, (profile, subject)) in cases.iter().enumerate() {
-        for (j, spec) in [KeySpec::Rsa(2048), KeySpec::Ec(Nid::X9_62_PRIME256V1), KeySpec::Ec(Nid::SECP384R1)].into_iter().enumerate() {
+        for (j, spec) in [
+            KeySpec::Rsa(2048),
+            KeySpec::Ec(Nid::X9_62_PRIME256V1),
+            KeySpec::Ec(Nid::SECP384R1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let csr = h.path(&format!("{i}-{j}.csr"));
             let out = h.path(&format!("{i}-{j}.pem"));
             write_csr(&csr, spec);
@@ -81,14 +175,31 @@ fn every_profile_verifies_and_lints_clean_for_rsa_and_ecdsa_keys() {
             assert_eq!(r.code, Some(0), "{profile} {subject:?}: {}", r.stderr);
             assert!(r.stdout.starts_with("issued serial="), "{}", r.stdout);
             let v = openssl_verify(&h, &out);
-            assert_eq!(v.code, Some(0), "openssl verify {profile}: {}{}", v.stdout, v.stderr);
-            assert_eq!(pkilint_findings(&out), "", "pkilint on {profile} {subject:?}");
+            assert_eq!(
+                v.code,
+                Some(0),
+                "openssl verify {profile}: {}{}",
+                v.stdout,
+                v.stderr
+            );
+            assert_eq!(
+                pkilint_findings(&out),
+                "",
+                "pkilint on {profile} {subject:?}"
+            );
             // The CA ignored the applicant's own subject.
-            let text = outside("openssl", &["x509", "-noout", "-subject", "-in", out.to_str().unwrap()]).stdout;
+            let text = outside(
+                "openssl",
+                &["x509", "-noout", "-subject", "-in", out.to_str().unwrap()],
+            )
+            .stdout;
             assert!(!text.contains("Applicant-chosen"), "{text}");
         }
     }
-    assert_eq!(h.count("SELECT COUNT(*) FROM certificates WHERE state = 'issued'"), (cases.len() * 3) as i64);
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM certificates WHERE state = 'issued'"),
+        (cases.len() * 3) as i64
+    );
 }
 
 #[test]
@@ -103,7 +214,9 @@ fn an_individual_certificate_is_laid_out_as_the_spec_says() {
     let asn1 = asn1parse(&out);
     let subject_strings: Vec<&str> = asn1
         .lines()
-        .filter(|l| l.contains("STRING") && (l.contains("UTF8STRING") || l.contains("PRINTABLESTRING")))
+        .filter(|l| {
+            l.contains("STRING") && (l.contains("UTF8STRING") || l.contains("PRINTABLESTRING"))
+        })
         .collect();
     // Issuer's strings come first in the TBS; the subject's five are the last five, in order
     // (the extensions' URLs and e-mail are IA5Strings).
@@ -117,14 +230,34 @@ fn an_individual_certificate_is_laid_out_as_the_spec_says() {
         ("UTF8STRING", ":ҚҰНАНБАЙҰЛЫ"),
     ];
     for (line, (ty, value)) in subject.iter().zip(want) {
-        assert!(line.contains(ty) && line.ends_with(value), "expected {ty} {value}, got {line}");
+        assert!(
+            line.contains(ty) && line.ends_with(value),
+            "expected {ty} {value}, got {line}"
+        );
     }
     let oids: Vec<&str> = asn1.lines().filter(|l| l.contains("OBJECT")).collect();
-    let pos = |o: &str| oids.iter().rposition(|l| l.contains(o)).unwrap_or_else(|| panic!("{o} not in {oids:#?}"));
-    let dn = [pos(":commonName"), pos(":surname"), pos(":serialNumber"), pos(":countryName"), pos(":givenName")];
-    assert!(dn.windows(2).all(|w| w[0] < w[1]), "DN order CN, SURNAME, SERIALNUMBER, C, G: {dn:?}");
+    let pos = |o: &str| {
+        oids.iter()
+            .rposition(|l| l.contains(o))
+            .unwrap_or_else(|| panic!("{o} not in {oids:#?}"))
+    };
+    let dn = [
+        pos(":commonName"),
+        pos(":surname"),
+        pos(":serialNumber"),
+        pos(":countryName"),
+        pos(":givenName"),
+    ];
+    assert!(
+        dn.windows(2).all(|w| w[0] < w[1]),
+        "DN order CN, SURNAME, SERIALNUMBER, C, G: {dn:?}"
+    );
 
-    let text = outside("openssl", &["x509", "-noout", "-text", "-in", out.to_str().unwrap()]).stdout;
+    let text = outside(
+        "openssl",
+        &["x509", "-noout", "-text", "-in", out.to_str().unwrap()],
+    )
+    .stdout;
     for needle in [
         "X509v3 Key Usage: critical",
         "Digital Signature, Non Repudiation",
@@ -145,16 +278,33 @@ fn an_individual_certificate_is_laid_out_as_the_spec_says() {
     let cert = openssl::x509::X509::from_pem(&std::fs::read(&out).unwrap()).unwrap();
     let serial = cert.serial_number().to_bn().unwrap();
     assert!(!serial.is_negative());
-    assert!(serial.num_bytes() >= 19 && serial.num_bytes() <= 20, "{} bytes", serial.num_bytes());
+    assert!(
+        serial.num_bytes() >= 19 && serial.num_bytes() <= 20,
+        "{} bytes",
+        serial.num_bytes()
+    );
     let hex = serial.to_hex_str().unwrap().to_lowercase();
     let hex = format!("{hex:0>40}");
     assert!(r.stdout.contains(&hex), "{} vs {hex}", r.stdout);
-    let stored: Vec<u8> =
-        h.db().query_row("SELECT der FROM certificates WHERE serial = ?1 AND state = 'issued'", [&hex], |r| r.get(0)).unwrap();
+    let stored: Vec<u8> = h
+        .db()
+        .query_row(
+            "SELECT der FROM certificates WHERE serial = ?1 AND state = 'issued'",
+            [&hex],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(stored, cert.to_der().unwrap());
     assert!(cert.public_key().unwrap().public_eq(&key));
     let actions: Vec<String> = h.audit_actions().into_iter().map(|(_, a)| a).collect();
-    assert_eq!(actions, ["ca.initialised", "certificate.reserved", "certificate.issued"]);
+    assert_eq!(
+        actions,
+        [
+            "ca.initialised",
+            "certificate.reserved",
+            "certificate.issued"
+        ]
+    );
 }
 
 #[test]
@@ -162,24 +312,55 @@ fn ca_private_keys_live_only_in_the_hsm_as_sensitive_and_non_extractable() {
     let h = TestHome::init();
     let conf = h.home().join("hsm/softhsm2.conf");
     let pkcs11 = |args: &[&str]| -> Run {
-        let mut all = vec!["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "nuc-ca", "--login", "--pin", "nuc-dev-user-pin"];
+        let mut all = vec![
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "nuc-ca",
+            "--login",
+            "--pin",
+            "nuc-dev-user-pin",
+        ];
         all.extend_from_slice(args);
-        std::process::Command::new("pkcs11-tool").args(&all).env("SOFTHSM2_CONF", &conf).output().expect("pkcs11-tool (make deps)").into()
+        std::process::Command::new("pkcs11-tool")
+            .args(&all)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("pkcs11-tool (make deps)")
+            .into()
     };
     let list = pkcs11(&["--list-objects", "--type", "privkey"]);
     assert_eq!(list.code, Some(0), "{}", list.stderr);
     let blocks: Vec<&str> = list.stdout.split("Private Key Object").skip(1).collect();
     assert_eq!(blocks.len(), 3, "{}", list.stdout);
     for label in ["nuc-root", "nuc-issuing", "nuc-ocsp"] {
-        let b = blocks.iter().find(|b| b.contains(&format!("label:      {label}"))).unwrap_or_else(|| panic!("{label}: {}", list.stdout));
-        let access = b.lines().find(|l| l.trim_start().starts_with("Access:")).expect("Access line");
-        assert!(access.contains("sensitive") && access.contains("never extractable"), "{label}: {access}");
-        assert!(!access.replace("never extractable", "").contains("extractable"), "{label}: {access}");
+        let b = blocks
+            .iter()
+            .find(|b| b.contains(&format!("label:      {label}")))
+            .unwrap_or_else(|| panic!("{label}: {}", list.stdout));
+        let access = b
+            .lines()
+            .find(|l| l.trim_start().starts_with("Access:"))
+            .expect("Access line");
+        assert!(
+            access.contains("sensitive") && access.contains("never extractable"),
+            "{label}: {access}"
+        );
+        assert!(
+            !access
+                .replace("never extractable", "")
+                .contains("extractable"),
+            "{label}: {access}"
+        );
     }
     // No file of the home holds a private key in the clear.
     for (path, content) in files_under(&h.home()) {
         let text = String::from_utf8_lossy(&content);
-        assert!(!text.contains("PRIVATE KEY"), "{} holds a private key", path.display());
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{} holds a private key",
+            path.display()
+        );
     }
 }
 
@@ -187,8 +368,16 @@ fn assert_refused(h: &TestHome, r: &Run, code: &str, mentions: &str, out: &std::
     assert_eq!(r.code, Some(2), "exit code; stderr: {}", r.stderr);
     let lines = r.error_lines();
     assert_eq!(lines.len(), 1, "one error line expected: {}", r.stderr);
-    assert!(lines[0].starts_with(&format!("error: {code}: ")), "{}", lines[0]);
-    assert!(lines[0].contains(mentions), "{:?} does not mention {mentions:?}", lines[0]);
+    assert!(
+        lines[0].starts_with(&format!("error: {code}: ")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(mentions),
+        "{:?} does not mention {mentions:?}",
+        lines[0]
+    );
     assert!(r.stdout.is_empty(), "stdout: {}", r.stdout);
     assert!(!out.exists(), "a refused issuance wrote {}", out.display());
     let _ = h;
@@ -200,7 +389,11 @@ fn bad_inputs_get_one_line_naming_the_cause_and_change_nothing_but_the_refusal_r
     // One certificate already issued, for the "already certified" case.
     let taken_csr = h.path("taken.csr");
     write_csr(&taken_csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    assert_eq!(h.issue("individual-auth", &taken_csr, &h.path("taken.pem"), PERSON).code, Some(0));
+    assert_eq!(
+        h.issue("individual-auth", &taken_csr, &h.path("taken.pem"), PERSON)
+            .code,
+        Some(0)
+    );
 
     let good_csr = h.path("good.csr");
     write_csr(&good_csr, KeySpec::Rsa(2048));
@@ -217,25 +410,115 @@ fn bad_inputs_get_one_line_naming_the_cause_and_change_nothing_but_the_refusal_r
     let p192 = h.path("p192.csr");
     write_csr(&p192, KeySpec::Ec(Nid::X9_62_PRIME192V1));
     let garbage = h.path("garbage.csr");
-    std::fs::write(&garbage, b"\x30\x82\xff\xffthis is not a certificate request").unwrap();
+    std::fs::write(
+        &garbage,
+        b"\x30\x82\xff\xffthis is not a certificate request",
+    )
+    .unwrap();
     let truncated = h.path("truncated.csr");
     std::fs::write(&truncated, &std::fs::read(&good_csr).unwrap()[..200]).unwrap();
     let mut bad_iin = PERSON.to_vec();
     bad_iin[1] = "860908363013";
 
-    let cases: Vec<(&str, std::path::PathBuf, &str, Vec<&str>, &str, &str)> = vec![
-        ("broken signature", broken, "individual-auth", PERSON.to_vec(), "CSR_SIGNATURE_INVALID", "proof of possession"),
-        ("RSA-1024", rsa1024, "individual-auth", PERSON.to_vec(), "KEY_REJECTED", "RSA-1024"),
-        ("P-192", p192, "individual-auth", PERSON.to_vec(), "KEY_REJECTED", "P-192"),
-        ("already certified", taken_csr.clone(), "individual-sign", PERSON.to_vec(), "KEY_ALREADY_CERTIFIED", "already certified"),
-        ("wrong IIN check digit", good_csr.clone(), "individual-auth", bad_iin, "INVALID_ARGUMENT", "iin: check digit"),
-        ("unknown profile", good_csr.clone(), "citizen-gold", PERSON.to_vec(), "INVALID_ARGUMENT", "unknown profile"),
-        ("unknown role", good_csr.clone(), "legal-auth", with(EMPLOYEE, &["--role", "boss"]), "INVALID_ARGUMENT", "unknown role"),
-        ("missing role", good_csr.clone(), "operator", PERSON.to_vec(), "INVALID_ARGUMENT", "role"),
-        ("garbage file", garbage, "individual-auth", PERSON.to_vec(), "CSR_MALFORMED", "csr"),
-        ("truncated PEM", truncated, "individual-auth", PERSON.to_vec(), "CSR_MALFORMED", "csr"),
-        ("missing surname", good_csr.clone(), "individual-auth", vec!["--iin", "860908363012", "--name", "АБАЙ"], "INVALID_ARGUMENT", "surname"),
-        ("bad e-mail", good_csr.clone(), "individual-auth", with(&PERSON[..8], &["--email", "not an address"]), "INVALID_ARGUMENT", "email"),
+    // (what, CSR file, profile, subject options, expected code, the error line mentions)
+    type Case<'a> = (&'a str, std::path::PathBuf, &'a str, Vec<&'a str>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "broken signature",
+            broken,
+            "individual-auth",
+            PERSON.to_vec(),
+            "CSR_SIGNATURE_INVALID",
+            "proof of possession",
+        ),
+        (
+            "RSA-1024",
+            rsa1024,
+            "individual-auth",
+            PERSON.to_vec(),
+            "KEY_REJECTED",
+            "RSA-1024",
+        ),
+        (
+            "P-192",
+            p192,
+            "individual-auth",
+            PERSON.to_vec(),
+            "KEY_REJECTED",
+            "P-192",
+        ),
+        (
+            "already certified",
+            taken_csr.clone(),
+            "individual-sign",
+            PERSON.to_vec(),
+            "KEY_ALREADY_CERTIFIED",
+            "already certified",
+        ),
+        (
+            "wrong IIN check digit",
+            good_csr.clone(),
+            "individual-auth",
+            bad_iin,
+            "INVALID_ARGUMENT",
+            "iin: check digit",
+        ),
+        (
+            "unknown profile",
+            good_csr.clone(),
+            "citizen-gold",
+            PERSON.to_vec(),
+            "INVALID_ARGUMENT",
+            "unknown profile",
+        ),
+        (
+            "unknown role",
+            good_csr.clone(),
+            "legal-auth",
+            with(EMPLOYEE, &["--role", "boss"]),
+            "INVALID_ARGUMENT",
+            "unknown role",
+        ),
+        (
+            "missing role",
+            good_csr.clone(),
+            "operator",
+            PERSON.to_vec(),
+            "INVALID_ARGUMENT",
+            "role",
+        ),
+        (
+            "garbage file",
+            garbage,
+            "individual-auth",
+            PERSON.to_vec(),
+            "CSR_MALFORMED",
+            "csr",
+        ),
+        (
+            "truncated PEM",
+            truncated,
+            "individual-auth",
+            PERSON.to_vec(),
+            "CSR_MALFORMED",
+            "csr",
+        ),
+        (
+            "missing surname",
+            good_csr.clone(),
+            "individual-auth",
+            vec!["--iin", "860908363012", "--name", "АБАЙ"],
+            "INVALID_ARGUMENT",
+            "surname",
+        ),
+        (
+            "bad e-mail",
+            good_csr.clone(),
+            "individual-auth",
+            with(&PERSON[..8], &["--email", "not an address"]),
+            "INVALID_ARGUMENT",
+            "email",
+        ),
     ];
     for (what, csr, profile, subject, code, mentions) in cases {
         let certs_before = h.count("SELECT COUNT(*) FROM certificates");
@@ -244,12 +527,30 @@ fn bad_inputs_get_one_line_naming_the_cause_and_change_nothing_but_the_refusal_r
         let out = h.path(&format!("{}.pem", what.replace(' ', "-")));
         let r = h.issue(profile, &csr, &out, &subject);
         assert_refused(&h, &r, code, mentions, &out);
-        assert_eq!(h.count("SELECT COUNT(*) FROM certificates"), certs_before, "{what}: certificates changed");
-        assert_eq!(h.count("SELECT COUNT(*) FROM certified_keys"), keys_before, "{what}: keys changed");
+        assert_eq!(
+            h.count("SELECT COUNT(*) FROM certificates"),
+            certs_before,
+            "{what}: certificates changed"
+        );
+        assert_eq!(
+            h.count("SELECT COUNT(*) FROM certified_keys"),
+            keys_before,
+            "{what}: keys changed"
+        );
         let audit_after = h.audit_actions();
-        assert_eq!(&audit_after[..audit_before.len()], &audit_before[..], "{what}: audit history changed");
-        let added: Vec<&str> = audit_after[audit_before.len()..].iter().map(|(_, a)| a.as_str()).collect();
-        assert!(added.is_empty() || added == ["certificate.refused"], "{what}: added {added:?}");
+        assert_eq!(
+            &audit_after[..audit_before.len()],
+            &audit_before[..],
+            "{what}: audit history changed"
+        );
+        let added: Vec<&str> = audit_after[audit_before.len()..]
+            .iter()
+            .map(|(_, a)| a.as_str())
+            .collect();
+        assert!(
+            added.is_empty() || added == ["certificate.refused"],
+            "{what}: added {added:?}"
+        );
     }
     let v = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(v.code, Some(0), "{}", v.stderr);
@@ -261,35 +562,68 @@ fn tampering_with_one_audit_row_is_found_and_named() {
     for i in 0..2 {
         let csr = h.path(&format!("{i}.csr"));
         write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
-        assert_eq!(h.issue("individual-auth", &csr, &h.path(&format!("{i}.pem")), PERSON).code, Some(0));
+        assert_eq!(
+            h.issue(
+                "individual-auth",
+                &csr,
+                &h.path(&format!("{i}.pem")),
+                PERSON
+            )
+            .code,
+            Some(0)
+        );
     }
     let ok = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
     assert_eq!(ok.stdout.trim(), "audit chain intact: 5 records");
 
     // An auditor's nightmare: someone edits record 3 by hand.
-    let n = h.db().execute("UPDATE audit_log SET actor = 'cli:nobody' WHERE seq = 3", []).unwrap();
+    let n = h
+        .db()
+        .execute(
+            "UPDATE audit_log SET actor = 'cli:nobody' WHERE seq = 3",
+            [],
+        )
+        .unwrap();
     assert_eq!(n, 1);
     let bad = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
     assert_eq!(bad.error_lines().len(), 1, "{}", bad.stderr);
-    assert!(bad.error_lines()[0].contains("audit record 3 is broken"), "{}", bad.stderr);
+    assert!(
+        bad.error_lines()[0].contains("audit record 3 is broken"),
+        "{}",
+        bad.stderr
+    );
 
     // Deleting a record instead is found too, at the record after the gap.
     let h2 = TestHome::init();
     let csr = h2.path("x.csr");
     write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    assert_eq!(h2.issue("individual-auth", &csr, &h2.path("x.pem"), PERSON).code, Some(0));
-    h2.db().execute("DELETE FROM audit_log WHERE seq = 2", []).unwrap();
+    assert_eq!(
+        h2.issue("individual-auth", &csr, &h2.path("x.pem"), PERSON)
+            .code,
+        Some(0)
+    );
+    h2.db()
+        .execute("DELETE FROM audit_log WHERE seq = 2", [])
+        .unwrap();
     let gap = nuc(&["audit", "verify", "--home", &h2.home_str()]);
     assert_eq!(gap.code, Some(1));
-    assert!(gap.stderr.contains("audit record 3 is broken"), "{}", gap.stderr);
+    assert!(
+        gap.stderr.contains("audit record 3 is broken"),
+        "{}",
+        gap.stderr
+    );
 }
 
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     let status = body.split_whitespace().nth(1)?.parse().ok()?;
@@ -327,7 +661,10 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     // Read the log on a thread: if anything still held the pipe open, the test must fail, not hang.
@@ -338,10 +675,15 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
         let _ = pipe.read_to_string(&mut log);
         let _ = tx.send(log);
     });
-    let log = rx.recv_timeout(Duration::from_secs(5)).expect("the service's log pipe stayed open after exit");
+    let log = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the service's log pipe stayed open after exit");
     assert!(status.success(), "exit {status:?}: {log}");
     assert!(log.contains("stopped cleanly"), "{log}");
-    assert!(http_get(&h.http, "/healthz").is_none(), "still answering after stop");
+    assert!(
+        http_get(&h.http, "/healthz").is_none(),
+        "still answering after stop"
+    );
 }
 
 #[test]
@@ -353,13 +695,38 @@ fn the_outside_judges_can_say_no() {
     let r = outside(
         "openssl",
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key.to_str().unwrap(), "-subj", "/CN=foreign",
-            "-addext", "keyUsage=digitalSignature", "-set_serial", "-5", "-days", "1", "-out", bad.to_str().unwrap(),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=foreign",
+            "-addext",
+            "keyUsage=digitalSignature",
+            "-set_serial",
+            "-5",
+            "-days",
+            "1",
+            "-out",
+            bad.to_str().unwrap(),
         ],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let findings = pkilint_findings(&bad);
-    assert!(findings.contains("certificate_serial_number_out_of_range"), "{findings}");
-    assert!(findings.contains("key_usage_extension_not_critical"), "{findings}");
-    assert_ne!(openssl_verify(&h, &bad).code, Some(0), "a foreign self-signed certificate verified");
+    assert!(
+        findings.contains("certificate_serial_number_out_of_range"),
+        "{findings}"
+    );
+    assert!(
+        findings.contains("key_usage_extension_not_critical"),
+        "{findings}"
+    );
+    assert_ne!(
+        openssl_verify(&h, &bad).code,
+        Some(0),
+        "a foreign self-signed certificate verified"
+    );
 }

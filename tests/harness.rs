@@ -14,10 +14,14 @@ use openssl::x509::{X509NameBuilder, X509Req, X509ReqBuilder};
 
 /// The `nuc` binary under test: `NUC_BIN`, else the workspace's release build.
 pub fn nuc_bin() -> PathBuf {
-    let bin = std::env::var_os("NUC_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/nuc")
-    });
-    assert!(bin.exists(), "{} is missing: run `make test` (it builds the release binary first)", bin.display());
+    let bin = std::env::var_os("NUC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/nuc"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make test` (it builds the release binary first)",
+        bin.display()
+    );
     bin
 }
 
@@ -41,7 +45,10 @@ impl From<Output> for Run {
 impl Run {
     /// stderr without the tracing lines (which carry a timestamp and a level).
     pub fn error_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
     }
 }
 
@@ -49,7 +56,10 @@ impl Run {
 pub fn nuc(args: &[&str]) -> Run {
     Command::new(nuc_bin())
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("SOFTHSM2_CONF")
         .output()
         .expect("run nuc")
@@ -58,7 +68,11 @@ pub fn nuc(args: &[&str]) -> Run {
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A home with an initialised CA, removed when dropped.
@@ -76,7 +90,13 @@ impl TestHome {
         let dir = tempfile::tempdir().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
         let home = dir.path().join("home");
-        let mut args = vec!["init", "--home", home.to_str().unwrap(), "--http-listen", &http];
+        let mut args = vec![
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--http-listen",
+            &http,
+        ];
         args.extend_from_slice(extra);
         let r = nuc(&args);
         assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
@@ -106,8 +126,18 @@ impl TestHome {
     /// `nuc cert issue --home … --profile P --csr CSR --out OUT` plus subject options.
     pub fn issue(&self, profile: &str, csr: &Path, out: &Path, subject: &[&str]) -> Run {
         let home = self.home_str();
-        let mut args =
-            vec!["cert", "issue", "--home", &home, "--profile", profile, "--csr", csr.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let mut args = vec![
+            "cert",
+            "issue",
+            "--home",
+            &home,
+            "--profile",
+            profile,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
         args.extend_from_slice(subject);
         nuc(&args)
     }
@@ -123,8 +153,13 @@ impl TestHome {
     /// (seq, action) of every audit record.
     pub fn audit_actions(&self) -> Vec<(i64, String)> {
         let db = self.db();
-        let mut st = db.prepare("SELECT seq, action FROM audit_log ORDER BY seq").unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        let mut st = db
+            .prepare("SELECT seq, action FROM audit_log ORDER BY seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 }
 
@@ -137,7 +172,10 @@ pub enum KeySpec {
 pub fn key(spec: &KeySpec) -> PKey<Private> {
     match spec {
         KeySpec::Rsa(bits) => PKey::from_rsa(Rsa::generate(*bits).unwrap()).unwrap(),
-        KeySpec::Ec(nid) => PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(*nid).unwrap()).unwrap()).unwrap(),
+        KeySpec::Ec(nid) => {
+            PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(*nid).unwrap()).unwrap())
+                .unwrap()
+        }
     }
 }
 
@@ -145,7 +183,8 @@ pub fn key(spec: &KeySpec) -> PKey<Private> {
 pub fn csr_for(key: &PKey<Private>) -> X509Req {
     let mut b = X509ReqBuilder::new().unwrap();
     let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "Applicant-chosen name the CA must ignore").unwrap();
+    name.append_entry_by_text("CN", "Applicant-chosen name the CA must ignore")
+        .unwrap();
     b.set_subject_name(&name.build()).unwrap();
     b.set_pubkey(key).unwrap();
     b.sign(key, MessageDigest::sha256()).unwrap();
@@ -185,8 +224,15 @@ pub fn openssl_verify(home: &TestHome, leaf: &Path) -> Run {
 
 /// pkilint's RFC 5280 lint at WARNING and above: the list of findings (empty = clean).
 pub fn pkilint_findings(cert: &Path) -> String {
-    let r = outside("lint_pkix_cert", &["lint", "-s", "WARNING", cert.to_str().unwrap()]);
-    assert!(r.stderr.trim().is_empty(), "lint_pkix_cert failed to run: {}", r.stderr);
+    let r = outside(
+        "lint_pkix_cert",
+        &["lint", "-s", "WARNING", cert.to_str().unwrap()],
+    );
+    assert!(
+        r.stderr.trim().is_empty(),
+        "lint_pkix_cert failed to run: {}",
+        r.stderr
+    );
     r.stdout.trim().to_owned()
 }
 

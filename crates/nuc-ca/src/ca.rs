@@ -57,7 +57,8 @@ pub struct Issued {
 
 impl Issued {
     pub fn pem(&self) -> String {
-        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der).expect("PEM of DER bytes")
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der)
+            .expect("PEM of DER bytes")
     }
 }
 
@@ -135,13 +136,21 @@ fn key_alg(field: &str, s: &str) -> Result<KeyAlgorithm, CaError> {
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    std::fs::write(path, contents)
-        .map_err(|source| CaError::Home(crate::home::HomeError::Io { path: path.into(), source }))
+    std::fs::write(path, contents).map_err(|source| {
+        CaError::Home(crate::home::HomeError::Io {
+            path: path.into(),
+            source,
+        })
+    })
 }
 
 fn mkdir(path: &Path) -> Result<(), CaError> {
-    std::fs::create_dir_all(path)
-        .map_err(|source| CaError::Home(crate::home::HomeError::Io { path: path.into(), source }))
+    std::fs::create_dir_all(path).map_err(|source| {
+        CaError::Home(crate::home::HomeError::Io {
+            path: path.into(),
+            source,
+        })
+    })
 }
 
 /// Removes what a failed `init` created, so that it can simply be run again.
@@ -154,7 +163,11 @@ impl Drop for InitRollback {
     fn drop(&mut self) {
         if self.armed {
             for p in self.created.iter().rev() {
-                let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
             }
         }
     }
@@ -163,7 +176,11 @@ impl Drop for InitRollback {
 /// Signs a TBS with a CA key, returning the certificate DER.
 fn sign_tbs(hsm: &Hsm, key: &HsmKey, tbs_der: &[u8]) -> Result<Vec<u8>, CaError> {
     let signature = hsm.sign(key, tbs_der)?;
-    Ok(tbs::assemble(tbs_der, key.algorithm.signature_algorithm(), &signature)?)
+    Ok(tbs::assemble(
+        tbs_der,
+        key.algorithm.signature_algorithm(),
+        &signature,
+    )?)
 }
 
 /// Builds, lints and signs one of the CA's own certificates.
@@ -182,12 +199,18 @@ fn ca_certificate(
         .subject
         .iter()
         .map(|a| {
-            fixed_attr(&a.attr, &a.value)
-                .ok_or_else(|| CaError::invalid("policy", format!("profile {}: unknown attribute {}", profile.name, a.attr)))
+            fixed_attr(&a.attr, &a.value).ok_or_else(|| {
+                CaError::invalid(
+                    "policy",
+                    format!("profile {}: unknown attribute {}", profile.name, a.attr),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let subject = encode_name(&dn)?;
-    let issuer_name = issuer.map(|i| i.subject.clone()).unwrap_or_else(|| subject.clone());
+    let issuer_name = issuer
+        .map(|i| i.subject.clone())
+        .unwrap_or_else(|| subject.clone());
     let mut not_after = now + i64::from(profile.validity_days) * 86_400 - 1;
     if let Some(i) = issuer {
         not_after = not_after.min(i.not_after);
@@ -232,7 +255,10 @@ impl Ca {
     /// keys inside the HSM, their certificates. Refuses a home that already has a CA, and
     /// removes what it created if anything fails.
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, CaError> {
-        let mut rollback = InitRollback { created: vec![], armed: true };
+        let mut rollback = InitRollback {
+            created: vec![],
+            armed: true,
+        };
         if !dir.exists() {
             mkdir(dir)?;
             rollback.created.push(dir.into());
@@ -247,7 +273,10 @@ impl Ca {
             if let Some(k) = &opts.issuing_key {
                 config.ca.issuing_key = k.clone();
             }
-            Home { dir: dir.into(), config }
+            Home {
+                dir: dir.into(),
+                config,
+            }
         } else {
             Home::open(dir)?
         };
@@ -262,17 +291,26 @@ impl Ca {
         }
         let algs = [
             ("root", key_alg("root_key", &home.config.ca.root_key)?),
-            ("issuing", key_alg("issuing_key", &home.config.ca.issuing_key)?),
-            ("ocsp-signer", key_alg("ocsp_key", &home.config.ca.ocsp_key)?),
+            (
+                "issuing",
+                key_alg("issuing_key", &home.config.ca.issuing_key)?,
+            ),
+            (
+                "ocsp-signer",
+                key_alg("ocsp_key", &home.config.ca.ocsp_key)?,
+            ),
         ];
         if !home.softhsm2_env_ok() {
             return Err(CaError::CaState(format!(
                 "SOFTHSM2_CONF must point at {} before the PKCS#11 module loads",
-                home.softhsm2_conf().map(|p| p.display().to_string()).unwrap_or_default()
+                home.softhsm2_conf()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             )));
         }
         if fresh_config {
-            let text = toml::to_string(&home.config).map_err(|e| CaError::CaState(e.to_string()))?;
+            let text =
+                toml::to_string(&home.config).map_err(|e| CaError::CaState(e.to_string()))?;
             let header = "# NUC RK core service configuration (written by `nuc init`; see README.md).\n\
                           # PINs here are dev defaults: production sets NUC_HSM_PIN / NUC_HSM_SO_PIN instead.\n\n";
             write_file(&config_path, format!("{header}{text}").as_bytes())?;
@@ -288,10 +326,13 @@ impl Ca {
             write_file(&policy_path, DEFAULT_PROFILES.as_bytes())?;
             rollback.created.push(policy_path.clone());
         }
-        let policy = Policy::from_toml(
-            &std::fs::read_to_string(&policy_path)
-                .map_err(|source| crate::home::HomeError::Io { path: policy_path.clone(), source })?,
-        )?;
+        let policy =
+            Policy::from_toml(&std::fs::read_to_string(&policy_path).map_err(|source| {
+                crate::home::HomeError::Io {
+                    path: policy_path.clone(),
+                    source,
+                }
+            })?)?;
         if let Some(conf) = home.softhsm2_conf() {
             let hsm_dir = conf.parent().expect("conf has a directory").to_path_buf();
             let tokens = hsm_dir.join("tokens");
@@ -319,27 +360,69 @@ impl Ca {
         let root_key = hsm.generate_key(ROOT_LABEL, algs[0].1)?;
         let issuing_key = hsm.generate_key(ISSUING_LABEL, algs[1].1)?;
         let ocsp_key = hsm.generate_key(OCSP_LABEL, algs[2].1)?;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "CA keys generated in the HSM");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CA keys generated in the HSM"
+        );
 
         let now = nuc_core::time::now_unix();
-        let p = |n: &str| policy.profiles.get(n).ok_or_else(|| CaError::CaState(format!("policy lacks profile {n}")));
-        let root_der = ca_certificate(&hsm, &policy, &home.config, p("root")?, &root_key, &root_key, None, now)?;
+        let p = |n: &str| {
+            policy
+                .profiles
+                .get(n)
+                .ok_or_else(|| CaError::CaState(format!("policy lacks profile {n}")))
+        };
+        let root_der = ca_certificate(
+            &hsm,
+            &policy,
+            &home.config,
+            p("root")?,
+            &root_key,
+            &root_key,
+            None,
+            now,
+        )?;
         let root = CaSigner::new(root_key, root_der)?;
-        let issuing_der =
-            ca_certificate(&hsm, &policy, &home.config, p("issuing")?, &issuing_key, &root.key, Some(&root), now)?;
+        let issuing_der = ca_certificate(
+            &hsm,
+            &policy,
+            &home.config,
+            p("issuing")?,
+            &issuing_key,
+            &root.key,
+            Some(&root),
+            now,
+        )?;
         let issuing = CaSigner::new(issuing_key, issuing_der)?;
-        let ocsp_der =
-            ca_certificate(&hsm, &policy, &home.config, p("ocsp-signer")?, &ocsp_key, &issuing.key, Some(&issuing), now)?;
+        let ocsp_der = ca_certificate(
+            &hsm,
+            &policy,
+            &home.config,
+            p("ocsp-signer")?,
+            &ocsp_key,
+            &issuing.key,
+            Some(&issuing),
+            now,
+        )?;
 
         let ca_dir = home.ca_dir();
         mkdir(&ca_dir)?;
         rollback.created.push(ca_dir.clone());
         let db_path = home.db_path();
-        rollback.created.extend([db_path.clone(), db_path.with_extension("db-wal"), db_path.with_extension("db-shm")]);
+        rollback.created.extend([
+            db_path.clone(),
+            db_path.with_extension("db-wal"),
+            db_path.with_extension("db-shm"),
+        ]);
         let store = Store::open(&db_path)?;
         let rows = [
             ("root", ROOT_LABEL, algs[0].1, root.cert_der.clone()),
-            ("issuing", ISSUING_LABEL, algs[1].1, issuing.cert_der.clone()),
+            (
+                "issuing",
+                ISSUING_LABEL,
+                algs[1].1,
+                issuing.cert_der.clone(),
+            ),
             ("ocsp-signer", OCSP_LABEL, algs[2].1, ocsp_der.clone()),
         ]
         .map(|(role, label, alg, der)| CaKeyRow {
@@ -348,13 +431,26 @@ impl Ca {
             algorithm: alg.to_string(),
             cert_der: der,
         });
-        let pem = |der: &[u8]| -> Result<String, CaError> { Ok(Certificate::from_der(der)?.to_pem(der::pem::LineEnding::LF)?) };
-        let (root_pem, issuing_pem, ocsp_pem) = (pem(&root.cert_der)?, pem(&issuing.cert_der)?, pem(&ocsp_der)?);
-        let paths = [ca_dir.join("root.pem"), ca_dir.join("issuing.pem"), ca_dir.join("ocsp-signer.pem")];
+        let pem = |der: &[u8]| -> Result<String, CaError> {
+            Ok(Certificate::from_der(der)?.to_pem(der::pem::LineEnding::LF)?)
+        };
+        let (root_pem, issuing_pem, ocsp_pem) = (
+            pem(&root.cert_der)?,
+            pem(&issuing.cert_der)?,
+            pem(&ocsp_der)?,
+        );
+        let paths = [
+            ca_dir.join("root.pem"),
+            ca_dir.join("issuing.pem"),
+            ca_dir.join("ocsp-signer.pem"),
+        ];
         write_file(&paths[0], root_pem.as_bytes())?;
         write_file(&paths[1], issuing_pem.as_bytes())?;
         write_file(&paths[2], ocsp_pem.as_bytes())?;
-        write_file(&ca_dir.join("chain.pem"), format!("{issuing_pem}{root_pem}").as_bytes())?;
+        write_file(
+            &ca_dir.join("chain.pem"),
+            format!("{issuing_pem}{root_pem}").as_bytes(),
+        )?;
         let fingerprint = |der: &[u8]| hex::encode(openssl::sha::sha256(der));
         store.put_ca_keys(
             &rows,
@@ -382,16 +478,24 @@ impl Ca {
     /// Opens an initialised home: policy, storage, HSM login, and the CA's keys.
     pub fn open(home: Home) -> Result<Self, CaError> {
         if !home.db_path().exists() {
-            return Err(CaError::CaState(format!("{} has no CA: run `nuc init` first", home.dir.display())));
+            return Err(CaError::CaState(format!(
+                "{} has no CA: run `nuc init` first",
+                home.dir.display()
+            )));
         }
         if !home.softhsm2_env_ok() {
-            return Err(CaError::CaState("SOFTHSM2_CONF does not point at this home's token".into()));
+            return Err(CaError::CaState(
+                "SOFTHSM2_CONF does not point at this home's token".into(),
+            ));
         }
         let policy_path = home.policy_path();
-        let policy = Policy::from_toml(
-            &std::fs::read_to_string(&policy_path)
-                .map_err(|source| crate::home::HomeError::Io { path: policy_path.clone(), source })?,
-        )?;
+        let policy =
+            Policy::from_toml(&std::fs::read_to_string(&policy_path).map_err(|source| {
+                crate::home::HomeError::Io {
+                    path: policy_path.clone(),
+                    source,
+                }
+            })?)?;
         let store = Store::open(&home.db_path())?;
         let hsm_cfg = &home.config.hsm;
         let hsm = Hsm::open(&hsm_cfg.module, &hsm_cfg.token_label, &hsm_cfg.user_pin()?)?;
@@ -406,7 +510,14 @@ impl Ca {
         };
         let issuing = signer("issuing")?;
         let root = signer("root")?;
-        Ok(Self { home, policy, hsm, store, issuing, root })
+        Ok(Self {
+            home,
+            policy,
+            hsm,
+            store,
+            issuing,
+            root,
+        })
     }
 
     /// Issues one certificate. Refusals are audited and change nothing else.
@@ -429,16 +540,29 @@ impl Ca {
         let profile = self.policy.end_entity(&req.profile).ok_or_else(|| {
             CaError::invalid(
                 "profile",
-                format!("unknown profile {:?} (known: {})", req.profile, self.policy.end_entity_names().join(", ")),
+                format!(
+                    "unknown profile {:?} (known: {})",
+                    req.profile,
+                    self.policy.end_entity_names().join(", ")
+                ),
             )
         })?;
         let role_oid = match (&req.role, profile.roles.is_empty()) {
             (None, true) => None,
-            (Some(r), true) => return Err(CaError::invalid("role", format!("profile {} takes no role (got {r:?})", profile.name))),
+            (Some(r), true) => {
+                return Err(CaError::invalid(
+                    "role",
+                    format!("profile {} takes no role (got {r:?})", profile.name),
+                ));
+            }
             (None, false) => {
                 return Err(CaError::invalid(
                     "role",
-                    format!("profile {} requires one of: {}", profile.name, profile.roles.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "profile {} requires one of: {}",
+                        profile.name,
+                        profile.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             }
             (Some(r), false) => Some(*profile.roles.get(r).ok_or_else(|| {
@@ -458,22 +582,40 @@ impl Ca {
                 Some(*self.policy.identification.get(m).ok_or_else(|| {
                     CaError::invalid(
                         "identification",
-                        format!("unknown method {m:?} (known: {})", self.policy.identification.keys().cloned().collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "unknown method {m:?} (known: {})",
+                            self.policy
+                                .identification
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     )
                 })?)
             }
             (false, Some(_)) => {
-                return Err(CaError::invalid("identification", format!("profile {} records no identification method", profile.name)));
+                return Err(CaError::invalid(
+                    "identification",
+                    format!("profile {} records no identification method", profile.name),
+                ));
             }
             (false, None) => None,
         };
         if !req.dns_names.is_empty() && profile.kind != crate::policy::ProfileKind::System {
-            return Err(CaError::invalid("dns", format!("profile {} takes no DNS names", profile.name)));
+            return Err(CaError::invalid(
+                "dns",
+                format!("profile {} takes no DNS names", profile.name),
+            ));
         }
         for d in &req.dns_names {
             let ok = !d.is_empty()
                 && d.len() <= 253
-                && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                && d.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
             if !ok {
                 return Err(CaError::invalid("dns", format!("{d:?} is not a DNS name")));
             }
@@ -491,7 +633,8 @@ impl Ca {
 
         let subject = encode_name(&dn)?;
         let now = nuc_core::time::now_unix();
-        let not_after = (now + i64::from(profile.validity_days) * 86_400 - 1).min(self.issuing.not_after);
+        let not_after =
+            (now + i64::from(profile.validity_days) * 86_400 - 1).min(self.issuing.not_after);
         let serial = serial_bytes()?;
         let input = TbsInput {
             profile,
@@ -575,6 +718,11 @@ impl Ca {
             },
         )?;
         tracing::info!(serial = %serial_hex, profile = %profile.name, "certificate issued");
-        Ok(Issued { serial_hex, der, subject: subject_text, profile: profile.name.clone() })
+        Ok(Issued {
+            serial_hex,
+            der,
+            subject: subject_text,
+            profile: profile.name.clone(),
+        })
     }
 }

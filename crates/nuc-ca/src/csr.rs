@@ -37,10 +37,12 @@ struct RsaPublicKey<'a> {
 pub fn to_der(input: &[u8]) -> Result<Vec<u8>, CaError> {
     let trimmed = input.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let (label, der) =
-            der::pem::decode_vec(trimmed).map_err(|e| CaError::CsrMalformed(format!("not a valid PEM file: {e}")))?;
+        let (label, der) = der::pem::decode_vec(trimmed)
+            .map_err(|e| CaError::CsrMalformed(format!("not a valid PEM file: {e}")))?;
         if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
-            return Err(CaError::CsrMalformed(format!("PEM holds a {label:?}, not a CERTIFICATE REQUEST")));
+            return Err(CaError::CsrMalformed(format!(
+                "PEM holds a {label:?}, not a CERTIFICATE REQUEST"
+            )));
         }
         Ok(der)
     } else {
@@ -52,16 +54,21 @@ fn classify(spki: &SubjectPublicKeyInfoOwned) -> Result<(KeyAlgorithm, Option<u3
     use const_oid::db::rfc5912;
     match spki.algorithm.oid {
         rfc5912::RSA_ENCRYPTION => {
-            let key = RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
-                .map_err(|e| CaError::CsrMalformed(format!("RSA public key does not decode: {e}")))?;
+            let key = RsaPublicKey::from_der(spki.subject_public_key.raw_bytes()).map_err(|e| {
+                CaError::CsrMalformed(format!("RSA public key does not decode: {e}"))
+            })?;
             let n = key.modulus.as_bytes();
             let bits = (n.len() * 8) as u32 - n.first().map_or(8, |b| b.leading_zeros());
             let e = key.public_exponent.as_bytes();
             if e.last().is_none_or(|b| b & 1 == 0) || e == [1] {
-                return Err(CaError::KeyRejected("RSA public exponent must be odd and at least 3".into()));
+                return Err(CaError::KeyRejected(
+                    "RSA public exponent must be odd and at least 3".into(),
+                ));
             }
             if bits > RSA_MAX_BITS {
-                return Err(CaError::KeyRejected(format!("RSA key of {bits} bits; at most {RSA_MAX_BITS} are accepted")));
+                return Err(CaError::KeyRejected(format!(
+                    "RSA key of {bits} bits; at most {RSA_MAX_BITS} are accepted"
+                )));
             }
             Ok((KeyAlgorithm::Rsa { bits }, Some(bits)))
         }
@@ -72,7 +79,9 @@ fn classify(spki: &SubjectPublicKeyInfoOwned) -> Result<(KeyAlgorithm, Option<u3
                 .as_ref()
                 .ok_or_else(|| CaError::KeyRejected("EC key without a named curve".into()))?
                 .decode_as()
-                .map_err(|_| CaError::KeyRejected("EC key parameters are not a named curve".into()))?;
+                .map_err(|_| {
+                    CaError::KeyRejected("EC key parameters are not a named curve".into())
+                })?;
             match curve {
                 rfc5912::SECP_256_R_1 => Ok((KeyAlgorithm::EcdsaP256, None)),
                 rfc5912::SECP_384_R_1 => Ok((KeyAlgorithm::EcdsaP384, None)),
@@ -82,7 +91,9 @@ fn classify(spki: &SubjectPublicKeyInfoOwned) -> Result<(KeyAlgorithm, Option<u3
                 ))),
             }
         }
-        other => Err(CaError::KeyRejected(format!("key algorithm {other} is not accepted (RSA or ECDSA only)"))),
+        other => Err(CaError::KeyRejected(format!(
+            "key algorithm {other} is not accepted (RSA or ECDSA only)"
+        ))),
     }
 }
 
@@ -139,14 +150,20 @@ pub fn check(input: &[u8], profile: &Profile) -> Result<CheckedCsr, CaError> {
     }
     verify_possession(&der, &req, algorithm)?;
     let spki_der = spki.to_der()?;
-    Ok(CheckedCsr { spki, algorithm, rsa_bits, spki_sha256: hex::encode(sha2::Sha256::digest(&spki_der)) })
+    Ok(CheckedCsr {
+        spki,
+        algorithm,
+        rsa_bits,
+        spki_sha256: hex::encode(sha2::Sha256::digest(&spki_der)),
+    })
 }
 
 /// The DER of the CertificationRequestInfo exactly as it was signed: the first element of the
 /// outer SEQUENCE, sliced from the input rather than re-encoded.
 fn signed_info(der: &[u8]) -> Result<&[u8], CaError> {
     use der::Reader;
-    let malformed = |e: der::Error| CaError::CsrMalformed(format!("not a PKCS#10 certificate request: {e}"));
+    let malformed =
+        |e: der::Error| CaError::CsrMalformed(format!("not a PKCS#10 certificate request: {e}"));
     let outer = der::asn1::AnyRef::from_der(der).map_err(malformed)?;
     let content = outer.value();
     let mut reader = der::SliceReader::new(content).map_err(malformed)?;
@@ -175,13 +192,21 @@ fn verify_possession(der: &[u8], req: &CertReq, algorithm: KeyAlgorithm) -> Resu
                 rfc5912::ECDSA_WITH_SHA_256 => MessageDigest::sha256(),
                 rfc5912::ECDSA_WITH_SHA_384 => MessageDigest::sha384(),
                 rfc5912::ECDSA_WITH_SHA_512 => MessageDigest::sha512(),
-                other => return Err(invalid(&format!("signature algorithm {other} does not fit an ECDSA key"))),
+                other => {
+                    return Err(invalid(&format!(
+                        "signature algorithm {other} does not fit an ECDSA key"
+                    )));
+                }
             };
             let group = curve_group(algorithm).map_err(|_| invalid("curve unavailable"))?;
             let digest = hash(md, info).map_err(|_| invalid("digest failed"))?;
             let verify = || -> Result<bool, openssl::error::ErrorStack> {
                 let mut ctx = openssl::bn::BigNumContext::new()?;
-                let point = openssl::ec::EcPoint::from_bytes(group, req.info.public_key.subject_public_key.raw_bytes(), &mut ctx)?;
+                let point = openssl::ec::EcPoint::from_bytes(
+                    group,
+                    req.info.public_key.subject_public_key.raw_bytes(),
+                    &mut ctx,
+                )?;
                 let key = openssl::ec::EcKey::from_public_key(group, &point)?;
                 openssl::ecdsa::EcdsaSig::from_der(signature)?.verify(&digest, &key)
             };
@@ -192,10 +217,16 @@ fn verify_possession(der: &[u8], req: &CertReq, algorithm: KeyAlgorithm) -> Resu
                 rfc5912::SHA_256_WITH_RSA_ENCRYPTION => MessageDigest::sha256(),
                 rfc5912::SHA_384_WITH_RSA_ENCRYPTION => MessageDigest::sha384(),
                 rfc5912::SHA_512_WITH_RSA_ENCRYPTION => MessageDigest::sha512(),
-                other => return Err(invalid(&format!("signature algorithm {other} is not accepted for an RSA key (PKCS#1 v1.5 with SHA-2)"))),
+                other => {
+                    return Err(invalid(&format!(
+                        "signature algorithm {other} is not accepted for an RSA key (PKCS#1 v1.5 with SHA-2)"
+                    )));
+                }
             };
             let key = RsaPublicKey::from_der(req.info.public_key.subject_public_key.raw_bytes())
-                .map_err(|e| CaError::CsrMalformed(format!("RSA public key does not decode: {e}")))?;
+                .map_err(|e| {
+                    CaError::CsrMalformed(format!("RSA public key does not decode: {e}"))
+                })?;
             let verify = || -> Result<bool, openssl::error::ErrorStack> {
                 let rsa = openssl::rsa::Rsa::from_public_components(
                     openssl::bn::BigNum::from_slice(key.modulus.as_bytes())?,
@@ -209,10 +240,18 @@ fn verify_possession(der: &[u8], req: &CertReq, algorithm: KeyAlgorithm) -> Resu
             verify().unwrap_or(false)
         }
     };
-    if verified { Ok(()) } else { Err(invalid("the request's signature does not verify with its own public key")) }
+    if verified {
+        Ok(())
+    } else {
+        Err(invalid(
+            "the request's signature does not verify with its own public key",
+        ))
+    }
 }
 
-fn curve_group(algorithm: KeyAlgorithm) -> Result<&'static openssl::ec::EcGroup, openssl::error::ErrorStack> {
+fn curve_group(
+    algorithm: KeyAlgorithm,
+) -> Result<&'static openssl::ec::EcGroup, openssl::error::ErrorStack> {
     use std::sync::OnceLock;
     static P256: OnceLock<openssl::ec::EcGroup> = OnceLock::new();
     static P384: OnceLock<openssl::ec::EcGroup> = OnceLock::new();

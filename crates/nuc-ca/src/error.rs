@@ -37,7 +37,9 @@ pub enum CaError {
 impl From<nuc_store::StoreError> for CaError {
     fn from(e: nuc_store::StoreError) -> Self {
         match e {
-            nuc_store::StoreError::KeyAlreadyCertified { serial } => CaError::KeyAlreadyCertified { serial },
+            nuc_store::StoreError::KeyAlreadyCertified { serial } => {
+                CaError::KeyAlreadyCertified { serial }
+            }
             e => CaError::Store(e),
         }
     }
@@ -45,7 +47,10 @@ impl From<nuc_store::StoreError> for CaError {
 
 impl CaError {
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        CaError::InvalidArgument { field: field.into(), reason: reason.into() }
+        CaError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The stable reason code of this refusal or failure.

@@ -9,15 +9,24 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Toml { path: PathBuf, source: toml::de::Error },
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("configuration: {0}")]
     Invalid(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io { path: path.into(), source }
+    move |source| HomeError::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 /// `[service]`: where the service listens.
@@ -52,18 +61,29 @@ pub struct PublicationConfig {
 
 impl PublicationConfig {
     fn url(&self, explicit: &Option<String>, path: &str) -> String {
-        explicit.clone().unwrap_or_else(|| format!("{}{path}", self.base_url.trim_end_matches('/')))
+        explicit
+            .clone()
+            .unwrap_or_else(|| format!("{}{path}", self.base_url.trim_end_matches('/')))
     }
 
     /// Fills `{crl_full}`, `{ocsp}`… in a profile's URL template.
     pub fn fill(&self, template: &str) -> String {
         template
             .replace("{crl_full}", &self.url(&self.crl_full, "/crl/issuing.crl"))
-            .replace("{crl_delta}", &self.url(&self.crl_delta, "/crl/issuing-delta.crl"))
+            .replace(
+                "{crl_delta}",
+                &self.url(&self.crl_delta, "/crl/issuing-delta.crl"),
+            )
             .replace("{ocsp}", &self.url(&self.ocsp, "/ocsp"))
-            .replace("{ca_issuers}", &self.url(&self.ca_issuers, "/ca/issuing.cer"))
+            .replace(
+                "{ca_issuers}",
+                &self.url(&self.ca_issuers, "/ca/issuing.cer"),
+            )
             .replace("{root_crl}", &self.url(&self.root_crl, "/crl/root.crl"))
-            .replace("{root_issuers}", &self.url(&self.root_issuers, "/ca/root.cer"))
+            .replace(
+                "{root_issuers}",
+                &self.url(&self.root_issuers, "/ca/root.cer"),
+            )
             .replace("{cps}", &self.url(&self.cps, "/cps"))
     }
 }
@@ -100,14 +120,18 @@ impl HsmConfig {
         std::env::var("NUC_HSM_PIN")
             .ok()
             .or_else(|| self.pin.clone())
-            .ok_or_else(|| HomeError::Invalid("no HSM user PIN: set NUC_HSM_PIN or [hsm] pin".into()))
+            .ok_or_else(|| {
+                HomeError::Invalid("no HSM user PIN: set NUC_HSM_PIN or [hsm] pin".into())
+            })
     }
 
     pub fn so_pin(&self) -> Result<String, HomeError> {
         std::env::var("NUC_HSM_SO_PIN")
             .ok()
             .or_else(|| self.so_pin.clone())
-            .ok_or_else(|| HomeError::Invalid("no HSM SO PIN: set NUC_HSM_SO_PIN or [hsm] so_pin".into()))
+            .ok_or_else(|| {
+                HomeError::Invalid("no HSM SO PIN: set NUC_HSM_SO_PIN or [hsm] so_pin".into())
+            })
     }
 }
 
@@ -142,7 +166,9 @@ impl Config {
     /// Defaults for a developer's home: loopback, SoftHSM2 under the home, dev PINs.
     pub fn dev(http_listen: &str) -> Self {
         Self {
-            service: ServiceConfig { http_listen: http_listen.into() },
+            service: ServiceConfig {
+                http_listen: http_listen.into(),
+            },
             publication: PublicationConfig {
                 base_url: format!("http://{http_listen}"),
                 crl_full: None,
@@ -162,8 +188,14 @@ impl Config {
                 pin: Some("nuc-dev-user-pin".into()),
                 so_pin: Some("nuc-dev-so-pin".into()),
             },
-            ca: CaConfig { root_key: "rsa-3072".into(), issuing_key: "rsa-2048".into(), ocsp_key: "rsa-2048".into() },
-            policy: PolicyConfig { file: "policy/profiles.toml".into() },
+            ca: CaConfig {
+                root_key: "rsa-3072".into(),
+                issuing_key: "rsa-2048".into(),
+                ocsp_key: "rsa-2048".into(),
+            },
+            policy: PolicyConfig {
+                file: "policy/profiles.toml".into(),
+            },
         }
     }
 }
@@ -184,8 +216,14 @@ impl Home {
     pub fn open(dir: &Path) -> Result<Self, HomeError> {
         let path = Self::config_path(dir);
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let config = toml::from_str(&text).map_err(|source| HomeError::Toml { path: path.clone(), source })?;
-        Ok(Self { dir: dir.into(), config })
+        let config = toml::from_str(&text).map_err(|source| HomeError::Toml {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.into(),
+            config,
+        })
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -202,7 +240,11 @@ impl Home {
 
     /// The SoftHSM2 configuration this home wants in `SOFTHSM2_CONF`, if it uses SoftHSM2.
     pub fn softhsm2_conf(&self) -> Option<PathBuf> {
-        self.config.hsm.softhsm2_conf.as_ref().map(|p| self.dir.join(p))
+        self.config
+            .hsm
+            .softhsm2_conf
+            .as_ref()
+            .map(|p| self.dir.join(p))
     }
 
     /// Whether the process environment already points SoftHSM2 at this home's token.

@@ -25,7 +25,10 @@ use crate::keyalg::KeyAlgorithm;
 #[derive(Debug, thiserror::Error)]
 pub enum HsmError {
     #[error("PKCS#11 module {path}: {source}")]
-    Module { path: PathBuf, source: cryptoki::error::Error },
+    Module {
+        path: PathBuf,
+        source: cryptoki::error::Error,
+    },
     #[error("no initialised token labelled {0:?} (run `nuc init`?)")]
     TokenNotFound(String),
     #[error("token {0:?} already exists")]
@@ -35,7 +38,10 @@ pub enum HsmError {
     #[error("key {label:?} is not what the configuration says ({detail})")]
     KeyMismatch { label: String, detail: String },
     #[error("PKCS#11 {op}: {source}")]
-    Pkcs11 { op: &'static str, source: cryptoki::error::Error },
+    Pkcs11 {
+        op: &'static str,
+        source: cryptoki::error::Error,
+    },
     #[error("public key from the token cannot be encoded: {0}")]
     Encoding(#[from] der::Error),
 }
@@ -63,20 +69,31 @@ pub struct Hsm {
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hsm").field("slot", &self.slot).finish_non_exhaustive()
+        f.debug_struct("Hsm")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
     }
 }
 
 fn load(module: &Path) -> Result<Pkcs11, HsmError> {
-    let pkcs11 = Pkcs11::new(module).map_err(|source| HsmError::Module { path: module.into(), source })?;
+    let pkcs11 = Pkcs11::new(module).map_err(|source| HsmError::Module {
+        path: module.into(),
+        source,
+    })?;
     pkcs11
         .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|source| HsmError::Module { path: module.into(), source })?;
+        .map_err(|source| HsmError::Module {
+            path: module.into(),
+            source,
+        })?;
     Ok(pkcs11)
 }
 
 fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
-    for slot in pkcs11.get_slots_with_initialized_token().map_err(p11("C_GetSlotList"))? {
+    for slot in pkcs11
+        .get_slots_with_initialized_token()
+        .map_err(p11("C_GetSlotList"))?
+    {
         let info = pkcs11.get_token_info(slot).map_err(p11("C_GetTokenInfo"))?;
         if info.label().trim_end() == label {
             return Ok(Some(slot));
@@ -87,7 +104,12 @@ fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>, HsmError> {
 
 impl Hsm {
     /// Initialises a new token with the given label and PINs in the first free slot.
-    pub fn create_token(module: &Path, label: &str, so_pin: &str, user_pin: &str) -> Result<(), HsmError> {
+    pub fn create_token(
+        module: &Path,
+        label: &str,
+        so_pin: &str,
+        user_pin: &str,
+    ) -> Result<(), HsmError> {
         let pkcs11 = load(module)?;
         if find_token(&pkcs11, label)?.is_some() {
             return Err(HsmError::TokenExists(label.to_owned()));
@@ -96,15 +118,27 @@ impl Hsm {
             .get_slots_with_token()
             .map_err(p11("C_GetSlotList"))?
             .into_iter()
-            .find(|s| pkcs11.get_token_info(*s).map(|i| !i.token_initialized()).unwrap_or(false))
+            .find(|s| {
+                pkcs11
+                    .get_token_info(*s)
+                    .map(|i| !i.token_initialized())
+                    .unwrap_or(false)
+            })
             .ok_or_else(|| HsmError::TokenNotFound("(a free slot)".into()))?;
         let so = AuthPin::from(so_pin.to_owned());
-        pkcs11.init_token(slot, &so, label).map_err(p11("C_InitToken"))?;
+        pkcs11
+            .init_token(slot, &so, label)
+            .map_err(p11("C_InitToken"))?;
         // SoftHSM moves a freshly initialised token to a new slot id: look it up again.
-        let slot = find_token(&pkcs11, label)?.ok_or_else(|| HsmError::TokenNotFound(label.to_owned()))?;
+        let slot =
+            find_token(&pkcs11, label)?.ok_or_else(|| HsmError::TokenNotFound(label.to_owned()))?;
         let session = pkcs11.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
-        session.login(UserType::So, Some(&so)).map_err(p11("C_Login(SO)"))?;
-        session.init_pin(&AuthPin::from(user_pin.to_owned())).map_err(p11("C_InitPIN"))?;
+        session
+            .login(UserType::So, Some(&so))
+            .map_err(p11("C_Login(SO)"))?;
+        session
+            .init_pin(&AuthPin::from(user_pin.to_owned()))
+            .map_err(p11("C_InitPIN"))?;
         session.logout().map_err(p11("C_Logout"))?;
         Ok(())
     }
@@ -112,24 +146,42 @@ impl Hsm {
     /// Opens the token labelled `label` and logs the user in.
     pub fn open(module: &Path, label: &str, user_pin: &str) -> Result<Self, HsmError> {
         let pkcs11 = load(module)?;
-        let slot = find_token(&pkcs11, label)?.ok_or_else(|| HsmError::TokenNotFound(label.to_owned()))?;
+        let slot =
+            find_token(&pkcs11, label)?.ok_or_else(|| HsmError::TokenNotFound(label.to_owned()))?;
         let session = pkcs11.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
         session
             .login(UserType::User, Some(&AuthPin::from(user_pin.to_owned())))
             .map_err(p11("C_Login"))?;
-        Ok(Self { pkcs11, slot, sessions: Mutex::new(vec![session]) })
+        Ok(Self {
+            pkcs11,
+            slot,
+            sessions: Mutex::new(vec![session]),
+        })
     }
 
     /// Runs `f` on a session of its own; sessions are reused, never shared at once.
-    fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, HsmError>) -> Result<T, HsmError> {
-        let pooled = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let pooled = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let session = match pooled {
             Some(s) => s,
             // Login state is per token: a new session of a logged-in application is logged in.
-            None => self.pkcs11.open_rw_session(self.slot).map_err(p11("C_OpenSession"))?,
+            None => self
+                .pkcs11
+                .open_rw_session(self.slot)
+                .map_err(p11("C_OpenSession"))?,
         };
         let out = f(&session);
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).push(session);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session);
         out
     }
 
@@ -137,8 +189,15 @@ impl Hsm {
     /// and usable only for signing.
     pub fn generate_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
         self.with_session(|s| {
-            if !s.find_objects(&[Attribute::Label(label.into())]).map_err(p11("C_FindObjects"))?.is_empty() {
-                return Err(HsmError::KeyMismatch { label: label.into(), detail: "a key with this label exists".into() });
+            if !s
+                .find_objects(&[Attribute::Label(label.into())])
+                .map_err(p11("C_FindObjects"))?
+                .is_empty()
+            {
+                return Err(HsmError::KeyMismatch {
+                    label: label.into(),
+                    detail: "a key with this label exists".into(),
+                });
             }
             let id = sha2::Sha256::digest(label.as_bytes())[..8].to_vec();
             let mut public = vec![
@@ -170,9 +229,16 @@ impl Hsm {
                     Mechanism::EccKeyPairGen
                 }
             };
-            let (_pub, handle) = s.generate_key_pair(&mechanism, &public, &private).map_err(p11("C_GenerateKeyPair"))?;
+            let (_pub, handle) = s
+                .generate_key_pair(&mechanism, &public, &private)
+                .map_err(p11("C_GenerateKeyPair"))?;
             let spki = public_key_info(s, label, algorithm)?;
-            Ok(HsmKey { label: label.into(), algorithm, handle, spki })
+            Ok(HsmKey {
+                label: label.into(),
+                algorithm,
+                handle,
+                spki,
+            })
         })
     }
 
@@ -180,12 +246,20 @@ impl Hsm {
     pub fn find_key(&self, label: &str, algorithm: KeyAlgorithm) -> Result<HsmKey, HsmError> {
         self.with_session(|s| {
             let handle = *s
-                .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.into())])
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(label.into()),
+                ])
                 .map_err(p11("C_FindObjects"))?
                 .first()
                 .ok_or_else(|| HsmError::KeyNotFound(label.into()))?;
             let spki = public_key_info(s, label, algorithm)?;
-            Ok(HsmKey { label: label.into(), algorithm, handle, spki })
+            Ok(HsmKey {
+                label: label.into(),
+                algorithm,
+                handle,
+                spki,
+            })
         })
     }
 
@@ -193,7 +267,9 @@ impl Hsm {
     /// (PKCS#1 v1.5 bytes for RSA, a DER Ecdsa-Sig-Value for ECDSA).
     pub fn sign(&self, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         self.with_session(|s| match key.algorithm {
-            KeyAlgorithm::Rsa { .. } => s.sign(&Mechanism::Sha256RsaPkcs, key.handle, data).map_err(p11("C_Sign")),
+            KeyAlgorithm::Rsa { .. } => s
+                .sign(&Mechanism::Sha256RsaPkcs, key.handle, data)
+                .map_err(p11("C_Sign")),
             KeyAlgorithm::EcdsaP256 => ecdsa(s, key, &sha2::Sha256::digest(data)),
             KeyAlgorithm::EcdsaP384 => ecdsa(s, key, &sha2::Sha384::digest(data)),
         })
@@ -226,22 +302,45 @@ struct RsaPublicKey<'a> {
 
 fn ecdsa(s: &Session, key: &HsmKey, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
     // SoftHSM's CKM_ECDSA takes the digest and returns r‖s; X.509 wants the DER SEQUENCE.
-    let raw = s.sign(&Mechanism::Ecdsa, key.handle, digest).map_err(p11("C_Sign"))?;
+    let raw = s
+        .sign(&Mechanism::Ecdsa, key.handle, digest)
+        .map_err(p11("C_Sign"))?;
     let (r, sv) = raw.split_at(raw.len() / 2);
-    Ok(EcdsaSigValue { r: UintRef::new(r)?, s: UintRef::new(sv)? }.to_der()?)
+    Ok(EcdsaSigValue {
+        r: UintRef::new(r)?,
+        s: UintRef::new(sv)?,
+    }
+    .to_der()?)
 }
 
-fn public_key_info(s: &Session, label: &str, algorithm: KeyAlgorithm) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
+fn public_key_info(
+    s: &Session,
+    label: &str,
+    algorithm: KeyAlgorithm,
+) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
     let public = *s
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Label(label.into())])
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(label.into()),
+        ])
         .map_err(p11("C_FindObjects"))?
         .first()
         .ok_or_else(|| HsmError::KeyNotFound(format!("{label} (public half)")))?;
-    let mismatch = |detail: String| HsmError::KeyMismatch { label: label.into(), detail };
+    let mismatch = |detail: String| HsmError::KeyMismatch {
+        label: label.into(),
+        detail,
+    };
     match algorithm {
         KeyAlgorithm::Rsa { bits } => {
             let attrs = s
-                .get_attributes(public, &[AttributeType::KeyType, AttributeType::Modulus, AttributeType::PublicExponent])
+                .get_attributes(
+                    public,
+                    &[
+                        AttributeType::KeyType,
+                        AttributeType::Modulus,
+                        AttributeType::PublicExponent,
+                    ],
+                )
                 .map_err(p11("C_GetAttributeValue"))?;
             let (mut n, mut e, mut kt) = (None, None, None);
             for a in attrs {
@@ -255,12 +354,20 @@ fn public_key_info(s: &Session, label: &str, algorithm: KeyAlgorithm) -> Result<
             if kt != Some(KeyType::RSA) {
                 return Err(mismatch(format!("expected an RSA key, token says {kt:?}")));
             }
-            let (n, e) = n.zip(e).ok_or_else(|| mismatch("modulus or exponent missing".into()))?;
+            let (n, e) = n
+                .zip(e)
+                .ok_or_else(|| mismatch("modulus or exponent missing".into()))?;
             let got_bits = (n.len() * 8) as u32 - n.first().map_or(8, |b| b.leading_zeros());
             if got_bits != bits {
-                return Err(mismatch(format!("expected {bits} bits, token has {got_bits}")));
+                return Err(mismatch(format!(
+                    "expected {bits} bits, token has {got_bits}"
+                )));
             }
-            let key = RsaPublicKey { modulus: UintRef::new(&n)?, public_exponent: UintRef::new(&e)? }.to_der()?;
+            let key = RsaPublicKey {
+                modulus: UintRef::new(&n)?,
+                public_exponent: UintRef::new(&e)?,
+            }
+            .to_der()?;
             Ok(SubjectPublicKeyInfoOwned {
                 algorithm: AlgorithmIdentifierOwned {
                     oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
@@ -286,7 +393,8 @@ fn public_key_info(s: &Session, label: &str, algorithm: KeyAlgorithm) -> Result<
                 return Err(mismatch(format!("expected curve {curve}")));
             }
             // CKA_EC_POINT is the point wrapped in a DER OCTET STRING.
-            let point = OctetString::from_der(&point.ok_or_else(|| mismatch("EC point missing".into()))?)?;
+            let point =
+                OctetString::from_der(&point.ok_or_else(|| mismatch("EC point missing".into()))?)?;
             Ok(SubjectPublicKeyInfoOwned {
                 algorithm: AlgorithmIdentifierOwned {
                     oid: const_oid::db::rfc5912::ID_EC_PUBLIC_KEY,

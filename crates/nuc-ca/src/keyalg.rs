@@ -21,7 +21,9 @@ pub enum KeyAlgorithm {
 
 /// An algorithm name we do not know.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown key algorithm {0:?} (known: rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384)")]
+#[error(
+    "unknown key algorithm {0:?} (known: rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384)"
+)]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for KeyAlgorithm {
@@ -66,8 +68,14 @@ impl KeyAlgorithm {
                 oid: rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
                 parameters: Some(AnyRef::from(Null).into()),
             },
-            Self::EcdsaP256 => AlgorithmIdentifierOwned { oid: rfc5912::ECDSA_WITH_SHA_256, parameters: None },
-            Self::EcdsaP384 => AlgorithmIdentifierOwned { oid: rfc5912::ECDSA_WITH_SHA_384, parameters: None },
+            Self::EcdsaP256 => AlgorithmIdentifierOwned {
+                oid: rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            Self::EcdsaP384 => AlgorithmIdentifierOwned {
+                oid: rfc5912::ECDSA_WITH_SHA_384,
+                parameters: None,
+            },
         }
     }
 }

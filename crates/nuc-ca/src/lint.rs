@@ -14,8 +14,8 @@ use der::{Decode, Tag, Tagged};
 use x509_cert::TbsCertificate;
 use x509_cert::certificate::Version;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage,
-    FreshestCrl, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, CrlDistributionPoints,
+    ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages, SubjectKeyIdentifier,
 };
 use x509_cert::name::Name;
 
@@ -50,18 +50,31 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
         f.push("version is not v3".into());
     }
     let serial = tbs.serial_number().as_bytes();
-    if serial.is_empty() || serial.len() > 20 || serial[0] & 0x80 != 0 || serial.iter().all(|b| *b == 0) {
-        f.push(format!("serial must be positive, non-zero, at most 20 octets (got {} octets)", serial.len()));
+    if serial.is_empty()
+        || serial.len() > 20
+        || serial[0] & 0x80 != 0
+        || serial.iter().all(|b| *b == 0)
+    {
+        f.push(format!(
+            "serial must be positive, non-zero, at most 20 octets (got {} octets)",
+            serial.len()
+        ));
     }
     if tbs.issuer() != ctx.issuer {
         f.push("issuer is not the signing CA's subject".into());
     }
-    let (nb, na) = (unix(&tbs.validity().not_before), unix(&tbs.validity().not_after));
+    let (nb, na) = (
+        unix(&tbs.validity().not_before),
+        unix(&tbs.validity().not_after),
+    );
     if na <= nb {
         f.push("notAfter is not after notBefore".into());
     }
     if na - nb > i64::from(p.validity_days) * 86_400 {
-        f.push(format!("validity exceeds the profile's {} days", p.validity_days));
+        f.push(format!(
+            "validity exceeds the profile's {} days",
+            p.validity_days
+        ));
     }
     if let Some(limit) = ctx.issuer_not_after
         && na > limit
@@ -103,13 +116,17 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
         None => {}
         Some(e) => match ExtendedKeyUsage::from_der(e.extn_value.as_bytes()) {
             Ok(eku) if eku.0 == ctx.extended_key_usage => {}
-            Ok(_) => f.push("extKeyUsage differs from the profile, role and identification method".into()),
+            Ok(_) => f.push(
+                "extKeyUsage differs from the profile, role and identification method".into(),
+            ),
             Err(e) => f.push(format!("extKeyUsage does not decode: {e}")),
         },
     }
     match find(BasicConstraints::OID) {
         Some(e) => match BasicConstraints::from_der(e.extn_value.as_bytes()) {
-            Ok(bc) if bc.ca != p.kind.is_ca() => f.push("basicConstraints cA does not match the profile".into()),
+            Ok(bc) if bc.ca != p.kind.is_ca() => {
+                f.push("basicConstraints cA does not match the profile".into())
+            }
             Ok(_) if !e.critical => f.push("basicConstraints is not critical".into()),
             Ok(_) => {}
             Err(e) => f.push(format!("basicConstraints does not decode: {e}")),
@@ -117,8 +134,11 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
         None if p.kind.is_ca() => f.push("a CA certificate needs basicConstraints".into()),
         None => {}
     }
-    match find(SubjectKeyIdentifier::OID).map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes())) {
-        Some(Ok(ski)) if ski.0.as_bytes() == key_identifier(tbs.subject_public_key_info()).as_slice() => {}
+    match find(SubjectKeyIdentifier::OID)
+        .map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()))
+    {
+        Some(Ok(ski))
+            if ski.0.as_bytes() == key_identifier(tbs.subject_public_key_info()).as_slice() => {}
         _ => f.push("subjectKeyIdentifier is missing or not the key's identifier".into()),
     }
     match (ctx.issuer_key_id, find(AuthorityKeyIdentifier::OID)) {
@@ -128,7 +148,9 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
             _ => f.push("authorityKeyIdentifier is not the issuer's key identifier".into()),
         },
         (Some(_), None) => f.push("authorityKeyIdentifier is missing".into()),
-        (None, Some(_)) => f.push("a self-signed root must not need an authorityKeyIdentifier".into()),
+        (None, Some(_)) => {
+            f.push("a self-signed root must not need an authorityKeyIdentifier".into())
+        }
     }
     if p.policies {
         let ok = find(CertificatePolicies::OID)
@@ -144,7 +166,9 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
     if p.freshest_crl.is_some() != find(FreshestCrl::OID).is_some() {
         f.push("freshestCRL presence differs from the profile".into());
     }
-    if (p.ocsp.is_some() || p.ca_issuers.is_some()) != find(rfc5280::ID_PE_AUTHORITY_INFO_ACCESS).is_some() {
+    if (p.ocsp.is_some() || p.ca_issuers.is_some())
+        != find(rfc5280::ID_PE_AUTHORITY_INFO_ACCESS).is_some()
+    {
         f.push("authorityInfoAccess presence differs from the profile".into());
     }
     if f.is_empty() { Ok(()) } else { Err(f) }
@@ -162,13 +186,26 @@ fn lint_subject(subject: &Name, p: &Profile, f: &mut Vec<String>) {
         return;
     }
     for a in &attrs {
-        let want = if a.oid == rfc4519::C || a.oid == rfc4519::SERIAL_NUMBER { Tag::PrintableString } else { Tag::Utf8String };
+        let want = if a.oid == rfc4519::C || a.oid == rfc4519::SERIAL_NUMBER {
+            Tag::PrintableString
+        } else {
+            Tag::Utf8String
+        };
         if a.value.tag() != want {
-            f.push(format!("attribute {} must be {want:?}, is {:?}", a.oid, a.value.tag()));
+            f.push(format!(
+                "attribute {} must be {want:?}, is {:?}",
+                a.oid,
+                a.value.tag()
+            ));
         }
     }
     let order: Vec<ObjectIdentifier> = attrs.iter().map(|a| a.oid).collect();
-    let value = |oid| attrs.iter().find(|a| a.oid == oid).map(|a| String::from_utf8_lossy(a.value.value()).into_owned());
+    let value = |oid| {
+        attrs
+            .iter()
+            .find(|a| a.oid == oid)
+            .map(|a| String::from_utf8_lossy(a.value.value()).into_owned())
+    };
     match p.kind {
         ProfileKind::Individual | ProfileKind::Legal => {
             let mut want = vec![rfc4519::CN, rfc4519::SN, rfc4519::SERIAL_NUMBER, rfc4519::C];
@@ -181,12 +218,18 @@ fn lint_subject(subject: &Name, p: &Profile, f: &mut Vec<String>) {
             if order != want {
                 f.push("subject attributes are not in the order CN, SURNAME, SERIALNUMBER, C, G[, O, OU]".into());
             }
-            match value(rfc4519::SERIAL_NUMBER).as_deref().and_then(|s| s.strip_prefix("IIN")) {
+            match value(rfc4519::SERIAL_NUMBER)
+                .as_deref()
+                .and_then(|s| s.strip_prefix("IIN"))
+            {
                 Some(iin) if nuc_core::Iin::parse(iin).is_ok() => {}
                 _ => f.push("SERIALNUMBER must be IIN followed by a valid 12-digit IIN".into()),
             }
             if p.kind == ProfileKind::Legal {
-                match value(rfc4519::OU).as_deref().and_then(|s| s.strip_prefix("BIN")) {
+                match value(rfc4519::OU)
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("BIN"))
+                {
                     Some(bin) if nuc_core::Bin::parse(bin).is_ok() => {}
                     _ => f.push("OU must be BIN followed by a valid 12-digit BIN".into()),
                 }
@@ -220,8 +263,10 @@ mod tests {
     use spki::SubjectPublicKeyInfoOwned;
 
     fn spki() -> SubjectPublicKeyInfoOwned {
-        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
-        let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap())
+            .unwrap();
         SubjectPublicKeyInfoOwned::from_der(&key.public_key_to_der().unwrap()).unwrap()
     }
 
@@ -242,7 +287,11 @@ mod tests {
         let policy = Policy::from_toml(DEFAULT_PROFILES).unwrap();
         let profile = &policy.profiles["individual-auth"];
         let config = Config::dev("127.0.0.1:1");
-        let issuer = encode_name(&vec![(const_oid::db::rfc4519::CN, DnValue::Utf8("CA".into()))]).unwrap();
+        let issuer = encode_name(&vec![(
+            const_oid::db::rfc4519::CN,
+            DnValue::Utf8("CA".into()),
+        )])
+        .unwrap();
         let eku = profile.extended_key_usage.clone();
         let tbs = build(&TbsInput {
             profile,

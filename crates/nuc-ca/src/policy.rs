@@ -138,8 +138,10 @@ pub struct Policy {
 }
 
 fn oid(profile: &str, s: &str) -> Result<ObjectIdentifier, PolicyError> {
-    ObjectIdentifier::from_str(s)
-        .map_err(|e| PolicyError::Profile { profile: profile.into(), reason: format!("bad OID {s:?}: {e}") })
+    ObjectIdentifier::from_str(s).map_err(|e| PolicyError::Profile {
+        profile: profile.into(),
+        reason: format!("bad OID {s:?}: {e}"),
+    })
 }
 
 fn key_usage(profile: &str, name: &str) -> Result<KeyUsages, PolicyError> {
@@ -152,21 +154,28 @@ fn key_usage(profile: &str, name: &str) -> Result<KeyUsages, PolicyError> {
         "keyCertSign" => KeyUsages::KeyCertSign,
         "cRLSign" => KeyUsages::CRLSign,
         other => {
-            return Err(PolicyError::Profile { profile: profile.into(), reason: format!("unknown key usage {other:?}") });
+            return Err(PolicyError::Profile {
+                profile: profile.into(),
+                reason: format!("unknown key usage {other:?}"),
+            });
         }
     })
 }
 
 fn key_rule(profile: &str, s: &str) -> Result<KeyRule, PolicyError> {
     if let Some(bits) = s.strip_prefix("rsa-").and_then(|r| r.strip_suffix('+')) {
-        let bits = bits
-            .parse()
-            .map_err(|_| PolicyError::Profile { profile: profile.into(), reason: format!("bad key rule {s:?}") })?;
+        let bits = bits.parse().map_err(|_| PolicyError::Profile {
+            profile: profile.into(),
+            reason: format!("bad key rule {s:?}"),
+        })?;
         return Ok(KeyRule::RsaAtLeast(bits));
     }
     KeyAlgorithm::from_str(s)
         .map(KeyRule::Exactly)
-        .map_err(|e| PolicyError::Profile { profile: profile.into(), reason: e.to_string() })
+        .map_err(|e| PolicyError::Profile {
+            profile: profile.into(),
+            reason: e.to_string(),
+        })
 }
 
 impl Policy {
@@ -181,7 +190,10 @@ impl Policy {
         let mut profiles = BTreeMap::new();
         for (name, p) in raw.profile {
             let n = name.as_str();
-            let err = |reason: &str| PolicyError::Profile { profile: name.clone(), reason: reason.into() };
+            let err = |reason: &str| PolicyError::Profile {
+                profile: name.clone(),
+                reason: reason.into(),
+            };
             if p.validity_days == 0 {
                 return Err(err("validity_days must be positive"));
             }
@@ -200,14 +212,34 @@ impl Policy {
                 kind: p.kind,
                 description: p.description,
                 validity_days: p.validity_days,
-                key_rules: p.key_algorithms.iter().map(|s| key_rule(n, s)).collect::<Result<_, _>>()?,
-                key_usage: p.key_usage.iter().map(|s| key_usage(n, s)).collect::<Result<_, _>>()?,
+                key_rules: p
+                    .key_algorithms
+                    .iter()
+                    .map(|s| key_rule(n, s))
+                    .collect::<Result<_, _>>()?,
+                key_usage: p
+                    .key_usage
+                    .iter()
+                    .map(|s| key_usage(n, s))
+                    .collect::<Result<_, _>>()?,
                 key_usage_ec: p
                     .key_usage_ec
-                    .map(|v| v.iter().map(|s| key_usage(n, s)).collect::<Result<Vec<_>, _>>())
+                    .map(|v| {
+                        v.iter()
+                            .map(|s| key_usage(n, s))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
                     .transpose()?,
-                extended_key_usage: p.extended_key_usage.iter().map(|s| oid(n, s)).collect::<Result<_, _>>()?,
-                roles: p.roles.iter().map(|(k, v)| Ok((k.clone(), oid(n, v)?))).collect::<Result<_, PolicyError>>()?,
+                extended_key_usage: p
+                    .extended_key_usage
+                    .iter()
+                    .map(|s| oid(n, s))
+                    .collect::<Result<_, _>>()?,
+                roles: p
+                    .roles
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), oid(n, v)?)))
+                    .collect::<Result<_, PolicyError>>()?,
                 identification: p.identification,
                 policies: p.policies,
                 path_len: p.path_len,
@@ -225,17 +257,28 @@ impl Policy {
                 return Err(PolicyError::Other(format!("profile {needed:?} is missing")));
             }
         }
-        Ok(Self { policy_oid: oid("[policy]", &raw.policy.oid)?, cps: raw.policy.cps, identification, profiles })
+        Ok(Self {
+            policy_oid: oid("[policy]", &raw.policy.oid)?,
+            cps: raw.policy.cps,
+            identification,
+            profiles,
+        })
     }
 
     /// A profile by name, for the issuing of end-entity certificates (not the CA's own).
     pub fn end_entity(&self, name: &str) -> Option<&Profile> {
-        self.profiles.get(name).filter(|p| !p.kind.is_ca() && p.kind != ProfileKind::OcspSigner)
+        self.profiles
+            .get(name)
+            .filter(|p| !p.kind.is_ca() && p.kind != ProfileKind::OcspSigner)
     }
 
     /// Names of the profiles an operator may ask for.
     pub fn end_entity_names(&self) -> Vec<&str> {
-        self.profiles.values().filter(|p| self.end_entity(&p.name).is_some()).map(|p| p.name.as_str()).collect()
+        self.profiles
+            .values()
+            .filter(|p| self.end_entity(&p.name).is_some())
+            .map(|p| p.name.as_str())
+            .collect()
     }
 }
 
@@ -246,11 +289,21 @@ mod tests {
     #[test]
     fn shipped_profiles_load() {
         let p = Policy::from_toml(DEFAULT_PROFILES).unwrap();
-        for name in ["individual-auth", "individual-sign", "legal-auth", "legal-sign", "operator", "system"] {
+        for name in [
+            "individual-auth",
+            "individual-sign",
+            "legal-auth",
+            "legal-sign",
+            "operator",
+            "system",
+        ] {
             assert!(p.end_entity(name).is_some(), "{name}");
         }
         assert!(p.end_entity("root").is_none());
-        assert_eq!(p.profiles["legal-sign"].roles["first-head"].to_string(), "1.2.398.3.3.4.1.2.1");
+        assert_eq!(
+            p.profiles["legal-sign"].roles["first-head"].to_string(),
+            "1.2.398.3.3.4.1.2.1"
+        );
     }
 
     #[test]

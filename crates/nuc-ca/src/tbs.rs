@@ -9,7 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use const_oid::db::{rfc4519, rfc5280, rfc6960};
 use const_oid::{AssociatedOid, ObjectIdentifier};
-use der::asn1::{AnyRef, BitString, Ia5String, Null, OctetString, PrintableStringRef, Utf8StringRef};
+use der::asn1::{
+    AnyRef, BitString, Ia5String, Null, OctetString, PrintableStringRef, Utf8StringRef,
+};
 use der::{Any, Decode, Encode, Sequence};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::attr::AttributeTypeAndValue;
@@ -19,8 +21,9 @@ use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
-    CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
@@ -47,7 +50,9 @@ pub fn encode_name(dn: &Dn) -> Result<Name, der::Error> {
             DnValue::Utf8(s) => Any::encode_from(&Utf8StringRef::new(s)?)?,
             DnValue::Printable(s) => Any::encode_from(&PrintableStringRef::new(s)?)?,
         };
-        seq.push(RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue { oid: *oid, value }])?);
+        seq.push(RelativeDistinguishedName::try_from(vec![
+            AttributeTypeAndValue { oid: *oid, value },
+        ])?);
     }
     Name::from_der(&seq.to_der()?)
 }
@@ -62,7 +67,14 @@ pub fn fixed_attr(attr: &str, value: &str) -> Option<(ObjectIdentifier, DnValue)
         "SERIALNUMBER" => (rfc4519::SERIAL_NUMBER, true),
         _ => return None,
     };
-    Some((oid, if printable { DnValue::Printable(value.into()) } else { DnValue::Utf8(value.into()) }))
+    Some((
+        oid,
+        if printable {
+            DnValue::Printable(value.into())
+        } else {
+            DnValue::Utf8(value.into())
+        },
+    ))
 }
 
 /// The TBSCertificate, field for field as RFC 5280 §4.1 lays it out.
@@ -88,7 +100,11 @@ struct CertificateOut<'a> {
 }
 
 /// Wraps signed TBS bytes into the DER of a Certificate.
-pub fn assemble(tbs_der: &[u8], algorithm: AlgorithmIdentifierOwned, signature: &[u8]) -> Result<Vec<u8>, der::Error> {
+pub fn assemble(
+    tbs_der: &[u8],
+    algorithm: AlgorithmIdentifierOwned,
+    signature: &[u8],
+) -> Result<Vec<u8>, der::Error> {
     CertificateOut {
         tbs_certificate: AnyRef::from_der(tbs_der)?,
         signature_algorithm: algorithm,
@@ -103,7 +119,11 @@ pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
 }
 
 fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension, der::Error> {
-    Ok(Extension { extn_id: T::OID, critical, extn_value: OctetString::new(value.to_der()?)? })
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
 }
 
 fn uri(s: &str) -> Result<GeneralName, der::Error> {
@@ -166,10 +186,19 @@ pub fn build(input: &TbsInput<'_>) -> Result<Vec<u8>, der::Error> {
     }
     exts.push(ext(&ku, true)?);
     if p.kind.is_ca() {
-        exts.push(ext(&BasicConstraints { ca: true, path_len_constraint: p.path_len }, true)?);
+        exts.push(ext(
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: p.path_len,
+            },
+            true,
+        )?);
     }
     if !input.extended_key_usage.is_empty() {
-        exts.push(ext(&ExtendedKeyUsage(input.extended_key_usage.clone()), false)?);
+        exts.push(ext(
+            &ExtendedKeyUsage(input.extended_key_usage.clone()),
+            false,
+        )?);
     }
     if p.policies {
         let cps = input.urls.fill(&input.policy.cps);
@@ -185,14 +214,23 @@ pub fn build(input: &TbsInput<'_>) -> Result<Vec<u8>, der::Error> {
         )?);
     }
     if let Some(t) = &p.crl {
-        exts.push(ext(&CrlDistributionPoints(vec![distribution_point(&input.urls.fill(t))?]), false)?);
+        exts.push(ext(
+            &CrlDistributionPoints(vec![distribution_point(&input.urls.fill(t))?]),
+            false,
+        )?);
     }
     if let Some(t) = &p.freshest_crl {
-        exts.push(ext(&FreshestCrl(vec![distribution_point(&input.urls.fill(t))?]), false)?);
+        exts.push(ext(
+            &FreshestCrl(vec![distribution_point(&input.urls.fill(t))?]),
+            false,
+        )?);
     }
     let mut aia = Vec::new();
     if let Some(t) = &p.ocsp {
-        aia.push(AccessDescription { access_method: rfc5280::ID_AD_OCSP, access_location: uri(&input.urls.fill(t))? });
+        aia.push(AccessDescription {
+            access_method: rfc5280::ID_AD_OCSP,
+            access_location: uri(&input.urls.fill(t))?,
+        });
     }
     if let Some(t) = &p.ca_issuers {
         aia.push(AccessDescription {

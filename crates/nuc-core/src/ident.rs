@@ -15,7 +15,11 @@ pub enum IdentError {
     #[error("{field}: must contain only digits 0-9")]
     NotDigits { field: &'static str },
     #[error("{field}: check digit is {got}, expected {expected}")]
-    CheckDigit { field: &'static str, got: u8, expected: u8 },
+    CheckDigit {
+        field: &'static str,
+        got: u8,
+        expected: u8,
+    },
     #[error("{field}: no valid check digit exists for this number")]
     NoCheckDigit { field: &'static str },
 }
@@ -23,10 +27,19 @@ pub enum IdentError {
 /// The check digit the first 11 digits call for, or `None` when the number cannot be valid.
 pub fn check_digit(first11: &[u8; 11]) -> Option<u8> {
     let sum = |weights: [u8; 11]| -> u32 {
-        first11.iter().zip(weights).map(|(d, w)| u32::from(*d) * u32::from(w)).sum::<u32>() % 11
+        first11
+            .iter()
+            .zip(weights)
+            .map(|(d, w)| u32::from(*d) * u32::from(w))
+            .sum::<u32>()
+            % 11
     };
     let first = sum([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-    let digit = if first == 10 { sum([3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2]) } else { first };
+    let digit = if first == 10 {
+        sum([3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2])
+    } else {
+        first
+    };
     (digit != 10).then_some(digit as u8)
 }
 
@@ -45,9 +58,11 @@ fn parse12(field: &'static str, s: &str) -> Result<[u8; 12], IdentError> {
     let first11: [u8; 11] = digits[..11].try_into().expect("11 digits");
     match check_digit(&first11) {
         None => Err(IdentError::NoCheckDigit { field }),
-        Some(expected) if expected != digits[11] => {
-            Err(IdentError::CheckDigit { field, got: digits[11], expected })
-        }
+        Some(expected) if expected != digits[11] => Err(IdentError::CheckDigit {
+            field,
+            got: digits[11],
+            expected,
+        }),
         Some(_) => Ok(digits),
     }
 }
@@ -93,7 +108,12 @@ mod tests {
 
     #[test]
     fn fixture_numbers_are_valid() {
-        for iin in ["860908363012", "921002310220", "900726302864", "600716380640"] {
+        for iin in [
+            "860908363012",
+            "921002310220",
+            "900726302864",
+            "600716380640",
+        ] {
             assert!(Iin::parse(iin).is_ok(), "{iin}");
         }
     }
@@ -108,7 +128,11 @@ mod tests {
             }
             assert_eq!(
                 Iin::parse(&candidate),
-                Err(IdentError::CheckDigit { field: "iin", got: d, expected: 2 })
+                Err(IdentError::CheckDigit {
+                    field: "iin",
+                    got: d,
+                    expected: 2
+                })
             );
         }
     }
@@ -119,8 +143,19 @@ mod tests {
         let mut seen_second_pass = false;
         for n in 0..20_000u32 {
             let s = format!("{n:011}");
-            let d: [u8; 11] = s.as_bytes().iter().map(|b| b - b'0').collect::<Vec<_>>().try_into().unwrap();
-            let first: u32 = d.iter().zip(1..=11u32).map(|(x, w)| u32::from(*x) * w).sum::<u32>() % 11;
+            let d: [u8; 11] = s
+                .as_bytes()
+                .iter()
+                .map(|b| b - b'0')
+                .collect::<Vec<_>>()
+                .try_into()
+                .unwrap();
+            let first: u32 = d
+                .iter()
+                .zip(1..=11u32)
+                .map(|(x, w)| u32::from(*x) * w)
+                .sum::<u32>()
+                % 11;
             if first == 10 {
                 seen_second_pass = true;
                 let second: u32 = d
@@ -137,8 +172,20 @@ mod tests {
 
     #[test]
     fn malformed_inputs_name_the_field() {
-        assert_eq!(Bin::parse("12345"), Err(IdentError::Length { field: "bin", len: 5 }));
-        assert_eq!(Iin::parse("86090836301x"), Err(IdentError::NotDigits { field: "iin" }));
-        assert_eq!(Iin::parse("８６０９０８３６３０１２").unwrap_err(), IdentError::NotDigits { field: "iin" });
+        assert_eq!(
+            Bin::parse("12345"),
+            Err(IdentError::Length {
+                field: "bin",
+                len: 5
+            })
+        );
+        assert_eq!(
+            Iin::parse("86090836301x"),
+            Err(IdentError::NotDigits { field: "iin" })
+        );
+        assert_eq!(
+            Iin::parse("８６０９０８３６３０１２").unwrap_err(),
+            IdentError::NotDigits { field: "iin" }
+        );
     }
 }

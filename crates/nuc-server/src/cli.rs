@@ -8,12 +8,18 @@ use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest};
 use nuc_core::{Bin, Iin, LegalEntity, ReasonCode, SubjectInfo};
 
 #[derive(Parser, Debug)]
-#[command(name = "nuc", version, about = "NUC RK core service: CA administration and the service itself")]
+#[command(
+    name = "nuc",
+    version,
+    about = "NUC RK core service: CA administration and the service itself"
+)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once per process; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a home: config, SoftHSM2 token, database, CA keys in the HSM and their certificates.
@@ -107,25 +113,38 @@ struct Failure {
 
 impl From<CaError> for Failure {
     fn from(e: CaError) -> Self {
-        Failure { code: e.reason(), message: e.to_string() }
+        Failure {
+            code: e.reason(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<nuc_store::StoreError> for Failure {
     fn from(e: nuc_store::StoreError) -> Self {
-        Failure { code: ReasonCode::StorageFailure, message: e.to_string() }
+        Failure {
+            code: ReasonCode::StorageFailure,
+            message: e.to_string(),
+        }
     }
 }
 
 fn invalid(message: String) -> Failure {
-    Failure { code: ReasonCode::InvalidArgument, message }
+    Failure {
+        code: ReasonCode::InvalidArgument,
+        message,
+    }
 }
 
 fn home_dir(cmd: &Command) -> Option<&Path> {
     match cmd {
         Command::Init { home, .. } | Command::Serve { home, .. } => Some(home),
-        Command::Cert { command: CertCommand::Issue { home, .. } } => Some(home),
-        Command::Audit { command: AuditCommand::Verify { home } } => Some(home),
+        Command::Cert {
+            command: CertCommand::Issue { home, .. },
+        } => Some(home),
+        Command::Audit {
+            command: AuditCommand::Verify { home },
+        } => Some(home),
     }
 }
 
@@ -145,7 +164,11 @@ fn reexec_for_softhsm(cmd: &Command) -> Option<ExitCode> {
         return None; // never loop; the library reports the mismatch
     }
     let exe = std::env::current_exe().ok()?;
-    let conf = if conf.is_absolute() { conf } else { std::env::current_dir().ok()?.join(conf) };
+    let conf = if conf.is_absolute() {
+        conf
+    } else {
+        std::env::current_dir().ok()?.join(conf)
+    };
     // exec, not spawn: the same process (same pid) carries on, so signals reach the service.
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(exe)
@@ -165,7 +188,13 @@ pub fn run(args: Args) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}: {}", f.code, f.message);
-            ExitCode::from(if f.code.is_caller_error() || f.code == ReasonCode::CaState { 2 } else { 1 })
+            ExitCode::from(
+                if f.code.is_caller_error() || f.code == ReasonCode::CaState {
+                    2
+                } else {
+                    1
+                },
+            )
         }
     }
 }
@@ -177,8 +206,20 @@ fn open_ca(dir: &Path) -> Result<Ca, Failure> {
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
-        Command::Init { home, http_listen, root_key, issuing_key } => {
-            let report = Ca::init(&home, &InitOptions { http_listen, root_key, issuing_key })?;
+        Command::Init {
+            home,
+            http_listen,
+            root_key,
+            issuing_key,
+        } => {
+            let report = Ca::init(
+                &home,
+                &InitOptions {
+                    http_listen,
+                    root_key,
+                    issuing_key,
+                },
+            )?;
             for (role, alg) in &report.algorithms {
                 println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
             }
@@ -187,31 +228,70 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             println!("OCSP signer certificate: {}", report.ocsp_pem.display());
             Ok(())
         }
-        Command::Cert { command: CertCommand::Issue {
-            home, profile, csr, out, iin, surname, name, patronymic, bin, org, email, role, cn, dns, identification,
-        } } => {
+        Command::Cert {
+            command:
+                CertCommand::Issue {
+                    home,
+                    profile,
+                    csr,
+                    out,
+                    iin,
+                    surname,
+                    name,
+                    patronymic,
+                    bin,
+                    org,
+                    email,
+                    role,
+                    cn,
+                    dns,
+                    identification,
+                },
+        } => {
             // Cheap checks first: a bad IIN is refused before anything is opened.
-            let iin = iin.map(|s| Iin::parse(&s)).transpose().map_err(|e| invalid(e.to_string()))?;
+            let iin = iin
+                .map(|s| Iin::parse(&s))
+                .transpose()
+                .map_err(|e| invalid(e.to_string()))?;
             let organization = match (bin, org) {
                 (None, None) => None,
-                (Some(b), Some(o)) => Some(LegalEntity { bin: Bin::parse(&b).map_err(|e| invalid(e.to_string()))?, name: o }),
+                (Some(b), Some(o)) => Some(LegalEntity {
+                    bin: Bin::parse(&b).map_err(|e| invalid(e.to_string()))?,
+                    name: o,
+                }),
                 (Some(b), None) => {
                     Bin::parse(&b).map_err(|e| invalid(e.to_string()))?;
                     return Err(invalid("org: is required together with --bin".into()));
                 }
-                (None, Some(_)) => return Err(invalid("bin: is required together with --org".into())),
+                (None, Some(_)) => {
+                    return Err(invalid("bin: is required together with --org".into()));
+                }
             };
             let csr_bytes = std::fs::read(&csr)
                 .map_err(|e| invalid(format!("csr: cannot read {}: {e}", csr.display())))?;
             if out.exists() {
-                return Err(invalid(format!("out: {} already exists; refusing to overwrite", out.display())));
+                return Err(invalid(format!(
+                    "out: {} already exists; refusing to overwrite",
+                    out.display()
+                )));
             }
             let ca = open_ca(&home)?;
-            let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "admin".into()));
+            let actor = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "admin".into())
+            );
             let issued = ca.issue(&IssueRequest {
                 profile,
                 csr: csr_bytes,
-                subject: SubjectInfo { iin, surname, name, patronymic, organization, email, common_name: cn },
+                subject: SubjectInfo {
+                    iin,
+                    surname,
+                    name,
+                    patronymic,
+                    organization,
+                    email,
+                    common_name: cn,
+                },
                 role,
                 identification,
                 dns_names: dns,
@@ -225,13 +305,21 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     out.display()
                 ),
             })?;
-            println!("issued serial={} profile={} subject=\"{}\"", issued.serial_hex, issued.profile, issued.subject);
+            println!(
+                "issued serial={} profile={} subject=\"{}\"",
+                issued.serial_hex, issued.profile, issued.subject
+            );
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { home } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { home },
+        } => {
             let home = Home::open(&home).map_err(CaError::from)?;
             if !home.db_path().exists() {
-                return Err(Failure { code: ReasonCode::CaState, message: format!("{} has no database", home.db_path().display()) });
+                return Err(Failure {
+                    code: ReasonCode::CaState,
+                    message: format!("{} has no database", home.db_path().display()),
+                });
             }
             let store = nuc_store::Store::open(&home.db_path())?;
             match store.verify_audit()? {
@@ -239,12 +327,18 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     println!("audit chain intact: {n} records");
                     Ok(())
                 }
-                Err(b) => Err(Failure { code: ReasonCode::Internal, message: b.to_string() }),
+                Err(b) => Err(Failure {
+                    code: ReasonCode::Internal,
+                    message: b.to_string(),
+                }),
             }
         }
         Command::Serve { home, http_listen } => {
             let ca = open_ca(&home)?;
-            crate::serve::run(ca, http_listen).map_err(|e| Failure { code: ReasonCode::Internal, message: e.to_string() })
+            crate::serve::run(ca, http_listen).map_err(|e| Failure {
+                code: ReasonCode::Internal,
+                message: e.to_string(),
+            })
         }
     }
 }

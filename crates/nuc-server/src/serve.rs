@@ -26,17 +26,28 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
 
 pub fn run(ca: Ca, http_listen: Option<String>) -> anyhow::Result<()> {
     let listen = http_listen.unwrap_or_else(|| ca.home.config.service.http_listen.clone());
-    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("http_listen {listen:?}: {e}"))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("http_listen {listen:?}: {e}"))?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "HTTP listens beyond loopback");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let state = Arc::new(AppState { ca, started: Instant::now() });
-        let app = axum::Router::new().route("/healthz", get(healthz)).with_state(state);
+        let state = Arc::new(AppState {
+            ca,
+            started: Instant::now(),
+        });
+        let app = axum::Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(state);
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "serving; health at /healthz");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await?;
         tracing::info!("stopped cleanly");
         Ok(())
     })

@@ -45,7 +45,15 @@ pub struct AuditBreak {
     pub reason: String,
 }
 
-fn record_hash(seq: i64, at: i64, actor: &str, action: &str, object: &str, details: &str, prev: &str) -> String {
+fn record_hash(
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    details: &str,
+    prev: &str,
+) -> String {
     let canonical = serde_json::to_vec(&(seq, at, actor, action, object, details, prev))
         .expect("a tuple of strings and integers always serialises");
     hex::encode(Sha256::digest(&canonical))
@@ -62,12 +70,29 @@ pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Resul
         })?;
     let seq = last_seq + 1;
     let details = entry.details.to_string();
-    let hash = record_hash(seq, at, &entry.actor, &entry.action, &entry.object, &details, &prev_hash);
+    let hash = record_hash(
+        seq,
+        at,
+        &entry.actor,
+        &entry.action,
+        &entry.object,
+        &details,
+        &prev_hash,
+    );
     tx.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![seq, at, entry.actor, entry.action, entry.object, details, prev_hash, hash])?;
+    .execute(params![
+        seq,
+        at,
+        entry.actor,
+        entry.action,
+        entry.object,
+        details,
+        prev_hash,
+        hash
+    ])?;
     Ok(seq)
 }
 
@@ -122,7 +147,9 @@ impl Store {
             let hash: String = r.get(7)?;
             let broken = |reason: String| Ok(Err(AuditBreak { seq, reason }));
             if seq != expected_seq {
-                return broken(format!("expected sequence number {expected_seq} (a record is missing or inserted)"));
+                return broken(format!(
+                    "expected sequence number {expected_seq} (a record is missing or inserted)"
+                ));
             }
             if prev_hash != expected_prev {
                 return broken("prev_hash does not match the hash of the record before".into());
@@ -172,7 +199,10 @@ mod tests {
     #[test]
     fn edited_record_is_named() {
         let (_d, store) = store_with(5);
-        store.conn().execute("UPDATE audit_log SET object = 'object:x' WHERE seq = 3", []).unwrap();
+        store
+            .conn()
+            .execute("UPDATE audit_log SET object = 'object:x' WHERE seq = 3", [])
+            .unwrap();
         assert_eq!(store.verify_audit().unwrap().unwrap_err().seq, 3);
     }
 
@@ -181,10 +211,21 @@ mod tests {
         let (_d, store) = store_with(5);
         // A forger who recomputes the edited record's own hash still breaks the link after it.
         let r = &store.audit_records().unwrap()[1];
-        let forged = record_hash(r.seq, r.at, "forger", &r.action, &r.object, &r.details, &r.prev_hash);
+        let forged = record_hash(
+            r.seq,
+            r.at,
+            "forger",
+            &r.action,
+            &r.object,
+            &r.details,
+            &r.prev_hash,
+        );
         store
             .conn()
-            .execute("UPDATE audit_log SET actor = 'forger', hash = ?1 WHERE seq = 2", [forged])
+            .execute(
+                "UPDATE audit_log SET actor = 'forger', hash = ?1 WHERE seq = 2",
+                [forged],
+            )
             .unwrap();
         assert_eq!(store.verify_audit().unwrap().unwrap_err().seq, 3);
     }
@@ -192,7 +233,10 @@ mod tests {
     #[test]
     fn deleted_record_is_named() {
         let (_d, store) = store_with(5);
-        store.conn().execute("DELETE FROM audit_log WHERE seq = 2", []).unwrap();
+        store
+            .conn()
+            .execute("DELETE FROM audit_log WHERE seq = 2", [])
+            .unwrap();
         assert_eq!(store.verify_audit().unwrap().unwrap_err().seq, 3);
     }
 }

@@ -48,7 +48,11 @@ impl Store {
     pub fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1", [spki_sha256], |r| r.get(0))
+            .query_row(
+                "SELECT serial FROM certified_keys WHERE spki_sha256 = ?1",
+                [spki_sha256],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -83,7 +87,12 @@ impl Store {
     }
 
     /// Records the signed certificate under its reserved serial.
-    pub fn record_issued(&self, serial: &str, der: &[u8], audit: &AuditEntry) -> Result<(), StoreError> {
+    pub fn record_issued(
+        &self,
+        serial: &str,
+        der: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let (serial, der, audit) = (serial.to_owned(), der.to_vec(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -145,7 +154,8 @@ impl Store {
     /// Number of certificates in each state, for health and tests.
     pub fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM certificates GROUP BY state ORDER BY state")?;
+        let mut stmt =
+            conn.prepare("SELECT state, COUNT(*) FROM certificates GROUP BY state ORDER BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -169,9 +179,15 @@ impl Store {
     /// The CA's own keys, by role.
     pub fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT role, hsm_label, algorithm, cert_der FROM ca_keys ORDER BY role")?;
+        let mut stmt =
+            conn.prepare("SELECT role, hsm_label, algorithm, cert_der FROM ca_keys ORDER BY role")?;
         let rows = stmt.query_map([], |r| {
-            Ok(CaKeyRow { role: r.get(0)?, hsm_label: r.get(1)?, algorithm: r.get(2)?, cert_der: r.get(3)? })
+            Ok(CaKeyRow {
+                role: r.get(0)?,
+                hsm_label: r.get(1)?,
+                algorithm: r.get(2)?,
+                cert_der: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -182,7 +198,12 @@ mod tests {
     use super::*;
 
     fn audit(action: &str) -> AuditEntry {
-        AuditEntry { actor: "test".into(), action: action.into(), object: "x".into(), details: serde_json::json!({}) }
+        AuditEntry {
+            actor: "test".into(),
+            action: action.into(),
+            object: "x".into(),
+            details: serde_json::json!({}),
+        }
     }
 
     fn reservation(serial: &str, spki: &str) -> Reservation {
@@ -209,9 +230,15 @@ mod tests {
             Err(StoreError::KeyAlreadyCertified { serial }) => assert_eq!(serial, "01"),
             other => panic!("{other:?}"),
         }
-        assert!(s.certificate("02").unwrap().is_none(), "refused reservation left a row");
+        assert!(
+            s.certificate("02").unwrap().is_none(),
+            "refused reservation left a row"
+        );
         assert_eq!(s.audit_records().unwrap().len(), 2);
-        assert!(matches!(s.record_issued("01", b"x", &audit("i")), Err(StoreError::NotReserved(_))));
+        assert!(matches!(
+            s.record_issued("01", b"x", &audit("i")),
+            Err(StoreError::NotReserved(_))
+        ));
     }
 
     #[test]
@@ -221,7 +248,10 @@ mod tests {
         s.reserve(&reservation("01", "k1"), &audit("r")).unwrap();
         s.abandon("01", &audit("a")).unwrap();
         assert!(s.key_certified("k1").unwrap().is_none());
-        assert!(matches!(s.reserve(&reservation("01", "k2"), &audit("r")), Err(StoreError::SerialExists(_))));
+        assert!(matches!(
+            s.reserve(&reservation("01", "k2"), &audit("r")),
+            Err(StoreError::SerialExists(_))
+        ));
         s.reserve(&reservation("03", "k1"), &audit("r")).unwrap();
     }
 
@@ -263,7 +293,14 @@ mod tests {
                 .sum()
         });
         assert_eq!(wins, 100);
-        assert_eq!(s.certificate_counts().unwrap(), vec![("reserved".to_string(), 100)]);
-        assert_eq!(s.verify_audit().unwrap(), Ok(100), "one audit record per successful change, chained");
+        assert_eq!(
+            s.certificate_counts().unwrap(),
+            vec![("reserved".to_string(), 100)]
+        );
+        assert_eq!(
+            s.verify_audit().unwrap(),
+            Ok(100),
+            "one audit record per successful change, chained"
+        );
     }
 }

@@ -65,7 +65,10 @@ impl Store {
         let mut write = connect(path)?;
         migrate::run(&mut write)?;
         let conn = connect(path)?;
-        Ok(Self { conn: Mutex::new(conn), writer: writer::Writer::start(write) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            writer: writer::Writer::start(write),
+        })
     }
 
     /// Applies a change durably through the group-commit writer.
@@ -84,6 +87,8 @@ impl Store {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 }

@@ -36,7 +36,10 @@ impl Writer {
             .name("nuc-store-writer".into())
             .spawn(move || run(conn, rx))
             .expect("spawn the storage writer thread");
-        Self { jobs: Some(tx), thread: Some(thread) }
+        Self {
+            jobs: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Applies `change` durably, together with whatever else is being written now.
