@@ -421,7 +421,14 @@ fn bad_inputs_get_one_line_naming_the_cause_and_change_nothing_but_the_refusal_r
     bad_iin[1] = "860908363013";
 
     // (what, CSR file, profile, subject options, expected code, the error line mentions)
-    type Case<'a> = (&'a str, std::path::PathBuf, &'a str, Vec<&'a str>, &'a str, &'a str);
+    type Case<'a> = (
+        &'a str,
+        std::path::PathBuf,
+        &'a str,
+        Vec<&'a str>,
+        &'a str,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "broken signature",
