@@ -1,0 +1,18 @@
+//! The gRPC contract of the NUC RK core service, compiled from `proto/nuc/v1`.
+//!
+//! This crate owns the generated message and service types and the encoded descriptor set
+//! that gRPC reflection serves. It must never hold behaviour: services are implemented in
+//! nuc-server, and the `.proto` files are the single source of the contract.
+
+#![allow(clippy::all, missing_docs)]
+
+/// `nuc.v1`: portal, operator and admin services, and the payloads signed with CMS.
+pub mod v1 {
+    tonic::include_proto!("nuc.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the contract, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nuc_descriptor.bin"));
+
+/// Metadata key carrying the reason code of a refusal.
+pub const REASON_METADATA: &str = "nuc-reason";
