@@ -44,6 +44,8 @@ pub struct IssueRequest {
     pub dns_names: Vec<String>,
     /// Who asks, for the audit log.
     pub actor: String,
+    /// The RA request this issuance answers, if any.
+    pub request_number: Option<String>,
 }
 
 /// A certificate just issued.
@@ -680,6 +682,7 @@ impl Ca {
                 spki_sha256: checked.spki_sha256.clone(),
                 not_before: now,
                 not_after,
+                request_number: req.request_number.clone(),
             },
             &AuditEntry {
                 actor: req.actor.clone(),

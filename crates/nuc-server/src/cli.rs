@@ -296,6 +296,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 identification,
                 dns_names: dns,
                 actor,
+                request_number: None,
             })?;
             std::fs::write(&out, issued.pem()).map_err(|e| Failure {
                 code: ReasonCode::Internal,

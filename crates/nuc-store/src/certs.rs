@@ -20,6 +20,8 @@ pub struct Reservation {
     pub spki_sha256: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// The request this certificate answers, if it came through the RA.
+    pub request_number: Option<String>,
 }
 
 /// A stored certificate (or reservation).
@@ -72,10 +74,21 @@ impl Store {
             let inserted = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO certificates
-                     (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at)
-                     VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at, request_number)
+                     VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
-                .execute(params![r.serial, r.profile, r.subject, r.iin, r.bin, r.spki_sha256, r.not_before, r.not_after, now])?;
+                .execute(params![
+                    r.serial,
+                    r.profile,
+                    r.subject,
+                    r.iin,
+                    r.bin,
+                    r.spki_sha256,
+                    r.not_before,
+                    r.not_after,
+                    now,
+                    r.request_number
+                ])?;
             if inserted != 1 {
                 return Err(StoreError::SerialExists(r.serial.clone()));
             }
@@ -216,6 +229,7 @@ mod tests {
             spki_sha256: spki.into(),
             not_before: 0,
             not_after: 1,
+            request_number: None,
         }
     }
 
@@ -261,7 +275,7 @@ mod tests {
         let p = dir.path().join("db");
         drop(Store::open(&p).unwrap());
         let s = Store::open(&p).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), crate::migrate::KNOWN);
     }
 
     #[test]

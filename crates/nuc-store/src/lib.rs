@@ -12,6 +12,7 @@
 mod audit;
 mod certs;
 mod migrate;
+mod registration;
 mod writer;
 
 use std::path::Path;
@@ -21,6 +22,9 @@ use rusqlite::Connection;
 
 pub use audit::{AuditBreak, AuditEntry, AuditRecord, GENESIS_HASH};
 pub use certs::{CaKeyRow, CertificateRow, Reservation};
+pub use registration::{
+    NewRequest, Notification, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
+};
 
 /// Why storage refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,18 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the storage writer has stopped")]
     WriterStopped,
+    #[error("request {0} not found")]
+    RequestNotFound(String),
+    #[error("request {number} is {current}, not {expected}")]
+    RequestState { number: String, current: String, expected: String },
+    #[error("this signed payload was already used ({used_for})")]
+    PayloadReplayed { used_for: String },
+    #[error("certificate {0} not found")]
+    CertificateNotFound(String),
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    #[error("operator {0} not found")]
+    OperatorNotFound(String),
 }
 
 /// The service's database. Share it behind an `Arc`: reads go through one connection, every
@@ -77,6 +93,22 @@ impl Store {
         change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
         self.writer.write(Box::new(change))
+    }
+
+    /// Like [`Store::write`], for a change that also computes a value.
+    pub(crate) fn write_returning<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let slot = std::sync::Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        self.write(move |tx| {
+            let v = change(tx)?;
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+            Ok(())
+        })?;
+        let v = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        v.ok_or(StoreError::WriterStopped)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -5,10 +5,16 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_foundation.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_foundation.sql"),
+    include_str!("migrations/0002_registration.sql"),
+];
+
+/// The schema version this build migrates to.
+pub(crate) const KNOWN: i64 = MIGRATIONS.len() as i64;
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
+    let known = KNOWN;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > known {
         return Err(StoreError::SchemaTooNew { found, known });
