@@ -557,6 +557,7 @@ impl Ca {
                     format!("profile {} takes no role (got {r:?})", profile.name),
                 ));
             }
+            (None, false) if profile.role_optional => None,
             (None, false) => {
                 return Err(CaError::invalid(
                     "role",

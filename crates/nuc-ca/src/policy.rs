@@ -66,6 +66,8 @@ struct RawProfile {
     #[serde(default)]
     roles: BTreeMap<String, String>,
     #[serde(default)]
+    role_optional: bool,
+    #[serde(default)]
     identification: bool,
     #[serde(default)]
     policies: bool,
@@ -116,6 +118,8 @@ pub struct Profile {
     pub key_usage_ec: Option<Vec<KeyUsages>>,
     pub extended_key_usage: Vec<ObjectIdentifier>,
     pub roles: BTreeMap<String, ObjectIdentifier>,
+    /// Whether a certificate of this profile may have no role (e.g. a TLS server).
+    pub role_optional: bool,
     pub identification: bool,
     pub policies: bool,
     pub path_len: Option<u8>,
@@ -240,6 +244,7 @@ impl Policy {
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), oid(n, v)?)))
                     .collect::<Result<_, PolicyError>>()?,
+                role_optional: p.role_optional,
                 identification: p.identification,
                 policies: p.policies,
                 path_len: p.path_len,
