@@ -30,6 +30,32 @@ pub enum ReasonCode {
     ApplicantNotInRegistry,
     /// A dependency is unreachable; nothing was stored.
     Unavailable,
+    /// The operator's CMS signature fails a check (the message says which).
+    OperatorSignatureInvalid,
+    /// The signing operator is suspended.
+    OperatorSuspended,
+    /// The applicant's CMS signature fails a check.
+    ApplicantSignatureInvalid,
+    /// The IIN in the signer's certificate is not the request's.
+    IinMismatch,
+    /// The request passed its deadline without a CON visit.
+    RequestExpired,
+    /// The operator refused the application after checking documents.
+    DocumentsRejected,
+    /// No request under this number.
+    RequestNotFound,
+    /// The request is not in a state that allows this.
+    RequestState,
+    /// This signed payload was already used.
+    PayloadReplayed,
+    /// The caller's role does not allow this call.
+    PermissionDenied,
+    /// No certificate under this serial.
+    CertificateNotFound,
+    /// The certificate is already revoked.
+    AlreadyRevoked,
+    /// No operator with this IIN.
+    OperatorNotFound,
     /// Something that must not happen happened; a bug to report.
     Internal,
 }
@@ -49,6 +75,19 @@ impl ReasonCode {
             ReasonCode::StorageFailure => "STORAGE_FAILURE",
             ReasonCode::ApplicantNotInRegistry => "APPLICANT_NOT_IN_REGISTRY",
             ReasonCode::Unavailable => "UNAVAILABLE",
+            ReasonCode::OperatorSignatureInvalid => "OPERATOR_SIGNATURE_INVALID",
+            ReasonCode::OperatorSuspended => "OPERATOR_SUSPENDED",
+            ReasonCode::ApplicantSignatureInvalid => "APPLICANT_SIGNATURE_INVALID",
+            ReasonCode::IinMismatch => "IIN_MISMATCH",
+            ReasonCode::RequestExpired => "REQUEST_EXPIRED",
+            ReasonCode::DocumentsRejected => "DOCUMENTS_REJECTED",
+            ReasonCode::RequestNotFound => "REQUEST_NOT_FOUND",
+            ReasonCode::RequestState => "REQUEST_STATE",
+            ReasonCode::PayloadReplayed => "PAYLOAD_REPLAYED",
+            ReasonCode::PermissionDenied => "PERMISSION_DENIED",
+            ReasonCode::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
+            ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
+            ReasonCode::OperatorNotFound => "OPERATOR_NOT_FOUND",
             ReasonCode::Internal => "INTERNAL",
         }
     }
@@ -63,8 +102,52 @@ impl ReasonCode {
                 | ReasonCode::CsrSignatureInvalid
                 | ReasonCode::KeyAlreadyCertified
                 | ReasonCode::ApplicantNotInRegistry
+                | ReasonCode::OperatorSignatureInvalid
+                | ReasonCode::OperatorSuspended
+                | ReasonCode::ApplicantSignatureInvalid
+                | ReasonCode::IinMismatch
+                | ReasonCode::RequestExpired
+                | ReasonCode::DocumentsRejected
+                | ReasonCode::RequestNotFound
+                | ReasonCode::RequestState
+                | ReasonCode::PayloadReplayed
+                | ReasonCode::PermissionDenied
+                | ReasonCode::CertificateNotFound
+                | ReasonCode::AlreadyRevoked
+                | ReasonCode::OperatorNotFound
         )
     }
+}
+
+impl ReasonCode {
+    /// Every code, for exhaustive tests and documentation.
+    pub const ALL: [ReasonCode; 25] = [
+        ReasonCode::InvalidArgument,
+        ReasonCode::KeyRejected,
+        ReasonCode::CsrMalformed,
+        ReasonCode::CsrSignatureInvalid,
+        ReasonCode::KeyAlreadyCertified,
+        ReasonCode::LintFailed,
+        ReasonCode::CaState,
+        ReasonCode::HsmFailure,
+        ReasonCode::StorageFailure,
+        ReasonCode::ApplicantNotInRegistry,
+        ReasonCode::Unavailable,
+        ReasonCode::Internal,
+        ReasonCode::OperatorSignatureInvalid,
+        ReasonCode::OperatorSuspended,
+        ReasonCode::ApplicantSignatureInvalid,
+        ReasonCode::IinMismatch,
+        ReasonCode::RequestExpired,
+        ReasonCode::DocumentsRejected,
+        ReasonCode::RequestNotFound,
+        ReasonCode::RequestState,
+        ReasonCode::PayloadReplayed,
+        ReasonCode::PermissionDenied,
+        ReasonCode::CertificateNotFound,
+        ReasonCode::AlreadyRevoked,
+        ReasonCode::OperatorNotFound,
+    ];
 }
 
 impl fmt::Display for ReasonCode {

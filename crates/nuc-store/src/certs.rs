@@ -34,6 +34,7 @@ pub struct CertificateRow {
     pub iin: Option<String>,
     pub spki_sha256: String,
     pub der: Option<Vec<u8>>,
+    pub request_number: Option<String>,
 }
 
 /// One of the CA's own keys: where it lives in the HSM and its certificate.
@@ -147,7 +148,7 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT serial, profile, state, subject, iin, spki_sha256, der FROM certificates WHERE serial = ?1",
+                "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates WHERE serial = ?1",
                 [serial],
                 |r| {
                     Ok(CertificateRow {
@@ -158,6 +159,7 @@ impl Store {
                         iin: r.get(4)?,
                         spki_sha256: r.get(5)?,
                         der: r.get(6)?,
+                        request_number: r.get(7)?,
                     })
                 },
             )

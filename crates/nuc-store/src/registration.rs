@@ -279,15 +279,16 @@ impl Store {
                 .query_row([&t2.number], |r| r.get(0))
                 .optional()?;
             let current = current.ok_or_else(|| StoreError::RequestNotFound(t2.number.clone()))?;
+            // A replayed payload is named as such, whatever state the request is in now.
+            if let Some(h) = &t2.payload_sha256 {
+                use_payload(tx, h, &format!("request {} {}", t2.number, t2.to.as_str()), now)?;
+            }
             if !t2.from.iter().any(|s| s.as_str() == current) {
                 return Err(StoreError::RequestState {
                     number: t2.number.clone(),
                     current,
                     expected: t2.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
                 });
-            }
-            if let Some(h) = &t2.payload_sha256 {
-                use_payload(tx, h, &format!("request {} {}", t2.number, t2.to.as_str()), now)?;
             }
             tx.prepare_cached(
                 "UPDATE requests SET state = ?2, updated_at = ?3,

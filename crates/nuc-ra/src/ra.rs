@@ -1,0 +1,592 @@
+//! The flows: application (F1), operator decision (F1 steps 4–6), status and download (F7),
+//! operators (F6) and revocations (F5, admin).
+
+use std::sync::Arc;
+
+use nuc_api::v1::{OperatorDecision, RevocationOrder, operator_decision::Decision};
+use nuc_ca::csr;
+use nuc_ca::{Ca, IssueRequest, Issued};
+use nuc_core::{Bin, Iin, ReasonCode, SubjectInfo};
+use nuc_registry::Registry;
+use nuc_store::{AuditEntry, NewRequest, OperatorRow, RequestRow, RequestState, RevocationRow, Transition};
+use prost::Message;
+
+use crate::clock::Clock;
+use crate::error::RaError;
+use crate::signer::{check_operator, check_signer};
+use crate::{bundle, number};
+
+/// Settings of the RA.
+#[derive(Debug, Clone)]
+pub struct RaConfig {
+    /// How long a registered application waits for the CON visit (SPEC F1 step 4: 30 days).
+    pub request_ttl_secs: i64,
+    /// Where applicants download their certificates; `{number}` is replaced.
+    pub download_url: String,
+}
+
+impl Default for RaConfig {
+    fn default() -> Self {
+        Self { request_ttl_secs: 30 * 86_400, download_url: "https://pki.gov.kz/download/{number}".into() }
+    }
+}
+
+/// An online application (F1 step 1).
+#[derive(Debug, Clone, Default)]
+pub struct Application {
+    pub idempotency_key: Option<String>,
+    pub iin: String,
+    pub bin: Option<String>,
+    pub email: String,
+    pub auth_csr: Vec<u8>,
+    pub sign_csr: Vec<u8>,
+}
+
+/// What the registry says about an applicant, kept with the request: the subject is built
+/// from this and never from the applicant's own PKCS#10.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RegisteredSubject {
+    surname: String,
+    name: String,
+    patronymic: Option<String>,
+    organization: Option<String>,
+    role: Option<String>,
+}
+
+/// The registration authority. Cheap to share: hold it in an `Arc`.
+pub struct Ra {
+    pub ca: Arc<Ca>,
+    registry: Arc<dyn Registry>,
+    clock: Arc<dyn Clock>,
+    config: RaConfig,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(b))
+}
+
+fn profiles_for(bin: Option<&str>) -> (&'static str, &'static str) {
+    if bin.is_some() { ("legal-auth", "legal-sign") } else { ("individual-auth", "individual-sign") }
+}
+
+impl Ra {
+    pub fn new(ca: Arc<Ca>, registry: Arc<dyn Registry>, clock: Arc<dyn Clock>, config: RaConfig) -> Self {
+        Self { ca, registry, clock, config }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// F1 steps 1–3: check the application, the applicant in the registry, register it under a
+    /// number and queue the e-mail with that number. The same idempotency key from the same
+    /// caller returns the request registered the first time.
+    pub async fn submit_application(&self, caller: &str, app: Application) -> Result<RequestRow, RaError> {
+        let iin = Iin::parse(&app.iin).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        let bin = match app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+            Some(b) => Some(Bin::parse(b).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?),
+            None => None,
+        };
+        nuc_ca::subject::check_email(app.email.trim()).map_err(RaError::from)?;
+        let key = match app.idempotency_key.as_deref().map(str::trim) {
+            Some("") | None => None,
+            Some(k) if k.len() > 128 => return Err(RaError::invalid("idempotency_key", "longer than 128 characters")),
+            Some(k) => Some(k.to_owned()),
+        };
+        if let Some(k) = &key
+            && let Some(existing) = self.ca.store.request_by_idempotency(caller, k)?
+        {
+            if existing.iin != iin.as_str()
+                || existing.auth_csr != app.auth_csr
+                || existing.sign_csr != app.sign_csr
+                || existing.bin.as_deref() != bin.as_ref().map(|b| b.as_str())
+            {
+                return Err(RaError::invalid("idempotency_key", "was already used for a different application"));
+            }
+            return Ok(existing);
+        }
+        let (auth_profile, sign_profile) = profiles_for(bin.as_ref().map(|b| b.as_str()));
+        let mut fingerprints = Vec::new();
+        for (field, der, profile) in [("auth_csr", &app.auth_csr, auth_profile), ("sign_csr", &app.sign_csr, sign_profile)] {
+            let profile = self
+                .ca
+                .policy
+                .end_entity(profile)
+                .ok_or_else(|| RaError::new(ReasonCode::CaState, format!("policy has no profile {profile}")))?;
+            let checked = csr::check(der, profile)
+                .map_err(|e| RaError::new(ReasonCode::KeyRejected, format!("{field}: {e}")))?;
+            if let Some(serial) = self.ca.store.key_certified(&checked.spki_sha256)? {
+                return Err(RaError::new(
+                    ReasonCode::KeyRejected,
+                    format!("{field}: this key is already certified (serial {serial})"),
+                ));
+            }
+            fingerprints.push(checked.spki_sha256);
+        }
+        if fingerprints[0] == fingerprints[1] {
+            return Err(RaError::new(ReasonCode::KeyRejected, "sign_csr: AUTH and SIGN need two different keys"));
+        }
+        // F1 step 2: the registry, through SHEP. Absent → refusal; down → UNAVAILABLE; either
+        // way nothing is stored.
+        let person = self.registry.person(&iin).await?;
+        let (organization, role) = match &bin {
+            Some(b) => {
+                let (entity, role) = nuc_registry::employee_role(self.registry.as_ref(), b, &iin).await?;
+                (Some(entity.name), Some(role.as_str().to_owned()))
+            }
+            None => (None, None),
+        };
+        let subject = RegisteredSubject {
+            surname: person.surname,
+            name: person.name,
+            patronymic: person.patronymic,
+            organization,
+            role: role.clone(),
+        };
+        let now = self.now();
+        let number = number::generate();
+        let expires_at = now + self.config.request_ttl_secs;
+        let email = app.email.trim().to_owned();
+        let (row, _) = self.ca.store.register_request(
+            &NewRequest {
+                number: number.clone(),
+                kind: "first".into(),
+                state: RequestState::Registered,
+                iin: iin.to_string(),
+                bin: bin.as_ref().map(|b| b.to_string()),
+                role,
+                email: Some(email.clone()),
+                subject_json: serde_json::to_string(&subject).expect("plain struct serialises"),
+                auth_csr: app.auth_csr.clone(),
+                sign_csr: app.sign_csr.clone(),
+                identification: None,
+                registered_at: now,
+                expires_at,
+            },
+            key.map(|k| (caller.to_owned(), k)),
+            Some((
+                "application".into(),
+                email,
+                format!("НУЦ РК: заявление {number}"),
+                format!(
+                    "Ваше заявление зарегистрировано под номером {number}.\n\
+                     Обратитесь в ЦОН с удостоверением личности до {} (30 дней).\n",
+                    nuc_core::time::rfc3339(expires_at)
+                ),
+            )),
+            &AuditEntry {
+                actor: caller.into(),
+                action: "request.registered".into(),
+                object: format!("request:{number}"),
+                details: serde_json::json!({ "kind": "first", "iin": iin.as_str(), "bin": bin.as_ref().map(|b| b.as_str()) }),
+            },
+        )?;
+        tracing::info!(number = %row.number, "application registered");
+        Ok(row)
+    }
+
+    /// A request by number (F7).
+    pub fn request(&self, number_text: &str) -> Result<RequestRow, RaError> {
+        if !number::is_valid(number_text) {
+            return Err(RaError::invalid("request_number", format!("{number_text:?} is not a valid request number")));
+        }
+        let number = number::canonical(number_text);
+        self.ca
+            .store
+            .request(&number)?
+            .ok_or_else(|| RaError::new(ReasonCode::RequestNotFound, format!("no request {number}")))
+    }
+
+    /// F1 steps 4–6: the operator's signed decision. A confirmation is followed at once by the
+    /// issuance of the AUTH and SIGN certificates.
+    pub async fn decide(
+        &self,
+        caller: &str,
+        number_text: &str,
+        session_operator: &str,
+        signed: &[u8],
+    ) -> Result<(RequestRow, Vec<Issued>), RaError> {
+        let request = self.request(number_text)?;
+        let now = self.now();
+        let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
+        let operator = check_operator(self, &verified.signer_cert_der, session_operator.trim(), now)?;
+        let decision = OperatorDecision::decode(verified.content.as_slice())
+            .map_err(|e| RaError::operator_signature(format!("the signed content is not an OperatorDecision: {e}")))?;
+        if number::canonical(&decision.request_number) != request.number {
+            return Err(RaError::operator_signature(format!(
+                "the signed content is for request {:?}, not {}",
+                decision.request_number, request.number
+            )));
+        }
+        if !decision.operator_serial_hex.eq_ignore_ascii_case(&operator.serial_hex) {
+            return Err(RaError::operator_signature("the signed content names another operator"));
+        }
+        if decision.nonce.trim().is_empty() {
+            return Err(RaError::operator_signature("the signed content has no nonce"));
+        }
+        let payload_sha256 = sha256_hex(&verified.content);
+        if request.state == RequestState::Registered && now > request.expires_at {
+            self.ca.store.expire_requests(now, "system:expiry")?;
+            return Err(RaError::new(ReasonCode::RequestExpired, format!("request {} expired (no CON visit within 30 days)", request.number)));
+        }
+        let actor = format!("operator:{}", operator.serial_hex);
+        match Decision::try_from(decision.decision).unwrap_or(Decision::Unspecified) {
+            Decision::Refuse => {
+                let reason = decision.refusal_reason.trim();
+                if reason.is_empty() {
+                    return Err(RaError::invalid("refusal_reason", "a refusal needs a reason"));
+                }
+                let row = self.ca.store.transition(&Transition {
+                    number: request.number.clone(),
+                    from: vec![RequestState::Registered],
+                    to: RequestState::Refused,
+                    refusal_reason: Some(reason.to_owned()),
+                    decided_by: Some(operator.serial_hex.clone()),
+                    identification: None,
+                    payload_sha256: Some(payload_sha256),
+                    notify: request.email.clone().map(|to| {
+                        (
+                            "refused".into(),
+                            to,
+                            format!("НУЦ РК: заявление {} отклонено", request.number),
+                            format!("Заявление {} отклонено оператором ЦОН: {reason}\n", request.number),
+                        )
+                    }),
+                    audit: AuditEntry {
+                        actor: actor.clone(),
+                        action: "request.refused".into(),
+                        object: format!("request:{}", request.number),
+                        details: serde_json::json!({ "reason": reason, "via": caller }),
+                    },
+                })?;
+                Ok((row, vec![]))
+            }
+            Decision::Confirm => {
+                self.ca.store.transition(&Transition {
+                    number: request.number.clone(),
+                    from: vec![RequestState::Registered],
+                    to: RequestState::Confirmed,
+                    refusal_reason: None,
+                    decided_by: Some(operator.serial_hex.clone()),
+                    identification: Some("in-person".into()),
+                    payload_sha256: Some(payload_sha256),
+                    notify: None,
+                    audit: AuditEntry {
+                        actor: actor.clone(),
+                        action: "request.confirmed".into(),
+                        object: format!("request:{}", request.number),
+                        details: serde_json::json!({ "via": caller }),
+                    },
+                })?;
+                let issued = self.issue_for(&request, "in-person", &actor).await?;
+                let row = self.finish_issuance(&request, RequestState::Confirmed, &actor, &issued)?;
+                Ok((row, issued))
+            }
+            Decision::Unspecified => Err(RaError::operator_signature("the signed content names no decision")),
+        }
+    }
+
+    /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads).
+    async fn issue_for(&self, request: &RequestRow, identification: &str, actor: &str) -> Result<Vec<Issued>, RaError> {
+        let subject: RegisteredSubject = serde_json::from_str(&request.subject_json)
+            .map_err(|e| RaError::new(ReasonCode::Internal, format!("stored subject unreadable: {e}")))?;
+        let info = SubjectInfo {
+            iin: Some(Iin::parse(&request.iin).map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?),
+            surname: Some(subject.surname.clone()),
+            name: Some(subject.name.clone()),
+            patronymic: subject.patronymic.clone(),
+            organization: match (&request.bin, &subject.organization) {
+                (Some(b), Some(o)) => Some(nuc_core::LegalEntity {
+                    bin: Bin::parse(b).map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
+                    name: o.clone(),
+                }),
+                _ => None,
+            },
+            email: request.email.clone(),
+            common_name: None,
+        };
+        let (auth, sign) = profiles_for(request.bin.as_deref());
+        let mut out = Vec::new();
+        for (profile, csr) in [(auth, request.auth_csr.clone()), (sign, request.sign_csr.clone())] {
+            let ca = self.ca.clone();
+            let req = IssueRequest {
+                profile: profile.into(),
+                csr,
+                subject: info.clone(),
+                role: subject.role.clone(),
+                identification: Some(identification.into()),
+                dns_names: vec![],
+                actor: actor.into(),
+                request_number: Some(request.number.clone()),
+            };
+            let issued = tokio::task::spawn_blocking(move || ca.issue(&req))
+                .await
+                .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??;
+            out.push(issued);
+        }
+        Ok(out)
+    }
+
+    fn finish_issuance(
+        &self,
+        request: &RequestRow,
+        from: RequestState,
+        actor: &str,
+        issued: &[Issued],
+    ) -> Result<RequestRow, RaError> {
+        let link = self.config.download_url.replace("{number}", &request.number);
+        Ok(self.ca.store.transition(&Transition {
+            number: request.number.clone(),
+            from: vec![from],
+            to: RequestState::Issued,
+            refusal_reason: None,
+            decided_by: None,
+            identification: None,
+            payload_sha256: None,
+            notify: request.email.clone().map(|to| {
+                (
+                    "issued".into(),
+                    to,
+                    format!("НУЦ РК: регистрационные свидетельства по заявлению {}", request.number),
+                    format!("Регистрационные свидетельства выпущены. Установите их по ссылке: {link}\n"),
+                )
+            }),
+            audit: AuditEntry {
+                actor: actor.into(),
+                action: "request.issued".into(),
+                object: format!("request:{}", request.number),
+                details: serde_json::json!({ "serials": issued.iter().map(|i| i.serial_hex.clone()).collect::<Vec<_>>() }),
+            },
+        })?)
+    }
+
+    /// F7: the certificates of an issued request, and a PKCS#7 certs-only bundle with the chain.
+    pub fn download(&self, number_text: &str) -> Result<(Vec<(String, String, Vec<u8>)>, Vec<u8>), RaError> {
+        let request = self.request(number_text)?;
+        let certs = self.ca.store.certificates_of_request(&request.number)?;
+        if certs.is_empty() {
+            return Err(RaError::new(
+                ReasonCode::RequestState,
+                format!("request {} has no certificates (it is {})", request.number, request.state.as_str()),
+            ));
+        }
+        let mut all: Vec<Vec<u8>> = certs.iter().map(|c| c.2.clone()).collect();
+        all.push(self.ca.issuing.cert_der.clone());
+        all.push(self.ca.root.cert_der.clone());
+        let p7 = bundle::certs_only(&all).map_err(|e| RaError::new(ReasonCode::Internal, format!("PKCS#7 bundle: {e}")))?;
+        Ok((certs, p7))
+    }
+
+    /// Expires registered requests past their deadline (run by the scheduler and lazily).
+    pub fn expire_due(&self) -> Result<Vec<String>, RaError> {
+        Ok(self.ca.store.expire_requests(self.now(), "system:expiry")?)
+    }
+
+    /// F6: issues an operator certificate (subject from the registry) and registers the operator.
+    pub async fn issue_operator(
+        &self,
+        caller: &str,
+        iin_text: &str,
+        role: &str,
+        con: &str,
+        csr_der: Vec<u8>,
+    ) -> Result<Issued, RaError> {
+        let iin = Iin::parse(iin_text).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        if con.trim().is_empty() {
+            return Err(RaError::invalid("con", "the CON the operator works at is required"));
+        }
+        let person = self.registry.person(&iin).await?;
+        let req = IssueRequest {
+            profile: "operator".into(),
+            csr: csr_der,
+            subject: SubjectInfo {
+                iin: Some(iin.clone()),
+                surname: Some(person.surname.clone()),
+                name: Some(person.name.clone()),
+                patronymic: person.patronymic.clone(),
+                organization: None,
+                email: None,
+                common_name: None,
+            },
+            role: Some(role.to_owned()),
+            identification: Some("in-person".into()),
+            dns_names: vec![],
+            actor: caller.into(),
+            request_number: None,
+        };
+        let ca = self.ca.clone();
+        let issued = tokio::task::spawn_blocking(move || ca.issue(&req))
+            .await
+            .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??;
+        let status = match self.ca.store.operator(iin.as_str())? {
+            Some(o) if o.status == "suspended" => "suspended".to_owned(),
+            _ => "active".to_owned(),
+        };
+        self.ca.store.put_operator(
+            &OperatorRow {
+                iin: iin.to_string(),
+                surname: person.surname,
+                name: person.name,
+                role: role.to_owned(),
+                con: con.trim().to_owned(),
+                status,
+            },
+            &AuditEntry {
+                actor: caller.into(),
+                action: "operator.registered".into(),
+                object: format!("operator:{iin}"),
+                details: serde_json::json!({ "role": role, "con": con, "serial": issued.serial_hex }),
+            },
+        )?;
+        Ok(issued)
+    }
+
+    /// F6: suspend (absent over 15 days), resume, or dismiss (certificates revoked).
+    pub fn set_operator_status(&self, caller: &str, iin_text: &str, status: &str, why: &str) -> Result<OperatorRow, RaError> {
+        let iin = Iin::parse(iin_text).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        let current = self
+            .ca
+            .store
+            .operator(iin.as_str())?
+            .ok_or_else(|| RaError::new(ReasonCode::OperatorNotFound, format!("no operator with IIN {iin}")))?;
+        if current.status == "dismissed" {
+            return Err(RaError::new(ReasonCode::RequestState, format!("operator {iin} is dismissed")));
+        }
+        let action = match status {
+            "suspended" => "operator.suspended",
+            "active" => "operator.resumed",
+            "dismissed" => "operator.dismissed",
+            other => return Err(RaError::invalid("status", format!("unknown status {other:?}"))),
+        };
+        self.ca.store.set_operator_status(
+            iin.as_str(),
+            status,
+            &AuditEntry {
+                actor: caller.into(),
+                action: action.into(),
+                object: format!("operator:{iin}"),
+                details: serde_json::json!({ "reason": why, "previous": current.status }),
+            },
+        )?;
+        if status == "dismissed" {
+            for serial in self.ca.store.serials_for(iin.as_str(), "operator")? {
+                match self.revoke(caller, &serial, 5, None, None, "operator dismissed") {
+                    Ok(_) | Err(RaError { reason: ReasonCode::AlreadyRevoked, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.ca.store.operator(iin.as_str())?.ok_or_else(|| RaError::new(ReasonCode::OperatorNotFound, iin.to_string()))
+    }
+
+    /// Revokes a certificate (administrator, dismissal, or a verified signed order).
+    pub fn revoke(
+        &self,
+        caller: &str,
+        serial_text: &str,
+        reason: i64,
+        invalidity_date: Option<i64>,
+        payload_sha256: Option<String>,
+        why: &str,
+    ) -> Result<RevocationRow, RaError> {
+        let serial = serial_text.trim().to_ascii_lowercase();
+        if serial.is_empty() || serial.len() > 40 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RaError::invalid("serial", format!("{serial_text:?} is not a certificate serial in hex")));
+        }
+        if ![0, 1, 3, 4, 5].contains(&reason) {
+            return Err(RaError::invalid("reason", format!("CRL reason {reason} is not accepted (0, 1, 3, 4, 5)")));
+        }
+        let now = self.now();
+        if let Some(d) = invalidity_date
+            && d > now
+        {
+            return Err(RaError::invalid("invalidity_date", "is in the future"));
+        }
+        let row = RevocationRow { serial: serial.clone(), reason, revoked_at: now, invalidity_date, revoked_by: caller.into() };
+        // The holder is told at the address of the request the certificate answered, if any.
+        let holder_email = match self.ca.store.certificate(&serial)?.and_then(|c| c.request_number) {
+            Some(n) => self.ca.store.request(&n)?.and_then(|r| r.email),
+            None => None,
+        };
+        self.ca.store.revoke(
+            &row,
+            payload_sha256,
+            holder_email.map(|to| {
+                ("revoked".into(), to, format!("НУЦ РК: свидетельство {serial} отозвано"), format!("Отозвано: {why}\n"))
+            }),
+            &AuditEntry {
+                actor: caller.into(),
+                action: "certificate.revoked".into(),
+                object: format!("serial:{serial}"),
+                details: serde_json::json!({ "reason": reason, "invalidity_date": invalidity_date, "why": why }),
+            },
+        )?;
+        tracing::info!(%serial, reason, "certificate revoked");
+        Ok(row)
+    }
+
+    /// F5: a revocation at the counter, signed by the operator of the session.
+    pub fn revoke_at_counter(&self, caller: &str, session_operator: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
+        let now = self.now();
+        let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
+        let operator = check_operator(self, &verified.signer_cert_der, session_operator.trim(), now)?;
+        let order = RevocationOrder::decode(verified.content.as_slice())
+            .map_err(|e| RaError::operator_signature(format!("the signed content is not a RevocationOrder: {e}")))?;
+        if !order.operator_serial_hex.eq_ignore_ascii_case(&operator.serial_hex) || order.nonce.trim().is_empty() {
+            return Err(RaError::operator_signature("the signed order names another operator or has no nonce"));
+        }
+        self.check_holder(&order)?;
+        self.revoke(
+            &format!("operator:{}", operator.serial_hex),
+            &order.serial_hex,
+            i64::from(order.reason),
+            None,
+            Some(sha256_hex(&verified.content)),
+            &format!("at a CON counter, via {caller}"),
+        )
+    }
+
+    /// F3: a revocation signed online by the holder's own (valid) certificate.
+    pub fn revoke_online(&self, caller: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
+        let now = self.now();
+        let verified = nuc_cms::verify(signed, None).map_err(RaError::applicant_signature)?;
+        let signer = check_signer(
+            self,
+            &verified.signer_cert_der,
+            &["individual-auth", "individual-sign", "legal-auth", "legal-sign"],
+            now,
+            |m| RaError::applicant_signature(m),
+        )?;
+        let order = RevocationOrder::decode(verified.content.as_slice())
+            .map_err(|e| RaError::applicant_signature(format!("the signed content is not a RevocationOrder: {e}")))?;
+        if order.iin != signer.iin {
+            return Err(RaError::new(ReasonCode::IinMismatch, format!("the order names IIN {}, the signer is {}", order.iin, signer.iin)));
+        }
+        if order.nonce.trim().is_empty() {
+            return Err(RaError::applicant_signature("the signed order has no nonce"));
+        }
+        self.check_holder(&order)?;
+        self.revoke(
+            &format!("holder:{}", signer.serial_hex),
+            &order.serial_hex,
+            i64::from(order.reason),
+            None,
+            Some(sha256_hex(&verified.content)),
+            &format!("online by the holder, via {caller}"),
+        )
+    }
+
+    /// The certificate named by a revocation order belongs to the IIN the order names.
+    fn check_holder(&self, order: &RevocationOrder) -> Result<(), RaError> {
+        let serial = order.serial_hex.trim().to_ascii_lowercase();
+        let cert = self
+            .ca
+            .store
+            .certificate(&serial)?
+            .ok_or_else(|| RaError::new(ReasonCode::CertificateNotFound, format!("no certificate {serial}")))?;
+        if cert.iin.as_deref() != Some(order.iin.as_str()) {
+            return Err(RaError::new(ReasonCode::IinMismatch, format!("certificate {serial} does not belong to IIN {}", order.iin)));
+        }
+        Ok(())
+    }
+}

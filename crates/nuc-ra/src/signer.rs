@@ -1,0 +1,108 @@
+//! Who signed a CMS: the checks of SPEC F1 step 5 (operators) and F2/F3 (applicants) on the
+//! signer's certificate, against our own issuing CA and our own database.
+
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::Decode;
+use nuc_core::ReasonCode;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+
+use crate::error::RaError;
+use crate::ra::Ra;
+
+/// A signer certificate that passed every check.
+#[derive(Debug, Clone)]
+pub struct CheckedSigner {
+    pub serial_hex: String,
+    pub iin: String,
+    pub profile: String,
+    pub der: Vec<u8>,
+}
+
+/// The IIN in a certificate's SERIALNUMBER attribute ("IIN" + 12 digits).
+pub fn iin_of(cert: &Certificate) -> Option<String> {
+    cert.tbs_certificate().subject().iter().find(|a| a.oid == const_oid::db::rfc4519::SERIAL_NUMBER).and_then(|a| {
+        let v = String::from_utf8_lossy(a.value.value()).into_owned();
+        v.strip_prefix("IIN").map(str::to_owned)
+    })
+}
+
+fn eku(cert: &Certificate) -> Vec<ObjectIdentifier> {
+    cert.tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == ExtendedKeyUsage::OID)
+        .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
+        .map(|k| k.0)
+        .unwrap_or_default()
+}
+
+/// Checks a signer certificate: issued by our issuing CA, known to our database as issued
+/// under one of `profiles`, valid at `now`, not revoked. `fail` builds the refusal (operator
+/// or applicant flavour).
+pub fn check_signer(
+    ra: &Ra,
+    signer_der: &[u8],
+    profiles: &[&str],
+    now: i64,
+    fail: fn(String) -> RaError,
+) -> Result<CheckedSigner, RaError> {
+    nuc_cms::signer_chains_to(signer_der, &ra.ca.issuing.cert_der)
+        .map_err(|e| fail(format!("the signer's certificate is not issued by the NUC ({e})")))?;
+    let cert = Certificate::from_der(signer_der).map_err(|e| fail(format!("the signer's certificate does not decode: {e}")))?;
+    let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
+    let row = ra
+        .ca
+        .store
+        .certificate(&serial_hex)?
+        .ok_or_else(|| fail(format!("certificate {serial_hex} is unknown to the NUC")))?;
+    if row.state != "issued" || row.der.as_deref() != Some(signer_der) {
+        return Err(fail(format!("certificate {serial_hex} is not the one the NUC issued")));
+    }
+    if !profiles.contains(&row.profile.as_str()) {
+        return Err(fail(format!("certificate {serial_hex} is a {} certificate, not {}", row.profile, profiles.join(" or "))));
+    }
+    let v = cert.tbs_certificate().validity();
+    let (nb, na) = (v.not_before.to_unix_duration().as_secs() as i64, v.not_after.to_unix_duration().as_secs() as i64);
+    if now < nb {
+        return Err(fail(format!("certificate {serial_hex} is not yet valid")));
+    }
+    if now > na {
+        return Err(fail(format!("certificate {serial_hex} expired at {}", nuc_core::time::rfc3339(na))));
+    }
+    if let Some(r) = ra.ca.store.revocation(&serial_hex)? {
+        return Err(fail(format!("certificate {serial_hex} was revoked at {}", nuc_core::time::rfc3339(r.revoked_at))));
+    }
+    let iin = iin_of(&cert).ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
+    Ok(CheckedSigner { serial_hex, iin, profile: row.profile, der: signer_der.to_vec() })
+}
+
+/// Operator checks on top of [`check_signer`]: an operator role OID in the EKU, the operator
+/// known and active, and the signer being the operator of this session.
+pub fn check_operator(ra: &Ra, signer_der: &[u8], session_serial: &str, now: i64) -> Result<CheckedSigner, RaError> {
+    let signer = check_signer(ra, signer_der, &["operator"], now, |m| RaError::operator_signature(m))?;
+    if !signer.serial_hex.eq_ignore_ascii_case(session_serial) {
+        return Err(RaError::operator_signature(format!(
+            "signed with certificate {}, not with the certificate of the operator of this session ({session_serial})",
+            signer.serial_hex
+        )));
+    }
+    let cert = Certificate::from_der(signer_der).map_err(|e| RaError::operator_signature(e.to_string()))?;
+    let roles: Vec<ObjectIdentifier> =
+        ra.ca.policy.profiles.get("operator").map(|p| p.roles.values().copied().collect()).unwrap_or_default();
+    if !eku(&cert).iter().any(|o| roles.contains(o)) {
+        return Err(RaError::operator_signature("the certificate carries no NUC staff role"));
+    }
+    match ra.ca.store.operator(&signer.iin)? {
+        None => Err(RaError::operator_signature(format!("IIN {} is not a registered operator", signer.iin))),
+        Some(o) if o.status == "suspended" => Err(RaError::new(
+            ReasonCode::OperatorSuspended,
+            format!("operator {} is suspended; signatures are refused until resumed", signer.iin),
+        )),
+        Some(o) if o.status != "active" => {
+            Err(RaError::operator_signature(format!("operator {} is {}", signer.iin, o.status)))
+        }
+        Some(_) => Ok(signer),
+    }
+}
