@@ -13,7 +13,7 @@ SHELL := /bin/bash
 
 # Debian packages needed to build (openssl-sys, pcsc) and to test (SoftHSM2, pkcs11-tool,
 # pcscd + the virtual reader vpcd). python3-venv is needed to create .venv/ for pkilint.
-DEB_PACKAGES := pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
+DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
                 python3 python3-venv
 
 # apt-get runs through sudo only when we are not root (CI runs as root, without sudo).

@@ -12,7 +12,8 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of the contract, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nuc_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/nuc_descriptor.bin"));
 
 /// Metadata key carrying the reason code of a refusal.
 pub const REASON_METADATA: &str = "nuc-reason";

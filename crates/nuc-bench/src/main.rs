@@ -284,6 +284,8 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
             http_listen: None,
             root_key: Some(alg.to_string()),
             issuing_key: Some(alg.to_string()),
+            grpc_listen: None,
+            registry_url: None,
         },
     )
     .context("nuc init")?;
@@ -431,6 +433,7 @@ fn request(csr: Vec<u8>) -> IssueRequest {
         identification: None,
         dns_names: vec![],
         actor: "bench".into(),
+        request_number: None,
     }
 }
 
@@ -671,6 +674,7 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
                 spki_sha256: checked.spki_sha256.clone(),
                 not_before: now,
                 not_after,
+                request_number: None,
             },
             &AuditEntry {
                 actor: req.actor.clone(),

@@ -111,6 +111,10 @@ pub struct InitOptions {
     pub http_listen: Option<String>,
     pub root_key: Option<String>,
     pub issuing_key: Option<String>,
+    /// gRPC address written into a new nuc.toml.
+    pub grpc_listen: Option<String>,
+    /// Registry URL written into a new nuc.toml.
+    pub registry_url: Option<String>,
 }
 
 /// What `init` made.
@@ -274,6 +278,12 @@ impl Ca {
             }
             if let Some(k) = &opts.issuing_key {
                 config.ca.issuing_key = k.clone();
+            }
+            if let Some(g) = &opts.grpc_listen {
+                config.grpc.listen = g.clone();
+            }
+            if let Some(r) = &opts.registry_url {
+                config.registry.url = r.clone();
             }
             Home {
                 dir: dir.into(),

@@ -185,7 +185,10 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8472".into(), timeout_ms: 3000 }
+        Self {
+            url: "http://127.0.0.1:8472".into(),
+            timeout_ms: 3000,
+        }
     }
 }
 
@@ -201,7 +204,10 @@ pub struct RaSettings {
 
 impl Default for RaSettings {
     fn default() -> Self {
-        Self { request_ttl_days: 30, download_url: "https://pki.gov.kz/download/{number}".into() }
+        Self {
+            request_ttl_days: 30,
+            download_url: "https://pki.gov.kz/download/{number}".into(),
+        }
     }
 }
 

@@ -17,10 +17,17 @@ pub fn certs_only(certs: &[Vec<u8>]) -> Result<Vec<u8>, der::Error> {
     let sd = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo { econtent_type: const_oid::db::rfc5911::ID_DATA, econtent: None },
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: const_oid::db::rfc5911::ID_DATA,
+            econtent: None,
+        },
         certificates: Some(CertificateSet(set)),
         crls: None,
         signer_infos: SignerInfos(SetOfVec::new()),
     };
-    ContentInfo { content_type: const_oid::db::rfc5911::ID_SIGNED_DATA, content: Any::encode_from(&sd)? }.to_der()
+    ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&sd)?,
+    }
+    .to_der()
 }

@@ -15,7 +15,10 @@ pub struct RaError {
 
 impl RaError {
     pub fn new(reason: ReasonCode, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
@@ -23,11 +26,17 @@ impl RaError {
     }
 
     pub fn operator_signature(why: impl std::fmt::Display) -> Self {
-        Self::new(ReasonCode::OperatorSignatureInvalid, format!("operator signature: {why}"))
+        Self::new(
+            ReasonCode::OperatorSignatureInvalid,
+            format!("operator signature: {why}"),
+        )
     }
 
     pub fn applicant_signature(why: impl std::fmt::Display) -> Self {
-        Self::new(ReasonCode::ApplicantSignatureInvalid, format!("applicant signature: {why}"))
+        Self::new(
+            ReasonCode::ApplicantSignatureInvalid,
+            format!("applicant signature: {why}"),
+        )
     }
 }
 
@@ -35,9 +44,9 @@ impl From<CaError> for RaError {
     fn from(e: CaError) -> Self {
         let reason = match e.reason() {
             // Whatever is wrong with the applicant's key is KEY_REJECTED to the API.
-            ReasonCode::CsrMalformed | ReasonCode::CsrSignatureInvalid | ReasonCode::KeyAlreadyCertified => {
-                ReasonCode::KeyRejected
-            }
+            ReasonCode::CsrMalformed
+            | ReasonCode::CsrSignatureInvalid
+            | ReasonCode::KeyAlreadyCertified => ReasonCode::KeyRejected,
             r => r,
         };
         Self::new(reason, e.to_string())

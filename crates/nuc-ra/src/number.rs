@@ -4,12 +4,19 @@
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 fn check_char(body: &[u8]) -> u8 {
-    let sum: usize = body.iter().enumerate().map(|(i, c)| (i + 1) * value(*c).unwrap_or(0) as usize).sum();
+    let sum: usize = body
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i + 1) * value(*c).unwrap_or(0) as usize)
+        .sum();
     ALPHABET[sum % 31]
 }
 
 fn value(c: u8) -> Option<u8> {
-    ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase()).map(|p| p as u8)
+    ALPHABET
+        .iter()
+        .position(|a| *a == c.to_ascii_uppercase())
+        .map(|p| p as u8)
 }
 
 /// A new random number, `NUC-XXXX-XXXX-C`.
@@ -30,7 +37,12 @@ pub fn generate() -> String {
 pub fn is_valid(s: &str) -> bool {
     let s = s.trim().to_ascii_uppercase();
     let parts: Vec<&str> = s.split('-').collect();
-    if parts.len() != 4 || parts[0] != "NUC" || parts[1].len() != 4 || parts[2].len() != 4 || parts[3].len() != 1 {
+    if parts.len() != 4
+        || parts[0] != "NUC"
+        || parts[1].len() != 4
+        || parts[2].len() != 4
+        || parts[3].len() != 1
+    {
         return false;
     }
     let body: Vec<u8> = parts[1].bytes().chain(parts[2].bytes()).collect();

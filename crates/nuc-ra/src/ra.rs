@@ -8,7 +8,9 @@ use nuc_ca::csr;
 use nuc_ca::{Ca, IssueRequest, Issued};
 use nuc_core::{Bin, Iin, ReasonCode, SubjectInfo};
 use nuc_registry::Registry;
-use nuc_store::{AuditEntry, NewRequest, OperatorRow, RequestRow, RequestState, RevocationRow, Transition};
+use nuc_store::{
+    AuditEntry, NewRequest, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
+};
 use prost::Message;
 
 use crate::clock::Clock;
@@ -27,7 +29,10 @@ pub struct RaConfig {
 
 impl Default for RaConfig {
     fn default() -> Self {
-        Self { request_ttl_secs: 30 * 86_400, download_url: "https://pki.gov.kz/download/{number}".into() }
+        Self {
+            request_ttl_secs: 30 * 86_400,
+            download_url: "https://pki.gov.kz/download/{number}".into(),
+        }
     }
 }
 
@@ -66,12 +71,26 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 fn profiles_for(bin: Option<&str>) -> (&'static str, &'static str) {
-    if bin.is_some() { ("legal-auth", "legal-sign") } else { ("individual-auth", "individual-sign") }
+    if bin.is_some() {
+        ("legal-auth", "legal-sign")
+    } else {
+        ("individual-auth", "individual-sign")
+    }
 }
 
 impl Ra {
-    pub fn new(ca: Arc<Ca>, registry: Arc<dyn Registry>, clock: Arc<dyn Clock>, config: RaConfig) -> Self {
-        Self { ca, registry, clock, config }
+    pub fn new(
+        ca: Arc<Ca>,
+        registry: Arc<dyn Registry>,
+        clock: Arc<dyn Clock>,
+        config: RaConfig,
+    ) -> Self {
+        Self {
+            ca,
+            registry,
+            clock,
+            config,
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -81,16 +100,29 @@ impl Ra {
     /// F1 steps 1–3: check the application, the applicant in the registry, register it under a
     /// number and queue the e-mail with that number. The same idempotency key from the same
     /// caller returns the request registered the first time.
-    pub async fn submit_application(&self, caller: &str, app: Application) -> Result<RequestRow, RaError> {
-        let iin = Iin::parse(&app.iin).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+    pub async fn submit_application(
+        &self,
+        caller: &str,
+        app: Application,
+    ) -> Result<RequestRow, RaError> {
+        let iin = Iin::parse(&app.iin)
+            .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
         let bin = match app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
-            Some(b) => Some(Bin::parse(b).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?),
+            Some(b) => Some(
+                Bin::parse(b)
+                    .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?,
+            ),
             None => None,
         };
         nuc_ca::subject::check_email(app.email.trim()).map_err(RaError::from)?;
         let key = match app.idempotency_key.as_deref().map(str::trim) {
             Some("") | None => None,
-            Some(k) if k.len() > 128 => return Err(RaError::invalid("idempotency_key", "longer than 128 characters")),
+            Some(k) if k.len() > 128 => {
+                return Err(RaError::invalid(
+                    "idempotency_key",
+                    "longer than 128 characters",
+                ));
+            }
             Some(k) => Some(k.to_owned()),
         };
         if let Some(k) = &key
@@ -101,18 +133,25 @@ impl Ra {
                 || existing.sign_csr != app.sign_csr
                 || existing.bin.as_deref() != bin.as_ref().map(|b| b.as_str())
             {
-                return Err(RaError::invalid("idempotency_key", "was already used for a different application"));
+                return Err(RaError::invalid(
+                    "idempotency_key",
+                    "was already used for a different application",
+                ));
             }
             return Ok(existing);
         }
         let (auth_profile, sign_profile) = profiles_for(bin.as_ref().map(|b| b.as_str()));
         let mut fingerprints = Vec::new();
-        for (field, der, profile) in [("auth_csr", &app.auth_csr, auth_profile), ("sign_csr", &app.sign_csr, sign_profile)] {
-            let profile = self
-                .ca
-                .policy
-                .end_entity(profile)
-                .ok_or_else(|| RaError::new(ReasonCode::CaState, format!("policy has no profile {profile}")))?;
+        for (field, der, profile) in [
+            ("auth_csr", &app.auth_csr, auth_profile),
+            ("sign_csr", &app.sign_csr, sign_profile),
+        ] {
+            let profile = self.ca.policy.end_entity(profile).ok_or_else(|| {
+                RaError::new(
+                    ReasonCode::CaState,
+                    format!("policy has no profile {profile}"),
+                )
+            })?;
             let checked = csr::check(der, profile)
                 .map_err(|e| RaError::new(ReasonCode::KeyRejected, format!("{field}: {e}")))?;
             if let Some(serial) = self.ca.store.key_certified(&checked.spki_sha256)? {
@@ -124,14 +163,18 @@ impl Ra {
             fingerprints.push(checked.spki_sha256);
         }
         if fingerprints[0] == fingerprints[1] {
-            return Err(RaError::new(ReasonCode::KeyRejected, "sign_csr: AUTH and SIGN need two different keys"));
+            return Err(RaError::new(
+                ReasonCode::KeyRejected,
+                "sign_csr: AUTH and SIGN need two different keys",
+            ));
         }
         // F1 step 2: the registry, through SHEP. Absent → refusal; down → UNAVAILABLE; either
         // way nothing is stored.
         let person = self.registry.person(&iin).await?;
         let (organization, role) = match &bin {
             Some(b) => {
-                let (entity, role) = nuc_registry::employee_role(self.registry.as_ref(), b, &iin).await?;
+                let (entity, role) =
+                    nuc_registry::employee_role(self.registry.as_ref(), b, &iin).await?;
                 (Some(entity.name), Some(role.as_str().to_owned()))
             }
             None => (None, None),
@@ -188,13 +231,15 @@ impl Ra {
     /// A request by number (F7).
     pub fn request(&self, number_text: &str) -> Result<RequestRow, RaError> {
         if !number::is_valid(number_text) {
-            return Err(RaError::invalid("request_number", format!("{number_text:?} is not a valid request number")));
+            return Err(RaError::invalid(
+                "request_number",
+                format!("{number_text:?} is not a valid request number"),
+            ));
         }
         let number = number::canonical(number_text);
-        self.ca
-            .store
-            .request(&number)?
-            .ok_or_else(|| RaError::new(ReasonCode::RequestNotFound, format!("no request {number}")))
+        self.ca.store.request(&number)?.ok_or_else(|| {
+            RaError::new(ReasonCode::RequestNotFound, format!("no request {number}"))
+        })
     }
 
     /// F1 steps 4–6: the operator's signed decision. A confirmation is followed at once by the
@@ -209,32 +254,56 @@ impl Ra {
         let request = self.request(number_text)?;
         let now = self.now();
         let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
-        let operator = check_operator(self, &verified.signer_cert_der, session_operator.trim(), now)?;
-        let decision = OperatorDecision::decode(verified.content.as_slice())
-            .map_err(|e| RaError::operator_signature(format!("the signed content is not an OperatorDecision: {e}")))?;
+        let operator = check_operator(
+            self,
+            &verified.signer_cert_der,
+            session_operator.trim(),
+            now,
+        )?;
+        let decision = OperatorDecision::decode(verified.content.as_slice()).map_err(|e| {
+            RaError::operator_signature(format!(
+                "the signed content is not an OperatorDecision: {e}"
+            ))
+        })?;
         if number::canonical(&decision.request_number) != request.number {
             return Err(RaError::operator_signature(format!(
                 "the signed content is for request {:?}, not {}",
                 decision.request_number, request.number
             )));
         }
-        if !decision.operator_serial_hex.eq_ignore_ascii_case(&operator.serial_hex) {
-            return Err(RaError::operator_signature("the signed content names another operator"));
+        if !decision
+            .operator_serial_hex
+            .eq_ignore_ascii_case(&operator.serial_hex)
+        {
+            return Err(RaError::operator_signature(
+                "the signed content names another operator",
+            ));
         }
         if decision.nonce.trim().is_empty() {
-            return Err(RaError::operator_signature("the signed content has no nonce"));
+            return Err(RaError::operator_signature(
+                "the signed content has no nonce",
+            ));
         }
         let payload_sha256 = sha256_hex(&verified.content);
         if request.state == RequestState::Registered && now > request.expires_at {
             self.ca.store.expire_requests(now, "system:expiry")?;
-            return Err(RaError::new(ReasonCode::RequestExpired, format!("request {} expired (no CON visit within 30 days)", request.number)));
+            return Err(RaError::new(
+                ReasonCode::RequestExpired,
+                format!(
+                    "request {} expired (no CON visit within 30 days)",
+                    request.number
+                ),
+            ));
         }
         let actor = format!("operator:{}", operator.serial_hex);
         match Decision::try_from(decision.decision).unwrap_or(Decision::Unspecified) {
             Decision::Refuse => {
                 let reason = decision.refusal_reason.trim();
                 if reason.is_empty() {
-                    return Err(RaError::invalid("refusal_reason", "a refusal needs a reason"));
+                    return Err(RaError::invalid(
+                        "refusal_reason",
+                        "a refusal needs a reason",
+                    ));
                 }
                 let row = self.ca.store.transition(&Transition {
                     number: request.number.clone(),
@@ -249,7 +318,10 @@ impl Ra {
                             "refused".into(),
                             to,
                             format!("НУЦ РК: заявление {} отклонено", request.number),
-                            format!("Заявление {} отклонено оператором ЦОН: {reason}\n", request.number),
+                            format!(
+                                "Заявление {} отклонено оператором ЦОН: {reason}\n",
+                                request.number
+                            ),
                         )
                     }),
                     audit: AuditEntry {
@@ -279,25 +351,42 @@ impl Ra {
                     },
                 })?;
                 let issued = self.issue_for(&request, "in-person", &actor).await?;
-                let row = self.finish_issuance(&request, RequestState::Confirmed, &actor, &issued)?;
+                let row =
+                    self.finish_issuance(&request, RequestState::Confirmed, &actor, &issued)?;
                 Ok((row, issued))
             }
-            Decision::Unspecified => Err(RaError::operator_signature("the signed content names no decision")),
+            Decision::Unspecified => Err(RaError::operator_signature(
+                "the signed content names no decision",
+            )),
         }
     }
 
     /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads).
-    async fn issue_for(&self, request: &RequestRow, identification: &str, actor: &str) -> Result<Vec<Issued>, RaError> {
-        let subject: RegisteredSubject = serde_json::from_str(&request.subject_json)
-            .map_err(|e| RaError::new(ReasonCode::Internal, format!("stored subject unreadable: {e}")))?;
+    async fn issue_for(
+        &self,
+        request: &RequestRow,
+        identification: &str,
+        actor: &str,
+    ) -> Result<Vec<Issued>, RaError> {
+        let subject: RegisteredSubject =
+            serde_json::from_str(&request.subject_json).map_err(|e| {
+                RaError::new(
+                    ReasonCode::Internal,
+                    format!("stored subject unreadable: {e}"),
+                )
+            })?;
         let info = SubjectInfo {
-            iin: Some(Iin::parse(&request.iin).map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?),
+            iin: Some(
+                Iin::parse(&request.iin)
+                    .map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
+            ),
             surname: Some(subject.surname.clone()),
             name: Some(subject.name.clone()),
             patronymic: subject.patronymic.clone(),
             organization: match (&request.bin, &subject.organization) {
                 (Some(b), Some(o)) => Some(nuc_core::LegalEntity {
-                    bin: Bin::parse(b).map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
+                    bin: Bin::parse(b)
+                        .map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
                     name: o.clone(),
                 }),
                 _ => None,
@@ -307,7 +396,10 @@ impl Ra {
         };
         let (auth, sign) = profiles_for(request.bin.as_deref());
         let mut out = Vec::new();
-        for (profile, csr) in [(auth, request.auth_csr.clone()), (sign, request.sign_csr.clone())] {
+        for (profile, csr) in [
+            (auth, request.auth_csr.clone()),
+            (sign, request.sign_csr.clone()),
+        ] {
             let ca = self.ca.clone();
             let req = IssueRequest {
                 profile: profile.into(),
@@ -334,7 +426,10 @@ impl Ra {
         actor: &str,
         issued: &[Issued],
     ) -> Result<RequestRow, RaError> {
-        let link = self.config.download_url.replace("{number}", &request.number);
+        let link = self
+            .config
+            .download_url
+            .replace("{number}", &request.number);
         Ok(self.ca.store.transition(&Transition {
             number: request.number.clone(),
             from: vec![from],
@@ -361,19 +456,27 @@ impl Ra {
     }
 
     /// F7: the certificates of an issued request, and a PKCS#7 certs-only bundle with the chain.
-    pub fn download(&self, number_text: &str) -> Result<(Vec<(String, String, Vec<u8>)>, Vec<u8>), RaError> {
+    pub fn download(
+        &self,
+        number_text: &str,
+    ) -> Result<(Vec<(String, String, Vec<u8>)>, Vec<u8>), RaError> {
         let request = self.request(number_text)?;
         let certs = self.ca.store.certificates_of_request(&request.number)?;
         if certs.is_empty() {
             return Err(RaError::new(
                 ReasonCode::RequestState,
-                format!("request {} has no certificates (it is {})", request.number, request.state.as_str()),
+                format!(
+                    "request {} has no certificates (it is {})",
+                    request.number,
+                    request.state.as_str()
+                ),
             ));
         }
         let mut all: Vec<Vec<u8>> = certs.iter().map(|c| c.2.clone()).collect();
         all.push(self.ca.issuing.cert_der.clone());
         all.push(self.ca.root.cert_der.clone());
-        let p7 = bundle::certs_only(&all).map_err(|e| RaError::new(ReasonCode::Internal, format!("PKCS#7 bundle: {e}")))?;
+        let p7 = bundle::certs_only(&all)
+            .map_err(|e| RaError::new(ReasonCode::Internal, format!("PKCS#7 bundle: {e}")))?;
         Ok((certs, p7))
     }
 
@@ -391,9 +494,13 @@ impl Ra {
         con: &str,
         csr_der: Vec<u8>,
     ) -> Result<Issued, RaError> {
-        let iin = Iin::parse(iin_text).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        let iin = Iin::parse(iin_text)
+            .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
         if con.trim().is_empty() {
-            return Err(RaError::invalid("con", "the CON the operator works at is required"));
+            return Err(RaError::invalid(
+                "con",
+                "the CON the operator works at is required",
+            ));
         }
         let person = self.registry.person(&iin).await?;
         let req = IssueRequest {
@@ -442,21 +549,37 @@ impl Ra {
     }
 
     /// F6: suspend (absent over 15 days), resume, or dismiss (certificates revoked).
-    pub fn set_operator_status(&self, caller: &str, iin_text: &str, status: &str, why: &str) -> Result<OperatorRow, RaError> {
-        let iin = Iin::parse(iin_text).map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
-        let current = self
-            .ca
-            .store
-            .operator(iin.as_str())?
-            .ok_or_else(|| RaError::new(ReasonCode::OperatorNotFound, format!("no operator with IIN {iin}")))?;
+    pub fn set_operator_status(
+        &self,
+        caller: &str,
+        iin_text: &str,
+        status: &str,
+        why: &str,
+    ) -> Result<OperatorRow, RaError> {
+        let iin = Iin::parse(iin_text)
+            .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        let current = self.ca.store.operator(iin.as_str())?.ok_or_else(|| {
+            RaError::new(
+                ReasonCode::OperatorNotFound,
+                format!("no operator with IIN {iin}"),
+            )
+        })?;
         if current.status == "dismissed" {
-            return Err(RaError::new(ReasonCode::RequestState, format!("operator {iin} is dismissed")));
+            return Err(RaError::new(
+                ReasonCode::RequestState,
+                format!("operator {iin} is dismissed"),
+            ));
         }
         let action = match status {
             "suspended" => "operator.suspended",
             "active" => "operator.resumed",
             "dismissed" => "operator.dismissed",
-            other => return Err(RaError::invalid("status", format!("unknown status {other:?}"))),
+            other => {
+                return Err(RaError::invalid(
+                    "status",
+                    format!("unknown status {other:?}"),
+                ));
+            }
         };
         self.ca.store.set_operator_status(
             iin.as_str(),
@@ -471,12 +594,19 @@ impl Ra {
         if status == "dismissed" {
             for serial in self.ca.store.serials_for(iin.as_str(), "operator")? {
                 match self.revoke(caller, &serial, 5, None, None, "operator dismissed") {
-                    Ok(_) | Err(RaError { reason: ReasonCode::AlreadyRevoked, .. }) => {}
+                    Ok(_)
+                    | Err(RaError {
+                        reason: ReasonCode::AlreadyRevoked,
+                        ..
+                    }) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        self.ca.store.operator(iin.as_str())?.ok_or_else(|| RaError::new(ReasonCode::OperatorNotFound, iin.to_string()))
+        self.ca
+            .store
+            .operator(iin.as_str())?
+            .ok_or_else(|| RaError::new(ReasonCode::OperatorNotFound, iin.to_string()))
     }
 
     /// Revokes a certificate (administrator, dismissal, or a verified signed order).
@@ -490,11 +620,18 @@ impl Ra {
         why: &str,
     ) -> Result<RevocationRow, RaError> {
         let serial = serial_text.trim().to_ascii_lowercase();
-        if serial.is_empty() || serial.len() > 40 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RaError::invalid("serial", format!("{serial_text:?} is not a certificate serial in hex")));
+        if serial.is_empty() || serial.len() > 40 || !serial.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(RaError::invalid(
+                "serial",
+                format!("{serial_text:?} is not a certificate serial in hex"),
+            ));
         }
         if ![0, 1, 3, 4, 5].contains(&reason) {
-            return Err(RaError::invalid("reason", format!("CRL reason {reason} is not accepted (0, 1, 3, 4, 5)")));
+            return Err(RaError::invalid(
+                "reason",
+                format!("CRL reason {reason} is not accepted (0, 1, 3, 4, 5)"),
+            ));
         }
         let now = self.now();
         if let Some(d) = invalidity_date
@@ -502,9 +639,20 @@ impl Ra {
         {
             return Err(RaError::invalid("invalidity_date", "is in the future"));
         }
-        let row = RevocationRow { serial: serial.clone(), reason, revoked_at: now, invalidity_date, revoked_by: caller.into() };
+        let row = RevocationRow {
+            serial: serial.clone(),
+            reason,
+            revoked_at: now,
+            invalidity_date,
+            revoked_by: caller.into(),
+        };
         // The holder is told at the address of the request the certificate answered, if any.
-        let holder_email = match self.ca.store.certificate(&serial)?.and_then(|c| c.request_number) {
+        let holder_email = match self
+            .ca
+            .store
+            .certificate(&serial)?
+            .and_then(|c| c.request_number)
+        {
             Some(n) => self.ca.store.request(&n)?.and_then(|r| r.email),
             None => None,
         };
@@ -526,14 +674,31 @@ impl Ra {
     }
 
     /// F5: a revocation at the counter, signed by the operator of the session.
-    pub fn revoke_at_counter(&self, caller: &str, session_operator: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
+    pub fn revoke_at_counter(
+        &self,
+        caller: &str,
+        session_operator: &str,
+        signed: &[u8],
+    ) -> Result<RevocationRow, RaError> {
         let now = self.now();
         let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
-        let operator = check_operator(self, &verified.signer_cert_der, session_operator.trim(), now)?;
-        let order = RevocationOrder::decode(verified.content.as_slice())
-            .map_err(|e| RaError::operator_signature(format!("the signed content is not a RevocationOrder: {e}")))?;
-        if !order.operator_serial_hex.eq_ignore_ascii_case(&operator.serial_hex) || order.nonce.trim().is_empty() {
-            return Err(RaError::operator_signature("the signed order names another operator or has no nonce"));
+        let operator = check_operator(
+            self,
+            &verified.signer_cert_der,
+            session_operator.trim(),
+            now,
+        )?;
+        let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
+            RaError::operator_signature(format!("the signed content is not a RevocationOrder: {e}"))
+        })?;
+        if !order
+            .operator_serial_hex
+            .eq_ignore_ascii_case(&operator.serial_hex)
+            || order.nonce.trim().is_empty()
+        {
+            return Err(RaError::operator_signature(
+                "the signed order names another operator or has no nonce",
+            ));
         }
         self.check_holder(&order)?;
         self.revoke(
@@ -553,17 +718,33 @@ impl Ra {
         let signer = check_signer(
             self,
             &verified.signer_cert_der,
-            &["individual-auth", "individual-sign", "legal-auth", "legal-sign"],
+            &[
+                "individual-auth",
+                "individual-sign",
+                "legal-auth",
+                "legal-sign",
+            ],
             now,
             |m| RaError::applicant_signature(m),
         )?;
-        let order = RevocationOrder::decode(verified.content.as_slice())
-            .map_err(|e| RaError::applicant_signature(format!("the signed content is not a RevocationOrder: {e}")))?;
+        let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
+            RaError::applicant_signature(format!(
+                "the signed content is not a RevocationOrder: {e}"
+            ))
+        })?;
         if order.iin != signer.iin {
-            return Err(RaError::new(ReasonCode::IinMismatch, format!("the order names IIN {}, the signer is {}", order.iin, signer.iin)));
+            return Err(RaError::new(
+                ReasonCode::IinMismatch,
+                format!(
+                    "the order names IIN {}, the signer is {}",
+                    order.iin, signer.iin
+                ),
+            ));
         }
         if order.nonce.trim().is_empty() {
-            return Err(RaError::applicant_signature("the signed order has no nonce"));
+            return Err(RaError::applicant_signature(
+                "the signed order has no nonce",
+            ));
         }
         self.check_holder(&order)?;
         self.revoke(
@@ -579,13 +760,17 @@ impl Ra {
     /// The certificate named by a revocation order belongs to the IIN the order names.
     fn check_holder(&self, order: &RevocationOrder) -> Result<(), RaError> {
         let serial = order.serial_hex.trim().to_ascii_lowercase();
-        let cert = self
-            .ca
-            .store
-            .certificate(&serial)?
-            .ok_or_else(|| RaError::new(ReasonCode::CertificateNotFound, format!("no certificate {serial}")))?;
+        let cert = self.ca.store.certificate(&serial)?.ok_or_else(|| {
+            RaError::new(
+                ReasonCode::CertificateNotFound,
+                format!("no certificate {serial}"),
+            )
+        })?;
         if cert.iin.as_deref() != Some(order.iin.as_str()) {
-            return Err(RaError::new(ReasonCode::IinMismatch, format!("certificate {serial} does not belong to IIN {}", order.iin)));
+            return Err(RaError::new(
+                ReasonCode::IinMismatch,
+                format!("certificate {serial} does not belong to IIN {}", order.iin),
+            ));
         }
         Ok(())
     }

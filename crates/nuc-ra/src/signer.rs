@@ -21,10 +21,14 @@ pub struct CheckedSigner {
 
 /// The IIN in a certificate's SERIALNUMBER attribute ("IIN" + 12 digits).
 pub fn iin_of(cert: &Certificate) -> Option<String> {
-    cert.tbs_certificate().subject().iter().find(|a| a.oid == const_oid::db::rfc4519::SERIAL_NUMBER).and_then(|a| {
-        let v = String::from_utf8_lossy(a.value.value()).into_owned();
-        v.strip_prefix("IIN").map(str::to_owned)
-    })
+    cert.tbs_certificate()
+        .subject()
+        .iter()
+        .find(|a| a.oid == const_oid::db::rfc4519::SERIAL_NUMBER)
+        .and_then(|a| {
+            let v = String::from_utf8_lossy(a.value.value()).into_owned();
+            v.strip_prefix("IIN").map(str::to_owned)
+        })
 }
 
 fn eku(cert: &Certificate) -> Vec<ObjectIdentifier> {
@@ -48,9 +52,13 @@ pub fn check_signer(
     now: i64,
     fail: fn(String) -> RaError,
 ) -> Result<CheckedSigner, RaError> {
-    nuc_cms::signer_chains_to(signer_der, &ra.ca.issuing.cert_der)
-        .map_err(|e| fail(format!("the signer's certificate is not issued by the NUC ({e})")))?;
-    let cert = Certificate::from_der(signer_der).map_err(|e| fail(format!("the signer's certificate does not decode: {e}")))?;
+    nuc_cms::signer_chains_to(signer_der, &ra.ca.issuing.cert_der).map_err(|e| {
+        fail(format!(
+            "the signer's certificate is not issued by the NUC ({e})"
+        ))
+    })?;
+    let cert = Certificate::from_der(signer_der)
+        .map_err(|e| fail(format!("the signer's certificate does not decode: {e}")))?;
     let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
     let row = ra
         .ca
@@ -58,51 +66,94 @@ pub fn check_signer(
         .certificate(&serial_hex)?
         .ok_or_else(|| fail(format!("certificate {serial_hex} is unknown to the NUC")))?;
     if row.state != "issued" || row.der.as_deref() != Some(signer_der) {
-        return Err(fail(format!("certificate {serial_hex} is not the one the NUC issued")));
+        return Err(fail(format!(
+            "certificate {serial_hex} is not the one the NUC issued"
+        )));
     }
     if !profiles.contains(&row.profile.as_str()) {
-        return Err(fail(format!("certificate {serial_hex} is a {} certificate, not {}", row.profile, profiles.join(" or "))));
+        return Err(fail(format!(
+            "certificate {serial_hex} is a {} certificate, not {}",
+            row.profile,
+            profiles.join(" or ")
+        )));
     }
     let v = cert.tbs_certificate().validity();
-    let (nb, na) = (v.not_before.to_unix_duration().as_secs() as i64, v.not_after.to_unix_duration().as_secs() as i64);
+    let (nb, na) = (
+        v.not_before.to_unix_duration().as_secs() as i64,
+        v.not_after.to_unix_duration().as_secs() as i64,
+    );
     if now < nb {
         return Err(fail(format!("certificate {serial_hex} is not yet valid")));
     }
     if now > na {
-        return Err(fail(format!("certificate {serial_hex} expired at {}", nuc_core::time::rfc3339(na))));
+        return Err(fail(format!(
+            "certificate {serial_hex} expired at {}",
+            nuc_core::time::rfc3339(na)
+        )));
     }
     if let Some(r) = ra.ca.store.revocation(&serial_hex)? {
-        return Err(fail(format!("certificate {serial_hex} was revoked at {}", nuc_core::time::rfc3339(r.revoked_at))));
+        return Err(fail(format!(
+            "certificate {serial_hex} was revoked at {}",
+            nuc_core::time::rfc3339(r.revoked_at)
+        )));
     }
-    let iin = iin_of(&cert).ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
-    Ok(CheckedSigner { serial_hex, iin, profile: row.profile, der: signer_der.to_vec() })
+    let iin =
+        iin_of(&cert).ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
+    Ok(CheckedSigner {
+        serial_hex,
+        iin,
+        profile: row.profile,
+        der: signer_der.to_vec(),
+    })
 }
 
 /// Operator checks on top of [`check_signer`]: an operator role OID in the EKU, the operator
 /// known and active, and the signer being the operator of this session.
-pub fn check_operator(ra: &Ra, signer_der: &[u8], session_serial: &str, now: i64) -> Result<CheckedSigner, RaError> {
-    let signer = check_signer(ra, signer_der, &["operator"], now, |m| RaError::operator_signature(m))?;
+pub fn check_operator(
+    ra: &Ra,
+    signer_der: &[u8],
+    session_serial: &str,
+    now: i64,
+) -> Result<CheckedSigner, RaError> {
+    let signer = check_signer(ra, signer_der, &["operator"], now, |m| {
+        RaError::operator_signature(m)
+    })?;
     if !signer.serial_hex.eq_ignore_ascii_case(session_serial) {
         return Err(RaError::operator_signature(format!(
             "signed with certificate {}, not with the certificate of the operator of this session ({session_serial})",
             signer.serial_hex
         )));
     }
-    let cert = Certificate::from_der(signer_der).map_err(|e| RaError::operator_signature(e.to_string()))?;
-    let roles: Vec<ObjectIdentifier> =
-        ra.ca.policy.profiles.get("operator").map(|p| p.roles.values().copied().collect()).unwrap_or_default();
+    let cert = Certificate::from_der(signer_der)
+        .map_err(|e| RaError::operator_signature(e.to_string()))?;
+    let roles: Vec<ObjectIdentifier> = ra
+        .ca
+        .policy
+        .profiles
+        .get("operator")
+        .map(|p| p.roles.values().copied().collect())
+        .unwrap_or_default();
     if !eku(&cert).iter().any(|o| roles.contains(o)) {
-        return Err(RaError::operator_signature("the certificate carries no NUC staff role"));
+        return Err(RaError::operator_signature(
+            "the certificate carries no NUC staff role",
+        ));
     }
     match ra.ca.store.operator(&signer.iin)? {
-        None => Err(RaError::operator_signature(format!("IIN {} is not a registered operator", signer.iin))),
+        None => Err(RaError::operator_signature(format!(
+            "IIN {} is not a registered operator",
+            signer.iin
+        ))),
         Some(o) if o.status == "suspended" => Err(RaError::new(
             ReasonCode::OperatorSuspended,
-            format!("operator {} is suspended; signatures are refused until resumed", signer.iin),
+            format!(
+                "operator {} is suspended; signatures are refused until resumed",
+                signer.iin
+            ),
         )),
-        Some(o) if o.status != "active" => {
-            Err(RaError::operator_signature(format!("operator {} is {}", signer.iin, o.status)))
-        }
+        Some(o) if o.status != "active" => Err(RaError::operator_signature(format!(
+            "operator {} is {}",
+            signer.iin, o.status
+        ))),
         Some(_) => Ok(signer),
     }
 }

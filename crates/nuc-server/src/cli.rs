@@ -35,6 +35,12 @@ enum Command {
         /// Issuing CA key (same choices).
         #[arg(long)]
         issuing_key: Option<String>,
+        /// gRPC address written into a new nuc.toml.
+        #[arg(long)]
+        grpc_listen: Option<String>,
+        /// Registry (ГБД ФЛ/ЮЛ) URL written into a new nuc.toml.
+        #[arg(long)]
+        registry_url: Option<String>,
     },
     /// Certificates.
     Cert {
@@ -53,6 +59,9 @@ enum Command {
         /// Override [service] http_listen.
         #[arg(long)]
         http_listen: Option<String>,
+        /// Override [grpc] listen.
+        #[arg(long)]
+        grpc_listen: Option<String>,
     },
 }
 
@@ -211,6 +220,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             http_listen,
             root_key,
             issuing_key,
+            grpc_listen,
+            registry_url,
         } => {
             let report = Ca::init(
                 &home,
@@ -218,14 +229,25 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     http_listen,
                     root_key,
                     issuing_key,
+                    grpc_listen,
+                    registry_url,
                 },
             )?;
+            let ca = open_ca(&home)?;
+            crate::tls::create_server_identity(&ca).map_err(|e| Failure {
+                code: ReasonCode::Internal,
+                message: format!("TLS identity of the service: {e}"),
+            })?;
             for (role, alg) in &report.algorithms {
                 println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
             }
             println!("root CA certificate: {}", report.root_pem.display());
             println!("issuing CA certificate: {}", report.issuing_pem.display());
             println!("OCSP signer certificate: {}", report.ocsp_pem.display());
+            println!(
+                "gRPC TLS certificate of the service: {}",
+                ca.home.dir.join(&ca.home.config.grpc.tls_cert).display()
+            );
             Ok(())
         }
         Command::Cert {
@@ -334,9 +356,20 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 }),
             }
         }
-        Command::Serve { home, http_listen } => {
+        Command::Serve {
+            home,
+            http_listen,
+            grpc_listen,
+        } => {
             let ca = open_ca(&home)?;
-            crate::serve::run(ca, http_listen).map_err(|e| Failure {
+            crate::serve::run(
+                ca,
+                crate::serve::ServeOptions {
+                    http_listen,
+                    grpc_listen,
+                },
+            )
+            .map_err(|e| Failure {
                 code: ReasonCode::Internal,
                 message: e.to_string(),
             })

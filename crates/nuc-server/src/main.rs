@@ -6,7 +6,10 @@
 //! failed.
 
 mod cli;
+mod grpc;
+mod outbox;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -1,59 +1,194 @@
-//! The long-running service: for now HTTP health on loopback; gRPC, CRL and OCSP come next.
+//! The long-running service: gRPC over mutual TLS for callers, HTTP on loopback for health
+//! (CRL and OCSP next), and the notification sender working through the outbox.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
+use nuc_api::v1::admin_service_server::AdminServiceServer;
+use nuc_api::v1::operator_service_server::OperatorServiceServer;
+use nuc_api::v1::portal_service_server::PortalServiceServer;
 use nuc_ca::Ca;
+use nuc_ra::{OffsetClock, Ra, RaConfig};
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi};
+use crate::outbox;
 
 struct AppState {
-    ca: Ca,
+    ra: Arc<Ra>,
     started: Instant,
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let counts = state.ca.store.certificate_counts().unwrap_or_default();
+    let counts = state.ra.ca.store.certificate_counts().unwrap_or_default();
     Json(serde_json::json!({
         "status": "serving",
         "uptime_s": state.started.elapsed().as_secs(),
-        "issuing_ca": state.ca.issuing.subject.to_string(),
+        "issuing_ca": state.ra.ca.issuing.subject.to_string(),
         "certificates": counts.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 
-pub fn run(ca: Ca, http_listen: Option<String>) -> anyhow::Result<()> {
-    let listen = http_listen.unwrap_or_else(|| ca.home.config.service.http_listen.clone());
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|e| anyhow::anyhow!("http_listen {listen:?}: {e}"))?;
+/// Overrides of `nuc.toml` from the command line.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    pub http_listen: Option<String>,
+    pub grpc_listen: Option<String>,
+}
+
+fn loopback(addr: &SocketAddr, what: &str) {
     if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "HTTP listens beyond loopback");
+        tracing::warn!(%addr, "{what} listens beyond loopback");
     }
+}
+
+pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
+    let cfg = ca.home.config.clone();
+    let home = ca.home.dir.clone();
+    let http_listen = opts
+        .http_listen
+        .unwrap_or_else(|| cfg.service.http_listen.clone());
+    let grpc_listen = opts.grpc_listen.unwrap_or_else(|| cfg.grpc.listen.clone());
+    let http_addr: SocketAddr = http_listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("http_listen {http_listen:?}: {e}"))?;
+    let grpc_addr: SocketAddr = grpc_listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("grpc listen {grpc_listen:?}: {e}"))?;
+    loopback(&http_addr, "HTTP");
+    loopback(&grpc_addr, "gRPC");
+    if cfg.grpc.dev_plaintext && !grpc_addr.ip().is_loopback() {
+        anyhow::bail!("[grpc] dev_plaintext is allowed on loopback only");
+    }
+    let registry = nuc_registry::HttpRegistry::new(
+        &cfg.registry.url,
+        Duration::from_millis(cfg.registry.timeout_ms),
+    )
+    .map_err(|e| anyhow::anyhow!("[registry] url: {e}"))?;
+    // Tests and demos move time forward (the 30-day deadline) by starting with an offset.
+    let clock = Arc::new(OffsetClock::default());
+    if let Some(offset) = std::env::var("NUC_CLOCK_OFFSET_SECS")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        tracing::warn!(offset, "clock offset in force (tests and demos only)");
+        clock.advance(offset);
+    }
+    let ra = Arc::new(Ra::new(
+        Arc::new(ca),
+        Arc::new(registry),
+        clock,
+        RaConfig {
+            request_ttl_secs: cfg.ra.request_ttl_days * 86_400,
+            download_url: cfg.ra.download_url.clone(),
+        },
+    ));
+
+    let tls = if cfg.grpc.dev_plaintext {
+        tracing::warn!("gRPC in PLAINTEXT dev mode: roles come from the x-nuc-dev-role header");
+        None
+    } else {
+        let read = |p: &std::path::Path| {
+            std::fs::read(home.join(p))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", home.join(p).display()))
+        };
+        let cert = read(&cfg.grpc.tls_cert)?;
+        let key = read(&cfg.grpc.tls_key)?;
+        let client_ca = der::pem::encode_string(
+            "CERTIFICATE",
+            der::pem::LineEnding::LF,
+            &ra.ca.issuing.cert_der,
+        )?;
+        Some(
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(cert, key))
+                .client_ca_root(Certificate::from_pem(client_ca)),
+        )
+    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let api = Arc::new(Api::new(ra.clone(), cfg.grpc.dev_plaintext));
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<PortalServiceServer<PortalApi>>()
+            .await;
+        health_reporter
+            .set_serving::<OperatorServiceServer<OperatorApi>>()
+            .await;
+        health_reporter
+            .set_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(nuc_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await?;
+        let grpc = builder
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(PortalServiceServer::new(PortalApi(api.clone())))
+            .add_service(OperatorServiceServer::new(OperatorApi(api.clone())))
+            .add_service(AdminServiceServer::new(AdminApi(api.clone())))
+            .serve_with_incoming_shutdown(
+                tokio_stream_wrapper(grpc_listener),
+                stopped(stop_rx.clone()),
+            );
+
         let state = Arc::new(AppState {
-            ca,
+            ra: ra.clone(),
             started: Instant::now(),
         });
         let app = axum::Router::new()
             .route("/healthz", get(healthz))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(%addr, "serving; health at /healthz");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await?;
+        let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
+        let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+        let sender = outbox::run(
+            ra.clone(),
+            cfg.notifications.clone(),
+            home.clone(),
+            stop_rx.clone(),
+        );
+        tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz, gRPC with mutual TLS");
+        let (g, h, s) = tokio::join!(grpc, http, sender);
+        g?;
+        h?;
+        s?;
         tracing::info!("stopped cleanly");
         Ok(())
     })
 }
 
-async fn shutdown() {
+/// Accepted connections as the stream tonic serves from.
+fn tokio_stream_wrapper(
+    listener: tokio::net::TcpListener,
+) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

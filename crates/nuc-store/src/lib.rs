@@ -46,7 +46,11 @@ pub enum StoreError {
     #[error("request {0} not found")]
     RequestNotFound(String),
     #[error("request {number} is {current}, not {expected}")]
-    RequestState { number: String, current: String, expected: String },
+    RequestState {
+        number: String,
+        current: String,
+        expected: String,
+    },
     #[error("this signed payload was already used ({used_for})")]
     PayloadReplayed { used_for: String },
     #[error("certificate {0} not found")]

@@ -162,7 +162,12 @@ pub struct RevocationRow {
     pub revoked_by: String,
 }
 
-fn use_payload(tx: &Transaction<'_>, sha256: &str, used_for: &str, now: i64) -> Result<(), StoreError> {
+fn use_payload(
+    tx: &Transaction<'_>,
+    sha256: &str,
+    used_for: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     let existing: Option<String> = tx
         .prepare_cached("SELECT used_for FROM used_payloads WHERE sha256 = ?1")?
         .query_row([sha256], |r| r.get(0))
@@ -240,12 +245,18 @@ impl Store {
             append(tx, &audit, now)?;
             Ok((r.number.clone(), true))
         })?;
-        let row = self.request(&number.0)?.ok_or_else(|| StoreError::RequestNotFound(number.0.clone()))?;
+        let row = self
+            .request(&number.0)?
+            .ok_or_else(|| StoreError::RequestNotFound(number.0.clone()))?;
         Ok((row, number.1))
     }
 
     /// The request registered under a caller's idempotency key, if any.
-    pub fn request_by_idempotency(&self, caller: &str, key: &str) -> Result<Option<RequestRow>, StoreError> {
+    pub fn request_by_idempotency(
+        &self,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<RequestRow>, StoreError> {
         let number: Option<String> = self
             .conn()
             .query_row(
@@ -264,7 +275,11 @@ impl Store {
     pub fn request(&self, number: &str) -> Result<Option<RequestRow>, StoreError> {
         Ok(self
             .conn()
-            .query_row(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE number = ?1"), [number], request_row)
+            .query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE number = ?1"),
+                [number],
+                request_row,
+            )
             .optional()?)
     }
 
@@ -281,13 +296,23 @@ impl Store {
             let current = current.ok_or_else(|| StoreError::RequestNotFound(t2.number.clone()))?;
             // A replayed payload is named as such, whatever state the request is in now.
             if let Some(h) = &t2.payload_sha256 {
-                use_payload(tx, h, &format!("request {} {}", t2.number, t2.to.as_str()), now)?;
+                use_payload(
+                    tx,
+                    h,
+                    &format!("request {} {}", t2.number, t2.to.as_str()),
+                    now,
+                )?;
             }
             if !t2.from.iter().any(|s| s.as_str() == current) {
                 return Err(StoreError::RequestState {
                     number: t2.number.clone(),
                     current,
-                    expected: t2.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
+                    expected: t2
+                        .from
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                 });
             }
             tx.prepare_cached(
@@ -297,22 +322,33 @@ impl Store {
                      identification = COALESCE(?6, identification)
                  WHERE number = ?1",
             )?
-            .execute(params![t2.number, t2.to.as_str(), now, t2.refusal_reason, t2.decided_by, t2.identification])?;
+            .execute(params![
+                t2.number,
+                t2.to.as_str(),
+                now,
+                t2.refusal_reason,
+                t2.decided_by,
+                t2.identification
+            ])?;
             if let Some(n) = &t2.notify {
                 enqueue(tx, n, Some(&t2.number), now)?;
             }
             append(tx, &t2.audit, now)?;
             Ok(())
         })?;
-        self.request(&t.number)?.ok_or_else(|| StoreError::RequestNotFound(t.number.clone()))
+        self.request(&t.number)?
+            .ok_or_else(|| StoreError::RequestNotFound(t.number.clone()))
     }
 
     /// Expires every registered request whose deadline is before `now`; returns their numbers.
     pub fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError> {
         let due: Vec<String> = {
             let conn = self.conn();
-            let mut st = conn.prepare("SELECT number FROM requests WHERE state = 'registered' AND expires_at <= ?1")?;
-            st.query_map([now], |r| r.get(0))?.collect::<Result<_, _>>()?
+            let mut st = conn.prepare(
+                "SELECT number FROM requests WHERE state = 'registered' AND expires_at <= ?1",
+            )?;
+            st.query_map([now], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
         };
         let mut expired = Vec::new();
         for number in due {
@@ -342,7 +378,10 @@ impl Store {
     }
 
     /// Certificates a request produced, in issuance order.
-    pub fn certificates_of_request(&self, number: &str) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+    pub fn certificates_of_request(
+        &self,
+        number: &str,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT serial, profile, der FROM certificates WHERE request_number = ?1 AND state = 'issued' ORDER BY issued_at, serial",
@@ -428,7 +467,12 @@ impl Store {
     }
 
     /// Sets an operator's status (active | suspended | dismissed), with its audit record.
-    pub fn set_operator_status(&self, iin: &str, status: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+    pub fn set_operator_status(
+        &self,
+        iin: &str,
+        status: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let (iin, status, audit) = (iin.to_owned(), status.to_owned(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -448,23 +492,28 @@ impl Store {
     pub fn operator(&self, iin: &str) -> Result<Option<OperatorRow>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT iin, surname, name, role, con, status FROM operators WHERE iin = ?1", [iin], |r| {
-                Ok(OperatorRow {
-                    iin: r.get(0)?,
-                    surname: r.get(1)?,
-                    name: r.get(2)?,
-                    role: r.get(3)?,
-                    con: r.get(4)?,
-                    status: r.get(5)?,
-                })
-            })
+            .query_row(
+                "SELECT iin, surname, name, role, con, status FROM operators WHERE iin = ?1",
+                [iin],
+                |r| {
+                    Ok(OperatorRow {
+                        iin: r.get(0)?,
+                        surname: r.get(1)?,
+                        name: r.get(2)?,
+                        role: r.get(3)?,
+                        con: r.get(4)?,
+                        status: r.get(5)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
     /// All operators, by IIN.
     pub fn operators(&self) -> Result<Vec<OperatorRow>, StoreError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT iin, surname, name, role, con, status FROM operators ORDER BY iin")?;
+        let mut st = conn
+            .prepare("SELECT iin, surname, name, role, con, status FROM operators ORDER BY iin")?;
         let rows = st.query_map([], |r| {
             Ok(OperatorRow {
                 iin: r.get(0)?,

@@ -1,0 +1,247 @@
+//! The gRPC API over mutual TLS: who is calling (from the client certificate), what each role
+//! may call, and how a refusal becomes a status.
+//!
+//! Every connection must present a certificate issued by our issuing CA (rustls checks the
+//! chain during the handshake: no certificate, no call). The caller's role comes from the
+//! role OID in that certificate's EKU (`ca-policy`, profile `system`); each service accepts
+//! exactly the roles of the matrix in [`allowed`], everything else is PERMISSION_DENIED.
+
+mod admin;
+mod operator;
+mod portal;
+
+use std::sync::Arc;
+
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::Decode;
+use nuc_core::ReasonCode;
+use nuc_ra::{Ra, RaError};
+use tonic::{Code, Request, Status};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+
+pub use admin::AdminApi;
+pub use operator::OperatorApi;
+pub use portal::PortalApi;
+
+/// The role of a calling system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Portal,
+    Workstation,
+    Scheduler,
+    Admin,
+    Verifier,
+}
+
+impl Role {
+    pub fn from_name(s: &str) -> Option<Role> {
+        Some(match s {
+            "portal" => Role::Portal,
+            "workstation" => Role::Workstation,
+            "scheduler" => Role::Scheduler,
+            "admin" => Role::Admin,
+            "verifier" => Role::Verifier,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Portal => "portal",
+            Role::Workstation => "workstation",
+            Role::Scheduler => "scheduler",
+            Role::Admin => "admin",
+            Role::Verifier => "verifier",
+        }
+    }
+}
+
+/// The services and the roles allowed to call them: the authorisation matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Portal,
+    Operator,
+    Admin,
+}
+
+pub fn allowed(service: Service) -> &'static [Role] {
+    match service {
+        Service::Portal => &[Role::Portal],
+        Service::Operator => &[Role::Workstation],
+        Service::Admin => &[Role::Admin],
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    /// Serial of its certificate, for the audit log.
+    pub serial_hex: String,
+}
+
+impl Caller {
+    /// `role:serial`, as the audit log names callers.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.name(), self.serial_hex)
+    }
+}
+
+/// What every service shares.
+pub struct Api {
+    pub ra: Arc<Ra>,
+    /// Role OIDs of system certificates, from the policy.
+    pub role_oids: Vec<(ObjectIdentifier, Role)>,
+    /// Plaintext dev mode: every caller is treated as having every role. Loopback only.
+    pub dev_plaintext: bool,
+}
+
+impl Api {
+    pub fn new(ra: Arc<Ra>, dev_plaintext: bool) -> Self {
+        let role_oids = ra
+            .ca
+            .policy
+            .profiles
+            .get("system")
+            .map(|p| {
+                p.roles
+                    .iter()
+                    .filter_map(|(name, oid)| Role::from_name(name).map(|r| (*oid, r)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            ra,
+            role_oids,
+            dev_plaintext,
+        }
+    }
+
+    /// The caller of `req`, if its role may call `service`.
+    pub fn authorize<T>(&self, req: &Request<T>, service: Service) -> Result<Caller, Status> {
+        let caller = self.caller(req)?;
+        if !allowed(service).contains(&caller.role) {
+            return Err(refusal(
+                ReasonCode::PermissionDenied,
+                &format!(
+                    "a {} may not call the {service:?} service",
+                    caller.role.name()
+                ),
+            ));
+        }
+        Ok(caller)
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let Some(certs) = req.peer_certs() else {
+            if self.dev_plaintext {
+                // Dev only: the role comes from a header, on loopback, never with TLS.
+                let role = req
+                    .metadata()
+                    .get("x-nuc-dev-role")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Role::from_name)
+                    .ok_or_else(|| {
+                        refusal(
+                            ReasonCode::PermissionDenied,
+                            "dev mode: send x-nuc-dev-role",
+                        )
+                    })?;
+                return Ok(Caller {
+                    role,
+                    serial_hex: "dev".into(),
+                });
+            }
+            return Err(Status::unauthenticated(
+                "a client certificate issued by the NUC is required",
+            ));
+        };
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let cert = Certificate::from_der(leaf.as_ref())
+            .map_err(|_| Status::unauthenticated("the client certificate does not decode"))?;
+        let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
+        let ekus: Vec<ObjectIdentifier> = cert
+            .tbs_certificate()
+            .extensions()
+            .into_iter()
+            .flatten()
+            .find(|e| e.extn_id == ExtendedKeyUsage::OID)
+            .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
+            .map(|k| k.0)
+            .unwrap_or_default();
+        let role = self
+            .role_oids
+            .iter()
+            .find(|(oid, _)| ekus.contains(oid))
+            .map(|(_, r)| *r)
+            .ok_or_else(|| {
+                refusal(
+                    ReasonCode::PermissionDenied,
+                    "the client certificate carries no caller role",
+                )
+            })?;
+        // A revoked system certificate is refused even though its chain is fine.
+        match self.ra.ca.store.revocation(&serial_hex) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(Status::unauthenticated("the client certificate is revoked"));
+            }
+            Err(e) => return Err(Status::internal(format!("STORAGE_FAILURE: {e}"))),
+        }
+        Ok(Caller { role, serial_hex })
+    }
+}
+
+/// The gRPC code of a reason.
+pub fn code_of(reason: ReasonCode) -> Code {
+    use ReasonCode::*;
+    match reason {
+        InvalidArgument | CsrMalformed | KeyRejected | CsrSignatureInvalid
+        | KeyAlreadyCertified => Code::InvalidArgument,
+        ApplicantNotInRegistry
+        | RequestExpired
+        | RequestState
+        | DocumentsRejected
+        | OperatorSuspended
+        | AlreadyRevoked => Code::FailedPrecondition,
+        OperatorSignatureInvalid | ApplicantSignatureInvalid | IinMismatch | PermissionDenied => {
+            Code::PermissionDenied
+        }
+        PayloadReplayed => Code::AlreadyExists,
+        RequestNotFound | CertificateNotFound | OperatorNotFound => Code::NotFound,
+        Unavailable | HsmFailure => Code::Unavailable,
+        StorageFailure | Internal | LintFailed | CaState => Code::Internal,
+    }
+}
+
+/// A refusal as a status: `CODE: message`, with the code in the `nuc-reason` metadata.
+pub fn refusal(reason: ReasonCode, message: &str) -> Status {
+    let mut s = Status::new(code_of(reason), format!("{reason}: {message}"));
+    if let Ok(v) = reason.as_str().parse() {
+        s.metadata_mut().insert(nuc_api::REASON_METADATA, v);
+    }
+    s
+}
+
+pub fn status(e: RaError) -> Status {
+    if e.reason.is_caller_error() {
+        tracing::info!(reason = %e.reason, message = %e.message, "refused");
+    } else {
+        tracing::error!(reason = %e.reason, message = %e.message, "failed");
+    }
+    refusal(e.reason, &e.message)
+}
+
+/// Certificates as the API hands them out.
+pub fn issued(serial_hex: &str, profile: &str, der: &[u8]) -> nuc_api::v1::IssuedCertificate {
+    nuc_api::v1::IssuedCertificate {
+        serial_hex: serial_hex.into(),
+        profile: profile.into(),
+        der: der.to_vec(),
+        pem: der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,121 @@
+//! PortalService: the egov portal's calls (F1 steps 1–3, F3, F7).
+
+use std::sync::Arc;
+
+use nuc_api::v1::portal_service_server::PortalService;
+use nuc_api::v1::*;
+use nuc_core::ReasonCode;
+use tonic::{Request, Response, Status};
+
+use super::{Api, Service, issued, refusal, status};
+
+pub struct PortalApi(pub Arc<Api>);
+
+pub fn state_of(s: nuc_store::RequestState) -> RequestState {
+    use nuc_store::RequestState as S;
+    match s {
+        S::Registered => RequestState::Registered,
+        S::Confirmed => RequestState::Confirmed,
+        S::Verified => RequestState::Verified,
+        S::Issued => RequestState::Issued,
+        S::Refused => RequestState::Refused,
+        S::Expired => RequestState::Expired,
+        S::Revoked => RequestState::Revoked,
+    }
+}
+
+#[tonic::async_trait]
+impl PortalService for PortalApi {
+    async fn submit_application(
+        &self,
+        req: Request<SubmitApplicationRequest>,
+    ) -> Result<Response<SubmitApplicationResponse>, Status> {
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        let row = self
+            .0
+            .ra
+            .submit_application(
+                &caller.actor(),
+                nuc_ra::Application {
+                    idempotency_key: Some(r.idempotency_key),
+                    iin: r.iin,
+                    bin: Some(r.bin),
+                    email: r.email,
+                    auth_csr: r.auth_csr,
+                    sign_csr: r.sign_csr,
+                },
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(SubmitApplicationResponse {
+            request_number: row.number,
+            state: state_of(row.state) as i32,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    async fn submit_renewal(
+        &self,
+        req: Request<SubmitRenewalRequest>,
+    ) -> Result<Response<SubmitRenewalResponse>, Status> {
+        self.0.authorize(&req, Service::Portal)?;
+        Err(refusal(
+            ReasonCode::Internal,
+            "renewal (F2) is not available yet in this build",
+        ))
+    }
+
+    async fn revoke_online(
+        &self,
+        req: Request<RevokeOnlineRequest>,
+    ) -> Result<Response<RevokeOnlineResponse>, Status> {
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        let row = self
+            .0
+            .ra
+            .revoke_online(&caller.actor(), &r.signed_order)
+            .map_err(status)?;
+        Ok(Response::new(RevokeOnlineResponse {
+            serial_hex: row.serial,
+            revoked_at: row.revoked_at,
+        }))
+    }
+
+    async fn get_request_status(
+        &self,
+        req: Request<GetRequestStatusRequest>,
+    ) -> Result<Response<GetRequestStatusResponse>, Status> {
+        self.0.authorize(&req, Service::Portal)?;
+        let row = self
+            .0
+            .ra
+            .request(&req.get_ref().request_number)
+            .map_err(status)?;
+        Ok(Response::new(GetRequestStatusResponse {
+            request_number: row.number,
+            state: state_of(row.state) as i32,
+            refusal_reason: row.refusal_reason.unwrap_or_default(),
+            registered_at: row.registered_at,
+            expires_at: row.expires_at,
+            updated_at: row.updated_at,
+        }))
+    }
+
+    async fn download_certificates(
+        &self,
+        req: Request<DownloadCertificatesRequest>,
+    ) -> Result<Response<DownloadCertificatesResponse>, Status> {
+        self.0.authorize(&req, Service::Portal)?;
+        let (certs, bundle) = self
+            .0
+            .ra
+            .download(&req.get_ref().request_number)
+            .map_err(status)?;
+        Ok(Response::new(DownloadCertificatesResponse {
+            certificates: certs.iter().map(|(s, p, d)| issued(s, p, d)).collect(),
+            pkcs7_bundle: bundle,
+        }))
+    }
+}

@@ -1,0 +1,71 @@
+//! The service's own TLS identity for the gRPC API: a key made here and a `system` certificate
+//! issued by our own CA. This key is the service's transport key, not a CA key: it lives in
+//! a file readable by the service only (0600), as a web server's key does.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use nuc_ca::{Ca, IssueRequest};
+use nuc_core::SubjectInfo;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::x509::X509ReqBuilder;
+
+/// Makes `tls/server.key` and `tls/server.pem` (certificate + issuing CA) for `localhost`.
+pub fn create_server_identity(ca: &Ca) -> anyhow::Result<()> {
+    let cfg = &ca.home.config.grpc;
+    let (key_path, cert_path) = (
+        ca.home.dir.join(&cfg.tls_key),
+        ca.home.dir.join(&cfg.tls_cert),
+    );
+    if key_path.exists() || cert_path.exists() {
+        anyhow::bail!(
+            "{} or {} exists already",
+            key_path.display(),
+            cert_path.display()
+        );
+    }
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut req = X509ReqBuilder::new()?;
+    req.set_pubkey(&key)?;
+    req.sign(&key, MessageDigest::sha256())?;
+    let issued = ca
+        .issue(&IssueRequest {
+            profile: "system".into(),
+            csr: req.build().to_der()?,
+            subject: SubjectInfo {
+                iin: None,
+                surname: None,
+                name: None,
+                patronymic: None,
+                organization: None,
+                email: None,
+                common_name: Some("nuc-server".into()),
+            },
+            role: None,
+            identification: None,
+            dns_names: vec!["localhost".into()],
+            actor: "cli:init".into(),
+            request_number: None,
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
+    if let Some(dir) = key_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)?;
+    f.write_all(&key.private_key_to_pem_pkcs8()?)?;
+    let issuing = der::pem::encode_string(
+        "CERTIFICATE",
+        der::pem::LineEnding::LF,
+        &ca.issuing.cert_der,
+    )?;
+    std::fs::write(&cert_path, format!("{}{issuing}", issued.pem()))?;
+    Ok(())
+}
