@@ -76,7 +76,7 @@ run: build
 # All tests. The end-to-end tests drive the release `nuc` binary (NUC_BIN) and call pkilint's
 # lint_pkix_cert, found through PATH in .venv/bin.
 test: deps
-	cargo build --release -p nuc-server
+	cargo build --release -p nuc-server -p nuc-registry
 	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace
 
 # Benchmarks (crates/nuc-bench), release build.

@@ -2,6 +2,8 @@
 //! own SoftHSM2 token, makes applicant keys and requests with OpenSSL, and asks outside judges
 //! (`openssl`, `pkcs11-tool`, pkilint's `lint_pkix_cert`) about what came out.
 
+pub mod api;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

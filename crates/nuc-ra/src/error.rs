@@ -25,14 +25,14 @@ impl RaError {
         Self::new(ReasonCode::InvalidArgument, format!("{field}: {why}"))
     }
 
-    pub fn operator_signature(why: impl std::fmt::Display) -> Self {
+    pub fn operator_signature<D: std::fmt::Display>(why: D) -> Self {
         Self::new(
             ReasonCode::OperatorSignatureInvalid,
             format!("operator signature: {why}"),
         )
     }
 
-    pub fn applicant_signature(why: impl std::fmt::Display) -> Self {
+    pub fn applicant_signature<D: std::fmt::Display>(why: D) -> Self {
         Self::new(
             ReasonCode::ApplicantSignatureInvalid,
             format!("applicant signature: {why}"),

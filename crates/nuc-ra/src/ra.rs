@@ -36,6 +36,15 @@ impl Default for RaConfig {
     }
 }
 
+/// What an applicant downloads (F7).
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// (serial hex, profile, DER) of each certificate of the request.
+    pub certificates: Vec<(String, String, Vec<u8>)>,
+    /// PKCS#7 certs-only: those certificates and the CA chain.
+    pub pkcs7_bundle: Vec<u8>,
+}
+
 /// An online application (F1 step 1).
 #[derive(Debug, Clone, Default)]
 pub struct Application {
@@ -456,10 +465,7 @@ impl Ra {
     }
 
     /// F7: the certificates of an issued request, and a PKCS#7 certs-only bundle with the chain.
-    pub fn download(
-        &self,
-        number_text: &str,
-    ) -> Result<(Vec<(String, String, Vec<u8>)>, Vec<u8>), RaError> {
+    pub fn download(&self, number_text: &str) -> Result<Download, RaError> {
         let request = self.request(number_text)?;
         let certs = self.ca.store.certificates_of_request(&request.number)?;
         if certs.is_empty() {
@@ -477,7 +483,10 @@ impl Ra {
         all.push(self.ca.root.cert_der.clone());
         let p7 = bundle::certs_only(&all)
             .map_err(|e| RaError::new(ReasonCode::Internal, format!("PKCS#7 bundle: {e}")))?;
-        Ok((certs, p7))
+        Ok(Download {
+            certificates: certs,
+            pkcs7_bundle: p7,
+        })
     }
 
     /// Expires registered requests past their deadline (run by the scheduler and lazily).
@@ -725,7 +734,7 @@ impl Ra {
                 "legal-sign",
             ],
             now,
-            |m| RaError::applicant_signature(m),
+            RaError::applicant_signature::<String>,
         )?;
         let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
             RaError::applicant_signature(format!(

@@ -108,14 +108,18 @@ impl PortalService for PortalApi {
         req: Request<DownloadCertificatesRequest>,
     ) -> Result<Response<DownloadCertificatesResponse>, Status> {
         self.0.authorize(&req, Service::Portal)?;
-        let (certs, bundle) = self
+        let dl = self
             .0
             .ra
             .download(&req.get_ref().request_number)
             .map_err(status)?;
         Ok(Response::new(DownloadCertificatesResponse {
-            certificates: certs.iter().map(|(s, p, d)| issued(s, p, d)).collect(),
-            pkcs7_bundle: bundle,
+            certificates: dl
+                .certificates
+                .iter()
+                .map(|(s, p, d)| issued(s, p, d))
+                .collect(),
+            pkcs7_bundle: dl.pkcs7_bundle,
         }))
     }
 }

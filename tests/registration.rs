@@ -1,0 +1,641 @@
+//! End-to-end tests of the registration authority over gRPC with mutual TLS: the real `nuc`
+//! server, the real registry service, SoftHSM2, and clients holding certificates of our CA.
+
+use nuc_api::v1::operator_decision::Decision;
+use nuc_api::v1::*;
+use nuc_e2e::api::*;
+use nuc_e2e::*;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use prost::Message;
+
+const IIN: &str = "860908363012"; // ҚҰНАНБАЙ АБАЙ, first head of 120340240006
+const OPERATOR_IIN: &str = "921002310220";
+
+fn application(key: &str) -> (SubmitApplicationRequest, PKey<Private>, PKey<Private>) {
+    let (auth, ka) = csr_der(KeySpec::Rsa(2048));
+    let (sign, ks) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    (
+        SubmitApplicationRequest {
+            idempotency_key: key.into(),
+            iin: IIN.into(),
+            bin: String::new(),
+            email: "person1@mail.example.kz".into(),
+            auth_csr: auth,
+            sign_csr: sign,
+        },
+        ka,
+        ks,
+    )
+}
+
+/// An operator: certificate issued through the admin service, key kept by the "workstation".
+struct Operator {
+    serial: String,
+    cert_der: Vec<u8>,
+    key: PKey<Private>,
+}
+
+async fn make_operator(svc: &Service, iin: &str) -> Operator {
+    let (csr, key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let cert = svc
+        .admin()
+        .await
+        .issue_operator_certificate(IssueOperatorCertificateRequest {
+            iin: iin.into(),
+            role: "operator".into(),
+            con: "ЦОН Алматы №1".into(),
+            csr,
+        })
+        .await
+        .expect("operator certificate")
+        .into_inner();
+    Operator {
+        serial: cert.serial_hex,
+        cert_der: cert.der,
+        key,
+    }
+}
+
+fn decision(op: &Operator, number: &str, d: Decision, reason: &str) -> Vec<u8> {
+    let payload = OperatorDecision {
+        request_number: number.into(),
+        decision: d as i32,
+        refusal_reason: reason.into(),
+        operator_serial_hex: op.serial.clone(),
+        signed_at: 0,
+        nonce: rand_suffix(),
+    };
+    nuc_cms::sign(&payload.encode_to_vec(), &op.cert_der, &op.key, false).unwrap()
+}
+
+fn count(svc: &Service, sql: &str) -> i64 {
+    svc.home.count(sql)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_from_submission_to_issued_certificates() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+    let (app, auth_key, sign_key) = application("f1-happy");
+    let submitted = portal
+        .submit_application(app.clone())
+        .await
+        .expect("submitted")
+        .into_inner();
+    assert_eq!(submitted.state, RequestState::Registered as i32);
+    let number = submitted.request_number.clone();
+    assert!(number.starts_with("NUC-"), "{number}");
+
+    // Same idempotency key: the same request, never a second one.
+    let again = portal.submit_application(app).await.unwrap().into_inner();
+    assert_eq!(again.request_number, number);
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM requests"), 1);
+
+    let status = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state, RequestState::Registered as i32);
+    assert_eq!(status.expires_at - status.registered_at, 30 * 86_400);
+
+    // At the CON: the operator sees the application as the registry knows the person, and confirms.
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut ws = svc.workstation().await;
+    let seen = ws
+        .get_application(GetApplicationRequest {
+            request_number: number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.surname, "ҚҰНАНБАЙ");
+    assert_eq!(seen.iin, IIN);
+    let decided = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .expect("confirmed")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+    assert_eq!(decided.certificates.len(), 2);
+
+    // The certificates: the applicant's keys, our chain, in-person identification, right profiles.
+    for (cert, k, profile) in [
+        (&decided.certificates[0], &auth_key, "individual-auth"),
+        (&decided.certificates[1], &sign_key, "individual-sign"),
+    ] {
+        assert_eq!(cert.profile, profile);
+        let path = svc.home.path(&format!("{profile}.pem"));
+        std::fs::write(&path, &cert.pem).unwrap();
+        let v = openssl_verify(&svc.home, &path);
+        assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+        let x = openssl::x509::X509::from_der(&cert.der).unwrap();
+        assert!(x.public_key().unwrap().public_eq(k));
+        let text = outside(
+            "openssl",
+            &["x509", "-noout", "-text", "-in", path.to_str().unwrap()],
+        )
+        .stdout;
+        assert!(
+            text.contains("1.2.398.3.3.4.3.1"),
+            "identification in person: {text}"
+        );
+        assert_eq!(pkilint_findings(&path), "");
+    }
+
+    // F7: status and download.
+    let status = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state, RequestState::Issued as i32);
+    let dl = portal
+        .download_certificates(DownloadCertificatesRequest {
+            request_number: number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dl.certificates.len(), 2);
+    let p7 = svc.home.path("bundle.p7b");
+    std::fs::write(&p7, &dl.pkcs7_bundle).unwrap();
+    let printed = outside(
+        "openssl",
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            p7.to_str().unwrap(),
+            "-print_certs",
+            "-noout",
+        ],
+    );
+    assert_eq!(printed.code, Some(0), "{}", printed.stderr);
+    assert_eq!(
+        printed.stdout.matches("subject=").count(),
+        4,
+        "two certificates and the chain: {}",
+        printed.stdout
+    );
+
+    // Notifications: the application with its number, then "issued" with the link.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let sent = count(
+            &svc,
+            "SELECT COUNT(*) FROM notifications WHERE sent_at IS NOT NULL",
+        );
+        if sent == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notifications not delivered ({sent})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut mails: Vec<String> = std::fs::read_dir(svc.home.home().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    mails.sort();
+    assert!(
+        mails[0].contains(&number) && mails[0].contains("To: person1@mail.example.kz"),
+        "{}",
+        mails[0]
+    );
+    assert!(
+        mails[1].contains(&format!("download/{number}")),
+        "{}",
+        mails[1]
+    );
+
+    // The audit trail tells the story, and the chain is intact.
+    let actions: Vec<String> = svc
+        .home
+        .audit_actions()
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    for a in [
+        "request.registered",
+        "request.confirmed",
+        "certificate.issued",
+        "request.issued",
+    ] {
+        assert!(
+            actions.contains(&a.to_string()),
+            "{a} missing from {actions:?}"
+        );
+    }
+    let v = nuc(&["audit", "verify", "--home", &svc.home.home_str()]);
+    assert_eq!(v.code, Some(0), "{}", v.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_refusals_name_their_reason_and_change_nothing() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+
+    let before = || {
+        (
+            count(&svc, "SELECT COUNT(*) FROM requests"),
+            count(&svc, "SELECT COUNT(*) FROM audit_log"),
+        )
+    };
+    let b = before();
+    // Not in the registry.
+    let (mut app, _, _) = application("absent");
+    app.iin = "000000000000".into(); // a valid check digit, but nobody's number
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(reason(&e), "APPLICANT_NOT_IN_REGISTRY", "{e:?}");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    // Bad IIN check digit: INVALID_ARGUMENT, before any registry call.
+    let (mut app, _, _) = application("bad-iin");
+    app.iin = "860908363013".into();
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT");
+    assert!(e.message().contains("iin"), "{}", e.message());
+    // A weak key.
+    let (mut app, _, _) = application("weak");
+    app.auth_csr = csr_der(KeySpec::Rsa(1024)).0;
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(reason(&e), "KEY_REJECTED");
+    assert!(e.message().contains("auth_csr"), "{}", e.message());
+    // Garbage in a CSR field.
+    let (mut app, _, _) = application("garbage");
+    app.sign_csr = b"\x30\x03garbage".to_vec();
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(reason(&e), "KEY_REJECTED");
+    // An employee the legal entity does not list.
+    let (mut app, _, _) = application("not-employee");
+    app.iin = "750909384771".into();
+    app.bin = "120340240006".into();
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(reason(&e), "APPLICANT_NOT_IN_REGISTRY", "{e:?}");
+    assert_eq!(before(), b, "a refused application left rows behind");
+
+    // Unknown request number, and a malformed one.
+    let e = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: "NUC-0000-0000-0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        ["REQUEST_NOT_FOUND", "INVALID_ARGUMENT"].contains(&reason(&e).as_str()),
+        "{e:?}"
+    );
+    let e = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: "'; DROP TABLE".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_down_is_unavailable_and_stores_nothing() {
+    let svc = Service::start_without_registry();
+    let mut portal = svc.portal().await;
+    let (app, _, _) = application("down");
+    let e = portal.submit_application(app).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert_eq!(reason(&e), "UNAVAILABLE");
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM requests"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_signatures_are_checked_and_a_suspended_operator_is_refused() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+    let mut ws = svc.workstation().await;
+    let mut admin = svc.admin().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let other = make_operator(&svc, "900726302864").await;
+    let number = portal
+        .submit_application(application("ops").0)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    let decide = |serial: &str, cms: Vec<u8>| DecideApplicationRequest {
+        request_number: number.clone(),
+        operator_serial_hex: serial.into(),
+        signed_decision: cms,
+    };
+    let state = || {
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM requests WHERE state = 'registered' AND number = '{number}'"
+            ),
+        )
+    };
+
+    // Signed by another operator than the one of the session.
+    let e = ws
+        .decide_application(decide(
+            &op.serial,
+            decision(&other, &number, Decision::Confirm, ""),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SIGNATURE_INVALID", "{e:?}");
+    assert!(
+        e.message().contains("operator of this session"),
+        "{}",
+        e.message()
+    );
+    // The signed content is another request.
+    let e = ws
+        .decide_application(decide(
+            &op.serial,
+            decision(&op, "NUC-ABCD-EFGH-0", Decision::Confirm, ""),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SIGNATURE_INVALID");
+    // Garbage instead of a CMS.
+    let e = ws
+        .decide_application(decide(&op.serial, b"not a cms".to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SIGNATURE_INVALID");
+    // Signed by a certificate of a foreign CA (self-signed, same subject).
+    let foreign = {
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        let x = openssl::x509::X509::from_der(&op.cert_der).unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(x.serial_number()).unwrap();
+        b.set_subject_name(x.subject_name()).unwrap();
+        b.set_issuer_name(x.issuer_name()).unwrap();
+        b.set_pubkey(&op.key).unwrap();
+        b.set_not_before(x.not_before()).unwrap();
+        b.set_not_after(x.not_after()).unwrap();
+        b.sign(&op.key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        Operator {
+            serial: op.serial.clone(),
+            cert_der: b.build().to_der().unwrap(),
+            key: op.key.clone(),
+        }
+    };
+    let e = ws
+        .decide_application(decide(
+            &op.serial,
+            decision(&foreign, &number, Decision::Confirm, ""),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SIGNATURE_INVALID");
+    assert!(
+        e.message().contains("not issued by the NUC"),
+        "{}",
+        e.message()
+    );
+    // An applicant's (non-operator) certificate cannot confirm.
+    assert_eq!(state(), 1);
+
+    // Suspended: refused with its own reason; resumed: accepted.
+    admin
+        .suspend_operator(OperatorRef {
+            iin: OPERATOR_IIN.into(),
+            reason: "absent 16 days".into(),
+        })
+        .await
+        .unwrap();
+    let e = ws
+        .decide_application(decide(
+            &op.serial,
+            decision(&op, &number, Decision::Confirm, ""),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SUSPENDED", "{e:?}");
+    assert_eq!(
+        state(),
+        1,
+        "a suspended operator's confirmation changed the request"
+    );
+    admin
+        .resume_operator(OperatorRef {
+            iin: OPERATOR_IIN.into(),
+            reason: "back".into(),
+        })
+        .await
+        .unwrap();
+    let signed = decision(&op, &number, Decision::Confirm, "");
+    let ok = ws
+        .decide_application(decide(&op.serial, signed.clone()))
+        .await
+        .expect("after resume")
+        .into_inner();
+    assert_eq!(ok.state, RequestState::Issued as i32);
+    // A replay of the same signed payload is refused as such.
+    let e = ws
+        .decide_application(decide(&op.serial, signed))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "PAYLOAD_REPLAYED", "{e:?}");
+
+    // Dismissal revokes the operator's certificates; a revoked signer is refused.
+    let number2 = portal
+        .submit_application(application("ops-2").0)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    let dismissed = admin
+        .dismiss_operator(OperatorRef {
+            iin: "900726302864".into(),
+            reason: "dismissed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dismissed.status, "dismissed");
+    assert_eq!(
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM revocations WHERE serial = '{}'",
+                other.serial
+            )
+        ),
+        1
+    );
+    let e = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number2.clone(),
+            operator_serial_hex: other.serial.clone(),
+            signed_decision: decision(&other, &number2, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "OPERATOR_SIGNATURE_INVALID");
+    assert!(e.message().contains("revoked"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_by_the_operator_and_expiry_after_thirty_days() {
+    let mut svc = Service::start();
+    let mut portal = svc.portal().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut ws = svc.workstation().await;
+    let refused = portal
+        .submit_application(application("refuse").0)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    let r = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: refused.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &refused, Decision::Refuse, "паспорт просрочен"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, RequestState::Refused as i32);
+    let s = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: refused,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.refusal_reason, "паспорт просрочен");
+
+    let late = portal
+        .submit_application(application("late").0)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    // 31 days later (the server's clock moved forward).
+    svc.restart(&[("NUC_CLOCK_OFFSET_SECS", &(31 * 86_400).to_string())]);
+    let mut ws = svc.workstation().await;
+    let e = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: late.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &late, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "REQUEST_EXPIRED", "{e:?}");
+    let mut portal = svc.portal().await;
+    let s = portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: late,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.state, RequestState::Expired as i32);
+}
+
+/// Every service × every caller role, plus no certificate and a foreign CA's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorisation_matrix() {
+    let svc = Service::start();
+    let roles = [
+        Some("portal"),
+        Some("workstation"),
+        Some("scheduler"),
+        Some("admin"),
+        Some("verifier"),
+        None,
+    ];
+    for role in roles {
+        let ch = svc.channel(Some(svc.system_identity(role))).await.unwrap();
+        let portal = nuc_api::v1::portal_service_client::PortalServiceClient::new(ch.clone())
+            .get_request_status(GetRequestStatusRequest {
+                request_number: "NUC-0000-0000-0".into(),
+            })
+            .await;
+        let operator = nuc_api::v1::operator_service_client::OperatorServiceClient::new(ch.clone())
+            .get_application(GetApplicationRequest {
+                request_number: "NUC-0000-0000-0".into(),
+            })
+            .await;
+        let admin = nuc_api::v1::admin_service_client::AdminServiceClient::new(ch.clone())
+            .list_operators(ListOperatorsRequest {})
+            .await;
+        fn denied<T>(r: &Result<T, tonic::Status>) -> bool {
+            matches!(r, Err(s) if s.code() == tonic::Code::PermissionDenied)
+        }
+        assert_eq!(
+            !denied(&portal),
+            role == Some("portal"),
+            "{role:?} on portal: {portal:?}"
+        );
+        assert_eq!(
+            !denied(&operator),
+            role == Some("workstation"),
+            "{role:?} on operator: {operator:?}"
+        );
+        assert_eq!(
+            !denied(&admin),
+            role == Some("admin"),
+            "{role:?} on admin: {admin:?}"
+        );
+    }
+    // No client certificate: the TLS handshake itself is refused, no call gets through.
+    match svc.channel(None).await {
+        Err(_) => {}
+        Ok(ch) => {
+            let r = nuc_api::v1::admin_service_client::AdminServiceClient::new(ch)
+                .list_operators(ListOperatorsRequest {})
+                .await;
+            assert!(
+                r.is_err(),
+                "a call without a client certificate went through"
+            );
+        }
+    }
+    // A certificate from a foreign CA with an admin role OID: refused in the handshake.
+    let foreign = TestHome::init();
+    let k = key(&KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let csr = foreign.path("f.csr");
+    std::fs::write(&csr, csr_for(&k).to_pem().unwrap()).unwrap();
+    let out = foreign.path("f.pem");
+    assert_eq!(
+        foreign
+            .issue(
+                "system",
+                &csr,
+                &out,
+                &["--cn", "intruder", "--role", "admin"]
+            )
+            .code,
+        Some(0)
+    );
+    let identity = (
+        std::fs::read_to_string(out).unwrap(),
+        String::from_utf8(k.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    );
+    match svc.channel(Some(identity)).await {
+        Err(_) => {}
+        Ok(ch) => {
+            let r = nuc_api::v1::admin_service_client::AdminServiceClient::new(ch)
+                .list_operators(ListOperatorsRequest {})
+                .await;
+            assert!(r.is_err(), "a foreign CA's admin certificate got through");
+        }
+    }
+}
