@@ -95,7 +95,15 @@ impl Service {
                 std::env::var("NUC_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env_remove("SOFTHSM2_CONF")
-            .stdout(Stdio::null());
+            .stdout(Stdio::null())
+            // The service's log goes to a file in the home, to read when a test fails.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.home.path("serve.log"))
+                    .unwrap(),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -639,3 +639,138 @@ async fn authorisation_matrix() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut ws = svc.workstation().await;
+    let (app, _auth_key, sign_key) = application("f2-first");
+    let number = portal
+        .submit_application(app)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    let first = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sign_cert = first.certificates[1].der.clone();
+
+    let renewal = |iin: &str| {
+        let (auth, _) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+        let (sign, _) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+        RenewalApplication {
+            iin: iin.into(),
+            bin: String::new(),
+            email: "person1@mail.example.kz".into(),
+            auth_csr: auth,
+            sign_csr: sign,
+            signed_at: 0,
+            nonce: rand_suffix(),
+        }
+        .encode_to_vec()
+    };
+    let requests_before = count(&svc, "SELECT COUNT(*) FROM requests");
+    // Another person's IIN in a renewal signed by this applicant.
+    let cms = nuc_cms::sign(&renewal("921002310220"), &sign_cert, &sign_key, false).unwrap();
+    let e = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-mismatch".into(),
+            signed_application: cms,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "IIN_MISMATCH", "{e:?}");
+    // Signed with a certificate the NUC never issued.
+    let stranger = {
+        let k = key(&KeySpec::Ec(Nid::X9_62_PRIME256V1));
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        let x = openssl::x509::X509::from_der(&sign_cert).unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(x.subject_name()).unwrap();
+        b.set_issuer_name(x.issuer_name()).unwrap();
+        b.set_pubkey(&k).unwrap();
+        b.set_not_before(x.not_before()).unwrap();
+        b.set_not_after(x.not_after()).unwrap();
+        b.sign(&k, openssl::hash::MessageDigest::sha256()).unwrap();
+        (b.build().to_der().unwrap(), k)
+    };
+    let cms = nuc_cms::sign(&renewal(IIN), &stranger.0, &stranger.1, false).unwrap();
+    let e = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-stranger".into(),
+            signed_application: cms,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "APPLICANT_SIGNATURE_INVALID", "{e:?}");
+    assert_eq!(
+        count(&svc, "SELECT COUNT(*) FROM requests"),
+        requests_before
+    );
+
+    // The real renewal: issued at once, identification "remote".
+    let cms = nuc_cms::sign(&renewal(IIN), &sign_cert, &sign_key, false).unwrap();
+    let renewed = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-ok".into(),
+            signed_application: cms.clone(),
+        })
+        .await
+        .expect("renewal")
+        .into_inner();
+    assert_eq!(renewed.state, RequestState::Issued as i32);
+    assert_eq!(renewed.certificates.len(), 2);
+    for c in &renewed.certificates {
+        let path = svc.home.path(&format!("renewed-{}.pem", c.profile));
+        std::fs::write(&path, &c.pem).unwrap();
+        assert_eq!(openssl_verify(&svc.home, &path).code, Some(0));
+        let text = outside(
+            "openssl",
+            &["x509", "-noout", "-text", "-in", path.to_str().unwrap()],
+        )
+        .stdout;
+        assert!(
+            text.contains("1.2.398.3.3.4.3.2"),
+            "identification remote: {text}"
+        );
+        assert!(!text.contains("1.2.398.3.3.4.3.1"), "{text}");
+    }
+    // The same call again (same key): the same answer, no new certificate.
+    let again = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-ok".into(),
+            signed_application: cms.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.request_number, renewed.request_number);
+    // The same signed renewal under another key: a replay, refused.
+    let e = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-replay".into(),
+            signed_application: cms,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        ["PAYLOAD_REPLAYED", "KEY_REJECTED"].contains(&reason(&e).as_str()),
+        "{e:?}"
+    );
+    assert_eq!(
+        count(
+            &svc,
+            "SELECT COUNT(*) FROM certificates WHERE request_number IS NOT NULL"
+        ),
+        4
+    );
+}

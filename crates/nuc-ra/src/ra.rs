@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use nuc_api::v1::{OperatorDecision, RevocationOrder, operator_decision::Decision};
+use nuc_api::v1::{
+    OperatorDecision, RenewalApplication, RevocationOrder, operator_decision::Decision,
+};
 use nuc_ca::csr;
 use nuc_ca::{Ca, IssueRequest, Issued};
 use nuc_core::{Bin, Iin, ReasonCode, SubjectInfo};
@@ -54,6 +56,24 @@ pub struct Application {
     pub email: String,
     pub auth_csr: Vec<u8>,
     pub sign_csr: Vec<u8>,
+}
+
+/// An application whose fields passed the checks.
+struct CheckedApplication {
+    iin: Iin,
+    bin: Option<Bin>,
+    email: String,
+}
+
+fn idempotency_key(k: Option<&str>) -> Result<Option<String>, RaError> {
+    match k.map(str::trim) {
+        Some("") | None => Ok(None),
+        Some(k) if k.len() > 128 => Err(RaError::invalid(
+            "idempotency_key",
+            "longer than 128 characters",
+        )),
+        Some(k) => Ok(Some(k.to_owned())),
+    }
 }
 
 /// What the registry says about an applicant, kept with the request: the subject is built
@@ -114,6 +134,132 @@ impl Ra {
         caller: &str,
         app: Application,
     ) -> Result<RequestRow, RaError> {
+        let key = idempotency_key(app.idempotency_key.as_deref())?;
+        // A retry is answered before any check: its keys may be certified by now.
+        if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
+            return Ok(existing);
+        }
+        let checked = self.check_application(&app)?;
+        let subject = self.registry_subject(&checked).await?;
+        let number = number::generate();
+        let expires_at = self.now() + self.config.request_ttl_secs;
+        let row = self.register(
+            caller,
+            &checked,
+            &app,
+            subject,
+            key,
+            &number,
+            "first",
+            RequestState::Registered,
+            expires_at,
+            None,
+            Some((
+                "application".into(),
+                checked.email.clone(),
+                format!("НУЦ РК: заявление {number}"),
+                format!(
+                    "Ваше заявление зарегистрировано под номером {number}.\n\
+                     Обратитесь в ЦОН с удостоверением личности до {} (30 дней).\n",
+                    nuc_core::time::rfc3339(expires_at)
+                ),
+            )),
+        )?;
+        tracing::info!(number = %row.number, "application registered");
+        Ok(row)
+    }
+
+    /// F2: a renewal signed by the applicant's currently valid certificate. No CON visit: the
+    /// request is registered as verified and the certificates are issued at once, with the
+    /// identification method "remote".
+    pub async fn submit_renewal(
+        &self,
+        caller: &str,
+        idempotency: Option<&str>,
+        signed: &[u8],
+    ) -> Result<(RequestRow, Vec<Issued>), RaError> {
+        let key = idempotency_key(idempotency)?;
+        let now = self.now();
+        let verified = nuc_cms::verify(signed, None).map_err(RaError::applicant_signature)?;
+        let signer = check_signer(
+            self,
+            &verified.signer_cert_der,
+            &[
+                "individual-auth",
+                "individual-sign",
+                "legal-auth",
+                "legal-sign",
+            ],
+            now,
+            RaError::applicant_signature::<String>,
+        )?;
+        let renewal = RenewalApplication::decode(verified.content.as_slice()).map_err(|e| {
+            RaError::applicant_signature(format!(
+                "the signed content is not a RenewalApplication: {e}"
+            ))
+        })?;
+        if renewal.iin.trim() != signer.iin {
+            return Err(RaError::new(
+                ReasonCode::IinMismatch,
+                format!(
+                    "the renewal is for IIN {}, the signer's certificate names IIN {}",
+                    renewal.iin, signer.iin
+                ),
+            ));
+        }
+        if renewal.nonce.trim().is_empty() {
+            return Err(RaError::applicant_signature(
+                "the signed renewal has no nonce",
+            ));
+        }
+        let app = Application {
+            idempotency_key: key.clone(),
+            iin: renewal.iin.clone(),
+            bin: Some(renewal.bin.clone()),
+            email: renewal.email.clone(),
+            auth_csr: renewal.auth_csr.clone(),
+            sign_csr: renewal.sign_csr.clone(),
+        };
+        if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
+            let issued = self.ca.store.certificates_of_request(&existing.number)?;
+            return Ok((
+                existing,
+                issued
+                    .into_iter()
+                    .map(|(serial_hex, profile, der)| Issued {
+                        serial_hex,
+                        der,
+                        subject: String::new(),
+                        profile,
+                    })
+                    .collect(),
+            ));
+        }
+        let checked = self.check_application(&app)?;
+        let subject = self.registry_subject(&checked).await?;
+        let number = number::generate();
+        let row = self.register(
+            caller,
+            &checked,
+            &app,
+            subject,
+            key,
+            &number,
+            "renewal",
+            RequestState::Verified,
+            now,
+            Some(sha256_hex(&verified.content)),
+            None,
+        )?;
+        let actor = format!("holder:{}", signer.serial_hex);
+        let issued = self.issue_for(&row, "remote", &actor).await?;
+        let row = self.finish_issuance(&row, RequestState::Verified, &actor, &issued)?;
+        Ok((row, issued))
+    }
+
+    /// Field checks of an application, before any registry call: IIN/BIN check digits, the
+    /// e-mail, both keys (profile rules, proof of possession, not already certified, distinct).
+    fn check_application(&self, app: &Application) -> Result<CheckedApplication, RaError> {
         let iin = Iin::parse(&app.iin)
             .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
         let bin = match app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
@@ -123,32 +269,8 @@ impl Ra {
             ),
             None => None,
         };
-        nuc_ca::subject::check_email(app.email.trim()).map_err(RaError::from)?;
-        let key = match app.idempotency_key.as_deref().map(str::trim) {
-            Some("") | None => None,
-            Some(k) if k.len() > 128 => {
-                return Err(RaError::invalid(
-                    "idempotency_key",
-                    "longer than 128 characters",
-                ));
-            }
-            Some(k) => Some(k.to_owned()),
-        };
-        if let Some(k) = &key
-            && let Some(existing) = self.ca.store.request_by_idempotency(caller, k)?
-        {
-            if existing.iin != iin.as_str()
-                || existing.auth_csr != app.auth_csr
-                || existing.sign_csr != app.sign_csr
-                || existing.bin.as_deref() != bin.as_ref().map(|b| b.as_str())
-            {
-                return Err(RaError::invalid(
-                    "idempotency_key",
-                    "was already used for a different application",
-                ));
-            }
-            return Ok(existing);
-        }
+        let email = app.email.trim().to_owned();
+        nuc_ca::subject::check_email(&email).map_err(RaError::from)?;
         let (auth_profile, sign_profile) = profiles_for(bin.as_ref().map(|b| b.as_str()));
         let mut fingerprints = Vec::new();
         for (field, der, profile) in [
@@ -177,63 +299,105 @@ impl Ra {
                 "sign_csr: AUTH and SIGN need two different keys",
             ));
         }
-        // F1 step 2: the registry, through SHEP. Absent → refusal; down → UNAVAILABLE; either
-        // way nothing is stored.
-        let person = self.registry.person(&iin).await?;
-        let (organization, role) = match &bin {
+        Ok(CheckedApplication { iin, bin, email })
+    }
+
+    /// The request an idempotency key already registered, if this is a retry of it.
+    fn replayed_request(
+        &self,
+        caller: &str,
+        key: Option<&str>,
+        app: &Application,
+    ) -> Result<Option<RequestRow>, RaError> {
+        let Some(k) = key else { return Ok(None) };
+        let Some(existing) = self.ca.store.request_by_idempotency(caller, k)? else {
+            return Ok(None);
+        };
+        let bin = app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty());
+        if existing.iin != app.iin.trim()
+            || existing.auth_csr != app.auth_csr
+            || existing.sign_csr != app.sign_csr
+            || existing.bin.as_deref() != bin
+        {
+            return Err(RaError::invalid(
+                "idempotency_key",
+                "was already used for a different application",
+            ));
+        }
+        Ok(Some(existing))
+    }
+
+    /// F1 step 2: the registry, through SHEP. Absent → refusal; down → UNAVAILABLE; either way
+    /// nothing is stored.
+    async fn registry_subject(
+        &self,
+        checked: &CheckedApplication,
+    ) -> Result<RegisteredSubject, RaError> {
+        let person = self.registry.person(&checked.iin).await?;
+        let (organization, role) = match &checked.bin {
             Some(b) => {
                 let (entity, role) =
-                    nuc_registry::employee_role(self.registry.as_ref(), b, &iin).await?;
+                    nuc_registry::employee_role(self.registry.as_ref(), b, &checked.iin).await?;
                 (Some(entity.name), Some(role.as_str().to_owned()))
             }
             None => (None, None),
         };
-        let subject = RegisteredSubject {
+        Ok(RegisteredSubject {
             surname: person.surname,
             name: person.name,
             patronymic: person.patronymic,
             organization,
-            role: role.clone(),
-        };
-        let now = self.now();
-        let number = number::generate();
-        let expires_at = now + self.config.request_ttl_secs;
-        let email = app.email.trim().to_owned();
+            role,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        caller: &str,
+        checked: &CheckedApplication,
+        app: &Application,
+        subject: RegisteredSubject,
+        key: Option<String>,
+        number: &str,
+        kind: &str,
+        state: RequestState,
+        expires_at: i64,
+        payload_sha256: Option<String>,
+        notify: Option<(String, String, String, String)>,
+    ) -> Result<RequestRow, RaError> {
+        let role = subject.role.clone();
         let (row, _) = self.ca.store.register_request(
             &NewRequest {
-                number: number.clone(),
-                kind: "first".into(),
-                state: RequestState::Registered,
-                iin: iin.to_string(),
-                bin: bin.as_ref().map(|b| b.to_string()),
+                number: number.to_owned(),
+                kind: kind.into(),
+                state,
+                iin: checked.iin.to_string(),
+                bin: checked.bin.as_ref().map(|b| b.to_string()),
                 role,
-                email: Some(email.clone()),
+                email: Some(checked.email.clone()),
                 subject_json: serde_json::to_string(&subject).expect("plain struct serialises"),
                 auth_csr: app.auth_csr.clone(),
                 sign_csr: app.sign_csr.clone(),
-                identification: None,
-                registered_at: now,
+                identification: (state == RequestState::Verified).then(|| "remote".to_owned()),
+                registered_at: self.now(),
                 expires_at,
+                payload_sha256,
             },
             key.map(|k| (caller.to_owned(), k)),
-            Some((
-                "application".into(),
-                email,
-                format!("НУЦ РК: заявление {number}"),
-                format!(
-                    "Ваше заявление зарегистрировано под номером {number}.\n\
-                     Обратитесь в ЦОН с удостоверением личности до {} (30 дней).\n",
-                    nuc_core::time::rfc3339(expires_at)
-                ),
-            )),
+            notify,
             &AuditEntry {
                 actor: caller.into(),
                 action: "request.registered".into(),
                 object: format!("request:{number}"),
-                details: serde_json::json!({ "kind": "first", "iin": iin.as_str(), "bin": bin.as_ref().map(|b| b.as_str()) }),
+                details: serde_json::json!({
+                    "kind": kind,
+                    "state": state.as_str(),
+                    "iin": checked.iin.as_str(),
+                    "bin": checked.bin.as_ref().map(|b| b.as_str()),
+                }),
             },
         )?;
-        tracing::info!(number = %row.number, "application registered");
         Ok(row)
     }
 

@@ -65,6 +65,8 @@ pub struct NewRequest {
     pub identification: Option<String>,
     pub registered_at: i64,
     pub expires_at: i64,
+    /// SHA-256 (hex) of the signed payload the request comes from (renewal); refused if used.
+    pub payload_sha256: Option<String>,
 }
 
 /// A stored request.
@@ -214,6 +216,9 @@ impl Store {
                 if let Some(n) = existing {
                     return Ok((n, false));
                 }
+            }
+            if let Some(h) = &r.payload_sha256 {
+                use_payload(tx, h, &format!("request {}", r.number), now)?;
             }
             tx.prepare_cached(&format!(
                 "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12, ?13, ?12)"

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use nuc_api::v1::portal_service_server::PortalService;
 use nuc_api::v1::*;
-use nuc_core::ReasonCode;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, issued, refusal, status};
+use super::{Api, Service, issued, status};
 
 pub struct PortalApi(pub Arc<Api>);
 
@@ -59,11 +58,26 @@ impl PortalService for PortalApi {
         &self,
         req: Request<SubmitRenewalRequest>,
     ) -> Result<Response<SubmitRenewalResponse>, Status> {
-        self.0.authorize(&req, Service::Portal)?;
-        Err(refusal(
-            ReasonCode::Internal,
-            "renewal (F2) is not available yet in this build",
-        ))
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        let (row, certs) = self
+            .0
+            .ra
+            .submit_renewal(
+                &caller.actor(),
+                Some(&r.idempotency_key),
+                &r.signed_application,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(SubmitRenewalResponse {
+            request_number: row.number,
+            state: state_of(row.state) as i32,
+            certificates: certs
+                .iter()
+                .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
+                .collect(),
+        }))
     }
 
     async fn revoke_online(
