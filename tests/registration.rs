@@ -774,3 +774,124 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_revokes_certificates_and_manages_operators() {
+    let svc = Service::start();
+    let home = svc.home.home_str();
+    let csr = svc.home.path("op.csr");
+    write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let out = svc.home.path("op.pem");
+    let r = nuc(&[
+        "operator",
+        "issue",
+        "--home",
+        &home,
+        "--iin",
+        OPERATOR_IIN,
+        "--role",
+        "operator",
+        "--con",
+        "ЦОН Астана",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let serial = r
+        .stdout
+        .split("serial=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(openssl_verify(&svc.home, &out).code, Some(0));
+    let list = nuc(&["operator", "list", "--home", &home]);
+    assert!(
+        list.stdout.contains(OPERATOR_IIN) && list.stdout.contains("status=active"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        nuc(&[
+            "operator",
+            "suspend",
+            "--home",
+            &home,
+            "--iin",
+            OPERATOR_IIN,
+            "--reason",
+            "leave"
+        ])
+        .code,
+        Some(0)
+    );
+    assert!(
+        nuc(&["operator", "list", "--home", &home])
+            .stdout
+            .contains("status=suspended")
+    );
+    let unknown = nuc(&[
+        "operator",
+        "resume",
+        "--home",
+        &home,
+        "--iin",
+        "900726302864",
+    ]);
+    assert_eq!(unknown.code, Some(2));
+    assert!(
+        unknown.error_lines()[0].starts_with("error: OPERATOR_NOT_FOUND: "),
+        "{}",
+        unknown.stderr
+    );
+
+    let bad = nuc(&[
+        "cert", "revoke", "--home", &home, "--serial", &serial, "--reason", "boredom",
+    ]);
+    assert_eq!(bad.code, Some(2));
+    assert!(
+        bad.error_lines()[0].starts_with("error: INVALID_ARGUMENT: reason"),
+        "{}",
+        bad.stderr
+    );
+    let ok = nuc(&[
+        "cert",
+        "revoke",
+        "--home",
+        &home,
+        "--serial",
+        &serial,
+        "--reason",
+        "key-compromise",
+    ]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert_eq!(
+        count(
+            &svc,
+            &format!("SELECT reason FROM revocations WHERE serial = '{serial}'")
+        ),
+        1
+    );
+    let twice = nuc(&[
+        "cert",
+        "revoke",
+        "--home",
+        &home,
+        "--serial",
+        &serial,
+        "--reason",
+        "key-compromise",
+    ]);
+    assert_eq!(twice.code, Some(2));
+    assert!(
+        twice.error_lines()[0].starts_with("error: ALREADY_REVOKED: "),
+        "{}",
+        twice.stderr
+    );
+    let v = nuc(&["audit", "verify", "--home", &home]);
+    assert_eq!(v.code, Some(0), "{}", v.stderr);
+}

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// CON operators (F6).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -103,6 +108,73 @@ enum CertCommand {
         #[arg(long)]
         identification: Option<String>,
     },
+    /// Revoke a certificate (administrator).
+    Revoke {
+        #[arg(long)]
+        home: PathBuf,
+        /// Serial number in hex.
+        #[arg(long)]
+        serial: String,
+        /// unspecified | key-compromise | affiliation-changed | superseded | cessation-of-operation
+        #[arg(long)]
+        reason: String,
+        /// When the key is known or suspected to have been compromised (unix seconds).
+        #[arg(long)]
+        invalidity_date: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Issue an operator certificate (subject from the registry) and register the operator.
+    Issue {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        iin: String,
+        /// operator | manager | admin
+        #[arg(long)]
+        role: String,
+        /// The CON the operator works at.
+        #[arg(long)]
+        con: String,
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Suspend an operator (absent more than 15 days): their signatures are refused.
+    Suspend {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        iin: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Resume a suspended operator.
+    Resume {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        iin: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Dismiss an operator: their certificates are revoked.
+    Dismiss {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        iin: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List operators with their status and certificates.
+    List {
+        #[arg(long)]
+        home: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,8 +221,15 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
     match cmd {
         Command::Init { home, .. } | Command::Serve { home, .. } => Some(home),
         Command::Cert {
-            command: CertCommand::Issue { home, .. },
+            command: CertCommand::Issue { home, .. } | CertCommand::Revoke { home, .. },
         } => Some(home),
+        Command::Operator { command } => match command {
+            OperatorCommand::Issue { home, .. }
+            | OperatorCommand::Suspend { home, .. }
+            | OperatorCommand::Resume { home, .. }
+            | OperatorCommand::Dismiss { home, .. }
+            | OperatorCommand::List { home } => Some(home),
+        },
         Command::Audit {
             command: AuditCommand::Verify { home },
         } => Some(home),
@@ -206,6 +285,115 @@ pub fn run(args: Args) -> ExitCode {
             )
         }
     }
+}
+
+impl From<nuc_ra::RaError> for Failure {
+    fn from(e: nuc_ra::RaError) -> Self {
+        Failure {
+            code: e.reason,
+            message: e.message,
+        }
+    }
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "admin".into())
+    )
+}
+
+/// The RA over this home, with the registry of its configuration.
+fn open_ra(dir: &Path) -> Result<nuc_ra::Ra, Failure> {
+    let ca = open_ca(dir)?;
+    let cfg = ca.home.config.registry.clone();
+    let registry =
+        nuc_registry::HttpRegistry::new(&cfg.url, std::time::Duration::from_millis(cfg.timeout_ms))
+            .map_err(|e| invalid(format!("[registry] url: {e}")))?;
+    Ok(nuc_ra::Ra::new(
+        std::sync::Arc::new(ca),
+        std::sync::Arc::new(registry),
+        std::sync::Arc::new(nuc_ra::SystemClock),
+        nuc_ra::RaConfig::default(),
+    ))
+}
+
+fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: ReasonCode::Internal,
+            message: e.to_string(),
+        })?;
+    match cmd {
+        OperatorCommand::Issue {
+            home,
+            iin,
+            role,
+            con,
+            csr,
+            out,
+        } => {
+            let csr_bytes = std::fs::read(&csr)
+                .map_err(|e| invalid(format!("csr: cannot read {}: {e}", csr.display())))?;
+            if out.exists() {
+                return Err(invalid(format!(
+                    "out: {} already exists; refusing to overwrite",
+                    out.display()
+                )));
+            }
+            let ra = open_ra(&home)?;
+            let issued =
+                runtime.block_on(ra.issue_operator(&actor(), &iin, &role, &con, csr_bytes))?;
+            std::fs::write(&out, issued.pem()).map_err(|e| Failure {
+                code: ReasonCode::Internal,
+                message: format!(
+                    "out: certificate {} was issued, but writing {} failed: {e}",
+                    issued.serial_hex,
+                    out.display()
+                ),
+            })?;
+            println!(
+                "issued serial={} profile=operator subject=\"{}\"",
+                issued.serial_hex, issued.subject
+            );
+            Ok(())
+        }
+        OperatorCommand::Suspend { home, iin, reason } => {
+            status_change(&home, &iin, "suspended", &reason)
+        }
+        OperatorCommand::Resume { home, iin, reason } => {
+            status_change(&home, &iin, "active", &reason)
+        }
+        OperatorCommand::Dismiss { home, iin, reason } => {
+            status_change(&home, &iin, "dismissed", &reason)
+        }
+        OperatorCommand::List { home } => {
+            let ca = open_ca(&home)?;
+            for o in ca.store.operators()? {
+                let serials = ca.store.serials_for(&o.iin, "operator")?;
+                println!(
+                    "{} {} {} role={} con=\"{}\" status={} certificates={}",
+                    o.iin,
+                    o.surname,
+                    o.name,
+                    o.role,
+                    o.con,
+                    o.status,
+                    serials.join(",")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn status_change(home: &Path, iin: &str, status: &str, reason: &str) -> Result<(), Failure> {
+    let ra = open_ra(home)?;
+    let row = ra.set_operator_status(&actor(), iin, status, reason)?;
+    println!("operator {} is {}", row.iin, row.status);
+    Ok(())
 }
 
 fn open_ca(dir: &Path) -> Result<Ca, Failure> {
@@ -334,6 +522,44 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Cert {
+            command:
+                CertCommand::Revoke {
+                    home,
+                    serial,
+                    reason,
+                    invalidity_date,
+                },
+        } => {
+            let code = match reason.as_str() {
+                "unspecified" => 0,
+                "key-compromise" => 1,
+                "affiliation-changed" => 3,
+                "superseded" => 4,
+                "cessation-of-operation" => 5,
+                other => {
+                    return Err(invalid(format!(
+                        "reason: unknown {other:?} (unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation)"
+                    )));
+                }
+            };
+            let ra = open_ra(&home)?;
+            let row = ra.revoke(
+                &actor(),
+                &serial,
+                code,
+                invalidity_date,
+                None,
+                "by an administrator (CLI)",
+            )?;
+            println!(
+                "revoked serial={} reason={reason} at={}",
+                row.serial,
+                nuc_core::time::rfc3339(row.revoked_at)
+            );
+            Ok(())
+        }
+        Command::Operator { command } => operator_command(command),
         Command::Audit {
             command: AuditCommand::Verify { home },
         } => {
