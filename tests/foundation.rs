@@ -113,7 +113,16 @@ fn init_builds_a_verifiable_hierarchy_and_refuses_a_second_init() {
         issuing.contains(&format!("URI:http://{}/crl/root.crl", h.http)),
         "{issuing}"
     );
-    assert_eq!(h.audit_actions(), vec![(1, "ca.initialised".to_string())]);
+    // Init also issued the service's own TLS certificate (profile system), and audited it.
+    let actions: Vec<String> = h.audit_actions().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        actions,
+        [
+            "ca.initialised",
+            "certificate.reserved",
+            "certificate.issued"
+        ]
+    );
 
     let before = sha256_of_tree(&h.home());
     let again = nuc(&["init", "--home", &h.home_str()]);
@@ -198,7 +207,8 @@ fn every_profile_verifies_and_lints_clean_for_rsa_and_ecdsa_keys() {
     }
     assert_eq!(
         h.count("SELECT COUNT(*) FROM certificates WHERE state = 'issued'"),
-        (cases.len() * 3) as i64
+        (cases.len() * 3) as i64 + 1,
+        "every case issued, plus the service's own TLS certificate from init"
     );
 }
 
@@ -298,12 +308,9 @@ fn an_individual_certificate_is_laid_out_as_the_spec_says() {
     assert!(cert.public_key().unwrap().public_eq(&key));
     let actions: Vec<String> = h.audit_actions().into_iter().map(|(_, a)| a).collect();
     assert_eq!(
-        actions,
-        [
-            "ca.initialised",
-            "certificate.reserved",
-            "certificate.issued"
-        ]
+        &actions[actions.len() - 2..],
+        ["certificate.reserved", "certificate.issued"],
+        "the serial is reserved before the HSM signs, the certificate recorded after"
     );
 }
 
@@ -353,15 +360,44 @@ fn ca_private_keys_live_only_in_the_hsm_as_sensitive_and_non_extractable() {
             "{label}: {access}"
         );
     }
-    // No file of the home holds a private key in the clear.
+    // No file of the home holds a private key of the CA. The one private key file is the
+    // service's own TLS key (0600), whose public half is that of its `system` certificate.
+    let ca_keys: Vec<openssl::pkey::PKey<openssl::pkey::Public>> =
+        ["root.pem", "issuing.pem", "ocsp-signer.pem"]
+            .iter()
+            .map(|f| {
+                openssl::x509::X509::from_pem(&std::fs::read(h.home().join("ca").join(f)).unwrap())
+                    .unwrap()
+                    .public_key()
+                    .unwrap()
+            })
+            .collect();
+    let mut private_files = vec![];
     for (path, content) in files_under(&h.home()) {
-        let text = String::from_utf8_lossy(&content);
-        assert!(
-            !text.contains("PRIVATE KEY"),
-            "{} holds a private key",
-            path.display()
-        );
+        if !String::from_utf8_lossy(&content).contains("PRIVATE KEY") {
+            continue;
+        }
+        let key = openssl::pkey::PKey::private_key_from_pem(&content).unwrap();
+        for ca in &ca_keys {
+            assert!(
+                !ca.public_eq(&key),
+                "{} holds a CA private key",
+                path.display()
+            );
+        }
+        private_files.push(path);
     }
+    assert_eq!(private_files, [h.home().join("tls/server.key")]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(h.home().join("tls/server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the TLS key is readable by others: {mode:o}"
+    );
 }
 
 fn assert_refused(h: &TestHome, r: &Run, code: &str, mentions: &str, out: &std::path::Path) {
@@ -582,7 +618,8 @@ fn tampering_with_one_audit_row_is_found_and_named() {
     }
     let ok = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
-    assert_eq!(ok.stdout.trim(), "audit chain intact: 5 records");
+    // init (CA + the service's TLS certificate: 3 records) + 2 issuances × 2.
+    assert_eq!(ok.stdout.trim(), "audit chain intact: 7 records");
 
     // An auditor's nightmare: someone edits record 3 by hand.
     let n = h

@@ -70,6 +70,7 @@ enum Command {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum CertCommand {
     /// Issue a certificate for the key in a PKCS#10 request; the subject comes from the options.
