@@ -100,6 +100,11 @@ impl TestHome {
             &http,
         ];
         args.extend_from_slice(extra);
+        // Never the default ports: a dev instance (`make run`) may be using them.
+        let grpc = format!("127.0.0.1:{}", free_port());
+        if !extra.contains(&"--grpc-listen") {
+            args.extend(["--grpc-listen", grpc.as_str()]);
+        }
         let r = nuc(&args);
         assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
         TestHome { dir, http }
