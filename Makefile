@@ -65,13 +65,18 @@ build: deps
 	cargo build --release --workspace --bins
 
 # Local dev instance: create .dev-home/ with `nuc init` the first time, then serve in the
-# foreground on 127.0.0.1:8470 (Ctrl-C stops it). `make clean-dev` starts over.
+# foreground (HTTP 127.0.0.1:8470, gRPC with mutual TLS 127.0.0.1:8471, the fixture registry
+# on 127.0.0.1:8472; Ctrl-C stops all). `make clean-dev` starts over.
 run: build
 	@if [ ! -f "$(DEV_HOME)/nuc.db" ]; then \
 	  echo "run: creating the dev home $(DEV_HOME)/"; \
 	  "$(NUC)" init --home "$(DEV_HOME)"; \
 	fi
-	exec "$(NUC)" serve --home "$(DEV_HOME)"
+	@# The registry of individuals and legal entities (fixture data) beside the service; it
+	@# stops when the service stops.
+	"$(TARGET_DIR)/release/nuc-registry" --listen 127.0.0.1:8472 & reg=$$!; \
+	trap 'kill $$reg 2>/dev/null' EXIT INT TERM; \
+	"$(NUC)" serve --home "$(DEV_HOME)"
 
 # All tests. The end-to-end tests drive the release `nuc` binary (NUC_BIN) and call pkilint's
 # lint_pkix_cert, found through PATH in .venv/bin.
@@ -81,6 +86,7 @@ test: deps
 
 # Benchmarks (crates/nuc-bench), release build.
 bench: deps
+	cargo build --release -p nuc-server -p nuc-registry
 	cargo run --release -p nuc-bench -- $(BENCH_ARGS)
 
 # Clippy with warnings as errors on all targets, and formatting check.
