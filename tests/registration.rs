@@ -65,6 +65,7 @@ fn decision(op: &Operator, number: &str, d: Decision, reason: &str) -> Vec<u8> {
         operator_serial_hex: op.serial.clone(),
         signed_at: 0,
         nonce: rand_suffix(),
+        payload_type: "nuc.v1.OperatorDecision".into(),
     };
     nuc_cms::sign(&payload.encode_to_vec(), &op.cert_der, &op.key, false).unwrap()
 }
@@ -675,6 +676,7 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
             sign_csr: sign,
             signed_at: 0,
             nonce: rand_suffix(),
+            payload_type: "nuc.v1.RenewalApplication".into(),
         }
         .encode_to_vec()
     };

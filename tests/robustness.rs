@@ -75,6 +75,7 @@ fn decision_payload(op_serial: &str, number: &str, d: Decision) -> Vec<u8> {
         operator_serial_hex: op_serial.into(),
         signed_at: now(),
         nonce: rand_suffix(),
+        payload_type: "nuc.v1.OperatorDecision".into(),
     }
     .encode_to_vec()
 }
@@ -426,7 +427,6 @@ async fn an_idempotency_key_reused_for_another_application_is_refused() {
 /// An application differing only in its e-mail is another application too: answering with the
 /// first request would send its notifications to an address the second caller never gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: Ra::submit_application's idempotency comparison ignores email; another e-mail under the same key gets the first request"]
 async fn an_idempotency_key_reused_with_another_email_is_refused() {
     let svc = Service::start();
     let mut portal = svc.portal().await;
@@ -455,7 +455,6 @@ async fn an_idempotency_key_reused_with_another_email_is_refused() {
 /// Two different applications sent at the same moment under one idempotency key: exactly one
 /// is registered, and the other is refused (never answered with the first one's number).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: the idempotency comparison runs before the registry call; a concurrent different application gets the other's request number"]
 async fn concurrent_different_applications_under_one_key() {
     let svc = Service::start();
     let portal = svc.portal().await;
@@ -634,6 +633,7 @@ async fn a_decision_of_the_wrong_kind_or_by_a_non_operator_is_refused() {
         operator_serial_hex: op.serial.clone(),
         signed_at: now(),
         nonce: rand_suffix(),
+        payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec();
     let not_protobuf = b"\xff\xff\xff\xff this is not a protobuf message".to_vec();
@@ -699,7 +699,6 @@ async fn a_decision_of_the_wrong_kind_or_by_a_non_operator_is_refused() {
 /// CMS content type is id-data for both: a revocation order whose serial_hex is a request number
 /// and whose reason is keyCompromise (1) decodes as "confirm this request". It must be refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: Ra::decide accepts a signed RevocationOrder as an OperatorDecision (no payload type); it confirms and issues"]
 async fn a_signed_revocation_order_never_confirms_an_application() {
     let svc = Service::start();
     let mut portal = svc.portal().await;
@@ -719,6 +718,7 @@ async fn a_signed_revocation_order_never_confirms_an_application() {
         operator_serial_hex: op.serial.clone(),
         signed_at: now(),
         nonce: rand_suffix(),
+        payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec();
     let r = ws

@@ -56,6 +56,8 @@ pub enum ReasonCode {
     AlreadyRevoked,
     /// No operator with this IIN.
     OperatorNotFound,
+    /// The operator is dismissed; dismissal is final.
+    OperatorDismissed,
     /// Something that must not happen happened; a bug to report.
     Internal,
 }
@@ -88,6 +90,7 @@ impl ReasonCode {
             ReasonCode::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
             ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
             ReasonCode::OperatorNotFound => "OPERATOR_NOT_FOUND",
+            ReasonCode::OperatorDismissed => "OPERATOR_DISMISSED",
             ReasonCode::Internal => "INTERNAL",
         }
     }
@@ -115,13 +118,14 @@ impl ReasonCode {
                 | ReasonCode::CertificateNotFound
                 | ReasonCode::AlreadyRevoked
                 | ReasonCode::OperatorNotFound
+                | ReasonCode::OperatorDismissed
         )
     }
 }
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 25] = [
+    pub const ALL: [ReasonCode; 26] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -147,6 +151,7 @@ impl ReasonCode {
         ReasonCode::CertificateNotFound,
         ReasonCode::AlreadyRevoked,
         ReasonCode::OperatorNotFound,
+        ReasonCode::OperatorDismissed,
     ];
 }
 

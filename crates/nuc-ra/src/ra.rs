@@ -95,6 +95,44 @@ pub struct Ra {
     config: RaConfig,
 }
 
+/// `payload_type` of each signed payload (field 15 in common.proto): a signature given for one
+/// purpose is never read as another, even where two encodings coincide.
+pub const OPERATOR_DECISION: &str = "nuc.v1.OperatorDecision";
+pub const REVOCATION_ORDER: &str = "nuc.v1.RevocationOrder";
+pub const RENEWAL_APPLICATION: &str = "nuc.v1.RenewalApplication";
+
+fn payload_type_is(found: &str, want: &str) -> Result<(), String> {
+    if found == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "the signed content is a {:?}, not a {want}",
+            if found.is_empty() {
+                "payload without a type"
+            } else {
+                found
+            }
+        ))
+    }
+}
+
+/// A retry under an idempotency key must be the same application, field for field.
+fn same_application(existing: &RequestRow, app: &Application) -> Result<(), RaError> {
+    let bin = app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty());
+    if existing.iin != app.iin.trim()
+        || existing.auth_csr != app.auth_csr
+        || existing.sign_csr != app.sign_csr
+        || existing.bin.as_deref() != bin
+        || existing.email.as_deref() != Some(app.email.trim())
+    {
+        return Err(RaError::invalid(
+            "idempotency_key",
+            "was already used for a different application",
+        ));
+    }
+    Ok(())
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(b))
 }
@@ -143,7 +181,7 @@ impl Ra {
         let subject = self.registry_subject(&checked).await?;
         let number = number::generate();
         let expires_at = self.now() + self.config.request_ttl_secs;
-        let row = self.register(
+        let (row, _) = self.register(
             caller,
             &checked,
             &app,
@@ -198,6 +236,8 @@ impl Ra {
                 "the signed content is not a RenewalApplication: {e}"
             ))
         })?;
+        payload_type_is(&renewal.payload_type, RENEWAL_APPLICATION)
+            .map_err(RaError::applicant_signature)?;
         if renewal.iin.trim() != signer.iin {
             return Err(RaError::new(
                 ReasonCode::IinMismatch,
@@ -238,7 +278,7 @@ impl Ra {
         let checked = self.check_application(&app)?;
         let subject = self.registry_subject(&checked).await?;
         let number = number::generate();
-        let row = self.register(
+        let (row, created) = self.register(
             caller,
             &checked,
             &app,
@@ -251,6 +291,22 @@ impl Ra {
             Some(sha256_hex(&verified.content)),
             None,
         )?;
+        if !created {
+            // A concurrent retry registered it: answer with what that one issues.
+            let issued = self.ca.store.certificates_of_request(&row.number)?;
+            return Ok((
+                row,
+                issued
+                    .into_iter()
+                    .map(|(serial_hex, profile, der)| Issued {
+                        serial_hex,
+                        der,
+                        subject: String::new(),
+                        profile,
+                    })
+                    .collect(),
+            ));
+        }
         let actor = format!("holder:{}", signer.serial_hex);
         let issued = self.issue_for(&row, "remote", &actor).await?;
         let row = self.finish_issuance(&row, RequestState::Verified, &actor, &issued)?;
@@ -313,17 +369,7 @@ impl Ra {
         let Some(existing) = self.ca.store.request_by_idempotency(caller, k)? else {
             return Ok(None);
         };
-        let bin = app.bin.as_deref().map(str::trim).filter(|b| !b.is_empty());
-        if existing.iin != app.iin.trim()
-            || existing.auth_csr != app.auth_csr
-            || existing.sign_csr != app.sign_csr
-            || existing.bin.as_deref() != bin
-        {
-            return Err(RaError::invalid(
-                "idempotency_key",
-                "was already used for a different application",
-            ));
-        }
+        same_application(&existing, app)?;
         Ok(Some(existing))
     }
 
@@ -365,9 +411,9 @@ impl Ra {
         expires_at: i64,
         payload_sha256: Option<String>,
         notify: Option<(String, String, String, String)>,
-    ) -> Result<RequestRow, RaError> {
+    ) -> Result<(RequestRow, bool), RaError> {
         let role = subject.role.clone();
-        let (row, _) = self.ca.store.register_request(
+        let (row, created) = self.ca.store.register_request(
             &NewRequest {
                 number: number.to_owned(),
                 kind: kind.into(),
@@ -398,7 +444,11 @@ impl Ra {
                 }),
             },
         )?;
-        Ok(row)
+        if !created {
+            // Another call with the same key registered first, while this one was checking.
+            same_application(&row, app)?;
+        }
+        Ok((row, created))
     }
 
     /// A request by number (F7).
@@ -438,6 +488,8 @@ impl Ra {
                 "the signed content is not an OperatorDecision: {e}"
             ))
         })?;
+        payload_type_is(&decision.payload_type, OPERATOR_DECISION)
+            .map_err(RaError::operator_signature)?;
         if number::canonical(&decision.request_number) != request.number {
             return Err(RaError::operator_signature(format!(
                 "the signed content is for request {:?}, not {}",
@@ -675,6 +727,14 @@ impl Ra {
                 "the CON the operator works at is required",
             ));
         }
+        if let Some(o) = self.ca.store.operator(iin.as_str())?
+            && o.status == "dismissed"
+        {
+            return Err(RaError::new(
+                ReasonCode::OperatorDismissed,
+                format!("operator {iin} is dismissed; a new certificate does not reinstate them"),
+            ));
+        }
         let person = self.registry.person(&iin).await?;
         let req = IssueRequest {
             profile: "operator".into(),
@@ -739,8 +799,8 @@ impl Ra {
         })?;
         if current.status == "dismissed" {
             return Err(RaError::new(
-                ReasonCode::RequestState,
-                format!("operator {iin} is dismissed"),
+                ReasonCode::OperatorDismissed,
+                format!("operator {iin} is dismissed; dismissal is final"),
             ));
         }
         let action = match status {
@@ -808,6 +868,11 @@ impl Ra {
         }
         let now = self.now();
         if let Some(d) = invalidity_date
+            && d < 0
+        {
+            return Err(RaError::invalid("invalidity_date", "is before 1970"));
+        }
+        if let Some(d) = invalidity_date
             && d > now
         {
             return Err(RaError::invalid("invalidity_date", "is in the future"));
@@ -864,6 +929,8 @@ impl Ra {
         let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
             RaError::operator_signature(format!("the signed content is not a RevocationOrder: {e}"))
         })?;
+        payload_type_is(&order.payload_type, REVOCATION_ORDER)
+            .map_err(RaError::operator_signature)?;
         if !order
             .operator_serial_hex
             .eq_ignore_ascii_case(&operator.serial_hex)
@@ -873,13 +940,17 @@ impl Ra {
                 "the signed order names another operator or has no nonce",
             ));
         }
+        let payload_sha256 = sha256_hex(&verified.content);
+        if let Some(earlier) = self.earlier_revocation(&order, &payload_sha256)? {
+            return Ok(earlier);
+        }
         self.check_holder(&order)?;
         self.revoke(
             &format!("operator:{}", operator.serial_hex),
             &order.serial_hex,
             i64::from(order.reason),
             None,
-            Some(sha256_hex(&verified.content)),
+            Some(payload_sha256),
             &format!("at a CON counter, via {caller}"),
         )
     }
@@ -905,6 +976,8 @@ impl Ra {
                 "the signed content is not a RevocationOrder: {e}"
             ))
         })?;
+        payload_type_is(&order.payload_type, REVOCATION_ORDER)
+            .map_err(RaError::applicant_signature)?;
         if order.iin != signer.iin {
             return Err(RaError::new(
                 ReasonCode::IinMismatch,
@@ -919,15 +992,35 @@ impl Ra {
                 "the signed order has no nonce",
             ));
         }
+        let payload_sha256 = sha256_hex(&verified.content);
+        if let Some(earlier) = self.earlier_revocation(&order, &payload_sha256)? {
+            return Ok(earlier);
+        }
         self.check_holder(&order)?;
         self.revoke(
             &format!("holder:{}", signer.serial_hex),
             &order.serial_hex,
             i64::from(order.reason),
             None,
-            Some(sha256_hex(&verified.content)),
+            Some(payload_sha256),
             &format!("online by the holder, via {caller}"),
         )
+    }
+
+    /// A signed order already carried out answers again with its revocation: the retry of a
+    /// call whose answer was lost. Nothing changes.
+    fn earlier_revocation(
+        &self,
+        order: &RevocationOrder,
+        payload_sha256: &str,
+    ) -> Result<Option<RevocationRow>, RaError> {
+        if self.ca.store.payload_used(payload_sha256)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .ca
+            .store
+            .revocation(&order.serial_hex.trim().to_ascii_lowercase())?)
     }
 
     /// The certificate named by a revocation order belongs to the IIN the order names.

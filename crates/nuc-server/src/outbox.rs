@@ -2,8 +2,8 @@
 //!
 //! A message leaves the outbox only when its delivery succeeded; a failed attempt is counted
 //! and retried on the next pass, so a failing sink never loses a notification. The file sink
-//! writes one RFC 5322 message per file (what a dev or a test reads); SMTP is a later step
-//! behind the same loop.
+//! writes one RFC 5322 message per file (what a dev or a test reads); the SMTP sink hands each
+//! message to a relay (plain SMTP on a trusted network, as a national CA's mail relay is).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +48,12 @@ pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize
     for n in pending {
         let result = match cfg.sink.as_str() {
             "file" => deliver_to_file(&dir, &cfg.from, &n),
+            "smtp" => match &cfg.smtp_relay {
+                Some(relay) => smtp::deliver(relay, &cfg.from, &n),
+                None => {
+                    Err("[notifications] sink = \"smtp\" needs smtp_relay = \"host:port\"".into())
+                }
+            },
             other => Err(format!(
                 "notification sink {other:?} is not available in this build"
             )),
@@ -84,5 +90,118 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
+    }
+}
+
+/// A minimal SMTP client (RFC 5321): one connection per message, every reply checked.
+mod smtp {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    use nuc_store::Notification;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn reply(r: &mut BufReader<TcpStream>, want: &[u16], step: &str) -> Result<(), String> {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)
+                .map_err(|e| format!("SMTP {step}: {e}"))?
+                == 0
+            {
+                return Err(format!("SMTP {step}: the relay closed the connection"));
+            }
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("SMTP {step}: bad reply {line:?}"))?;
+            if line.as_bytes().get(3) == Some(&b'-') {
+                continue; // a multi-line reply goes on
+            }
+            return if want.contains(&code) {
+                Ok(())
+            } else {
+                Err(format!("SMTP {step}: relay answered {}", line.trim_end()))
+            };
+        }
+    }
+
+    fn header_text(s: &str) -> String {
+        if s.is_ascii() {
+            s.to_owned()
+        } else {
+            format!(
+                "=?UTF-8?B?{}?=",
+                openssl::base64::encode_block(s.as_bytes())
+            )
+        }
+    }
+
+    fn address(s: &str) -> Result<&str, String> {
+        if s.is_empty() || s.contains(['<', '>', '\r', '\n', ' ']) {
+            return Err(format!("SMTP: {s:?} is not a deliverable address"));
+        }
+        Ok(s)
+    }
+
+    pub fn deliver(relay: &str, from: &str, n: &Notification) -> Result<(), String> {
+        let (from, to) = (address(from)?, address(&n.recipient)?);
+        let addr = relay
+            .to_socket_addrs()
+            .map_err(|e| format!("SMTP relay {relay}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("SMTP relay {relay}: no address"))?;
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+            .map_err(|e| format!("SMTP relay {relay}: {e}"))?;
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut w = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut r = BufReader::new(stream);
+        let mut say = |text: &str,
+                       r: &mut BufReader<TcpStream>,
+                       want: &[u16],
+                       step: &str|
+         -> Result<(), String> {
+            w.write_all(text.as_bytes())
+                .map_err(|e| format!("SMTP {step}: {e}"))?;
+            reply(r, want, step)
+        };
+        reply(&mut r, &[220], "greeting")?;
+        say("EHLO nuc.localdomain\r\n", &mut r, &[250], "EHLO")?;
+        say(
+            &format!("MAIL FROM:<{from}>\r\n"),
+            &mut r,
+            &[250],
+            "MAIL FROM",
+        )?;
+        say(
+            &format!("RCPT TO:<{to}>\r\n"),
+            &mut r,
+            &[250, 251],
+            "RCPT TO",
+        )?;
+        say("DATA\r\n", &mut r, &[354], "DATA")?;
+        let body = openssl::base64::encode_block(n.body.as_bytes());
+        let wrapped: Vec<&str> = body
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect();
+        let message = format!(
+            "From: <{from}>\r\nTo: <{to}>\r\nSubject: {}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\
+             X-Nuc-Request: {}\r\n\r\n{}\r\n.\r\n",
+            header_text(&n.subject),
+            n.request_number.as_deref().unwrap_or("-"),
+            wrapped.join("\r\n")
+        );
+        say(&message, &mut r, &[250], "message")?;
+        let _ = say("QUIT\r\n", &mut r, &[221], "QUIT");
+        Ok(())
     }
 }

@@ -432,8 +432,42 @@ impl Store {
                 enqueue(tx, n, request_number.as_deref(), now)?;
             }
             append(tx, &audit, now)?;
+            // A request whose certificates are all revoked is itself revoked.
+            if let Some(number) = &request_number {
+                let changed = tx.execute(
+                    "UPDATE requests SET state = 'revoked', updated_at = ?2
+                     WHERE number = ?1 AND state = 'issued' AND NOT EXISTS (
+                         SELECT 1 FROM certificates c WHERE c.request_number = ?1 AND c.state = 'issued'
+                         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))",
+                    params![number, now],
+                )?;
+                if changed == 1 {
+                    append(
+                        tx,
+                        &AuditEntry {
+                            actor: audit.actor.clone(),
+                            action: "request.revoked".into(),
+                            object: format!("request:{number}"),
+                            details: serde_json::json!({ "last_serial": r.serial }),
+                        },
+                        now,
+                    )?;
+                }
+            }
             Ok(())
         })
+    }
+
+    /// What a signed payload was used for, if it was.
+    pub fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT used_for FROM used_payloads WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The revocation of a certificate, if revoked.

@@ -206,7 +206,8 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | RequestState
         | DocumentsRejected
         | OperatorSuspended
-        | AlreadyRevoked => Code::FailedPrecondition,
+        | AlreadyRevoked
+        | OperatorDismissed => Code::FailedPrecondition,
         OperatorSignatureInvalid | ApplicantSignatureInvalid | IinMismatch | PermissionDenied => {
             Code::PermissionDenied
         }
