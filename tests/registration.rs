@@ -950,3 +950,125 @@ async fn reflection_lists_the_services_and_health_answers() {
 fn tokio_stream_once<T: Send + 'static>(item: T) -> impl tokio_stream::Stream<Item = T> {
     tokio_stream::iter(vec![item])
 }
+
+/// A relay that accepts one message per connection and keeps the whole conversation.
+fn fake_smtp_relay(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut w) = conn else { return };
+            let mut r = BufReader::new(w.try_clone().unwrap());
+            let mut seen = String::new();
+            let _ = w.write_all(b"220 relay.test ESMTP\r\n");
+            let mut in_data = false;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                seen.push_str(&line);
+                let reply: &[u8] = if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        b"250 queued\r\n"
+                    } else {
+                        continue;
+                    }
+                } else if line.starts_with("EHLO") {
+                    b"250-relay.test\r\n250 8BITMIME\r\n"
+                } else if line.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                } else if line.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = w.write_all(reply);
+            }
+            let _ = tx.send(seen);
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_go_out_by_smtp_and_wait_while_the_relay_is_down() {
+    let mut svc = Service::start();
+    let relay_port = free_port();
+    let config = svc.home.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("sink = \"file\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "sink = \"file\"",
+            &format!("sink = \"smtp\"\nsmtp_relay = \"127.0.0.1:{relay_port}\""),
+        ),
+    )
+    .unwrap();
+    svc.restart(&[]);
+    let mut portal = svc.portal().await;
+    let number = portal
+        .submit_application(application("smtp").0)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+
+    // The relay is down: the message waits, attempts are counted, the cause is kept.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let attempts = count(
+            &svc,
+            "SELECT COALESCE(MAX(attempts), 0) FROM notifications WHERE sent_at IS NULL",
+        );
+        if attempts >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery attempt recorded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let error: String = svc
+        .home
+        .db()
+        .query_row("SELECT last_error FROM notifications", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        error.contains(&format!("127.0.0.1:{relay_port}")),
+        "{error}"
+    );
+
+    // The relay comes up: the message goes out, once, to the applicant, with the number.
+    let received = fake_smtp_relay(std::net::TcpListener::bind(("127.0.0.1", relay_port)).unwrap());
+    let conversation = received
+        .recv_timeout(std::time::Duration::from_secs(15))
+        .expect("a message reached the relay");
+    assert!(
+        conversation.contains("RCPT TO:<person1@mail.example.kz>"),
+        "{conversation}"
+    );
+    let body64: String = conversation
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| *l != ".")
+        .collect();
+    let body = String::from_utf8(openssl::base64::decode_block(&body64).unwrap()).unwrap();
+    assert!(body.contains(&number), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while count(
+        &svc,
+        "SELECT COUNT(*) FROM notifications WHERE sent_at IS NULL",
+    ) != 0
+    {
+        assert!(std::time::Instant::now() < deadline, "not marked sent");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
