@@ -564,37 +564,127 @@ async fn authorisation_matrix() {
     ];
     for role in roles {
         let ch = svc.channel(Some(svc.system_identity(role))).await.unwrap();
-        let portal = nuc_api::v1::portal_service_client::PortalServiceClient::new(ch.clone())
-            .get_request_status(GetRequestStatusRequest {
-                request_number: "NUC-0000-0000-0".into(),
-            })
-            .await;
-        let operator = nuc_api::v1::operator_service_client::OperatorServiceClient::new(ch.clone())
-            .get_application(GetApplicationRequest {
-                request_number: "NUC-0000-0000-0".into(),
-            })
-            .await;
-        let admin = nuc_api::v1::admin_service_client::AdminServiceClient::new(ch.clone())
-            .list_operators(ListOperatorsRequest {})
-            .await;
-        fn denied<T>(r: &Result<T, tonic::Status>) -> bool {
-            matches!(r, Err(s) if s.code() == tonic::Code::PermissionDenied)
+        let mut portal = nuc_api::v1::portal_service_client::PortalServiceClient::new(ch.clone());
+        let mut operator =
+            nuc_api::v1::operator_service_client::OperatorServiceClient::new(ch.clone());
+        let mut admin = nuc_api::v1::admin_service_client::AdminServiceClient::new(ch.clone());
+        // Every RPC, with an empty request: a caller allowed in gets some other answer (often a
+        // refusal of the empty fields), a caller not allowed gets PERMISSION_DENIED.
+        fn outcome<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
+            r.err().map(|s| reason(&s))
         }
-        assert_eq!(
-            !denied(&portal),
-            role == Some("portal"),
-            "{role:?} on portal: {portal:?}"
-        );
-        assert_eq!(
-            !denied(&operator),
-            role == Some("workstation"),
-            "{role:?} on operator: {operator:?}"
-        );
-        assert_eq!(
-            !denied(&admin),
-            role == Some("admin"),
-            "{role:?} on admin: {admin:?}"
-        );
+        let calls: Vec<(&str, &str, Option<String>)> = vec![
+            (
+                "portal",
+                "SubmitApplication",
+                outcome(
+                    portal
+                        .submit_application(SubmitApplicationRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "portal",
+                "SubmitRenewal",
+                outcome(portal.submit_renewal(SubmitRenewalRequest::default()).await),
+            ),
+            (
+                "portal",
+                "RevokeOnline",
+                outcome(portal.revoke_online(RevokeOnlineRequest::default()).await),
+            ),
+            (
+                "portal",
+                "GetRequestStatus",
+                outcome(
+                    portal
+                        .get_request_status(GetRequestStatusRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "portal",
+                "DownloadCertificates",
+                outcome(
+                    portal
+                        .download_certificates(DownloadCertificatesRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "workstation",
+                "GetApplication",
+                outcome(
+                    operator
+                        .get_application(GetApplicationRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "workstation",
+                "DecideApplication",
+                outcome(
+                    operator
+                        .decide_application(DecideApplicationRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "workstation",
+                "RevokeAtCounter",
+                outcome(
+                    operator
+                        .revoke_at_counter(RevokeAtCounterRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "admin",
+                "IssueOperatorCertificate",
+                outcome(
+                    admin
+                        .issue_operator_certificate(IssueOperatorCertificateRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "admin",
+                "SuspendOperator",
+                outcome(admin.suspend_operator(OperatorRef::default()).await),
+            ),
+            (
+                "admin",
+                "ResumeOperator",
+                outcome(admin.resume_operator(OperatorRef::default()).await),
+            ),
+            (
+                "admin",
+                "DismissOperator",
+                outcome(admin.dismiss_operator(OperatorRef::default()).await),
+            ),
+            (
+                "admin",
+                "ListOperators",
+                outcome(admin.list_operators(ListOperatorsRequest::default()).await),
+            ),
+            (
+                "admin",
+                "RevokeCertificate",
+                outcome(
+                    admin
+                        .revoke_certificate(RevokeCertificateRequest::default())
+                        .await,
+                ),
+            ),
+        ];
+        for (allowed, rpc, result) in calls {
+            let denied = result.as_deref() == Some("PERMISSION_DENIED");
+            assert_eq!(
+                denied,
+                role != Some(allowed),
+                "{role:?} calling {rpc}: {result:?}"
+            );
+        }
     }
     // No client certificate: the TLS handshake itself is refused, no call gets through.
     match svc.channel(None).await {
