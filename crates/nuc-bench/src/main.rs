@@ -31,8 +31,14 @@
 //! `--breakdown` also times each step of an issuance on one thread, through the same public
 //! pieces `Ca::issue` is made of, to show where the time goes when the target is missed.
 //!
-//! The exit code is 0 whether the target is met or not (this is a benchmark, not a test); it is
-//! 1 only when a measurement could not be made.
+//! A second benchmark follows (module [`f1`]): **F1 end to end over gRPC with mutual TLS**, the
+//! real `nuc serve` and `nuc-registry` driven by concurrent clients (submit, then an
+//! operator-confirmed issuance of an AUTH+SIGN pair), against the raw signing rate of the same
+//! token and issuing key measured in the same run (target: F1 rate >= 70% of raw rate / 2).
+//! Both run by default; `--only issue` or `--only f1` selects one.
+//!
+//! The exit code is 0 whether the targets are met or not (this is a benchmark, not a test); it
+//! is 1 only when a measurement could not be made.
 
 #![forbid(unsafe_code)]
 
@@ -66,18 +72,24 @@ const BREAKDOWN_MAX: usize = 200;
 #[derive(Parser, Debug)]
 #[command(
     name = "nuc-bench",
-    about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key"
+    about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key, \
+             then F1 end to end over gRPC with mutual TLS against the same limit"
 )]
 struct Args {
+    /// Run only this benchmark: `issue` (Ca::issue vs the bare signature) or `f1` (F1 over
+    /// gRPC with mutual TLS vs raw rate / 2). Default: both, `issue` first.
+    #[arg(long, value_enum, value_name = "BENCH")]
+    only: Option<Bench>,
     /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
     #[arg(long, value_delimiter = ',', default_value = "rsa-2048,ecdsa-p256")]
     algs: Vec<String>,
     /// Issuances measured per key type (and raw signatures per raw measurement).
     #[arg(long, default_value_t = 400)]
     count: usize,
-    /// Threads sharing one CA, for both the raw and the issuance measurements. The service
-    /// serves many callers at once, and an issuance waits on fsync where a raw signature does
-    /// not, so the default is well above the core count (the raw rate is flat past it).
+    /// Threads sharing one CA, for both the raw and the issuance measurements (and for the raw
+    /// measurement of the F1 benchmark). The service serves many callers at once, and an
+    /// issuance waits on fsync where a raw signature does not, so the default is well above the
+    /// core count (the raw rate is flat past it).
     #[arg(long, default_value_t = 16)]
     threads: usize,
     /// Issuances and raw signatures made before measuring, not counted.
@@ -86,12 +98,38 @@ struct Args {
     /// Also time each step of an issuance (one thread) to show where the time goes.
     #[arg(long)]
     breakdown: bool,
+    /// F1 benchmark: concurrent gRPC clients, each with its own mTLS connections.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// F1 benchmark: F1s measured (each one submit + one confirmed issuance of AUTH+SIGN).
+    #[arg(long, default_value_t = 200)]
+    f1_count: usize,
+    /// F1 benchmark: F1s made before measuring, not counted.
+    #[arg(long, default_value_t = 10)]
+    f1_warmup: usize,
+    /// F1 benchmark: raw signatures per raw measurement (one before, one after the F1s), on
+    /// `--threads` threads; more than `--count` because a short run is noisy.
+    #[arg(long, default_value_t = 2000)]
+    f1_raw_count: usize,
     /// Internal: measure this key type in this process (the parent sets SOFTHSM2_CONF).
     #[arg(long, hide = true, value_name = "ALG", requires = "home")]
     child: Option<String>,
     /// Internal: the temporary home of the child, removed when it ends.
     #[arg(long, hide = true, value_name = "DIR", requires = "child")]
     home: Option<PathBuf>,
+    /// Internal: measure the raw HSM signing rate with the issuing key of this home, which a
+    /// running service holds too (the parent sets SOFTHSM2_CONF); the home is left as it is.
+    #[arg(long, hide = true, value_name = "DIR", conflicts_with = "child")]
+    raw_sign_home: Option<PathBuf>,
+}
+
+/// The benchmarks `--only` chooses from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Bench {
+    /// `Ca::issue` against the bare HSM signature, per CA key type.
+    Issue,
+    /// F1 end to end over gRPC with mutual TLS against raw HSM rate / 2.
+    F1,
 }
 
 /// The parent's `println!` that survives a closed stdout (`| head`): it keeps draining the
@@ -107,12 +145,16 @@ macro_rules! out {
     }};
 }
 
+mod f1;
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = check_args(&args).and_then(|_| match (&args.child, &args.home) {
-        (Some(alg), Some(home)) => child(alg, home, &args),
-        _ => parent(&args),
-    });
+    let result =
+        check_args(&args).and_then(|_| match (&args.child, &args.home, &args.raw_sign_home) {
+            (Some(alg), Some(home), _) => child(alg, home, &args),
+            (_, _, Some(home)) => f1::raw_sign_child(home, &args),
+            _ => benches(&args),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -125,10 +167,40 @@ fn main() -> ExitCode {
 fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
     ensure!(args.count >= 1, "--count must be at least 1");
     ensure!(args.threads >= 1, "--threads must be at least 1");
+    ensure!(args.clients >= 1, "--clients must be at least 1");
+    ensure!(args.f1_count >= 1, "--f1-count must be at least 1");
+    ensure!(args.f1_raw_count >= 1, "--f1-raw-count must be at least 1");
     args.algs
         .iter()
         .map(|a| KeyAlgorithm::from_str(a.trim()).map_err(anyhow::Error::from))
         .collect()
+}
+
+/// The benchmarks `--only` selects (both by default), one after the other. A benchmark that
+/// cannot be made does not stop the next one; the exit code says that one failed.
+fn benches(args: &Args) -> Result<()> {
+    let mut failed = Vec::new();
+    if args.only != Some(Bench::F1) {
+        if let Err(e) = parent(args) {
+            eprintln!("nuc-bench: error: {}", causes(&e));
+            failed.push("issue");
+        }
+        if args.only.is_none() {
+            out!();
+        }
+    }
+    if args.only != Some(Bench::Issue)
+        && let Err(e) = f1::bench(args)
+    {
+        eprintln!("nuc-bench: error: {}", causes(&e));
+        failed.push("f1");
+    }
+    ensure!(
+        failed.is_empty(),
+        "the {} benchmark could not be made",
+        failed.join(" and ")
+    );
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------- parent
