@@ -209,3 +209,104 @@ pub fn reason(status: &tonic::Status) -> String {
         .unwrap_or("<none>")
         .to_owned()
 }
+
+/// The applicant of most tests: ҚҰНАНБАЙ АБАЙ, first head of 120340240006 in the fixture.
+pub const IIN: &str = "860908363012";
+pub const EMAIL: &str = "person1@mail.example.kz";
+/// The operator of most tests: СӘТБАЕВ ҚАНЫШ.
+pub const OPERATOR_IIN: &str = "921002310220";
+
+/// An F1 application of `iin` with fresh AUTH (RSA-2048) and SIGN (P-256) keys.
+pub fn application_of(
+    key: &str,
+    iin: &str,
+    email: &str,
+) -> (
+    nuc_api::v1::SubmitApplicationRequest,
+    PKey<Private>,
+    PKey<Private>,
+) {
+    let (auth, ka) = csr_der(KeySpec::Rsa(2048));
+    let (sign, ks) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let request = nuc_api::v1::SubmitApplicationRequest {
+        idempotency_key: key.into(),
+        iin: iin.into(),
+        bin: String::new(),
+        email: email.into(),
+        auth_csr: auth,
+        sign_csr: sign,
+    };
+    (request, ka, ks)
+}
+
+/// An F1 application of the usual applicant.
+pub fn application(
+    key: &str,
+) -> (
+    nuc_api::v1::SubmitApplicationRequest,
+    PKey<Private>,
+    PKey<Private>,
+) {
+    application_of(key, IIN, EMAIL)
+}
+
+/// A certificate with its private key: an operator, or an applicant's AUTH or SIGN.
+pub struct Signer {
+    pub serial: String,
+    pub cert_der: Vec<u8>,
+    pub key: PKey<Private>,
+}
+
+/// An operator: certificate issued through the admin service, key kept by the "workstation".
+pub async fn make_operator(svc: &Service, iin: &str) -> Signer {
+    let (csr, key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let cert = svc
+        .admin()
+        .await
+        .issue_operator_certificate(nuc_api::v1::IssueOperatorCertificateRequest {
+            iin: iin.into(),
+            role: "operator".into(),
+            con: "ЦОН Алматы №1".into(),
+            csr,
+        })
+        .await
+        .expect("operator certificate")
+        .into_inner();
+    Signer {
+        serial: cert.serial_hex,
+        cert_der: cert.der,
+        key,
+    }
+}
+
+/// CMS SignedData over `payload`, by `by`.
+pub fn signed(payload: &[u8], by: &Signer) -> Vec<u8> {
+    nuc_cms::sign(payload, &by.cert_der, &by.key, false).unwrap()
+}
+
+/// An operator's signed decision on a request.
+pub fn decision(
+    op: &Signer,
+    number: &str,
+    d: nuc_api::v1::operator_decision::Decision,
+    reason: &str,
+) -> Vec<u8> {
+    use prost::Message;
+    let payload = nuc_api::v1::OperatorDecision {
+        request_number: number.into(),
+        decision: d as i32,
+        refusal_reason: reason.into(),
+        operator_serial_hex: op.serial.clone(),
+        signed_at: nuc_core_now(),
+        nonce: rand_suffix(),
+        payload_type: "nuc.v1.OperatorDecision".into(),
+    };
+    signed(&payload.encode_to_vec(), op)
+}
+
+fn nuc_core_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -6,69 +6,7 @@ use nuc_api::v1::*;
 use nuc_e2e::api::*;
 use nuc_e2e::*;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
 use prost::Message;
-
-const IIN: &str = "860908363012"; // ҚҰНАНБАЙ АБАЙ, first head of 120340240006
-const OPERATOR_IIN: &str = "921002310220";
-
-fn application(key: &str) -> (SubmitApplicationRequest, PKey<Private>, PKey<Private>) {
-    let (auth, ka) = csr_der(KeySpec::Rsa(2048));
-    let (sign, ks) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    (
-        SubmitApplicationRequest {
-            idempotency_key: key.into(),
-            iin: IIN.into(),
-            bin: String::new(),
-            email: "person1@mail.example.kz".into(),
-            auth_csr: auth,
-            sign_csr: sign,
-        },
-        ka,
-        ks,
-    )
-}
-
-/// An operator: certificate issued through the admin service, key kept by the "workstation".
-struct Operator {
-    serial: String,
-    cert_der: Vec<u8>,
-    key: PKey<Private>,
-}
-
-async fn make_operator(svc: &Service, iin: &str) -> Operator {
-    let (csr, key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    let cert = svc
-        .admin()
-        .await
-        .issue_operator_certificate(IssueOperatorCertificateRequest {
-            iin: iin.into(),
-            role: "operator".into(),
-            con: "ЦОН Алматы №1".into(),
-            csr,
-        })
-        .await
-        .expect("operator certificate")
-        .into_inner();
-    Operator {
-        serial: cert.serial_hex,
-        cert_der: cert.der,
-        key,
-    }
-}
-
-fn decision(op: &Operator, number: &str, d: Decision, reason: &str) -> Vec<u8> {
-    let payload = OperatorDecision {
-        request_number: number.into(),
-        decision: d as i32,
-        refusal_reason: reason.into(),
-        operator_serial_hex: op.serial.clone(),
-        signed_at: 0,
-        nonce: rand_suffix(),
-        payload_type: "nuc.v1.OperatorDecision".into(),
-    };
-    nuc_cms::sign(&payload.encode_to_vec(), &op.cert_der, &op.key, false).unwrap()
-}
 
 fn count(svc: &Service, sql: &str) -> i64 {
     svc.home.count(sql)
@@ -388,7 +326,7 @@ async fn operator_signatures_are_checked_and_a_suspended_operator_is_refused() {
         b.set_not_after(x.not_after()).unwrap();
         b.sign(&op.key, openssl::hash::MessageDigest::sha256())
             .unwrap();
-        Operator {
+        Signer {
             serial: op.serial.clone(),
             cert_der: b.build().to_der().unwrap(),
             key: op.key.clone(),

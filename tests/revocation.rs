@@ -8,78 +8,12 @@ use nuc_api::v1::*;
 use nuc_e2e::api::*;
 use nuc_e2e::*;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
 use prost::Message;
 use tonic::Code;
 use tonic::transport::Channel;
 
-const IIN: &str = "860908363012"; // ҚҰНАНБАЙ АБАЙ
-const EMAIL: &str = "person1@mail.example.kz";
 const OTHER_IIN: &str = "600716380640"; // ЖҰМАБАЕВ МАҒЖАН
 const OTHER_EMAIL: &str = "person4@mail.example.kz";
-const OPERATOR_IIN: &str = "921002310220"; // СӘТБАЕВ ҚАНЫШ
-
-fn application(
-    key: &str,
-    iin: &str,
-    email: &str,
-) -> (SubmitApplicationRequest, PKey<Private>, PKey<Private>) {
-    let (auth, ka) = csr_der(KeySpec::Rsa(2048));
-    let (sign, ks) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    (
-        SubmitApplicationRequest {
-            idempotency_key: key.into(),
-            iin: iin.into(),
-            bin: String::new(),
-            email: email.into(),
-            auth_csr: auth,
-            sign_csr: sign,
-        },
-        ka,
-        ks,
-    )
-}
-
-/// A certificate holder's key and certificate: an operator, or an applicant's AUTH or SIGN.
-struct Signer {
-    serial: String,
-    cert_der: Vec<u8>,
-    key: PKey<Private>,
-}
-
-async fn make_operator(svc: &Service, iin: &str) -> Signer {
-    let (csr, key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    let cert = svc
-        .admin()
-        .await
-        .issue_operator_certificate(IssueOperatorCertificateRequest {
-            iin: iin.into(),
-            role: "operator".into(),
-            con: "ЦОН Алматы №1".into(),
-            csr,
-        })
-        .await
-        .expect("operator certificate")
-        .into_inner();
-    Signer {
-        serial: cert.serial_hex,
-        cert_der: cert.der,
-        key,
-    }
-}
-
-fn decision(op: &Signer, number: &str, d: Decision) -> Vec<u8> {
-    let payload = OperatorDecision {
-        request_number: number.into(),
-        decision: d as i32,
-        refusal_reason: String::new(),
-        operator_serial_hex: op.serial.clone(),
-        signed_at: now(),
-        nonce: rand_suffix(),
-        payload_type: "nuc.v1.OperatorDecision".into(),
-    };
-    nuc_cms::sign(&payload.encode_to_vec(), &op.cert_der, &op.key, false).unwrap()
-}
 
 /// A person whose F1 application was confirmed at a CON and issued.
 struct Holder {
@@ -95,7 +29,7 @@ async fn issued_holder(
     iin: &str,
     email: &str,
 ) -> Holder {
-    let (app, auth_key, sign_key) = application(&format!("holder-{iin}"), iin, email);
+    let (app, auth_key, sign_key) = application_of(&format!("holder-{iin}"), iin, email);
     let number = portal
         .submit_application(app)
         .await
@@ -106,7 +40,7 @@ async fn issued_holder(
         .decide_application(DecideApplicationRequest {
             request_number: number.clone(),
             operator_serial_hex: op.serial.clone(),
-            signed_decision: decision(op, &number, Decision::Confirm),
+            signed_decision: decision(op, &number, Decision::Confirm, ""),
         })
         .await
         .expect("confirmed")
@@ -149,10 +83,6 @@ fn order(serial: &str, reason: RevocationReason, iin: &str, operator_serial: &st
         payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec()
-}
-
-fn signed(payload: &[u8], by: &Signer) -> Vec<u8> {
-    nuc_cms::sign(payload, &by.cert_der, &by.key, false).unwrap()
 }
 
 /// Row counts of what a revocation may change: (revocations, requests, audit_log,

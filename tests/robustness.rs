@@ -11,61 +11,12 @@ use nuc_api::v1::*;
 use nuc_e2e::api::*;
 use nuc_e2e::*;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-
-const IIN: &str = "860908363012"; // ҚҰНАНБАЙ АБАЙ
-const EMAIL: &str = "person1@mail.example.kz";
-const OPERATOR_IIN: &str = "921002310220";
-
-fn application(key: &str) -> (SubmitApplicationRequest, PKey<Private>, PKey<Private>) {
-    let (auth, ka) = csr_der(KeySpec::Rsa(2048));
-    let (sign, ks) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    (
-        SubmitApplicationRequest {
-            idempotency_key: key.into(),
-            iin: IIN.into(),
-            bin: String::new(),
-            email: EMAIL.into(),
-            auth_csr: auth,
-            sign_csr: sign,
-        },
-        ka,
-        ks,
-    )
-}
-
-struct Signer {
-    serial: String,
-    cert_der: Vec<u8>,
-    key: PKey<Private>,
-}
-
-async fn make_operator(svc: &Service, iin: &str) -> Signer {
-    let (csr, key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-    let cert = svc
-        .admin()
-        .await
-        .issue_operator_certificate(IssueOperatorCertificateRequest {
-            iin: iin.into(),
-            role: "operator".into(),
-            con: "ЦОН Алматы №1".into(),
-            csr,
-        })
-        .await
-        .expect("operator certificate")
-        .into_inner();
-    Signer {
-        serial: cert.serial_hex,
-        cert_der: cert.der,
-        key,
-    }
-}
 
 fn decision_payload(op_serial: &str, number: &str, d: Decision) -> Vec<u8> {
     OperatorDecision {
