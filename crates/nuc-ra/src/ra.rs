@@ -620,7 +620,9 @@ impl Ra {
             common_name: None,
         };
         let (auth, sign) = profiles_for(request.bin.as_deref());
-        let mut out = Vec::new();
+        // AUTH and SIGN are issued side by side: their reservations and their records then
+        // share commits (group commit), which halves the durable waits of an issuance.
+        let mut tasks = Vec::new();
         for (profile, csr) in [
             (auth, request.auth_csr.clone()),
             (sign, request.sign_csr.clone()),
@@ -636,10 +638,26 @@ impl Ra {
                 actor: actor.into(),
                 request_number: Some(request.number.clone()),
             };
-            let issued = tokio::task::spawn_blocking(move || ca.issue(&req))
-                .await
-                .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??;
-            out.push(issued);
+            tasks.push(tokio::task::spawn_blocking(move || ca.issue(&req)));
+        }
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for task in tasks {
+            match task.await {
+                Ok(Ok(issued)) => out.push(issued),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(RaError::from(e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(RaError::new(
+                        ReasonCode::Internal,
+                        format!("issuance task: {e}"),
+                    ));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(out)
     }

@@ -15,6 +15,9 @@ use nuc_ra::Ra;
 use nuc_store::Notification;
 use tokio::sync::watch;
 
+/// Messages per pass (and per commit of their outcomes).
+const PASS_SIZE: i64 = 100;
+
 fn deliver_to_file(dir: &std::path::Path, from: &str, n: &Notification) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let final_path = dir.join(format!("{:08}-{}.eml", n.id, n.kind));
@@ -36,7 +39,7 @@ fn deliver_to_file(dir: &std::path::Path, from: &str, n: &Notification) -> Resul
 
 /// One pass over the pending messages; returns how many were delivered.
 pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize {
-    let pending = match ra.ca.store.pending_notifications(100) {
+    let pending = match ra.ca.store.pending_notifications(PASS_SIZE) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "outbox unreadable");
@@ -45,6 +48,7 @@ pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize
     };
     let dir: PathBuf = home.join(&cfg.dir);
     let mut sent = 0;
+    let mut outcomes = Vec::with_capacity(pending.len());
     for n in pending {
         let result = match cfg.sink.as_str() {
             "file" => deliver_to_file(&dir, &cfg.from, &n),
@@ -68,9 +72,12 @@ pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize
                 tracing::warn!(id = n.id, attempts = n.attempts + 1, error = %e, "notification not delivered; will retry")
             }
         }
-        if let Err(e) = ra.ca.store.notification_attempted(n.id, error) {
-            tracing::error!(error = %e, "could not record a delivery attempt");
-        }
+        outcomes.push((n.id, error));
+    }
+    // One commit for the pass. Should it fail, the delivered messages are sent again on the
+    // next pass: at least once, never lost.
+    if let Err(e) = ra.ca.store.notifications_attempted(&outcomes) {
+        tracing::error!(error = %e, "could not record the delivery attempts");
     }
     sent
 }
@@ -85,7 +92,12 @@ pub async fn run(
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     loop {
         let (ra2, cfg2, home2) = (ra.clone(), cfg.clone(), home.clone());
-        let _ = tokio::task::spawn_blocking(move || pass(&ra2, &cfg2, &home2)).await;
+        let sent = tokio::task::spawn_blocking(move || pass(&ra2, &cfg2, &home2))
+            .await
+            .unwrap_or(0);
+        if sent == PASS_SIZE as usize {
+            continue; // a full pass: there is more waiting, no pause
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|s| *s) => return Ok(()),

@@ -597,20 +597,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records the outcome of one delivery attempt.
-    pub fn notification_attempted(&self, id: i64, error: Option<String>) -> Result<(), StoreError> {
+    /// Records the outcomes of a pass of delivery attempts, all in one commit.
+    pub fn notifications_attempted(
+        &self,
+        outcomes: &[(i64, Option<String>)],
+    ) -> Result<(), StoreError> {
+        let outcomes = outcomes.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
-            match &error {
-                None => tx.execute(
-                    "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                    params![id, now],
-                )?,
-                Some(e) => tx.execute(
-                    "UPDATE notifications SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-                    params![id, e],
-                )?,
-            };
+            for (id, error) in &outcomes {
+                match error {
+                    None => tx
+                        .prepare_cached(
+                            "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                        )?
+                        .execute(params![id, now])?,
+                    Some(e) => tx
+                        .prepare_cached("UPDATE notifications SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
+                        .execute(params![id, e])?,
+                };
+            }
             Ok(())
         })
     }

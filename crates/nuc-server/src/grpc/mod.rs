@@ -227,6 +227,18 @@ pub fn refusal(reason: ReasonCode, message: &str) -> Status {
     s
 }
 
+/// Runs RA work on the blocking pool: it waits on the HSM and on durable commits (fsync), and
+/// an async worker that waits stalls every other connection it serves (TLS, HTTP/2).
+pub async fn blocking<T: Send + 'static>(
+    work: impl Future<Output = Result<T, RaError>> + Send + 'static,
+) -> Result<T, Status> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(work))
+        .await
+        .map_err(|e| Status::internal(format!("INTERNAL: request task failed: {e}")))?
+        .map_err(status)
+}
+
 pub fn status(e: RaError) -> Status {
     if e.reason.is_caller_error() {
         tracing::info!(reason = %e.reason, message = %e.message, "refused");

@@ -7,7 +7,7 @@ use nuc_api::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::portal::state_of;
-use super::{Api, Service, issued, status};
+use super::{Api, Service, blocking, issued};
 
 pub struct OperatorApi(pub Arc<Api>);
 
@@ -18,11 +18,9 @@ impl OperatorService for OperatorApi {
         req: Request<GetApplicationRequest>,
     ) -> Result<Response<Application>, Status> {
         self.0.authorize(&req, Service::Operator)?;
-        let row = self
-            .0
-            .ra
-            .request(&req.get_ref().request_number)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let number = req.into_inner().request_number;
+        let row = blocking(async move { ra.request(&number) }).await?;
         let subject: serde_json::Value =
             serde_json::from_str(&row.subject_json).unwrap_or_default();
         let field = |k: &str| {
@@ -54,17 +52,17 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<DecideApplicationResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Operator)?;
         let r = req.into_inner();
-        let (row, certs) = self
-            .0
-            .ra
-            .decide(
+        let ra = self.0.ra.clone();
+        let (row, certs) = blocking(async move {
+            ra.decide(
                 &caller.actor(),
                 &r.request_number,
                 &r.operator_serial_hex,
                 &r.signed_decision,
             )
             .await
-            .map_err(status)?;
+        })
+        .await?;
         Ok(Response::new(DecideApplicationResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -81,11 +79,11 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<RevokeAtCounterResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Operator)?;
         let r = req.into_inner();
-        let row = self
-            .0
-            .ra
-            .revoke_at_counter(&caller.actor(), &r.operator_serial_hex, &r.signed_order)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let row = blocking(async move {
+            ra.revoke_at_counter(&caller.actor(), &r.operator_serial_hex, &r.signed_order)
+        })
+        .await?;
         Ok(Response::new(RevokeAtCounterResponse {
             serial_hex: row.serial,
             revoked_at: row.revoked_at,

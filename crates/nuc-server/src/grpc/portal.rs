@@ -6,7 +6,7 @@ use nuc_api::v1::portal_service_server::PortalService;
 use nuc_api::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, issued, status};
+use super::{Api, Service, blocking, issued};
 
 pub struct PortalApi(pub Arc<Api>);
 
@@ -31,22 +31,17 @@ impl PortalService for PortalApi {
     ) -> Result<Response<SubmitApplicationResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Portal)?;
         let r = req.into_inner();
-        let row = self
-            .0
-            .ra
-            .submit_application(
-                &caller.actor(),
-                nuc_ra::Application {
-                    idempotency_key: Some(r.idempotency_key),
-                    iin: r.iin,
-                    bin: Some(r.bin),
-                    email: r.email,
-                    auth_csr: r.auth_csr,
-                    sign_csr: r.sign_csr,
-                },
-            )
-            .await
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let app = nuc_ra::Application {
+            idempotency_key: Some(r.idempotency_key),
+            iin: r.iin,
+            bin: Some(r.bin),
+            email: r.email,
+            auth_csr: r.auth_csr,
+            sign_csr: r.sign_csr,
+        };
+        let row =
+            blocking(async move { ra.submit_application(&caller.actor(), app).await }).await?;
         Ok(Response::new(SubmitApplicationResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -60,16 +55,16 @@ impl PortalService for PortalApi {
     ) -> Result<Response<SubmitRenewalResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Portal)?;
         let r = req.into_inner();
-        let (row, certs) = self
-            .0
-            .ra
-            .submit_renewal(
+        let ra = self.0.ra.clone();
+        let (row, certs) = blocking(async move {
+            ra.submit_renewal(
                 &caller.actor(),
                 Some(&r.idempotency_key),
                 &r.signed_application,
             )
             .await
-            .map_err(status)?;
+        })
+        .await?;
         Ok(Response::new(SubmitRenewalResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -86,11 +81,9 @@ impl PortalService for PortalApi {
     ) -> Result<Response<RevokeOnlineResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Portal)?;
         let r = req.into_inner();
-        let row = self
-            .0
-            .ra
-            .revoke_online(&caller.actor(), &r.signed_order)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let row =
+            blocking(async move { ra.revoke_online(&caller.actor(), &r.signed_order) }).await?;
         Ok(Response::new(RevokeOnlineResponse {
             serial_hex: row.serial,
             revoked_at: row.revoked_at,
@@ -102,11 +95,9 @@ impl PortalService for PortalApi {
         req: Request<GetRequestStatusRequest>,
     ) -> Result<Response<GetRequestStatusResponse>, Status> {
         self.0.authorize(&req, Service::Portal)?;
-        let row = self
-            .0
-            .ra
-            .request(&req.get_ref().request_number)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let number = req.into_inner().request_number;
+        let row = blocking(async move { ra.request(&number) }).await?;
         Ok(Response::new(GetRequestStatusResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -122,11 +113,9 @@ impl PortalService for PortalApi {
         req: Request<DownloadCertificatesRequest>,
     ) -> Result<Response<DownloadCertificatesResponse>, Status> {
         self.0.authorize(&req, Service::Portal)?;
-        let dl = self
-            .0
-            .ra
-            .download(&req.get_ref().request_number)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let number = req.into_inner().request_number;
+        let dl = blocking(async move { ra.download(&number) }).await?;
         Ok(Response::new(DownloadCertificatesResponse {
             certificates: dl
                 .certificates
