@@ -79,10 +79,16 @@ run: build
 	"$(NUC)" serve --home "$(DEV_HOME)"
 
 # All tests. The end-to-end tests drive the release `nuc` binary (NUC_BIN) and call pkilint's
-# lint_pkix_cert, found through PATH in .venv/bin.
+# lint_pkix_cert, found through PATH in .venv/bin. The last line sums up every test binary:
+# "N passed, M failed".
 test: deps
 	cargo build --release -p nuc-server -p nuc-registry
-	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace
+	@set -o pipefail; mkdir -p "$(TARGET_DIR)"; status=0; \
+	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace 2>&1 \
+	  | tee "$(TARGET_DIR)/test.log" || status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' \
+	  "$(TARGET_DIR)/test.log"; \
+	exit $$status
 
 # Benchmarks (crates/nuc-bench), release build.
 bench: deps
