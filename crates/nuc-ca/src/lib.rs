@@ -9,6 +9,7 @@
 //! a private key leave the HSM: nothing else in the workspace talks PKCS#11 for CA keys.
 
 pub mod ca;
+pub mod cert;
 pub mod csr;
 pub mod error;
 pub mod home;

@@ -17,7 +17,7 @@ use prost::Message;
 
 use crate::clock::Clock;
 use crate::error::RaError;
-use crate::signer::{check_operator, check_signer};
+use crate::signer::{check_applicant, check_operator};
 use crate::{bundle, number};
 
 /// Settings of the RA.
@@ -133,6 +133,19 @@ fn same_application(existing: &RequestRow, app: &Application) -> Result<(), RaEr
     Ok(())
 }
 
+/// Decodes a signed payload and checks that it is of the type this call expects.
+fn decode_payload<P: Message + Default>(
+    content: &[u8],
+    type_name: &str,
+    payload_type: impl Fn(&P) -> &str,
+    fail: fn(String) -> RaError,
+) -> Result<P, RaError> {
+    let p = P::decode(content)
+        .map_err(|e| fail(format!("the signed content is not a {type_name}: {e}")))?;
+    payload_type_is(payload_type(&p), type_name).map_err(fail)?;
+    Ok(p)
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(b))
 }
@@ -219,25 +232,13 @@ impl Ra {
         let key = idempotency_key(idempotency)?;
         let now = self.now();
         let verified = nuc_cms::verify(signed, None).map_err(RaError::applicant_signature)?;
-        let signer = check_signer(
-            self,
-            &verified.signer_cert_der,
-            &[
-                "individual-auth",
-                "individual-sign",
-                "legal-auth",
-                "legal-sign",
-            ],
-            now,
+        let signer = check_applicant(self, &verified.signer_cert_der, now)?;
+        let renewal: RenewalApplication = decode_payload(
+            &verified.content,
+            RENEWAL_APPLICATION,
+            |p: &RenewalApplication| &p.payload_type,
             RaError::applicant_signature::<String>,
         )?;
-        let renewal = RenewalApplication::decode(verified.content.as_slice()).map_err(|e| {
-            RaError::applicant_signature(format!(
-                "the signed content is not a RenewalApplication: {e}"
-            ))
-        })?;
-        payload_type_is(&renewal.payload_type, RENEWAL_APPLICATION)
-            .map_err(RaError::applicant_signature)?;
         if renewal.iin.trim() != signer.iin {
             return Err(RaError::new(
                 ReasonCode::IinMismatch,
@@ -483,13 +484,12 @@ impl Ra {
             session_operator.trim(),
             now,
         )?;
-        let decision = OperatorDecision::decode(verified.content.as_slice()).map_err(|e| {
-            RaError::operator_signature(format!(
-                "the signed content is not an OperatorDecision: {e}"
-            ))
-        })?;
-        payload_type_is(&decision.payload_type, OPERATOR_DECISION)
-            .map_err(RaError::operator_signature)?;
+        let decision: OperatorDecision = decode_payload(
+            &verified.content,
+            OPERATOR_DECISION,
+            |p: &OperatorDecision| &p.payload_type,
+            RaError::operator_signature::<String>,
+        )?;
         if number::canonical(&decision.request_number) != request.number {
             return Err(RaError::operator_signature(format!(
                 "the signed content is for request {:?}, not {}",
@@ -944,11 +944,12 @@ impl Ra {
             session_operator.trim(),
             now,
         )?;
-        let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
-            RaError::operator_signature(format!("the signed content is not a RevocationOrder: {e}"))
-        })?;
-        payload_type_is(&order.payload_type, REVOCATION_ORDER)
-            .map_err(RaError::operator_signature)?;
+        let order: RevocationOrder = decode_payload(
+            &verified.content,
+            REVOCATION_ORDER,
+            |p: &RevocationOrder| &p.payload_type,
+            RaError::operator_signature::<String>,
+        )?;
         if !order
             .operator_serial_hex
             .eq_ignore_ascii_case(&operator.serial_hex)
@@ -977,25 +978,13 @@ impl Ra {
     pub fn revoke_online(&self, caller: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
         let now = self.now();
         let verified = nuc_cms::verify(signed, None).map_err(RaError::applicant_signature)?;
-        let signer = check_signer(
-            self,
-            &verified.signer_cert_der,
-            &[
-                "individual-auth",
-                "individual-sign",
-                "legal-auth",
-                "legal-sign",
-            ],
-            now,
+        let signer = check_applicant(self, &verified.signer_cert_der, now)?;
+        let order: RevocationOrder = decode_payload(
+            &verified.content,
+            REVOCATION_ORDER,
+            |p: &RevocationOrder| &p.payload_type,
             RaError::applicant_signature::<String>,
         )?;
-        let order = RevocationOrder::decode(verified.content.as_slice()).map_err(|e| {
-            RaError::applicant_signature(format!(
-                "the signed content is not a RevocationOrder: {e}"
-            ))
-        })?;
-        payload_type_is(&order.payload_type, REVOCATION_ORDER)
-            .map_err(RaError::applicant_signature)?;
         if order.iin != signer.iin {
             return Err(RaError::new(
                 ReasonCode::IinMismatch,

@@ -1,11 +1,10 @@
 //! Who signed a CMS: the checks of SPEC F1 step 5 (operators) and F2/F3 (applicants) on the
 //! signer's certificate, against our own issuing CA and our own database.
 
-use const_oid::{AssociatedOid, ObjectIdentifier};
+use const_oid::ObjectIdentifier;
 use der::Decode;
 use nuc_core::ReasonCode;
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::ExtendedKeyUsage;
 
 use crate::error::RaError;
 use crate::ra::Ra;
@@ -29,17 +28,6 @@ pub fn iin_of(cert: &Certificate) -> Option<String> {
             let v = String::from_utf8_lossy(a.value.value()).into_owned();
             v.strip_prefix("IIN").map(str::to_owned)
         })
-}
-
-fn eku(cert: &Certificate) -> Vec<ObjectIdentifier> {
-    cert.tbs_certificate()
-        .extensions()
-        .into_iter()
-        .flatten()
-        .find(|e| e.extn_id == ExtendedKeyUsage::OID)
-        .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
-        .map(|k| k.0)
-        .unwrap_or_default()
 }
 
 /// Checks a signer certificate: issued by our issuing CA, known to our database as issued
@@ -107,6 +95,22 @@ pub fn check_signer(
     })
 }
 
+/// Applicant checks: a personal certificate of ours (AUTH or SIGN, individual or legal).
+pub fn check_applicant(ra: &Ra, signer_der: &[u8], now: i64) -> Result<CheckedSigner, RaError> {
+    check_signer(
+        ra,
+        signer_der,
+        &[
+            "individual-auth",
+            "individual-sign",
+            "legal-auth",
+            "legal-sign",
+        ],
+        now,
+        RaError::applicant_signature::<String>,
+    )
+}
+
 /// Operator checks on top of [`check_signer`]: an operator role OID in the EKU, the operator
 /// known and active, and the signer being the operator of this session.
 pub fn check_operator(
@@ -133,7 +137,10 @@ pub fn check_operator(
         .get("operator")
         .map(|p| p.roles.values().copied().collect())
         .unwrap_or_default();
-    if !eku(&cert).iter().any(|o| roles.contains(o)) {
+    if !nuc_ca::cert::extended_key_usage(&cert)
+        .iter()
+        .any(|o| roles.contains(o))
+    {
         return Err(RaError::operator_signature(
             "the certificate carries no NUC staff role",
         ));

@@ -12,13 +12,12 @@ mod portal;
 
 use std::sync::Arc;
 
-use const_oid::{AssociatedOid, ObjectIdentifier};
+use const_oid::ObjectIdentifier;
 use der::Decode;
 use nuc_core::ReasonCode;
 use nuc_ra::{Ra, RaError};
 use tonic::{Code, Request, Status};
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::ExtendedKeyUsage;
 
 pub use admin::AdminApi;
 pub use operator::OperatorApi;
@@ -163,15 +162,7 @@ impl Api {
         let cert = Certificate::from_der(leaf.as_ref())
             .map_err(|_| Status::unauthenticated("the client certificate does not decode"))?;
         let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
-        let ekus: Vec<ObjectIdentifier> = cert
-            .tbs_certificate()
-            .extensions()
-            .into_iter()
-            .flatten()
-            .find(|e| e.extn_id == ExtendedKeyUsage::OID)
-            .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
-            .map(|k| k.0)
-            .unwrap_or_default();
+        let ekus = nuc_ca::cert::extended_key_usage(&cert);
         let role = self
             .role_oids
             .iter()

@@ -1,0 +1,19 @@
+//! Reading what our own certificates say, for the parts of the service that decide on them
+//! (callers' roles, signers' staff roles).
+
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::Decode;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::ExtendedKeyUsage;
+
+/// The EKU OIDs of a certificate (empty when it has none or it does not decode).
+pub fn extended_key_usage(cert: &Certificate) -> Vec<ObjectIdentifier> {
+    cert.tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == ExtendedKeyUsage::OID)
+        .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
+        .map(|k| k.0)
+        .unwrap_or_default()
+}
