@@ -11,7 +11,7 @@ use std::str::FromStr;
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode, EncodePem};
 use nuc_core::SubjectInfo;
-use nuc_store::{AuditEntry, CaKeyRow, Reservation, Store};
+use nuc_store::{AuditEntry, CaKeyRow, Reservation, Store, Transition};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::name::Name;
@@ -62,6 +62,14 @@ impl Issued {
         der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der)
             .expect("PEM of DER bytes")
     }
+}
+
+/// An issuance checked and linted, ready to reserve and sign.
+struct Prepared {
+    reservation: Reservation,
+    reserved_audit: AuditEntry,
+    tbs_der: Vec<u8>,
+    actor: String,
 }
 
 /// A CA key in the HSM with its certificate.
@@ -534,21 +542,12 @@ impl Ca {
 
     /// Issues one certificate. Refusals are audited and change nothing else.
     pub fn issue(&self, req: &IssueRequest) -> Result<Issued, CaError> {
-        let result = self.issue_checked(req);
-        if let Err(e) = &result
-            && e.reason().is_caller_error()
-        {
-            let _ = self.store.audit(&AuditEntry {
-                actor: req.actor.clone(),
-                action: "certificate.refused".into(),
-                object: format!("profile:{}", req.profile),
-                details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
-            });
-        }
-        result
+        self.issue_checked(req)
+            .inspect_err(|e| self.audit_refusal(req, e))
     }
 
-    fn issue_checked(&self, req: &IssueRequest) -> Result<Issued, CaError> {
+    /// Everything before the reservation: profile, role, subject, key, TBS, lint.
+    fn prepare(&self, req: &IssueRequest) -> Result<Prepared, CaError> {
         let profile = self.policy.end_entity(&req.profile).ok_or_else(|| {
             CaError::invalid(
                 "profile",
@@ -683,8 +682,8 @@ impl Ca {
 
         let serial_hex = hex::encode(serial);
         let subject_text = subject.to_string();
-        self.store.reserve(
-            &Reservation {
+        Ok(Prepared {
+            reservation: Reservation {
                 serial: serial_hex.clone(),
                 profile: profile.name.clone(),
                 subject: subject_text.clone(),
@@ -695,48 +694,128 @@ impl Ca {
                 not_after,
                 request_number: req.request_number.clone(),
             },
-            &AuditEntry {
+            reserved_audit: AuditEntry {
                 actor: req.actor.clone(),
                 action: "certificate.reserved".into(),
                 object: format!("serial:{serial_hex}"),
                 details: serde_json::json!({ "profile": profile.name, "spki_sha256": checked.spki_sha256 }),
             },
-        )?;
-        let der = match sign_tbs(&self.hsm, &self.issuing.key, &tbs_der) {
-            Ok(der) => der,
-            Err(e) => {
-                let _ = self.store.abandon(
-                    &serial_hex,
-                    &AuditEntry {
-                        actor: req.actor.clone(),
-                        action: "certificate.abandoned".into(),
-                        object: format!("serial:{serial_hex}"),
-                        details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
-                    },
-                );
-                return Err(e);
-            }
-        };
-        self.store.record_issued(
-            &serial_hex,
-            &der,
-            &AuditEntry {
-                actor: req.actor.clone(),
-                action: "certificate.issued".into(),
-                object: format!("serial:{serial_hex}"),
-                details: serde_json::json!({
-                    "profile": profile.name,
-                    "subject": subject_text,
-                    "sha256": hex::encode(openssl::sha::sha256(&der)),
-                }),
-            },
-        )?;
-        tracing::info!(serial = %serial_hex, profile = %profile.name, "certificate issued");
-        Ok(Issued {
-            serial_hex,
-            der,
-            subject: subject_text,
-            profile: profile.name.clone(),
+            tbs_der,
+            actor: req.actor.clone(),
         })
+    }
+
+    /// Reserves (after `before`), signs in the HSM, records (then `after`): two commits for
+    /// the whole batch. If the HSM fails, every reservation of the batch is abandoned.
+    fn complete(
+        &self,
+        prepared: Vec<Prepared>,
+        before: Option<Transition>,
+        after: Option<Transition>,
+    ) -> Result<Vec<Issued>, CaError> {
+        let items: Vec<_> = prepared
+            .iter()
+            .map(|p| (p.reservation.clone(), p.reserved_audit.clone()))
+            .collect();
+        self.store.reserve_batch(&items, before)?;
+        let mut signed = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            match sign_tbs(&self.hsm, &self.issuing.key, &p.tbs_der) {
+                Ok(der) => signed.push(der),
+                Err(e) => {
+                    for q in &prepared {
+                        let _ = self.store.abandon(
+                            &q.reservation.serial,
+                            &AuditEntry {
+                                actor: q.actor.clone(),
+                                action: "certificate.abandoned".into(),
+                                object: format!("serial:{}", q.reservation.serial),
+                                details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
+                            },
+                        );
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let records: Vec<_> = prepared
+            .iter()
+            .zip(&signed)
+            .map(|(p, der)| {
+                let r = &p.reservation;
+                (
+                    r.serial.clone(),
+                    der.clone(),
+                    AuditEntry {
+                        actor: p.actor.clone(),
+                        action: "certificate.issued".into(),
+                        object: format!("serial:{}", r.serial),
+                        details: serde_json::json!({
+                            "profile": r.profile,
+                            "subject": r.subject,
+                            "sha256": hex::encode(openssl::sha::sha256(der)),
+                        }),
+                    },
+                )
+            })
+            .collect();
+        self.store.record_batch(&records, after)?;
+        Ok(prepared
+            .into_iter()
+            .zip(signed)
+            .map(|(p, der)| {
+                tracing::info!(serial = %p.reservation.serial, profile = %p.reservation.profile, "certificate issued");
+                Issued {
+                    serial_hex: p.reservation.serial,
+                    der,
+                    subject: p.reservation.subject,
+                    profile: p.reservation.profile,
+                }
+            })
+            .collect())
+    }
+
+    fn issue_checked(&self, req: &IssueRequest) -> Result<Issued, CaError> {
+        let prepared = self.prepare(req)?;
+        Ok(self.complete(vec![prepared], None, None)?.remove(0))
+    }
+
+    /// Issues several certificates for one request in two commits: the reservations together
+    /// with `before` (e.g. the request's confirmation), the records together with `after`
+    /// (e.g. the request becoming issued). Nothing is reserved if any of them is refused.
+    pub fn issue_batch(
+        &self,
+        reqs: &[IssueRequest],
+        before: Option<Transition>,
+        after: Option<Transition>,
+    ) -> Result<Vec<Issued>, CaError> {
+        let mut prepared = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            match self.prepare(req) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    self.audit_refusal(req, &e);
+                    return Err(e);
+                }
+            }
+        }
+        self.complete(prepared, before, after).inspect_err(|e| {
+            if e.reason().is_caller_error() {
+                for req in reqs {
+                    self.audit_refusal(req, e);
+                }
+            }
+        })
+    }
+
+    fn audit_refusal(&self, req: &IssueRequest, e: &CaError) {
+        if e.reason().is_caller_error() {
+            let _ = self.store.audit(&AuditEntry {
+                actor: req.actor.clone(),
+                action: "certificate.refused".into(),
+                object: format!("profile:{}", req.profile),
+                details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
+            });
+        }
     }
 }

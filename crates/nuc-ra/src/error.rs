@@ -42,6 +42,10 @@ impl RaError {
 
 impl From<CaError> for RaError {
     fn from(e: CaError) -> Self {
+        // A request's transition that failed inside an issuance speaks for itself.
+        if let CaError::Store(inner) = e {
+            return RaError::from(inner);
+        }
         let reason = match e.reason() {
             // Whatever is wrong with the applicant's key is KEY_REJECTED to the API.
             ReasonCode::CsrMalformed

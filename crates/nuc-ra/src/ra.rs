@@ -309,9 +309,10 @@ impl Ra {
             ));
         }
         let actor = format!("holder:{}", signer.serial_hex);
-        let issued = self.issue_for(&row, "remote", &actor).await?;
-        let row = self.finish_issuance(&row, RequestState::Verified, &actor, &issued)?;
-        Ok((row, issued))
+        let issued = self
+            .issue_for(&row, "remote", &actor, None, RequestState::Verified)
+            .await?;
+        Ok((self.request(&row.number)?, issued))
     }
 
     /// Field checks of an application, before any registry call: IIN/BIN check digits, the
@@ -559,7 +560,9 @@ impl Ra {
                 Ok((row, vec![]))
             }
             Decision::Confirm => {
-                self.ca.store.transition(&Transition {
+                // The confirmation commits with the reservations, the certificates with the
+                // request becoming issued: two durable waits, not six.
+                let confirm = Transition {
                     number: request.number.clone(),
                     from: vec![RequestState::Registered],
                     to: RequestState::Confirmed,
@@ -574,11 +577,17 @@ impl Ra {
                         object: format!("request:{}", request.number),
                         details: serde_json::json!({ "via": caller }),
                     },
-                })?;
-                let issued = self.issue_for(&request, "in-person", &actor).await?;
-                let row =
-                    self.finish_issuance(&request, RequestState::Confirmed, &actor, &issued)?;
-                Ok((row, issued))
+                };
+                let issued = self
+                    .issue_for(
+                        &request,
+                        "in-person",
+                        &actor,
+                        Some(confirm),
+                        RequestState::Confirmed,
+                    )
+                    .await?;
+                Ok((self.request(&request.number)?, issued))
             }
             Decision::Unspecified => Err(RaError::operator_signature(
                 "the signed content names no decision",
@@ -586,12 +595,16 @@ impl Ra {
         }
     }
 
-    /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads).
+    /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads),
+    /// in two commits: the reservations with `before`, the certificates with the request
+    /// moving from `issuing_from` to issued (and its notification).
     async fn issue_for(
         &self,
         request: &RequestRow,
         identification: &str,
         actor: &str,
+        before: Option<Transition>,
+        issuing_from: RequestState,
     ) -> Result<Vec<Issued>, RaError> {
         let subject: RegisteredSubject =
             serde_json::from_str(&request.subject_json).map_err(|e| {
@@ -620,15 +633,12 @@ impl Ra {
             common_name: None,
         };
         let (auth, sign) = profiles_for(request.bin.as_deref());
-        // AUTH and SIGN are issued side by side: their reservations and their records then
-        // share commits (group commit), which halves the durable waits of an issuance.
-        let mut tasks = Vec::new();
+        let mut reqs = Vec::new();
         for (profile, csr) in [
             (auth, request.auth_csr.clone()),
             (sign, request.sign_csr.clone()),
         ] {
-            let ca = self.ca.clone();
-            let req = IssueRequest {
+            reqs.push(IssueRequest {
                 profile: profile.into(),
                 csr,
                 subject: info.clone(),
@@ -637,43 +647,29 @@ impl Ra {
                 dns_names: vec![],
                 actor: actor.into(),
                 request_number: Some(request.number.clone()),
-            };
-            tasks.push(tokio::task::spawn_blocking(move || ca.issue(&req)));
+            });
         }
-        let mut out = Vec::new();
-        let mut first_error = None;
-        for task in tasks {
-            match task.await {
-                Ok(Ok(issued)) => out.push(issued),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(RaError::from(e));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(RaError::new(
-                        ReasonCode::Internal,
-                        format!("issuance task: {e}"),
-                    ));
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        Ok(out)
+        let after = self.finish_transition(request, issuing_from, actor);
+        let ca = self.ca.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || ca.issue_batch(&reqs, before, Some(after)))
+                .await
+                .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??,
+        )
     }
 
-    fn finish_issuance(
+    /// The request becoming issued, with the "certificates issued" e-mail.
+    fn finish_transition(
         &self,
         request: &RequestRow,
         from: RequestState,
         actor: &str,
-        issued: &[Issued],
-    ) -> Result<RequestRow, RaError> {
+    ) -> Transition {
         let link = self
             .config
             .download_url
             .replace("{number}", &request.number);
-        Ok(self.ca.store.transition(&Transition {
+        Transition {
             number: request.number.clone(),
             from: vec![from],
             to: RequestState::Issued,
@@ -685,17 +681,22 @@ impl Ra {
                 (
                     "issued".into(),
                     to,
-                    format!("НУЦ РК: регистрационные свидетельства по заявлению {}", request.number),
-                    format!("Регистрационные свидетельства выпущены. Установите их по ссылке: {link}\n"),
+                    format!(
+                        "НУЦ РК: регистрационные свидетельства по заявлению {}",
+                        request.number
+                    ),
+                    format!(
+                        "Регистрационные свидетельства выпущены. Установите их по ссылке: {link}\n"
+                    ),
                 )
             }),
             audit: AuditEntry {
                 actor: actor.into(),
                 action: "request.issued".into(),
                 object: format!("request:{}", request.number),
-                details: serde_json::json!({ "serials": issued.iter().map(|i| i.serial_hex.clone()).collect::<Vec<_>>() }),
+                details: serde_json::json!({ "identification": request.identification }),
             },
-        })?)
+        }
     }
 
     /// F7: the certificates of an issued request, and a PKCS#7 certs-only bundle with the chain.

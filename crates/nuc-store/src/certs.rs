@@ -4,9 +4,10 @@
 //! key fingerprint are *reserved* before the HSM signs, the certificate is *recorded* after.
 //! A crash between the two leaves a reservation, never a signed certificate we do not know of.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::audit::{AuditEntry, append};
+use crate::registration::{Transition, apply_transition};
 use crate::{Store, StoreError};
 
 /// What is known of a certificate before it is signed.
@@ -46,6 +47,42 @@ pub struct CaKeyRow {
     pub cert_der: Vec<u8>,
 }
 
+fn reserve_in(tx: &Transaction<'_>, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
+    let now = nuc_core::time::now_unix();
+    if let Some(serial) = tx
+        .prepare_cached("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1")?
+        .query_row([&r.spki_sha256], |row| row.get(0))
+        .optional()?
+    {
+        return Err(StoreError::KeyAlreadyCertified { serial });
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO certificates
+             (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at, request_number)
+             VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            r.serial,
+            r.profile,
+            r.subject,
+            r.iin,
+            r.bin,
+            r.spki_sha256,
+            r.not_before,
+            r.not_after,
+            now,
+            r.request_number
+        ])?;
+    if inserted != 1 {
+        return Err(StoreError::SerialExists(r.serial.clone()));
+    }
+    tx.prepare_cached("INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)")?
+        .execute(params![r.spki_sha256, r.serial])?;
+    append(tx, audit, now)?;
+    Ok(())
+}
+
 impl Store {
     /// The serial of the certificate that already certifies this key, if any.
     pub fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError> {
@@ -62,40 +99,24 @@ impl Store {
     /// Reserves the serial and the key before signing. Refuses a key already certified and a
     /// serial already used, atomically with respect to concurrent issuers.
     pub fn reserve(&self, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
-        let (r, audit) = (r.clone(), audit.clone());
+        self.reserve_batch(&[(r.clone(), audit.clone())], None)
+    }
+
+    /// Reserves several issuances, after applying `before` (a request's transition that the
+    /// issuance follows, e.g. its confirmation), all in one commit: all or none.
+    pub fn reserve_batch(
+        &self,
+        items: &[(Reservation, AuditEntry)],
+        before: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        let items = items.to_vec();
         self.write(move |tx| {
-            let now = nuc_core::time::now_unix();
-            if let Some(serial) = tx
-                .prepare_cached("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1")?
-                .query_row([&r.spki_sha256], |row| row.get(0))
-                .optional()?
-            {
-                return Err(StoreError::KeyAlreadyCertified { serial });
+            if let Some(t) = &before {
+                apply_transition(tx, t)?;
             }
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO certificates
-                     (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at, request_number)
-                     VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?
-                .execute(params![
-                    r.serial,
-                    r.profile,
-                    r.subject,
-                    r.iin,
-                    r.bin,
-                    r.spki_sha256,
-                    r.not_before,
-                    r.not_after,
-                    now,
-                    r.request_number
-                ])?;
-            if inserted != 1 {
-                return Err(StoreError::SerialExists(r.serial.clone()));
+            for (r, audit) in &items {
+                reserve_in(tx, r, audit)?;
             }
-            tx.prepare_cached("INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)")?
-                .execute(params![r.spki_sha256, r.serial])?;
-            append(tx, &audit, now)?;
             Ok(())
         })
     }
@@ -107,19 +128,34 @@ impl Store {
         der: &[u8],
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let (serial, der, audit) = (serial.to_owned(), der.to_vec(), audit.clone());
+        self.record_batch(&[(serial.to_owned(), der.to_vec(), audit.clone())], None)
+    }
+
+    /// Records several signed certificates, then applies `after` (e.g. the request becoming
+    /// issued, with its notification), all in one commit.
+    pub fn record_batch(
+        &self,
+        items: &[(String, Vec<u8>, AuditEntry)],
+        after: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        let items = items.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
-            let n = tx
-                .prepare_cached(
-                    "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3
-                     WHERE serial = ?1 AND state = 'reserved'",
-                )?
-                .execute(params![serial, der, now])?;
-            if n != 1 {
-                return Err(StoreError::NotReserved(serial));
+            for (serial, der, audit) in &items {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3
+                         WHERE serial = ?1 AND state = 'reserved'",
+                    )?
+                    .execute(params![serial, der, now])?;
+                if n != 1 {
+                    return Err(StoreError::NotReserved(serial.clone()));
+                }
+                append(tx, audit, now)?;
             }
-            append(tx, &audit, now)?;
+            if let Some(t) = &after {
+                apply_transition(tx, t)?;
+            }
             Ok(())
         })
     }

@@ -195,6 +195,56 @@ fn enqueue(
     Ok(())
 }
 
+pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<(), StoreError> {
+    let now = nuc_core::time::now_unix();
+    let current: Option<String> = tx
+        .prepare_cached("SELECT state FROM requests WHERE number = ?1")?
+        .query_row([&t2.number], |r| r.get(0))
+        .optional()?;
+    let current = current.ok_or_else(|| StoreError::RequestNotFound(t2.number.clone()))?;
+    // A replayed payload is named as such, whatever state the request is in now.
+    if let Some(h) = &t2.payload_sha256 {
+        use_payload(
+            tx,
+            h,
+            &format!("request {} {}", t2.number, t2.to.as_str()),
+            now,
+        )?;
+    }
+    if !t2.from.iter().any(|s| s.as_str() == current) {
+        return Err(StoreError::RequestState {
+            number: t2.number.clone(),
+            current,
+            expected: t2
+                .from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        });
+    }
+    tx.prepare_cached(
+        "UPDATE requests SET state = ?2, updated_at = ?3,
+             refusal_reason = COALESCE(?4, refusal_reason),
+             decided_by = COALESCE(?5, decided_by),
+             identification = COALESCE(?6, identification)
+         WHERE number = ?1",
+    )?
+    .execute(params![
+        t2.number,
+        t2.to.as_str(),
+        now,
+        t2.refusal_reason,
+        t2.decided_by,
+        t2.identification
+    ])?;
+    if let Some(n) = &t2.notify {
+        enqueue(tx, n, Some(&t2.number), now)?;
+    }
+    append(tx, &t2.audit, now)?;
+    Ok(())
+}
+
 impl Store {
     /// Registers a request. With an idempotency key already used by the same caller, nothing is
     /// written and the request registered the first time is returned instead (`Ok((row, false))`).
@@ -292,55 +342,7 @@ impl Store {
     /// audit record; refuses if the request is elsewhere (someone else decided first).
     pub fn transition(&self, t: &Transition) -> Result<RequestRow, StoreError> {
         let t2 = t.clone();
-        self.write(move |tx| {
-            let now = nuc_core::time::now_unix();
-            let current: Option<String> = tx
-                .prepare_cached("SELECT state FROM requests WHERE number = ?1")?
-                .query_row([&t2.number], |r| r.get(0))
-                .optional()?;
-            let current = current.ok_or_else(|| StoreError::RequestNotFound(t2.number.clone()))?;
-            // A replayed payload is named as such, whatever state the request is in now.
-            if let Some(h) = &t2.payload_sha256 {
-                use_payload(
-                    tx,
-                    h,
-                    &format!("request {} {}", t2.number, t2.to.as_str()),
-                    now,
-                )?;
-            }
-            if !t2.from.iter().any(|s| s.as_str() == current) {
-                return Err(StoreError::RequestState {
-                    number: t2.number.clone(),
-                    current,
-                    expected: t2
-                        .from
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                });
-            }
-            tx.prepare_cached(
-                "UPDATE requests SET state = ?2, updated_at = ?3,
-                     refusal_reason = COALESCE(?4, refusal_reason),
-                     decided_by = COALESCE(?5, decided_by),
-                     identification = COALESCE(?6, identification)
-                 WHERE number = ?1",
-            )?
-            .execute(params![
-                t2.number,
-                t2.to.as_str(),
-                now,
-                t2.refusal_reason,
-                t2.decided_by,
-                t2.identification
-            ])?;
-            if let Some(n) = &t2.notify {
-                enqueue(tx, n, Some(&t2.number), now)?;
-            }
-            append(tx, &t2.audit, now)?;
-            Ok(())
-        })?;
+        self.write(move |tx| apply_transition(tx, &t2))?;
         self.request(&t.number)?
             .ok_or_else(|| StoreError::RequestNotFound(t.number.clone()))
     }
