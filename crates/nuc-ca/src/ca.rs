@@ -681,7 +681,7 @@ impl Ca {
         .map_err(|f| CaError::LintFailed(f.join("; ")))?;
 
         let serial_hex = hex::encode(serial);
-        let subject_text = subject.to_string();
+        let subject_text = crate::cert::dn_text(&subject);
         Ok(Prepared {
             reservation: Reservation {
                 serial: serial_hex.clone(),

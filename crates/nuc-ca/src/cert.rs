@@ -17,3 +17,12 @@ pub fn extended_key_usage(cert: &Certificate) -> Vec<ObjectIdentifier> {
         .map(|k| k.0)
         .unwrap_or_default()
 }
+
+/// A distinguished name in certificate order (`CN=…, SURNAME=…, SERIALNUMBER=…, C=KZ, G=…`),
+/// as NUC staff read it; RFC 4514 text would list it backwards.
+pub fn dn_text(name: &x509_cert::name::Name) -> String {
+    name.iter_rdn()
+        .map(|rdn| rdn.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
