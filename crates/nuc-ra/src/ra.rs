@@ -262,19 +262,8 @@ impl Ra {
             sign_csr: renewal.sign_csr.clone(),
         };
         if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
-            let issued = self.ca.store.certificates_of_request(&existing.number)?;
-            return Ok((
-                existing,
-                issued
-                    .into_iter()
-                    .map(|(serial_hex, profile, der)| Issued {
-                        serial_hex,
-                        der,
-                        subject: String::new(),
-                        profile,
-                    })
-                    .collect(),
-            ));
+            let issued = self.issued_of(&existing.number)?;
+            return Ok((existing, issued));
         }
         let checked = self.check_application(&app)?;
         let subject = self.registry_subject(&checked).await?;
@@ -294,25 +283,30 @@ impl Ra {
         )?;
         if !created {
             // A concurrent retry registered it: answer with what that one issues.
-            let issued = self.ca.store.certificates_of_request(&row.number)?;
-            return Ok((
-                row,
-                issued
-                    .into_iter()
-                    .map(|(serial_hex, profile, der)| Issued {
-                        serial_hex,
-                        der,
-                        subject: String::new(),
-                        profile,
-                    })
-                    .collect(),
-            ));
+            let issued = self.issued_of(&row.number)?;
+            return Ok((row, issued));
         }
         let actor = format!("holder:{}", signer.serial_hex);
         let issued = self
             .issue_for(&row, "remote", &actor, None, RequestState::Verified)
             .await?;
         Ok((self.request(&row.number)?, issued))
+    }
+
+    /// The certificates a request already produced, as an issuance answers them.
+    fn issued_of(&self, number: &str) -> Result<Vec<Issued>, RaError> {
+        Ok(self
+            .ca
+            .store
+            .certificates_of_request(number)?
+            .into_iter()
+            .map(|(serial_hex, profile, der)| Issued {
+                serial_hex,
+                der,
+                subject: String::new(),
+                profile,
+            })
+            .collect())
     }
 
     /// Field checks of an application, before any registry call: IIN/BIN check digits, the
