@@ -1,0 +1,1 @@
+//! CRLs (full and delta). Being written.
