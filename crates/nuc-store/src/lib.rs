@@ -12,6 +12,7 @@
 mod audit;
 mod certs;
 mod migrate;
+mod publication;
 mod registration;
 mod writer;
 
@@ -22,6 +23,7 @@ use rusqlite::Connection;
 
 pub use audit::{AuditBreak, AuditEntry, AuditRecord, GENESIS_HASH};
 pub use certs::{CaKeyRow, CertificateRow, Reservation};
+pub use publication::{CrlKind, CrlRow};
 pub use registration::{
     NewRequest, Notification, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
 };

@@ -8,6 +8,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_registration.sql"),
+    include_str!("migrations/0003_publication.sql"),
 ];
 
 /// The schema version this build migrates to.
