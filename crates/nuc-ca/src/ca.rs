@@ -110,6 +110,8 @@ pub struct Ca {
     pub store: Store,
     pub issuing: CaSigner,
     pub root: CaSigner,
+    /// The delegated OCSP responder (key `OCSP_LABEL`, role `ocsp-signer`).
+    pub ocsp: CaSigner,
 }
 
 /// Options of `nuc init`.
@@ -530,6 +532,7 @@ impl Ca {
         };
         let issuing = signer("issuing")?;
         let root = signer("root")?;
+        let ocsp = signer("ocsp-signer")?;
         Ok(Self {
             home,
             policy,
@@ -537,6 +540,7 @@ impl Ca {
             store,
             issuing,
             root,
+            ocsp,
         })
     }
 
