@@ -1,1 +1,546 @@
-//! OCSP (RFC 6960). Being written.
+//! OCSP responder (RFC 6960, nonce per RFC 8954), as a library the HTTP server calls.
+//!
+//! [`respond`] always returns a DER `OCSPResponse` and never panics:
+//! - `malformedRequest` (1) for anything that does not decode as one DER `OCSPRequest`
+//!   (garbage, truncated, trailing bytes, empty, over [`MAX_REQUEST_BYTES`]), a version other
+//!   than v1, no request or more than [`MAX_CERTS`], a nonce of the wrong size or given twice;
+//! - `unauthorized` (6) when a CertID names another issuer than our issuing CA. A CertID whose
+//!   hashAlgorithm is neither SHA-1 nor SHA-256 also gets `unauthorized`: the request is well
+//!   formed, we just cannot tell it is about our CA (RFC 6960 §2.3 allows either answer);
+//! - `internalError` (2) when storage or the HSM fails;
+//! - `successful` (0) with a BasicOCSPResponse signed in the HSM by the delegated OCSP signer,
+//!   its certificate in `certs`, responderID byKey.
+//!
+//! The status of a serial is read from storage on every call: `revoked` when a revocation row
+//! exists, `good` when the certificate is issued, `unknown` when we never issued that serial.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use const_oid::ObjectIdentifier;
+use der::asn1::{Any, BitString, GeneralizedTime, Int, Null, OctetString};
+use der::{Decode, Encode, Tagged};
+use nuc_ca::Ca;
+use nuc_ca::ca::CaSigner;
+use sha2::Digest;
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::crl::CrlReason;
+
+/// id-pkix-ocsp-basic.
+pub const ID_PKIX_OCSP_BASIC: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.1");
+/// id-pkix-ocsp-nonce.
+pub const ID_PKIX_OCSP_NONCE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+/// id-sha1.
+pub const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+/// id-sha256.
+pub const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+
+/// Most certificates asked about in one request.
+pub const MAX_CERTS: usize = 32;
+/// Largest request accepted (the HTTP server should refuse earlier).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long a response is valid: nextUpdate = thisUpdate + this.
+pub const DEFAULT_VALIDITY_SECS: i64 = 3600;
+
+// ------------------------------------------------------------------------- RFC 6960 types
+
+/// OCSPRequest ::= SEQUENCE { tbsRequest, optionalSignature [0] EXPLICIT Signature OPTIONAL }
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct OcspRequest {
+    pub tbs_request: TbsRequest,
+    /// Not checked: requests need not be signed.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub optional_signature: Option<Any>,
+}
+
+/// TBSRequest.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct TbsRequest {
+    /// DEFAULT v1 (0); accepted when present, anything else is refused.
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub version: Option<u8>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub requestor_name: Option<Any>,
+    pub request_list: Vec<Request>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    pub request_extensions: Option<Vec<Extension>>,
+}
+
+/// Request ::= SEQUENCE { reqCert CertID, singleRequestExtensions [0] EXPLICIT OPTIONAL }
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct Request {
+    pub req_cert: CertId,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub single_request_extensions: Option<Vec<Extension>>,
+}
+
+/// CertID.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct CertId {
+    pub hash_algorithm: AlgorithmIdentifierOwned,
+    pub issuer_name_hash: OctetString,
+    pub issuer_key_hash: OctetString,
+    /// Any INTEGER, so that a foreign (even negative) serial is still a well-formed request.
+    pub serial_number: Int,
+}
+
+/// OCSPResponseStatus.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, der::Enumerated)]
+#[repr(u32)]
+pub enum OcspResponseStatus {
+    Successful = 0,
+    MalformedRequest = 1,
+    InternalError = 2,
+    TryLater = 3,
+    SigRequired = 5,
+    Unauthorized = 6,
+}
+
+/// OCSPResponse.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct OcspResponse {
+    pub response_status: OcspResponseStatus,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub response_bytes: Option<ResponseBytes>,
+}
+
+/// ResponseBytes.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct ResponseBytes {
+    pub response_type: ObjectIdentifier,
+    pub response: OctetString,
+}
+
+/// BasicOCSPResponse.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct BasicOcspResponse {
+    pub tbs_response_data: ResponseData,
+    pub signature_algorithm: AlgorithmIdentifierOwned,
+    pub signature: BitString,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub certs: Option<Vec<Certificate>>,
+}
+
+/// ResponseData (version v1 left out, as DER wants for the DEFAULT).
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct ResponseData {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub version: Option<u8>,
+    pub responder_id: ResponderId,
+    pub produced_at: GeneralizedTime,
+    pub responses: Vec<SingleResponse>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub response_extensions: Option<Vec<Extension>>,
+}
+
+/// ResponderID ::= CHOICE { byName [1] Name, byKey [2] KeyHash } (explicit tags).
+#[derive(Clone, Debug, Eq, PartialEq, der::Choice)]
+pub enum ResponderId {
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", constructed = "true")]
+    ByName(x509_cert::name::Name),
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", constructed = "true")]
+    ByKey(OctetString),
+}
+
+/// SingleResponse.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct SingleResponse {
+    pub cert_id: CertId,
+    pub cert_status: CertStatus,
+    pub this_update: GeneralizedTime,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub next_update: Option<GeneralizedTime>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub single_extensions: Option<Vec<Extension>>,
+}
+
+/// CertStatus ::= CHOICE { good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo,
+/// unknown [2] IMPLICIT NULL }
+#[derive(Clone, Debug, Eq, PartialEq, der::Choice)]
+pub enum CertStatus {
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT")]
+    Good(Null),
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true")]
+    Revoked(RevokedInfo),
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT")]
+    Unknown(Null),
+}
+
+/// RevokedInfo.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub struct RevokedInfo {
+    pub revocation_time: GeneralizedTime,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub revocation_reason: Option<CrlReason>,
+}
+
+// ------------------------------------------------------------------------------- responder
+
+/// An OCSPResponse with no responseBytes, for every status but `successful`.
+pub fn status_only(status: OcspResponseStatus) -> Vec<u8> {
+    let r = OcspResponse {
+        response_status: status,
+        response_bytes: None,
+    };
+    // Encoding an enumerated value alone cannot fail; the constant is its DER all the same.
+    r.to_der()
+        .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, status as u8])
+}
+
+/// What a well-formed request asks.
+struct Parsed {
+    cert_ids: Vec<CertId>,
+    nonce: Option<Extension>,
+}
+
+fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
+    use OcspResponseStatus::MalformedRequest as M;
+    if request_der.is_empty() || request_der.len() > MAX_REQUEST_BYTES {
+        return Err(M);
+    }
+    let req = OcspRequest::from_der(request_der).map_err(|_| M)?;
+    let tbs = req.tbs_request;
+    if tbs.version.is_some_and(|v| v != 0) {
+        return Err(M);
+    }
+    if tbs.request_list.is_empty() || tbs.request_list.len() > MAX_CERTS {
+        return Err(M);
+    }
+    let mut nonce = None;
+    for ext in tbs.request_extensions.iter().flatten() {
+        if ext.extn_id != ID_PKIX_OCSP_NONCE {
+            continue;
+        }
+        if nonce.is_some() {
+            return Err(M);
+        }
+        // RFC 8954: Nonce ::= OCTET STRING (SIZE(1..32)), inside extnValue.
+        let n = OctetString::from_der(ext.extn_value.as_bytes()).map_err(|_| M)?;
+        if !(1..=32).contains(&n.as_bytes().len()) {
+            return Err(M);
+        }
+        nonce = Some(Extension {
+            extn_id: ID_PKIX_OCSP_NONCE,
+            critical: false,
+            extn_value: ext.extn_value.clone(),
+        });
+    }
+    Ok(Parsed {
+        cert_ids: tbs.request_list.into_iter().map(|r| r.req_cert).collect(),
+        nonce,
+    })
+}
+
+fn hash(alg: &AlgorithmIdentifierOwned, data: &[u8]) -> Option<Vec<u8>> {
+    // Parameters absent or NULL, both seen in the wild.
+    let params_ok = alg
+        .parameters
+        .as_ref()
+        .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty());
+    if !params_ok {
+        return None;
+    }
+    if alg.oid == ID_SHA1 {
+        Some(openssl::sha::sha1(data).to_vec())
+    } else if alg.oid == ID_SHA256 {
+        Some(sha2::Sha256::digest(data).to_vec())
+    } else {
+        None
+    }
+}
+
+/// Whether the CertID names our issuing CA.
+fn our_issuer(issuing: &CaSigner, id: &CertId) -> bool {
+    let Ok(name) = issuing.subject.to_der() else {
+        return false;
+    };
+    let key = issuing.key.spki.subject_public_key.raw_bytes();
+    match (
+        hash(&id.hash_algorithm, &name),
+        hash(&id.hash_algorithm, key),
+    ) {
+        (Some(n), Some(k)) => {
+            n == id.issuer_name_hash.as_bytes() && k == id.issuer_key_hash.as_bytes()
+        }
+        _ => false,
+    }
+}
+
+/// The serial as the store spells it (lowercase hex of the minimal positive encoding), or
+/// `None` for a negative or zero INTEGER, which we never issue.
+fn serial_hex(serial: &Int) -> Option<String> {
+    let b = serial.as_bytes();
+    if b.first().is_none_or(|f| f & 0x80 != 0) {
+        return None;
+    }
+    let trimmed = match b {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        _ => b,
+    };
+    if trimmed.iter().all(|x| *x == 0) {
+        return None;
+    }
+    Some(hex::encode(trimmed))
+}
+
+fn gtime(unix: i64) -> Result<GeneralizedTime, OcspResponseStatus> {
+    let secs = u64::try_from(unix).map_err(|_| OcspResponseStatus::InternalError)?;
+    GeneralizedTime::from_unix_duration(Duration::from_secs(secs))
+        .map_err(|_| OcspResponseStatus::InternalError)
+}
+
+fn crl_reason(code: i64) -> Option<CrlReason> {
+    Some(match code {
+        0 => CrlReason::Unspecified,
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        8 => CrlReason::RemoveFromCRL,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// The status of one serial, read from storage now.
+fn lookup(ca: &Ca, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
+    use OcspResponseStatus::InternalError as E;
+    let Some(hex) = serial_hex(serial) else {
+        return Ok(CertStatus::Unknown(Null));
+    };
+    if let Some(r) = ca.store.revocation(&hex).map_err(|_| E)? {
+        return Ok(CertStatus::Revoked(RevokedInfo {
+            revocation_time: gtime(r.revoked_at)?,
+            // RFC 5280: unspecified (0) is better left out.
+            revocation_reason: crl_reason(r.reason).filter(|c| *c != CrlReason::Unspecified),
+        }));
+    }
+    Ok(match ca.store.certificate(&hex).map_err(|_| E)? {
+        Some(row) if row.state == "issued" => CertStatus::Good(Null),
+        _ => CertStatus::Unknown(Null),
+    })
+}
+
+/// Signs a BasicOCSPResponse with the delegated OCSP signer and wraps it.
+fn sign(
+    ca: &Ca,
+    responses: Vec<SingleResponse>,
+    nonce: Option<Extension>,
+    now: i64,
+) -> Result<Vec<u8>, OcspResponseStatus> {
+    use OcspResponseStatus::InternalError as E;
+    let signer = &ca.ocsp;
+    let key_hash = openssl::sha::sha1(signer.key.spki.subject_public_key.raw_bytes());
+    let data = ResponseData {
+        version: None,
+        responder_id: ResponderId::ByKey(OctetString::new(key_hash.to_vec()).map_err(|_| E)?),
+        produced_at: gtime(now)?,
+        responses,
+        response_extensions: nonce.map(|n| vec![n]),
+    };
+    let tbs_der = data.to_der().map_err(|_| E)?;
+    let signature = ca.hsm.sign(&signer.key, &tbs_der).map_err(|e| {
+        tracing::error!(error = %e, "OCSP signing failed");
+        E
+    })?;
+    let basic = BasicOcspResponse {
+        tbs_response_data: data,
+        signature_algorithm: signer.key.algorithm.signature_algorithm(),
+        signature: BitString::from_bytes(&signature).map_err(|_| E)?,
+        certs: Some(vec![
+            Certificate::from_der(&signer.cert_der).map_err(|_| E)?,
+        ]),
+    };
+    OcspResponse {
+        response_status: OcspResponseStatus::Successful,
+        response_bytes: Some(ResponseBytes {
+            response_type: ID_PKIX_OCSP_BASIC,
+            response: OctetString::new(basic.to_der().map_err(|_| E)?).map_err(|_| E)?,
+        }),
+    }
+    .to_der()
+    .map_err(|_| E)
+}
+
+fn respond_inner(
+    ca: &Ca,
+    parsed: Parsed,
+    now: i64,
+    validity: i64,
+) -> Result<Vec<u8>, OcspResponseStatus> {
+    if parsed
+        .cert_ids
+        .iter()
+        .any(|id| !our_issuer(&ca.issuing, id))
+    {
+        return Err(OcspResponseStatus::Unauthorized);
+    }
+    let mut responses = Vec::with_capacity(parsed.cert_ids.len());
+    for id in parsed.cert_ids {
+        let status = lookup(ca, &id.serial_number)?;
+        responses.push(SingleResponse {
+            cert_id: id,
+            cert_status: status,
+            this_update: gtime(now)?,
+            next_update: Some(gtime(now.saturating_add(validity))?),
+            single_extensions: None,
+        });
+    }
+    sign(ca, responses, parsed.nonce, now)
+}
+
+/// Answers one DER OCSPRequest at time `now` (Unix seconds), with responses valid for
+/// [`DEFAULT_VALIDITY_SECS`]. Always a DER OCSPResponse; see the module documentation.
+pub fn respond(ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
+    respond_with_validity(ca, request_der, now, DEFAULT_VALIDITY_SECS)
+}
+
+/// [`respond`] with nextUpdate = now + `validity` seconds.
+pub fn respond_with_validity(ca: &Ca, request_der: &[u8], now: i64, validity: i64) -> Vec<u8> {
+    match parse(request_der).and_then(|p| respond_inner(ca, p, now, validity)) {
+        Ok(der) => der,
+        Err(status) => status_only(status),
+    }
+}
+
+// ----------------------------------------------------------------------------------- cache
+
+/// Pre-signed responses for requests without a nonce.
+///
+/// The key is the request's CertIDs *and* the status of each serial as read from storage on
+/// this very request (cheap point lookups), so a revocation changes the key at once: a stale
+/// `good` can never be served after a revocation. Entries are reused for half their
+/// validity, then signed again.
+pub struct OcspCache {
+    validity: i64,
+    capacity: usize,
+    entries: Mutex<HashMap<Vec<u8>, Signed>>,
+}
+
+/// When a cached response was signed, and its DER.
+type Signed = (i64, Vec<u8>);
+
+impl OcspCache {
+    /// A cache of at most `capacity` responses valid `validity` seconds each.
+    pub fn new(validity: i64, capacity: usize) -> Self {
+        Self {
+            validity,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Number of responses held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`respond`], served from the cache when the request has no nonce and nothing about
+    /// the serials asked changed.
+    pub fn respond(&self, ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
+        let parsed = match parse(request_der) {
+            Ok(p) => p,
+            Err(s) => return status_only(s),
+        };
+        if parsed.nonce.is_some() {
+            return respond_inner(ca, parsed, now, self.validity).unwrap_or_else(status_only);
+        }
+        let key = match self.key(ca, &parsed) {
+            Ok(k) => k,
+            Err(s) => return status_only(s),
+        };
+        let fresh_for = (self.validity / 2).max(0);
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, der)) = entries.get(&key)
+                && *at <= now
+                && now - *at < fresh_for
+            {
+                return der.clone();
+            }
+        }
+        let der = match respond_inner(ca, parsed, now, self.validity) {
+            Ok(d) => d,
+            Err(s) => return status_only(s),
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            entries.retain(|_, (at, _)| *at <= now && now - *at < fresh_for);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        if self.capacity > 0 {
+            entries.insert(key, (now, der.clone()));
+        }
+        der
+    }
+
+    /// CertIDs and current status of each serial, as one byte string.
+    fn key(&self, ca: &Ca, parsed: &Parsed) -> Result<Vec<u8>, OcspResponseStatus> {
+        let mut key = Vec::new();
+        for id in &parsed.cert_ids {
+            let status = if our_issuer(&ca.issuing, id) {
+                lookup(ca, &id.serial_number)?
+            } else {
+                CertStatus::Unknown(Null)
+            };
+            id.encode_to_vec(&mut key)
+                .map_err(|_| OcspResponseStatus::InternalError)?;
+            status
+                .encode_to_vec(&mut key)
+                .map_err(|_| OcspResponseStatus::InternalError)?;
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_only_is_der() {
+        for s in [
+            OcspResponseStatus::MalformedRequest,
+            OcspResponseStatus::InternalError,
+            OcspResponseStatus::Unauthorized,
+        ] {
+            let der = status_only(s);
+            assert_eq!(der, vec![0x30, 0x03, 0x0a, 0x01, s as u8]);
+            assert_eq!(OcspResponse::from_der(&der).unwrap().response_status, s);
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for bytes in [&b""[..], b"\x30", b"\x30\x00", b"hello", &[0u8; 70_000][..]] {
+            assert!(matches!(
+                parse(bytes),
+                Err(OcspResponseStatus::MalformedRequest)
+            ));
+        }
+    }
+
+    #[test]
+    fn serial_spelling() {
+        let i = |b: &[u8]| Int::new(b).unwrap();
+        assert_eq!(serial_hex(&i(&[0x01, 0xab])).as_deref(), Some("01ab"));
+        assert_eq!(serial_hex(&i(&[0x00, 0x80])).as_deref(), Some("80"));
+        assert_eq!(serial_hex(&i(&[0x80])), None);
+        assert_eq!(serial_hex(&i(&[0x00])), None);
+    }
+}
