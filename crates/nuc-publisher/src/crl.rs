@@ -1,1 +1,307 @@
-//! CRLs (full and delta). Being written.
+//! CRLs (RFC 5280 §5): a complete CRL and a delta CRL, signed in the HSM by the issuing CA.
+//!
+//! [`publish`] numbers both from the database (one increasing sequence shared by complete and
+//! delta CRLs, §5.2.3), builds them from the revocations as SQLite yields them, has the HSM
+//! sign them, and records them with their `crl.published` audit records in one durable
+//! change. It writes no file and serves nothing: the caller gets the DER and does that.
+//!
+//! Memory: the list of revoked certificates is DER-encoded entry by entry into one buffer
+//! while the revocations are read (a few dozen bytes per entry, no row is kept), then wrapped
+//! into the TBSCertList; nothing else grows with the number of revocations.
+//!
+//! Delta rule: the delta's base (deltaCRLIndicator) is the complete CRL published before this
+//! call, and the delta lists every certificate revoked at or after that CRL's thisUpdate,
+//! minus [`DELTA_OVERLAP_SECS`] (a revocation committed while the base was being built must not
+//! fall between the two; listing a certificate the base already lists is harmless). A relying
+//! party may apply it to that base or to any later complete CRL, including the one published
+//! with it (§5.2.4). On the very first publication the base is the new complete CRL itself.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use const_oid::AssociatedOid;
+use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
+use der::asn1::{AnyRef, GeneralizedTime, OctetString};
+use der::{Encode, Sequence, Tag};
+use nuc_ca::Ca;
+use nuc_store::{CrlKind, CrlRow};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Version;
+use x509_cert::certificate::Rfc5280;
+use x509_cert::crl::RevokedCert;
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BaseCrlNumber, CrlNumber, CrlReason, FreshestCrl,
+};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Time;
+
+/// How far before its base's thisUpdate a delta CRL starts listing revocations.
+pub const DELTA_OVERLAP_SECS: i64 = 300;
+
+/// The CRLs of one publication, signed and recorded.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The complete CRL (DER).
+    pub full: Vec<u8>,
+    /// The delta CRL (DER).
+    pub delta: Vec<u8>,
+    pub full_number: i64,
+    pub delta_number: i64,
+    /// The complete CRL the delta updates (its deltaCRLIndicator).
+    pub base_number: i64,
+}
+
+/// Why a publication failed. Nothing was recorded when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("storage: {0}")]
+    Store(#[from] nuc_store::StoreError),
+    #[error("HSM: {0}")]
+    Hsm(#[from] nuc_ca::hsm::HsmError),
+    #[error("encoding: {0}")]
+    Encoding(#[from] der::Error),
+    #[error("revocation of {serial}: {detail}")]
+    BadRevocation { serial: String, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// TBSCertList, field for field as RFC 5280 §5.1 lays it out; the revoked list is given as the
+/// DER of its SEQUENCE OF, built entry by entry.
+#[derive(Sequence)]
+struct TbsCertListOut<'a> {
+    version: Version,
+    signature: AlgorithmIdentifierOwned,
+    issuer: Name,
+    this_update: Time,
+    next_update: Option<Time>,
+    revoked_certificates: Option<AnyRef<'a>>,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    crl_extensions: Option<Vec<Extension>>,
+}
+
+fn time(unix: i64) -> Result<Time, der::Error> {
+    Time::try_from(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
+}
+
+fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension, der::Error> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
+}
+
+fn reason(code: i64) -> Option<CrlReason> {
+    Some(match code {
+        0 => CrlReason::Unspecified,
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        // 8 (removeFromCRL) is not a reason to revoke: it has no place in the revocations.
+        _ => return None,
+    })
+}
+
+/// Appends the DER of one revokedCertificates entry to `out`.
+fn encode_entry(
+    out: &mut Vec<u8>,
+    serial_hex: &str,
+    reason_code: i64,
+    revoked_at: i64,
+    invalidity_date: Option<i64>,
+) -> Result<(), PublishError> {
+    let bad = |detail: String| PublishError::BadRevocation {
+        serial: serial_hex.to_owned(),
+        detail,
+    };
+    let serial = hex::decode(serial_hex).map_err(|e| bad(format!("serial is not hex: {e}")))?;
+    let mut exts = Vec::new();
+    match reason(reason_code) {
+        // unspecified: RFC 5280 §5.3.1 says to omit the reasonCode rather than send it.
+        Some(CrlReason::Unspecified) => {}
+        Some(r) => exts.push(ext(&r, false)?),
+        None => return Err(bad(format!("unknown CRL reason {reason_code}"))),
+    }
+    if let Some(d) = invalidity_date {
+        let t = GeneralizedTime::from_unix_duration(Duration::from_secs(d.max(0) as u64))?;
+        exts.push(Extension {
+            extn_id: ID_CE_INVALIDITY_DATE,
+            critical: false,
+            extn_value: OctetString::new(t.to_der()?)?,
+        });
+    }
+    RevokedCert {
+        serial_number: SerialNumber::<Rfc5280>::new(&serial)?,
+        revocation_date: time(revoked_at)?,
+        crl_entry_extensions: (!exts.is_empty()).then_some(exts),
+    }
+    .encode_to_vec(out)?;
+    Ok(())
+}
+
+/// One CRL to build: its number, times, and (for a delta) its base and start.
+struct Spec {
+    number: i64,
+    this_update: i64,
+    next_update: i64,
+    /// `Some((base number, revoked since))` for a delta.
+    delta: Option<(i64, i64)>,
+}
+
+/// Builds, signs and returns one CRL with its entry count.
+fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
+    let mut list = Vec::new();
+    let mut entries = 0i64;
+    let mut failed = None;
+    ca.store.for_each_revocation(
+        spec.delta.map(|(_, since)| since),
+        |serial, code, at, invalidity| {
+            if failed.is_none() {
+                match encode_entry(&mut list, serial, code, at, invalidity) {
+                    Ok(()) => entries += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let number = u64::try_from(spec.number)
+        .map_err(|_| PublishError::Invalid(format!("CRL number {} is negative", spec.number)))?;
+    let mut exts = vec![
+        ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(ca.issuing.key_id.clone())?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            false,
+        )?,
+        ext(&CrlNumber::try_from(number)?, false)?,
+    ];
+    match spec.delta {
+        Some((base, _)) => {
+            let base = u64::try_from(base).map_err(|_| {
+                PublishError::Invalid(format!("base CRL number {base} is negative"))
+            })?;
+            exts.push(ext(&BaseCrlNumber(der::asn1::Uint::try_from(base)?), true)?);
+        }
+        None => {
+            // Where relying parties find the delta that updates this CRL (§5.2.6).
+            let url = ca.home.config.publication.fill("{crl_delta}");
+            exts.push(ext(
+                &FreshestCrl(vec![DistributionPoint {
+                    distribution_point: Some(DistributionPointName::FullName(vec![
+                        GeneralName::UniformResourceIdentifier(der::asn1::Ia5String::new(&url)?),
+                    ])),
+                    reasons: None,
+                    crl_issuer: None,
+                }]),
+                false,
+            )?);
+        }
+    }
+    let algorithm = ca.issuing.key.algorithm.signature_algorithm();
+    let tbs = TbsCertListOut {
+        version: Version::V2,
+        signature: algorithm.clone(),
+        issuer: ca.issuing.subject.clone(),
+        this_update: time(spec.this_update)?,
+        next_update: Some(time(spec.next_update)?),
+        // RFC 5280 §5.1.2.6: no revoked certificates, no list (not an empty one).
+        revoked_certificates: if list.is_empty() {
+            None
+        } else {
+            Some(AnyRef::new(Tag::Sequence, &list)?)
+        },
+        crl_extensions: Some(exts),
+    }
+    .to_der()?;
+    drop(list);
+    let signature = ca.hsm.sign(&ca.issuing.key, &tbs)?;
+    Ok((nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?, entries))
+}
+
+fn row(spec: &Spec, der: Vec<u8>, entries: i64) -> CrlRow {
+    CrlRow {
+        crl_number: spec.number,
+        kind: if spec.delta.is_some() {
+            CrlKind::Delta
+        } else {
+            CrlKind::Full
+        },
+        base_crl_number: spec.delta.map(|(b, _)| b),
+        this_update: spec.this_update,
+        next_update: spec.next_update,
+        entries,
+        sha256: hex::encode(openssl::sha::sha256(&der)),
+        der,
+        published_at: 0,
+    }
+}
+
+/// Builds and signs a complete CRL and a delta CRL valid from `now` for `validity_secs`, and
+/// records both (numbers, bytes, audit). Returns their DER for the caller to publish.
+pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, PublishError> {
+    if validity_secs <= 0 {
+        return Err(PublishError::Invalid(format!(
+            "CRL validity must be positive, got {validity_secs} s"
+        )));
+    }
+    let next_update = now
+        .checked_add(validity_secs)
+        .ok_or_else(|| PublishError::Invalid("CRL nextUpdate overflows".into()))?;
+    let base = ca.store.latest_full_crl()?;
+    let full_number = ca.store.next_crl_number()?;
+    let full = Spec {
+        number: full_number,
+        this_update: now,
+        next_update,
+        delta: None,
+    };
+    let (base_number, base_this_update) = base
+        .map(|b| (b.crl_number, b.this_update))
+        .unwrap_or((full_number, now));
+    let delta = Spec {
+        number: full_number + 1,
+        this_update: now,
+        next_update,
+        delta: Some((base_number, base_this_update - DELTA_OVERLAP_SECS)),
+    };
+    let (full_der, full_entries) = build(ca, &full)?;
+    let (delta_der, delta_entries) = build(ca, &delta)?;
+    // The numbers are taken only here: if another publisher recorded them first, the database
+    // refuses these CRLs and nothing of this call is published.
+    ca.store.record_crls(
+        &[
+            row(&full, full_der.clone(), full_entries),
+            row(&delta, delta_der.clone(), delta_entries),
+        ],
+        "system:publisher",
+    )?;
+    tracing::info!(
+        full = full_number,
+        delta = delta.number,
+        base = base_number,
+        entries = full_entries,
+        delta_entries,
+        "CRLs published"
+    );
+    Ok(Published {
+        full: full_der,
+        delta: delta_der,
+        full_number,
+        delta_number: delta.number,
+        base_number,
+    })
+}
