@@ -198,6 +198,8 @@ impl Home {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
+        // Not a line of our own summary: `make test` adds up lines starting "test result:".
+        let text = text.replace("test result:", "(child) test result:");
         assert!(o.status.success(), "helper {mode} failed:\n{text}");
         assert!(
             text.contains("1 passed"),
@@ -457,6 +459,7 @@ fn good_then_revoked_key_compromise_judged_by_openssl_and_pkilint() {
     assert!(o.ok, "openssl refused:\n{}{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("leaf.pem: revoked"), "{}", o.stdout);
     assert!(o.stdout.contains("Reason: keyCompromise"), "{}", o.stdout);
+    assert!(o.stderr.contains("Response verify OK"), "{}", o.stderr);
     h.lint("revoked");
 }
 
@@ -508,6 +511,49 @@ fn unknown_serial_foreign_issuer_and_garbage() {
     req.tbs_request.request_extensions.as_mut().unwrap()[0].extn_value =
         der::asn1::OctetString::new(nonce).unwrap();
     h.put("nonce32", &req.to_der().unwrap());
+    // CertIDs hashed with SHA-256 (supported) and SHA-384 (not: unauthorized, see ocsp.rs);
+    // two certificates at once, ours and the unknown serial; ours and a foreign one.
+    let leaf = h.p("leaf.pem");
+    let foreign_issuer = other.ca("issuing.pem");
+    for (name, args) in [
+        (
+            "sha256",
+            vec!["-sha256", "-issuer", &issuer, "-cert", &leaf],
+        ),
+        (
+            "sha384",
+            vec!["-sha384", "-issuer", &issuer, "-cert", &leaf],
+        ),
+        (
+            "two",
+            vec![
+                "-issuer",
+                &issuer,
+                "-cert",
+                &leaf,
+                "-serial",
+                "0x1234567890abcdef",
+            ],
+        ),
+        (
+            "mixed",
+            vec![
+                "-issuer",
+                &issuer,
+                "-cert",
+                &leaf,
+                "-issuer",
+                &foreign_issuer,
+                "-cert",
+                &leaf,
+            ],
+        ),
+    ] {
+        let out = h.p(&format!("{name}.req"));
+        let mut a = vec!["ocsp", "-no_nonce", "-reqout", &out];
+        a.extend(args);
+        must("openssl", &a);
+    }
     // 33 requests: over the limit.
     let mut many = OcspRequest::from_der(&valid).unwrap();
     let one = many.tbs_request.request_list[0].clone();
@@ -522,6 +568,10 @@ fn unknown_serial_foreign_issuer_and_garbage() {
         "longnonce",
         "nonce32",
         "many",
+        "sha256",
+        "sha384",
+        "two",
+        "mixed",
     ]);
     let o = h.judge("unknown", "unknown", None);
     // openssl names the serial it was given with -serial, not leaf.pem; check the text.
@@ -545,6 +595,18 @@ fn unknown_serial_foreign_issuer_and_garbage() {
         req.tbs_request.request_extensions.unwrap()[0].extn_value
     );
     assert_eq!(status(&r[6]), OcspResponseStatus::MalformedRequest);
+    // (With -cert, openssl would look for a SHA-1 CertID: judge the text.)
+    let o = h.judge("sha256", "sha256", None);
+    assert!(o.ok, "openssl refused:\n{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("Cert Status: good"), "{}", o.stdout);
+    assert!(o.stderr.contains("Response verify OK"), "{}", o.stderr);
+    assert!(o.stdout.contains("Hash Algorithm: sha256"), "{}", o.stdout);
+    assert_eq!(status(&r[8]), OcspResponseStatus::Unauthorized);
+    let two = basic(&r[9]).tbs_response_data.responses;
+    assert_eq!(two.len(), 2);
+    assert!(matches!(two[0].cert_status, CertStatus::Good(_)));
+    assert!(matches!(two[1].cert_status, CertStatus::Unknown(_)));
+    assert_eq!(status(&r[10]), OcspResponseStatus::Unauthorized);
 }
 
 #[test]
