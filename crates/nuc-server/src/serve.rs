@@ -22,6 +22,60 @@ use crate::outbox;
 struct AppState {
     ra: Arc<Ra>,
     started: Instant,
+    ocsp: nuc_publisher::ocsp::OcspCache,
+}
+
+const OCSP_RESPONSE: &str = "application/ocsp-response";
+
+/// Answers an OCSP request (RFC 6960) off the async workers: a signature in the HSM and point
+/// lookups in the database. Whatever the bytes, the answer is an OCSPResponse.
+async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        state
+            .ocsp
+            .respond(&state.ra.ca, &request, nuc_core::time::now_unix())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        nuc_publisher::ocsp::status_only(nuc_publisher::ocsp::OcspResponseStatus::InternalError)
+    });
+    tracing::debug!(
+        micros = started.elapsed().as_micros() as u64,
+        "ocsp answered"
+    );
+    ([(axum::http::header::CONTENT_TYPE, OCSP_RESPONSE)], answer).into_response()
+}
+
+async fn ocsp_post(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    ocsp_answer(state, body.to_vec()).await
+}
+
+/// GET form: the DER request, base64, URL-encoded in the path (RFC 6960 appendix A.1).
+async fn ocsp_get(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(encoded): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let request =
+        openssl::base64::decode_block(encoded.trim_start_matches('/')).unwrap_or_default();
+    ocsp_answer(state, request).await
+}
+
+/// A CA certificate in DER, at the caIssuers URL the certificates name.
+fn ca_certificate(der: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/pkix-cert"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        der,
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -158,9 +212,28 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         let state = Arc::new(AppState {
             ra: ra.clone(),
             started: Instant::now(),
+            ocsp: nuc_publisher::ocsp::OcspCache::new(
+                nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
+                100_000,
+            ),
         });
+        let (root_der, issuing_der) = (ra.ca.root.cert_der.clone(), ra.ca.issuing.cert_der.clone());
         let app = axum::Router::new()
             .route("/healthz", get(healthz))
+            .route("/ocsp", axum::routing::post(ocsp_post))
+            .route("/ocsp/{*request}", get(ocsp_get))
+            .route(
+                "/ca/root.cer",
+                get(move || async move { ca_certificate(root_der) }),
+            )
+            .route(
+                "/ca/issuing.cer",
+                get(move || async move { ca_certificate(issuing_der) }),
+            )
+            // A request larger than an OCSP request can be is refused before it is read.
+            .layer(axum::extract::DefaultBodyLimit::max(
+                nuc_publisher::ocsp::MAX_REQUEST_BYTES,
+            ))
             .with_state(state);
         let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
         let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));

@@ -1,0 +1,153 @@
+//! End-to-end tests of publication for relying parties: OCSP over HTTP judged by
+//! `openssl ocsp`, and the CA certificates at the URLs the certificates name.
+
+use nuc_api::v1::*;
+use nuc_e2e::api::*;
+use nuc_e2e::*;
+use openssl::nid::Nid;
+
+fn ocsp(svc: &Service, leaf: &std::path::Path) -> Run {
+    let ca = svc.home.home().join("ca");
+    outside(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            ca.join("issuing.pem").to_str().unwrap(),
+            "-cert",
+            leaf.to_str().unwrap(),
+            "-url",
+            &format!("http://{}/ocsp", svc.home.http),
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_ocsp_sees_good_then_revoked_right_after_the_api_revokes() {
+    let svc = Service::start();
+    let (csr, leaf) = (svc.home.path("leaf.csr"), svc.home.path("leaf.pem"));
+    write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let issued = svc.home.issue(
+        "individual-sign",
+        &csr,
+        &leaf,
+        &["--iin", IIN, "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ"],
+    );
+    assert_eq!(issued.code, Some(0), "{}", issued.stderr);
+    let serial = issued
+        .stdout
+        .split("serial=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let good = ocsp(&svc, &leaf);
+    assert!(
+        good.stdout.contains(&format!("{}: good", leaf.display())),
+        "{}{}",
+        good.stdout,
+        good.stderr
+    );
+    assert!(
+        good.stderr.contains("Response verify OK"),
+        "{}",
+        good.stderr
+    );
+
+    svc.admin()
+        .await
+        .revoke_certificate(RevokeCertificateRequest {
+            serial_hex: serial,
+            reason: RevocationReason::KeyCompromise as i32,
+            invalidity_date: 0,
+        })
+        .await
+        .expect("revoked");
+    // No stale "good" after the revocation was acknowledged.
+    let revoked = ocsp(&svc, &leaf);
+    assert!(
+        revoked
+            .stdout
+            .contains(&format!("{}: revoked", leaf.display())),
+        "{}{}",
+        revoked.stdout,
+        revoked.stderr
+    );
+    assert!(
+        revoked.stdout.contains("Reason: keyCompromise"),
+        "{}",
+        revoked.stdout
+    );
+    assert!(
+        revoked.stderr.contains("Response verify OK"),
+        "{}",
+        revoked.stderr
+    );
+}
+
+fn http(addr: &str, request: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let status = String::from_utf8_lossy(&out[..head_end])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, out[head_end..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_certificates_and_bad_ocsp_requests_over_http() {
+    let svc = Service::start();
+    let addr = svc.home.http.clone();
+    let (status, body) = http(
+        &addr,
+        format!("GET /ca/issuing.cer HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let pem = std::fs::read(svc.home.issuing_pem()).unwrap();
+    assert_eq!(
+        body,
+        openssl::x509::X509::from_pem(&pem)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    );
+
+    // Garbage: an OCSPResponse with status malformedRequest (1), not a crash.
+    let garbage = b"this is not DER";
+    let req = [
+        format!("POST /ocsp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/ocsp-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", garbage.len()).into_bytes(),
+        garbage.to_vec(),
+    ]
+    .concat();
+    let (status, body) = http(&addr, &req);
+    assert_eq!(status, 200);
+    assert_eq!(body, [0x30, 0x03, 0x0a, 0x01, 0x01], "malformedRequest");
+    // A body larger than any OCSP request: refused before it is read.
+    let huge = vec![0x30u8; 70 * 1024];
+    let req = [
+        format!("POST /ocsp HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", huge.len()).into_bytes(),
+        huge,
+    ]
+    .concat();
+    let (status, _) = http(&addr, &req);
+    assert_eq!(status, 413);
+    // The server still answers.
+    let (status, _) = http(
+        &addr,
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 200);
+}
