@@ -111,10 +111,17 @@ impl Service {
         self.server = Some(Proc(child));
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&self.grpc).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nuc serve did not listen within 20 s"
-            );
+            let exited = self
+                .server
+                .as_mut()
+                .and_then(|p| p.0.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.home.path("serve.log")).unwrap_or_default();
+                panic!(
+                    "nuc serve is not listening on {} ({exited:?}); its log:\n{log}",
+                    self.grpc
+                );
+            }
             std::thread::sleep(Duration::from_millis(30));
         }
     }

@@ -68,13 +68,17 @@ pub fn nuc(args: &[&str]) -> Run {
         .into()
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, below the kernel's ephemeral range (32768+): a port taken from that
+/// range can be handed to some test's outgoing connection before our server binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let mut b = [0u8; 2];
+        openssl::rand::rand_bytes(&mut b).unwrap();
+        let port = 20_000 + u16::from_le_bytes(b) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A home with an initialised CA, removed when dropped.

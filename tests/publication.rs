@@ -151,3 +151,99 @@ async fn ca_certificates_and_bad_ocsp_requests_over_http() {
     );
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_headers() {
+    use std::io::{Read, Write};
+    let svc = Service::start();
+    let addr = svc.home.http.clone();
+    let get = |path: &str| -> (String, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        (
+            String::from_utf8_lossy(&out[..end]).to_lowercase(),
+            out[end..].to_vec(),
+        )
+    };
+    // Nothing was published in this home before: the service publishes at once when it starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (head, full) = loop {
+        let (head, body) = get("/crl/issuing.crl");
+        if head.starts_with("http/1.1 200") {
+            break (head, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CRL served: {head}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        head.contains("content-type: application/pkix-crl"),
+        "{head}"
+    );
+    let max_age: i64 = head
+        .split("max-age=")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 3600, "{head}");
+    assert!(head.contains("etag: \""), "{head}");
+    let (dhead, delta) = get("/crl/issuing-delta.crl");
+    assert!(dhead.starts_with("http/1.1 200"), "{dhead}");
+    for (name, der) in [("full.crl", &full), ("delta.crl", &delta)] {
+        let path = svc.home.path(name);
+        std::fs::write(&path, der).unwrap();
+        let chain = svc.home.home().join("ca/chain.pem");
+        let v = outside(
+            "openssl",
+            &[
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                path.to_str().unwrap(),
+                "-CAfile",
+                chain.to_str().unwrap(),
+                "-noout",
+                "-verify",
+            ],
+        );
+        assert!(
+            v.stdout.contains("verify OK") || v.stderr.contains("verify OK"),
+            "{name}: {}{}",
+            v.stdout,
+            v.stderr
+        );
+        let lint = outside(
+            "lint_crl",
+            &[
+                "lint",
+                "-t",
+                "CRL",
+                "-p",
+                "PKIX",
+                "-s",
+                "ERROR",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(lint.stdout.trim(), "", "{name}: {}", lint.stderr);
+    }
+    assert!(
+        svc.home
+            .count("SELECT COUNT(*) FROM audit_log WHERE action = 'crl.published'")
+            >= 2
+    );
+}

@@ -57,6 +57,12 @@ pub struct PublicationConfig {
     pub root_issuers: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cps: Option<String>,
+    /// Seconds between thisUpdate and nextUpdate of the CRLs (default one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_validity_secs: Option<i64>,
+    /// Seconds between two CRL publications by the built-in timer (default one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_interval_secs: Option<i64>,
 }
 
 impl PublicationConfig {
@@ -273,6 +279,8 @@ impl Config {
                 root_crl: None,
                 root_issuers: None,
                 cps: None,
+                crl_validity_secs: None,
+                crl_interval_secs: None,
             },
             hsm: HsmConfig {
                 module: std::env::var_os("NUC_PKCS11_MODULE")

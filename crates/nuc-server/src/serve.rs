@@ -65,6 +65,74 @@ async fn ocsp_get(
     ocsp_answer(state, request).await
 }
 
+/// The latest CRL of a kind, with caching headers derived from its nextUpdate.
+async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let ra = state.ra.clone();
+    let row = tokio::task::spawn_blocking(move || match kind {
+        nuc_store::CrlKind::Full => ra.ca.store.latest_full_crl(),
+        nuc_store::CrlKind::Delta => ra.ca.store.latest_delta_crl(),
+    })
+    .await;
+    match row {
+        Ok(Ok(Some(row))) => {
+            let max_age = (row.next_update - nuc_core::time::now_unix()).max(0);
+            (
+                [
+                    (header::CONTENT_TYPE, "application/pkix-crl".to_owned()),
+                    (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
+                    (header::ETAG, format!("\"{}\"", row.sha256)),
+                ],
+                row.der,
+            )
+                .into_response()
+        }
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no CRL published yet").into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response(),
+    }
+}
+
+/// Publishes a full and a delta CRL now (audited by the store).
+fn publish_crls(ra: &Ra, validity: i64) {
+    let started = Instant::now();
+    match nuc_publisher::crl::publish(&ra.ca, nuc_core::time::now_unix(), validity) {
+        Ok(p) => tracing::info!(
+            full = p.full_number,
+            delta = p.delta_number,
+            millis = started.elapsed().as_millis() as u64,
+            "CRLs published"
+        ),
+        Err(e) => tracing::error!(error = %e, "CRL publication failed; will retry"),
+    }
+}
+
+/// At start, publishes at once when the current CRL is missing or past its nextUpdate; then
+/// publishes every `interval` until stopped.
+async fn crl_timer(
+    ra: Arc<Ra>,
+    validity: i64,
+    interval: i64,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stale = match ra.ca.store.latest_full_crl() {
+        Ok(Some(row)) => row.next_update <= nuc_core::time::now_unix(),
+        _ => true,
+    };
+    if stale {
+        let r = ra.clone();
+        let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(interval.max(1) as u64)) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let r = ra.clone();
+        let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
+    }
+}
+
 /// A CA certificate in DER, at the caIssuers URL the certificates name.
 fn ca_certificate(der: Vec<u8>) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -223,6 +291,14 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             .route("/ocsp", axum::routing::post(ocsp_post))
             .route("/ocsp/{*request}", get(ocsp_get))
             .route(
+                "/crl/issuing.crl",
+                get(|State(s): State<Arc<AppState>>| crl(s, nuc_store::CrlKind::Full)),
+            )
+            .route(
+                "/crl/issuing-delta.crl",
+                get(|State(s): State<Arc<AppState>>| crl(s, nuc_store::CrlKind::Delta)),
+            )
+            .route(
                 "/ca/root.cer",
                 get(move || async move { ca_certificate(root_der) }),
             )
@@ -245,10 +321,14 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
         tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz, gRPC with mutual TLS");
-        let (g, h, s) = tokio::join!(grpc, http, sender);
+        let crl_validity = cfg.publication.crl_validity_secs.unwrap_or(86_400);
+        let crl_interval = cfg.publication.crl_interval_secs.unwrap_or(3_600);
+        let crls = crl_timer(ra.clone(), crl_validity, crl_interval, stop_rx.clone());
+        let (g, h, s, c) = tokio::join!(grpc, http, sender, crls);
         g?;
         h?;
         s?;
+        c?;
         tracing::info!("stopped cleanly");
         Ok(())
     })
