@@ -154,6 +154,17 @@ pub struct OperatorRow {
     pub status: String,
 }
 
+fn operator_row(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
+    Ok(OperatorRow {
+        iin: r.get(0)?,
+        surname: r.get(1)?,
+        name: r.get(2)?,
+        role: r.get(3)?,
+        con: r.get(4)?,
+        status: r.get(5)?,
+    })
+}
+
 /// A revocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationRow {
@@ -536,16 +547,7 @@ impl Store {
             .query_row(
                 "SELECT iin, surname, name, role, con, status FROM operators WHERE iin = ?1",
                 [iin],
-                |r| {
-                    Ok(OperatorRow {
-                        iin: r.get(0)?,
-                        surname: r.get(1)?,
-                        name: r.get(2)?,
-                        role: r.get(3)?,
-                        con: r.get(4)?,
-                        status: r.get(5)?,
-                    })
-                },
+                operator_row,
             )
             .optional()?)
     }
@@ -555,16 +557,7 @@ impl Store {
         let conn = self.conn();
         let mut st = conn
             .prepare("SELECT iin, surname, name, role, con, status FROM operators ORDER BY iin")?;
-        let rows = st.query_map([], |r| {
-            Ok(OperatorRow {
-                iin: r.get(0)?,
-                surname: r.get(1)?,
-                name: r.get(2)?,
-                role: r.get(3)?,
-                con: r.get(4)?,
-                status: r.get(5)?,
-            })
-        })?;
+        let rows = st.query_map([], operator_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
