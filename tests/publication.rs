@@ -244,6 +244,99 @@ async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_header
     assert!(
         svc.home
             .count("SELECT COUNT(*) FROM audit_log WHERE action = 'crl.published'")
-            >= 2
+            >= 3
     );
+
+    // The root's CRL, at the URL the issuing CA certificate names: then a relying party can
+    // check revocation along the whole chain.
+    let (rhead, root) = get("/crl/root.crl");
+    assert!(rhead.starts_with("http/1.1 200"), "{rhead}");
+    let root_path = svc.home.path("root.crl");
+    std::fs::write(&root_path, &root).unwrap();
+    let ca = svc.home.home().join("ca");
+    let v = outside(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            root_path.to_str().unwrap(),
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+            "-noout",
+            "-verify",
+        ],
+    );
+    assert!(
+        v.stdout.contains("verify OK") || v.stderr.contains("verify OK"),
+        "{}{}",
+        v.stdout,
+        v.stderr
+    );
+    let lint = outside(
+        "lint_crl",
+        &[
+            "lint",
+            "-t",
+            "CRL",
+            "-p",
+            "PKIX",
+            "-s",
+            "ERROR",
+            root_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(lint.stdout.trim(), "", "{}", lint.stderr);
+    let (csr, leaf) = (svc.home.path("leaf.csr"), svc.home.path("leaf.pem"));
+    write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    assert_eq!(
+        svc.home
+            .issue(
+                "individual-auth",
+                &csr,
+                &leaf,
+                &["--iin", IIN, "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ"]
+            )
+            .code,
+        Some(0)
+    );
+    let pem_crl = |der: &std::path::Path, name: &str| {
+        let out = svc.home.path(name);
+        let r = outside(
+            "openssl",
+            &[
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                der.to_str().unwrap(),
+                "-out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        out
+    };
+    let (root_pem, full_pem) = (
+        pem_crl(&root_path, "root-crl.pem"),
+        pem_crl(&svc.home.path("full.crl"), "full-crl.pem"),
+    );
+    let chain = outside(
+        "openssl",
+        &[
+            "verify",
+            "-crl_check_all",
+            "-CRLfile",
+            root_pem.to_str().unwrap(),
+            "-CRLfile",
+            full_pem.to_str().unwrap(),
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+            "-untrusted",
+            ca.join("issuing.pem").to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(chain.code, Some(0), "{}{}", chain.stdout, chain.stderr);
 }

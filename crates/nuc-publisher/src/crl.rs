@@ -305,3 +305,41 @@ pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, Publi
         base_number,
     })
 }
+
+/// The root CA's CRL: the root certifies only the issuing CA, and revoking that is a ceremony
+/// outside this service, so the list is empty. It is signed by the root key; its CRL number is
+/// the Unix time of its thisUpdate, which increases without any stored sequence.
+pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, PublishError> {
+    if next_update <= this_update {
+        return Err(PublishError::Invalid(
+            "root CRL: nextUpdate must follow thisUpdate".into(),
+        ));
+    }
+    let number = u64::try_from(this_update).map_err(|_| {
+        PublishError::Invalid(format!("root CRL: thisUpdate {this_update} is before 1970"))
+    })?;
+    let exts = vec![
+        ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(ca.root.key_id.clone())?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            false,
+        )?,
+        ext(&CrlNumber::try_from(number)?, false)?,
+    ];
+    let algorithm = ca.root.key.algorithm.signature_algorithm();
+    let tbs = TbsCertListOut {
+        version: Version::V2,
+        signature: algorithm.clone(),
+        issuer: ca.root.subject.clone(),
+        this_update: time(this_update)?,
+        next_update: Some(time(next_update)?),
+        revoked_certificates: None,
+        crl_extensions: Some(exts),
+    }
+    .to_der()?;
+    let signature = ca.hsm.sign(&ca.root.key, &tbs)?;
+    Ok(nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?)
+}

@@ -93,6 +93,35 @@ async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::
     }
 }
 
+/// The root's CRL lives in `HOME/ca/root.crl`; it is made anew, valid one year, when missing or
+/// within 30 days of its nextUpdate.
+fn ensure_root_crl(ra: &Ra) -> anyhow::Result<()> {
+    use der::Decode;
+    let path = ra.ca.home.ca_dir().join("root.crl");
+    let now = nuc_core::time::now_unix();
+    if let Ok(der) = std::fs::read(&path)
+        && let Ok(crl) = <x509_cert::crl::CertificateList>::from_der(&der)
+        && let Some(next) = crl.tbs_cert_list.next_update
+        && next.to_unix_duration().as_secs() as i64 > now + 30 * 86_400
+    {
+        return Ok(());
+    }
+    let next_update = now + 365 * 86_400;
+    let der = nuc_publisher::crl::root_crl(&ra.ca, now, next_update)?;
+    let tmp = path.with_extension("crl.tmp");
+    std::fs::write(&tmp, &der)?;
+    std::fs::rename(&tmp, &path)?;
+    ra.ca.store.audit(&nuc_store::AuditEntry {
+        actor: "system".into(),
+        action: "crl.published".into(),
+        object: "crl:root".into(),
+        details: serde_json::json!({ "kind": "root", "number": now, "next_update": next_update,
+            "sha256": hex::encode(openssl::sha::sha256(&der)) }),
+    })?;
+    tracing::info!(next_update, "root CRL published");
+    Ok(())
+}
+
 /// Publishes a full and a delta CRL now (audited by the store).
 fn publish_crls(ra: &Ra, validity: i64) {
     let started = Instant::now();
@@ -119,6 +148,12 @@ async fn crl_timer(
         Ok(Some(row)) => row.next_update <= nuc_core::time::now_unix(),
         _ => true,
     };
+    let r = ra.clone();
+    match tokio::task::spawn_blocking(move || ensure_root_crl(&r)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "root CRL could not be published"),
+        Err(e) => tracing::error!(error = %e, "root CRL task failed"),
+    }
     if stale {
         let r = ra.clone();
         let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
@@ -130,6 +165,22 @@ async fn crl_timer(
         }
         let r = ra.clone();
         let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
+    }
+}
+
+async fn root_crl(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    match std::fs::read(state.ra.ca.home.ca_dir().join("root.crl")) {
+        Ok(der) => (
+            [
+                (header::CONTENT_TYPE, "application/pkix-crl"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            der,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no root CRL published yet").into_response(),
     }
 }
 
@@ -290,6 +341,7 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             .route("/healthz", get(healthz))
             .route("/ocsp", axum::routing::post(ocsp_post))
             .route("/ocsp/{*request}", get(ocsp_get))
+            .route("/crl/root.crl", get(root_crl))
             .route(
                 "/crl/issuing.crl",
                 get(|State(s): State<Arc<AppState>>| crl(s, nuc_store::CrlKind::Full)),
