@@ -6,6 +6,51 @@ use nuc_e2e::api::*;
 use nuc_e2e::*;
 use openssl::nid::Nid;
 
+/// `openssl crl -verify` against `ca_file` and pkilint's `lint_crl` at ERROR: both satisfied.
+fn judge_crl(path: &std::path::Path, ca_file: &std::path::Path) {
+    let v = outside(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path.to_str().unwrap(),
+            "-CAfile",
+            ca_file.to_str().unwrap(),
+            "-noout",
+            "-verify",
+        ],
+    );
+    assert!(
+        v.stdout.contains("verify OK") || v.stderr.contains("verify OK"),
+        "{}: {}{}",
+        path.display(),
+        v.stdout,
+        v.stderr
+    );
+    let lint = outside(
+        "lint_crl",
+        &[
+            "lint",
+            "-t",
+            "CRL",
+            "-p",
+            "PKIX",
+            "-s",
+            "ERROR",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        lint.stdout.trim(),
+        "",
+        "{}: {}",
+        path.display(),
+        lint.stderr
+    );
+}
+
 fn ocsp(svc: &Service, leaf: &std::path::Path) -> Run {
     let ca = svc.home.home().join("ca");
     outside(
@@ -205,41 +250,7 @@ async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_header
     for (name, der) in [("full.crl", &full), ("delta.crl", &delta)] {
         let path = svc.home.path(name);
         std::fs::write(&path, der).unwrap();
-        let chain = svc.home.home().join("ca/chain.pem");
-        let v = outside(
-            "openssl",
-            &[
-                "crl",
-                "-inform",
-                "DER",
-                "-in",
-                path.to_str().unwrap(),
-                "-CAfile",
-                chain.to_str().unwrap(),
-                "-noout",
-                "-verify",
-            ],
-        );
-        assert!(
-            v.stdout.contains("verify OK") || v.stderr.contains("verify OK"),
-            "{name}: {}{}",
-            v.stdout,
-            v.stderr
-        );
-        let lint = outside(
-            "lint_crl",
-            &[
-                "lint",
-                "-t",
-                "CRL",
-                "-p",
-                "PKIX",
-                "-s",
-                "ERROR",
-                path.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(lint.stdout.trim(), "", "{name}: {}", lint.stderr);
+        judge_crl(&path, &svc.home.home().join("ca/chain.pem"));
     }
     assert!(
         svc.home
@@ -254,40 +265,7 @@ async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_header
     let root_path = svc.home.path("root.crl");
     std::fs::write(&root_path, &root).unwrap();
     let ca = svc.home.home().join("ca");
-    let v = outside(
-        "openssl",
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            root_path.to_str().unwrap(),
-            "-CAfile",
-            ca.join("root.pem").to_str().unwrap(),
-            "-noout",
-            "-verify",
-        ],
-    );
-    assert!(
-        v.stdout.contains("verify OK") || v.stderr.contains("verify OK"),
-        "{}{}",
-        v.stdout,
-        v.stderr
-    );
-    let lint = outside(
-        "lint_crl",
-        &[
-            "lint",
-            "-t",
-            "CRL",
-            "-p",
-            "PKIX",
-            "-s",
-            "ERROR",
-            root_path.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(lint.stdout.trim(), "", "{}", lint.stderr);
+    judge_crl(&root_path, &ca.join("root.pem"));
     let (csr, leaf) = (svc.home.path("leaf.csr"), svc.home.path("leaf.pem"));
     write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
     assert_eq!(

@@ -954,17 +954,10 @@ impl Ra {
                 "the signed order names another operator or has no nonce",
             ));
         }
-        let payload_sha256 = sha256_hex(&verified.content);
-        if let Some(earlier) = self.earlier_revocation(&order, &payload_sha256)? {
-            return Ok(earlier);
-        }
-        self.check_holder(&order)?;
-        self.revoke(
+        self.carry_out_order(
+            &order,
+            &verified.content,
             &format!("operator:{}", operator.serial_hex),
-            &order.serial_hex,
-            i64::from(order.reason),
-            None,
-            Some(payload_sha256),
             &format!("at a CON counter, via {caller}"),
         )
     }
@@ -994,18 +987,35 @@ impl Ra {
                 "the signed order has no nonce",
             ));
         }
-        let payload_sha256 = sha256_hex(&verified.content);
-        if let Some(earlier) = self.earlier_revocation(&order, &payload_sha256)? {
+        self.carry_out_order(
+            &order,
+            &verified.content,
+            &format!("holder:{}", signer.serial_hex),
+            &format!("online by the holder, via {caller}"),
+        )
+    }
+
+    /// A checked revocation order: a retry of one already carried out gets its revocation
+    /// back; otherwise the certificate must be the named holder's, and it is revoked.
+    fn carry_out_order(
+        &self,
+        order: &RevocationOrder,
+        signed_content: &[u8],
+        actor: &str,
+        why: &str,
+    ) -> Result<RevocationRow, RaError> {
+        let payload_sha256 = sha256_hex(signed_content);
+        if let Some(earlier) = self.earlier_revocation(order, &payload_sha256)? {
             return Ok(earlier);
         }
-        self.check_holder(&order)?;
+        self.check_holder(order)?;
         self.revoke(
-            &format!("holder:{}", signer.serial_hex),
+            actor,
             &order.serial_hex,
             i64::from(order.reason),
             None,
             Some(payload_sha256),
-            &format!("online by the holder, via {caller}"),
+            why,
         )
     }
 
