@@ -318,3 +318,205 @@ async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_header
     );
     assert_eq!(chain.code, Some(0), "{}{}", chain.stdout, chain.stderr);
 }
+
+/// GET over plain HTTP/1.1: the status line and headers (lower case), and the body.
+fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (
+        String::from_utf8_lossy(&out[..end]).to_lowercase(),
+        out[end..].to_vec(),
+    )
+}
+
+/// `openssl crl -text` of a DER CRL.
+fn crl_text(svc: &Service, name: &str, der: &[u8]) -> String {
+    let path = svc.home.path(name);
+    std::fs::write(&path, der).unwrap();
+    judge_crl(&path, &svc.home.home().join("ca/chain.pem"));
+    let r = outside(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    r.stdout
+}
+
+/// The scheduler publishes on demand: new numbers, served at once, audited under its name;
+/// a revocation through the API reaches the delta CRL within seconds, without waiting for the
+/// hourly publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_publishes_on_demand_and_a_revocation_reaches_the_delta_at_once() {
+    use nuc_api::v1::publisher_service_client::PublisherServiceClient;
+    let svc = Service::start();
+    let ch = svc
+        .channel(Some(svc.system_identity(Some("scheduler"))))
+        .await
+        .unwrap();
+    let mut scheduler = PublisherServiceClient::new(ch);
+
+    // What the service published at start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let first = loop {
+        let s = scheduler
+            .get_crl_status(GetCrlStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.full.is_some() && s.delta.is_some() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (full, delta) = (first.full.unwrap(), first.delta.unwrap());
+    assert_eq!(delta.base_crl_number, full.crl_number);
+    assert_eq!(
+        full.url,
+        format!("http://{}/crl/issuing.crl", svc.home.http)
+    );
+    assert_eq!(
+        delta.url,
+        format!("http://{}/crl/issuing-delta.crl", svc.home.http)
+    );
+    // The delta lives shorter than the complete CRL (defaults: 2 hours, 1 day).
+    assert_eq!(full.next_update - full.this_update, 86_400);
+    assert_eq!(delta.next_update - delta.this_update, 7_200);
+
+    // On demand: two new numbers above the old ones, and the served bytes are the new CRL.
+    let published = scheduler
+        .publish_crls(PublishCrlsRequest {
+            reason: "ежедневная публикация / test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (full2, delta2) = (published.full.unwrap(), published.delta.unwrap());
+    assert!(
+        full2.crl_number > delta.crl_number,
+        "{full2:?} after {delta:?}"
+    );
+    assert_eq!(delta2.crl_number, full2.crl_number + 1);
+    assert_eq!(delta2.base_crl_number, full.crl_number);
+    let (_, served) = http_get(&svc.home.http, "/crl/issuing.crl");
+    assert_eq!(
+        hex::encode(openssl::sha::sha256(&served)),
+        full2.sha256,
+        "the served CRL is not the one just published"
+    );
+    let text = crl_text(&svc, "ondemand.crl", &served);
+    assert!(
+        text.contains(&format!(
+            "X509v3 CRL Number: \n                {}",
+            full2.crl_number
+        )),
+        "{text}"
+    );
+    // Audited: the request with its reason, and each CRL, under the scheduler's name.
+    let db = svc.home.db();
+    let actors: Vec<(String, String)> = db
+        .prepare(
+            "SELECT action, actor FROM audit_log WHERE action LIKE 'crl.publication%' \
+             OR (action = 'crl.published' AND object IN (?1, ?2)) ORDER BY seq",
+        )
+        .unwrap()
+        .query_map(
+            [
+                format!("crl:{}", full2.crl_number),
+                format!("crl:{}", delta2.crl_number),
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(actors.len(), 3, "{actors:?}");
+    assert_eq!(actors[0].0, "crl.publication_requested");
+    assert!(
+        actors.iter().all(|(_, a)| a.starts_with("scheduler:")),
+        "{actors:?}"
+    );
+    let why: String = db
+        .query_row(
+            "SELECT details FROM audit_log WHERE action = 'crl.publication_requested'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(why.contains("ежедневная публикация"), "{why}");
+
+    // A revocation through the API: a delta listing it is served within seconds.
+    let (csr, leaf) = (svc.home.path("leaf.csr"), svc.home.path("leaf.pem"));
+    write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
+    let issued = svc.home.issue(
+        "individual-auth",
+        &csr,
+        &leaf,
+        &["--iin", IIN, "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ"],
+    );
+    assert_eq!(issued.code, Some(0), "{}", issued.stderr);
+    let serial = issued
+        .stdout
+        .split("serial=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    svc.admin()
+        .await
+        .revoke_certificate(RevokeCertificateRequest {
+            serial_hex: serial.clone(),
+            reason: RevocationReason::AffiliationChanged as i32,
+            invalidity_date: 0,
+        })
+        .await
+        .expect("revoked");
+    let revoked_at = std::time::Instant::now();
+    let deadline = revoked_at + std::time::Duration::from_secs(10);
+    let status = loop {
+        let s = scheduler
+            .get_crl_status(GetCrlStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.delta.as_ref().unwrap().crl_number > delta2.crl_number {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delta CRL within 10 s of the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let delta3 = status.delta.unwrap();
+    // Only the delta: the complete CRL stays until its own time.
+    assert_eq!(status.full.unwrap().crl_number, full2.crl_number);
+    assert_eq!(delta3.base_crl_number, full2.crl_number);
+    assert_eq!(delta3.entries, 1);
+    let (_, served) = http_get(&svc.home.http, "/crl/issuing-delta.crl");
+    let text = crl_text(&svc, "after-revocation-delta.crl", &served);
+    assert!(
+        text.contains(&format!("Serial Number: {}", serial.to_uppercase())),
+        "{serial} not in the delta:\n{text}"
+    );
+    assert!(text.contains("Affiliation Changed"), "{text}");
+    assert!(text.contains("Delta CRL Indicator: critical"), "{text}");
+}

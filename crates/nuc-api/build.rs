@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "nuc/v1/portal.proto",
         "nuc/v1/operator.proto",
         "nuc/v1/admin.proto",
+        "nuc/v1/publisher.proto",
+        "nuc/v1/verify.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

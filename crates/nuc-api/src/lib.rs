@@ -6,7 +6,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
-/// `nuc.v1`: portal, operator and admin services, and the payloads signed with CMS.
+/// `nuc.v1`: portal, operator, admin, publisher and verification services, and the payloads
+/// signed with CMS.
 pub mod v1 {
     tonic::include_proto!("nuc.v1");
 }

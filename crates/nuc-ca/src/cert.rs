@@ -26,3 +26,26 @@ pub fn dn_text(name: &x509_cert::name::Name) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The value of a subject attribute that starts with `prefix` (e.g. "IIN" in SERIALNUMBER,
+/// "BIN" in OU), without the prefix.
+fn prefixed(cert: &Certificate, oid: ObjectIdentifier, prefix: &str) -> Option<String> {
+    cert.tbs_certificate()
+        .subject()
+        .iter()
+        .filter(|a| a.oid == oid)
+        .find_map(|a| {
+            let v = String::from_utf8_lossy(a.value.value()).into_owned();
+            v.strip_prefix(prefix).map(str::to_owned)
+        })
+}
+
+/// The IIN in a certificate's SERIALNUMBER attribute ("IIN" + 12 digits).
+pub fn iin_of(cert: &Certificate) -> Option<String> {
+    prefixed(cert, const_oid::db::rfc4519::SERIAL_NUMBER, "IIN")
+}
+
+/// The BIN in a legal entity employee's certificate (OU = "BIN" + 12 digits).
+pub fn bin_of(cert: &Certificate) -> Option<String> {
+    prefixed(cert, const_oid::db::rfc4519::OU, "BIN")
+}

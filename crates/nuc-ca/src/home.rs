@@ -63,6 +63,14 @@ pub struct PublicationConfig {
     /// Seconds between two CRL publications by the built-in timer (default one hour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_interval_secs: Option<i64>,
+    /// Seconds a delta CRL is valid (default two hours): deltas are published with every
+    /// complete CRL and again shortly after each revocation, so they can expire sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_validity_secs: Option<i64>,
+    /// Milliseconds the service waits after a revocation before publishing a delta CRL
+    /// (default 1000): revocations that arrive together go out in one delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_after_revocation_ms: Option<u64>,
 }
 
 impl PublicationConfig {
@@ -281,6 +289,8 @@ impl Config {
                 cps: None,
                 crl_validity_secs: None,
                 crl_interval_secs: None,
+                delta_validity_secs: None,
+                delta_after_revocation_ms: None,
             },
             hsm: HsmConfig {
                 module: std::env::var_os("NUC_PKCS11_MODULE")

@@ -38,5 +38,5 @@ pub mod verify;
 
 pub use alg::{DigestAlgorithm, SignatureAlgorithm};
 pub use error::CmsError;
-pub use sign::{SignerFn, ecdsa_signature_from_raw, sign, sign_with};
+pub use sign::{SignerFn, ecdsa_signature_from_raw, sign, sign_at, sign_with};
 pub use verify::{Verified, signer_chains_to, verify};

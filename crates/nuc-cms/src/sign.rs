@@ -93,7 +93,10 @@ pub fn sign_with(
     )
 }
 
-fn sign_at(
+/// [`sign_with`] with the signingTime given rather than read from the clock: for a signer
+/// whose time comes from elsewhere (a workstation's own clock, a replayed test vector). The
+/// verifier treats the signing time as the signer's claim either way.
+pub fn sign_at(
     content: &[u8],
     signer_cert_der: &[u8],
     signer: &SignerFn<'_>,

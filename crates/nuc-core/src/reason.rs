@@ -58,6 +58,22 @@ pub enum ReasonCode {
     OperatorNotFound,
     /// The operator is dismissed; dismissal is final.
     OperatorDismissed,
+    /// F8 verdict: the CMS does not decode, or is not one signer's SignedData.
+    SignatureMalformed,
+    /// F8 verdict: the document or the signature was altered (digest or signature mismatch).
+    SignatureInvalid,
+    /// F8 verdict: the signer certificate is not one the NUC issued.
+    SignerUnknown,
+    /// F8 verdict: signed before the signer certificate's notBefore.
+    SignerNotYetValid,
+    /// F8 verdict: signed after the signer certificate's notAfter.
+    SignerExpired,
+    /// F8 verdict: the signer certificate is revoked.
+    SignerRevoked,
+    /// The BIN in the certificate is not the one stated.
+    BinMismatch,
+    /// F8 verdict: the signingTime attribute lies in the future.
+    SigningTimeInvalid,
     /// Something that must not happen happened; a bug to report.
     Internal,
 }
@@ -91,6 +107,14 @@ impl ReasonCode {
             ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
             ReasonCode::OperatorNotFound => "OPERATOR_NOT_FOUND",
             ReasonCode::OperatorDismissed => "OPERATOR_DISMISSED",
+            ReasonCode::SignatureMalformed => "SIGNATURE_MALFORMED",
+            ReasonCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ReasonCode::SignerUnknown => "SIGNER_UNKNOWN",
+            ReasonCode::SignerNotYetValid => "SIGNER_NOT_YET_VALID",
+            ReasonCode::SignerExpired => "SIGNER_EXPIRED",
+            ReasonCode::SignerRevoked => "SIGNER_REVOKED",
+            ReasonCode::BinMismatch => "BIN_MISMATCH",
+            ReasonCode::SigningTimeInvalid => "SIGNING_TIME_INVALID",
             ReasonCode::Internal => "INTERNAL",
         }
     }
@@ -119,13 +143,21 @@ impl ReasonCode {
                 | ReasonCode::AlreadyRevoked
                 | ReasonCode::OperatorNotFound
                 | ReasonCode::OperatorDismissed
+                | ReasonCode::SignatureMalformed
+                | ReasonCode::SignatureInvalid
+                | ReasonCode::SignerUnknown
+                | ReasonCode::SignerNotYetValid
+                | ReasonCode::SignerExpired
+                | ReasonCode::SignerRevoked
+                | ReasonCode::BinMismatch
+                | ReasonCode::SigningTimeInvalid
         )
     }
 }
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 26] = [
+    pub const ALL: [ReasonCode; 34] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -152,6 +184,14 @@ impl ReasonCode {
         ReasonCode::AlreadyRevoked,
         ReasonCode::OperatorNotFound,
         ReasonCode::OperatorDismissed,
+        ReasonCode::SignatureMalformed,
+        ReasonCode::SignatureInvalid,
+        ReasonCode::SignerUnknown,
+        ReasonCode::SignerNotYetValid,
+        ReasonCode::SignerExpired,
+        ReasonCode::SignerRevoked,
+        ReasonCode::BinMismatch,
+        ReasonCode::SigningTimeInvalid,
     ];
 }
 

@@ -52,6 +52,12 @@ pub struct Published {
     pub delta_number: i64,
     /// The complete CRL the delta updates (its deltaCRLIndicator).
     pub base_number: i64,
+    /// thisUpdate of both.
+    pub this_update: i64,
+    pub full_next_update: i64,
+    pub delta_next_update: i64,
+    pub full_entries: i64,
+    pub delta_entries: i64,
 }
 
 /// Why a publication failed. Nothing was recorded when this is returned.
@@ -250,60 +256,158 @@ fn row(spec: &Spec, der: Vec<u8>, entries: i64) -> CrlRow {
     }
 }
 
-/// Builds and signs a complete CRL and a delta CRL valid from `now` for `validity_secs`, and
-/// records both (numbers, bytes, audit). Returns their DER for the caller to publish.
-pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, PublishError> {
-    if validity_secs <= 0 {
+/// How long the CRLs of a publication are valid. A delta may be given a shorter life than the
+/// complete CRL: it is published again after each revocation and with each complete CRL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub full_secs: i64,
+    pub delta_secs: i64,
+}
+
+impl Validity {
+    /// Both CRLs valid for `secs`.
+    pub fn same(secs: i64) -> Self {
+        Self {
+            full_secs: secs,
+            delta_secs: secs,
+        }
+    }
+}
+
+fn next_update(now: i64, secs: i64, what: &str) -> Result<i64, PublishError> {
+    if secs <= 0 {
         return Err(PublishError::Invalid(format!(
-            "CRL validity must be positive, got {validity_secs} s"
+            "{what} validity must be positive, got {secs} s"
         )));
     }
-    let next_update = now
-        .checked_add(validity_secs)
-        .ok_or_else(|| PublishError::Invalid("CRL nextUpdate overflows".into()))?;
-    let base = ca.store.latest_full_crl()?;
+    now.checked_add(secs)
+        .ok_or_else(|| PublishError::Invalid(format!("{what} nextUpdate overflows")))
+}
+
+/// The delta of a base: every revocation since the base's thisUpdate, less the overlap.
+fn delta_spec(number: i64, now: i64, next_update: i64, base: (i64, i64)) -> Spec {
+    Spec {
+        number,
+        this_update: now,
+        next_update,
+        delta: Some((base.0, base.1 - DELTA_OVERLAP_SECS)),
+    }
+}
+
+/// Builds and signs a complete CRL and a delta CRL valid from `now` for `validity_secs`, and
+/// records both (numbers, bytes, audit) as the built-in publisher. See [`publish_as`].
+pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, PublishError> {
+    publish_as(ca, now, Validity::same(validity_secs), "system:publisher")
+}
+
+/// Builds and signs a complete CRL and a delta CRL valid from `now`, and records both
+/// (numbers, bytes, one `crl.published` audit record each, naming `actor`). Returns their DER
+/// for the caller to publish.
+pub fn publish_as(
+    ca: &Ca,
+    now: i64,
+    validity: Validity,
+    actor: &str,
+) -> Result<Published, PublishError> {
+    let full_next = next_update(now, validity.full_secs, "CRL")?;
+    let delta_next = next_update(now, validity.delta_secs, "delta CRL")?;
+    let base = ca.store.latest_full_crl_info()?;
     let full_number = ca.store.next_crl_number()?;
     let full = Spec {
         number: full_number,
         this_update: now,
-        next_update,
+        next_update: full_next,
         delta: None,
     };
-    let (base_number, base_this_update) = base
+    let base = base
         .map(|b| (b.crl_number, b.this_update))
         .unwrap_or((full_number, now));
-    let delta = Spec {
-        number: full_number + 1,
-        this_update: now,
-        next_update,
-        delta: Some((base_number, base_this_update - DELTA_OVERLAP_SECS)),
-    };
+    let delta = delta_spec(full_number + 1, now, delta_next, base);
     let (full_der, full_entries) = build(ca, &full)?;
     let (delta_der, delta_entries) = build(ca, &delta)?;
     // The numbers are taken only here: if another publisher recorded them first, the database
     // refuses these CRLs and nothing of this call is published.
-    ca.store.record_crls(
-        &[
-            row(&full, full_der.clone(), full_entries),
-            row(&delta, delta_der.clone(), delta_entries),
-        ],
-        "system:publisher",
-    )?;
+    let mut rows = ca
+        .store
+        .record_crls(
+            vec![
+                row(&full, full_der, full_entries),
+                row(&delta, delta_der, delta_entries),
+            ],
+            actor,
+        )?
+        .into_iter();
+    let (Some(full_row), Some(delta_row)) = (rows.next(), rows.next()) else {
+        return Err(PublishError::Invalid(
+            "the store lost a recorded CRL".into(),
+        ));
+    };
     tracing::info!(
         full = full_number,
         delta = delta.number,
-        base = base_number,
+        base = base.0,
         entries = full_entries,
         delta_entries,
+        %actor,
         "CRLs published"
     );
     Ok(Published {
-        full: full_der,
-        delta: delta_der,
+        full: full_row.der,
+        delta: delta_row.der,
         full_number,
         delta_number: delta.number,
-        base_number,
+        base_number: base.0,
+        this_update: now,
+        full_next_update: full_next,
+        delta_next_update: delta_next,
+        full_entries,
+        delta_entries,
     })
+}
+
+/// A delta CRL published on its own.
+#[derive(Debug, Clone)]
+pub struct PublishedDelta {
+    pub der: Vec<u8>,
+    pub number: i64,
+    /// The complete CRL it updates (its deltaCRLIndicator).
+    pub base_number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub entries: i64,
+}
+
+/// Builds, signs and records a delta CRL alone, against the latest complete CRL: what the
+/// service publishes right after a revocation, so that CRL users learn of it without waiting
+/// for the next complete CRL. `None` when no complete CRL exists yet (publish both first).
+pub fn publish_delta(
+    ca: &Ca,
+    now: i64,
+    delta_validity_secs: i64,
+    actor: &str,
+) -> Result<Option<PublishedDelta>, PublishError> {
+    let next = next_update(now, delta_validity_secs, "delta CRL")?;
+    let Some(base) = ca.store.latest_full_crl_info()? else {
+        return Ok(None);
+    };
+    let number = ca.store.next_crl_number()?;
+    let spec = delta_spec(number, now, next, (base.crl_number, base.this_update));
+    let (der, entries) = build(ca, &spec)?;
+    let der = ca
+        .store
+        .record_crls(vec![row(&spec, der, entries)], actor)?
+        .pop()
+        .map(|r| r.der)
+        .ok_or_else(|| PublishError::Invalid("the store lost a recorded CRL".into()))?;
+    tracing::info!(delta = number, base = base.crl_number, entries, %actor, "delta CRL published");
+    Ok(Some(PublishedDelta {
+        der,
+        number,
+        base_number: base.crl_number,
+        this_update: now,
+        next_update: next,
+        entries,
+    }))
 }
 
 /// The root CA's CRL: the root certifies only the issuing CA, and revoking that is a ceremony

@@ -93,6 +93,8 @@ pub struct Ra {
     registry: Arc<dyn Registry>,
     clock: Arc<dyn Clock>,
     config: RaConfig,
+    /// Woken after every revocation: the publisher listens to put out a delta CRL at once.
+    revoked: Arc<tokio::sync::Notify>,
 }
 
 /// `payload_type` of each signed payload (field 15 in common.proto): a signature given for one
@@ -170,7 +172,14 @@ impl Ra {
             registry,
             clock,
             config,
+            revoked: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Wakes (once, however many revocations happened meanwhile) after a revocation is
+    /// recorded. OCSP needs no such signal: it reads the revocations as they are stored.
+    pub fn revocations(&self) -> Arc<tokio::sync::Notify> {
+        self.revoked.clone()
     }
 
     pub fn now(&self) -> i64 {
@@ -921,6 +930,7 @@ impl Ra {
             },
         )?;
         tracing::info!(%serial, reason, "certificate revoked");
+        self.revoked.notify_one();
         Ok(row)
     }
 

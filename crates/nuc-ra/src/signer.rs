@@ -18,17 +18,7 @@ pub struct CheckedSigner {
     pub der: Vec<u8>,
 }
 
-/// The IIN in a certificate's SERIALNUMBER attribute ("IIN" + 12 digits).
-pub fn iin_of(cert: &Certificate) -> Option<String> {
-    cert.tbs_certificate()
-        .subject()
-        .iter()
-        .find(|a| a.oid == const_oid::db::rfc4519::SERIAL_NUMBER)
-        .and_then(|a| {
-            let v = String::from_utf8_lossy(a.value.value()).into_owned();
-            v.strip_prefix("IIN").map(str::to_owned)
-        })
-}
+pub use nuc_ca::cert::iin_of;
 
 /// Checks a signer certificate: issued by our issuing CA, known to our database as issued
 /// under one of `profiles`, valid at `now`, not revoked. `fail` builds the refusal (operator

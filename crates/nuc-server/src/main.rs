@@ -8,6 +8,7 @@
 mod cli;
 mod grpc;
 mod outbox;
+mod publication;
 mod serve;
 mod tls;
 

@@ -11,13 +11,16 @@ use axum::routing::get;
 use nuc_api::v1::admin_service_server::AdminServiceServer;
 use nuc_api::v1::operator_service_server::OperatorServiceServer;
 use nuc_api::v1::portal_service_server::PortalServiceServer;
+use nuc_api::v1::publisher_service_server::PublisherServiceServer;
+use nuc_api::v1::verification_service_server::VerificationServiceServer;
 use nuc_ca::Ca;
 use nuc_ra::{OffsetClock, Ra, RaConfig};
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi};
+use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi, PublisherApi, VerificationApi};
 use crate::outbox;
+use crate::publication::Publisher;
 
 struct AppState {
     ra: Arc<Ra>,
@@ -90,81 +93,6 @@ async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::
         }
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no CRL published yet").into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response(),
-    }
-}
-
-/// The root's CRL lives in `HOME/ca/root.crl`; it is made anew, valid one year, when missing or
-/// within 30 days of its nextUpdate.
-fn ensure_root_crl(ra: &Ra) -> anyhow::Result<()> {
-    use der::Decode;
-    let path = ra.ca.home.ca_dir().join("root.crl");
-    let now = nuc_core::time::now_unix();
-    if let Ok(der) = std::fs::read(&path)
-        && let Ok(crl) = <x509_cert::crl::CertificateList>::from_der(&der)
-        && let Some(next) = crl.tbs_cert_list.next_update
-        && next.to_unix_duration().as_secs() as i64 > now + 30 * 86_400
-    {
-        return Ok(());
-    }
-    let next_update = now + 365 * 86_400;
-    let der = nuc_publisher::crl::root_crl(&ra.ca, now, next_update)?;
-    let tmp = path.with_extension("crl.tmp");
-    std::fs::write(&tmp, &der)?;
-    std::fs::rename(&tmp, &path)?;
-    ra.ca.store.audit(&nuc_store::AuditEntry {
-        actor: "system".into(),
-        action: "crl.published".into(),
-        object: "crl:root".into(),
-        details: serde_json::json!({ "kind": "root", "number": now, "next_update": next_update,
-            "sha256": hex::encode(openssl::sha::sha256(&der)) }),
-    })?;
-    tracing::info!(next_update, "root CRL published");
-    Ok(())
-}
-
-/// Publishes a full and a delta CRL now (audited by the store).
-fn publish_crls(ra: &Ra, validity: i64) {
-    let started = Instant::now();
-    match nuc_publisher::crl::publish(&ra.ca, nuc_core::time::now_unix(), validity) {
-        Ok(p) => tracing::info!(
-            full = p.full_number,
-            delta = p.delta_number,
-            millis = started.elapsed().as_millis() as u64,
-            "CRLs published"
-        ),
-        Err(e) => tracing::error!(error = %e, "CRL publication failed; will retry"),
-    }
-}
-
-/// At start, publishes at once when the current CRL is missing or past its nextUpdate; then
-/// publishes every `interval` until stopped.
-async fn crl_timer(
-    ra: Arc<Ra>,
-    validity: i64,
-    interval: i64,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let stale = match ra.ca.store.latest_full_crl() {
-        Ok(Some(row)) => row.next_update <= nuc_core::time::now_unix(),
-        _ => true,
-    };
-    let r = ra.clone();
-    match tokio::task::spawn_blocking(move || ensure_root_crl(&r)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "root CRL could not be published"),
-        Err(e) => tracing::error!(error = %e, "root CRL task failed"),
-    }
-    if stale {
-        let r = ra.clone();
-        let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
-    }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(interval.max(1) as u64)) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-        }
-        let r = ra.clone();
-        let _ = tokio::task::spawn_blocking(move || publish_crls(&r, validity)).await;
     }
 }
 
@@ -298,6 +226,7 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         };
 
         let api = Arc::new(Api::new(ra.clone(), cfg.grpc.dev_plaintext));
+        let publisher = Arc::new(Publisher::new(ra.clone()));
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<PortalServiceServer<PortalApi>>()
@@ -307,6 +236,12 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             .await;
         health_reporter
             .set_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        health_reporter
+            .set_serving::<PublisherServiceServer<PublisherApi>>()
+            .await;
+        health_reporter
+            .set_serving::<VerificationServiceServer<VerificationApi>>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(nuc_api::FILE_DESCRIPTOR_SET)
@@ -323,6 +258,11 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             .add_service(PortalServiceServer::new(PortalApi(api.clone())))
             .add_service(OperatorServiceServer::new(OperatorApi(api.clone())))
             .add_service(AdminServiceServer::new(AdminApi(api.clone())))
+            .add_service(PublisherServiceServer::new(PublisherApi {
+                api: api.clone(),
+                publisher: publisher.clone(),
+            }))
+            .add_service(VerificationServiceServer::new(VerificationApi(api.clone())))
             .serve_with_incoming_shutdown(
                 tokio_stream_wrapper(grpc_listener),
                 stopped(stop_rx.clone()),
@@ -373,9 +313,7 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
         tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz, gRPC with mutual TLS");
-        let crl_validity = cfg.publication.crl_validity_secs.unwrap_or(86_400);
-        let crl_interval = cfg.publication.crl_interval_secs.unwrap_or(3_600);
-        let crls = crl_timer(ra.clone(), crl_validity, crl_interval, stop_rx.clone());
+        let crls = publisher.clone().run(stop_rx.clone());
         let (g, h, s, c) = tokio::join!(grpc, http, sender, crls);
         g?;
         h?;

@@ -46,6 +46,9 @@ pub struct CrlRow {
 }
 
 const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at";
+/// The same columns without the CRL itself (an empty `der`): for decisions and status, where
+/// copying a CRL of a million entries would be waste.
+const CRL_INFO_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, X'', sha256, published_at";
 
 fn crl_row(r: &Row<'_>) -> rusqlite::Result<CrlRow> {
     let kind: String = r.get(1)?;
@@ -79,10 +82,10 @@ impl Store {
 
     /// Records signed CRLs, in the order given, each with its `crl.published` audit record,
     /// in one durable change. Refused as a whole if any number does not exceed every number
-    /// recorded before it.
-    pub fn record_crls(&self, crls: &[CrlRow], actor: &str) -> Result<(), StoreError> {
-        let (crls, actor) = (crls.to_vec(), actor.to_owned());
-        self.write(move |tx| {
+    /// recorded before it. Gives the rows back (a CRL can be large: it is moved, not copied).
+    pub fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+        let actor = actor.to_owned();
+        self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
             for c in &crls {
                 tx.prepare_cached(
@@ -120,16 +123,16 @@ impl Store {
                     now,
                 )?;
             }
-            Ok(())
+            Ok(crls)
         })
     }
 
-    fn latest_crl(&self, kind: CrlKind) -> Result<Option<CrlRow>, StoreError> {
+    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, StoreError> {
         Ok(self
             .conn()
             .query_row(
                 &format!(
-                    "SELECT {CRL_COLUMNS} FROM crls WHERE kind = ?1 ORDER BY crl_number DESC LIMIT 1"
+                    "SELECT {columns} FROM crls WHERE kind = ?1 ORDER BY crl_number DESC LIMIT 1"
                 ),
                 [kind.as_str()],
                 crl_row,
@@ -139,12 +142,22 @@ impl Store {
 
     /// The complete CRL with the highest number, if any was published.
     pub fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        self.latest_crl(CrlKind::Full)
+        self.latest_crl(CrlKind::Full, CRL_COLUMNS)
+    }
+
+    /// [`Store::latest_full_crl`] without its DER (`der` is empty).
+    pub fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS)
+    }
+
+    /// [`Store::latest_delta_crl`] without its DER (`der` is empty).
+    pub fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS)
     }
 
     /// The delta CRL with the highest number, if any was published.
     pub fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        self.latest_crl(CrlKind::Delta)
+        self.latest_crl(CrlKind::Delta, CRL_COLUMNS)
     }
 
     /// Calls `f(serial_hex, reason, revoked_at, invalidity_date)` for every revocation (with
@@ -208,21 +221,26 @@ mod tests {
         let store = Store::open(&dir.path().join("nuc.db")).unwrap();
         assert_eq!(store.next_crl_number().unwrap(), 1);
         assert!(store.latest_full_crl().unwrap().is_none());
+        assert!(store.latest_full_crl_info().unwrap().is_none());
         store
             .record_crls(
-                &[crl(1, CrlKind::Full, None), crl(2, CrlKind::Delta, Some(1))],
+                vec![crl(1, CrlKind::Full, None), crl(2, CrlKind::Delta, Some(1))],
                 "test",
             )
             .unwrap();
         assert_eq!(store.next_crl_number().unwrap(), 3);
         assert_eq!(store.latest_full_crl().unwrap().unwrap().crl_number, 1);
+        // The info rows are the rows without their bytes.
+        let info = store.latest_full_crl_info().unwrap().unwrap();
+        assert_eq!((info.crl_number, info.der.len()), (1, 0));
+        assert!(!store.latest_full_crl().unwrap().unwrap().der.is_empty());
         let delta = store.latest_delta_crl().unwrap().unwrap();
         assert_eq!((delta.crl_number, delta.base_crl_number), (2, Some(1)));
         // A number that does not increase is refused, and with it the whole change.
         assert!(
             store
                 .record_crls(
-                    &[crl(3, CrlKind::Full, None), crl(2, CrlKind::Delta, Some(1))],
+                    vec![crl(3, CrlKind::Full, None), crl(2, CrlKind::Delta, Some(1))],
                     "test"
                 )
                 .is_err()

@@ -9,6 +9,8 @@
 mod admin;
 mod operator;
 mod portal;
+mod publisher;
+mod verify;
 
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ use x509_cert::Certificate;
 pub use admin::AdminApi;
 pub use operator::OperatorApi;
 pub use portal::PortalApi;
+pub use publisher::PublisherApi;
+pub use verify::VerificationApi;
 
 /// The role of a calling system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub enum Service {
     Portal,
     Operator,
     Admin,
+    Publisher,
+    Verification,
 }
 
 pub fn allowed(service: Service) -> &'static [Role] {
@@ -69,6 +75,9 @@ pub fn allowed(service: Service) -> &'static [Role] {
         Service::Portal => &[Role::Portal],
         Service::Operator => &[Role::Workstation],
         Service::Admin => &[Role::Admin],
+        Service::Publisher => &[Role::Scheduler],
+        // Relying parties: the egov portal itself, and services holding the verifier role.
+        Service::Verification => &[Role::Portal, Role::Verifier],
     }
 }
 
@@ -199,6 +208,11 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | OperatorSuspended
         | AlreadyRevoked
         | OperatorDismissed => Code::FailedPrecondition,
+        // Verdicts of the verification service travel in its answer, not as a status; should
+        // one ever be a status, it is the caller's document that failed.
+        SignatureMalformed => Code::InvalidArgument,
+        SignatureInvalid | SignerUnknown | SignerNotYetValid | SignerExpired | SignerRevoked
+        | BinMismatch | SigningTimeInvalid => Code::FailedPrecondition,
         OperatorSignatureInvalid | ApplicantSignatureInvalid | IinMismatch | PermissionDenied => {
             Code::PermissionDenied
         }

@@ -1,0 +1,104 @@
+//! PublisherService: CRL publication on demand for the NUC's scheduler.
+
+use std::sync::Arc;
+
+use nuc_api::v1::publisher_service_server::PublisherService;
+use nuc_api::v1::{CrlInfo, CrlStatus, GetCrlStatusRequest, PublishCrlsRequest};
+use nuc_core::ReasonCode;
+use nuc_store::{CrlKind, CrlRow};
+use tonic::{Request, Response, Status};
+
+use super::{Api, Service, refusal};
+use crate::publication::Publisher;
+
+pub struct PublisherApi {
+    pub api: Arc<Api>,
+    pub publisher: Arc<Publisher>,
+}
+
+/// What the scheduler may say about why it publishes: recorded in the audit log, so bounded.
+const MAX_REASON_CHARS: usize = 500;
+
+impl PublisherApi {
+    fn info(&self, row: Option<CrlRow>) -> Option<CrlInfo> {
+        let row = row?;
+        let url = match row.kind {
+            CrlKind::Full => "{crl_full}",
+            CrlKind::Delta => "{crl_delta}",
+        };
+        Some(CrlInfo {
+            crl_number: row.crl_number,
+            base_crl_number: row.base_crl_number.unwrap_or(0),
+            this_update: row.this_update,
+            next_update: row.next_update,
+            entries: row.entries,
+            sha256: row.sha256,
+            url: self.api.ra.ca.home.config.publication.fill(url),
+        })
+    }
+
+    async fn status(&self) -> Result<CrlStatus, Status> {
+        let publisher = self.publisher.clone();
+        let (full, delta) = tokio::task::spawn_blocking(move || publisher.current())
+            .await
+            .map_err(|e| Status::internal(format!("INTERNAL: {e}")))?
+            .map_err(|e| refusal(ReasonCode::StorageFailure, &e.to_string()))?;
+        Ok(CrlStatus {
+            full: self.info(full),
+            delta: self.info(delta),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl PublisherService for PublisherApi {
+    async fn publish_crls(
+        &self,
+        req: Request<PublishCrlsRequest>,
+    ) -> Result<Response<CrlStatus>, Status> {
+        let caller = self.api.authorize(&req, Service::Publisher)?;
+        let reason = req.into_inner().reason;
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(refusal(
+                ReasonCode::InvalidArgument,
+                &format!("reason: longer than {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        let actor = caller.actor();
+        tracing::info!(%actor, %reason, "CRL publication requested");
+        let publisher = self.publisher.clone();
+        let ra = self.api.ra.clone();
+        tokio::task::spawn_blocking(move || {
+            // The request with its reason, then the publication (its own `crl.published`
+            // records name the same caller).
+            ra.ca
+                .store
+                .audit(&nuc_store::AuditEntry {
+                    actor: actor.clone(),
+                    action: "crl.publication_requested".into(),
+                    object: "crl:issuing".into(),
+                    details: serde_json::json!({ "reason": reason }),
+                })
+                .map_err(nuc_publisher::crl::PublishError::Store)?;
+            publisher.publish(&actor)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("INTERNAL: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "CRL publication on demand failed");
+            refusal(
+                ReasonCode::Unavailable,
+                &format!("CRL publication failed: {e}"),
+            )
+        })?;
+        Ok(Response::new(self.status().await?))
+    }
+
+    async fn get_crl_status(
+        &self,
+        req: Request<GetCrlStatusRequest>,
+    ) -> Result<Response<CrlStatus>, Status> {
+        self.api.authorize(&req, Service::Publisher)?;
+        Ok(Response::new(self.status().await?))
+    }
+}
