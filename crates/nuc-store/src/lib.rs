@@ -14,6 +14,7 @@ mod certs;
 mod migrate;
 mod publication;
 mod registration;
+mod seed;
 mod writer;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ pub use publication::{CrlKind, CrlRow};
 pub use registration::{
     NewRequest, Notification, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
 };
+pub use seed::RevocationSeed;
 
 /// Why storage refused or failed.
 #[derive(Debug, thiserror::Error)]
