@@ -1,0 +1,278 @@
+//! Putting a card into vpcd's reader for a test or a benchmark: one pcscd per machine, one card
+//! at a time on vpcd's fixed port, the `card-sim` binary started and stopped by its pid.
+//!
+//! - [`lock_vpcd`] serialises every user of the port: a process-wide mutex for tests of one
+//!   binary and a file lock for separate processes (a test run and a benchmark, say).
+//! - [`Pcscd::ensure`] uses the pcscd already running, or starts `pcscd -f` and stops that one
+//!   (by pid, never by name) when dropped. pcscd must run as root to open its socket.
+//! - [`SimCard`] is one `card-sim` process: inserted when it connects, pulled out when it exits
+//!   or is killed.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::profile::CardKind;
+use crate::vpcd::Removal;
+
+/// pcsc-lite's socket; `PCSCLITE_CSOCK_NAME` moves it, as for libpcsclite.
+const PCSCD_SOCKET: &str = "/run/pcscd/pcscd.comm";
+
+/// Holds vpcd's port for one user at a time.
+pub struct VpcdLock {
+    _file: File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// Waits for vpcd's port to be ours.
+pub fn lock_vpcd() -> io::Result<VpcdLock> {
+    static IN_PROCESS: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding the lock has released the port all the same.
+    let guard = IN_PROCESS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = std::env::temp_dir().join("nuc-card-vpcd-35963.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.lock()?;
+    Ok(VpcdLock {
+        _file: file,
+        _guard: guard,
+    })
+}
+
+fn pcscd_socket() -> PathBuf {
+    std::env::var_os("PCSCLITE_CSOCK_NAME").map_or_else(|| PCSCD_SOCKET.into(), PathBuf::from)
+}
+
+/// Whether a pcscd answers on its socket.
+pub fn pcscd_running() -> bool {
+    UnixStream::connect(pcscd_socket()).is_ok()
+}
+
+/// The pcscd the tests use; stopped on drop only if it was started here.
+pub struct Pcscd {
+    child: Option<Child>,
+}
+
+impl Pcscd {
+    /// Uses the running pcscd, or starts `pcscd -f` and waits until its socket answers. Its log
+    /// goes to `nuc-card-pcscd.log` in the temporary directory.
+    pub fn ensure(timeout: Duration) -> io::Result<Pcscd> {
+        if pcscd_running() {
+            return Ok(Pcscd { child: None });
+        }
+        let log = File::create(std::env::temp_dir().join("nuc-card-pcscd.log"))?;
+        let mut child = Command::new(pcscd_binary())
+            .arg("-f")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting pcscd: {e}")))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pcscd_running() {
+                return Ok(Pcscd { child: Some(child) });
+            }
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "pcscd exited at start ({status}); is another one running, and are we root?"
+                )));
+            }
+            if Instant::now() >= deadline {
+                stop(&mut child);
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "pcscd did not start",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of the pcscd started here, if this one was.
+    pub fn started_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Pcscd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            stop(child);
+        }
+    }
+}
+
+fn pcscd_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NUC_PCSCD") {
+        return p.into();
+    }
+    // Root's PATH has sbin; a plain user's may not.
+    let sbin = Path::new("/usr/sbin/pcscd");
+    if sbin.exists() {
+        sbin.into()
+    } else {
+        "pcscd".into()
+    }
+}
+
+/// SIGTERM by pid (through kill(1): no `unsafe` here), so that the process cleans up after
+/// itself; SIGKILL if it is still there after 3 seconds.
+fn stop(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Where the `card-sim` binary is: `CARD_SIM_BIN`, or beside the running executable (cargo puts
+/// test and example executables one directory below the binaries of the same profile).
+pub fn locate_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CARD_SIM_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join("card-sim");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "card-sim binary not found beside this executable: `cargo build -p card-sim` \
+         (with the same profile) or set CARD_SIM_BIN",
+    ))
+}
+
+/// How a [`SimCard`] behaves once inserted.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub removal: Removal,
+    /// vpcd's address.
+    pub vpcd: String,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            removal: Removal::default(),
+            vpcd: crate::vpcd::DEFAULT_ADDR.into(),
+        }
+    }
+}
+
+/// One running `card-sim`: the card is in the reader while it runs.
+pub struct SimCard {
+    child: Child,
+}
+
+impl SimCard {
+    /// Personalises a card into `state` (replacing any card there).
+    pub fn personalise(
+        bin: &Path,
+        state: &Path,
+        kind: CardKind,
+        pin: &str,
+        serial: Option<&str>,
+    ) -> io::Result<()> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--state")
+            .arg(state)
+            .args(["--personalise", "--force", "--kind"]);
+        cmd.arg(match kind {
+            CardKind::IdCard => "id-card",
+            CardKind::Sim => "sim",
+        });
+        cmd.env("CARD_SIM_PIN", pin);
+        if let Some(s) = serial {
+            cmd.args(["--serial", s]);
+        }
+        let out = cmd.stdin(Stdio::null()).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "card-sim --personalise: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts `card-sim` on `state`: it connects to vpcd, and pcscd sees a card at its next
+    /// presence poll.
+    pub fn insert(bin: &Path, state: &Path, options: &SimOptions) -> io::Result<SimCard> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--state")
+            .arg(state)
+            .args(["--vpcd", &options.vpcd, "--quiet"]);
+        if let Some(n) = options.removal.after_apdus {
+            cmd.args(["--remove-after", &n.to_string()]);
+            if options.removal.lose_answer {
+                cmd.arg("--lose-answer");
+            }
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn()?;
+        Ok(SimCard { child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Pulls the card out now: the process is killed (SIGKILL, like a hand yanking the card,
+    /// whatever it was doing) and reaped.
+    pub fn pull_out(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the card to leave by itself (`--remove-after`), at most `timeout`.
+    pub fn wait_gone(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "card-sim still running",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for SimCard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
