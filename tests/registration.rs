@@ -581,6 +581,24 @@ async fn authorisation_matrix() {
                 ),
             ),
             (
+                "workstation",
+                "RegisterAtCounter",
+                outcome(
+                    operator
+                        .register_at_counter(RegisterAtCounterRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "workstation",
+                "GetIssuedCertificates",
+                outcome(
+                    operator
+                        .get_issued_certificates(GetIssuedCertificatesRequest::default())
+                        .await,
+                ),
+            ),
+            (
                 "admin",
                 "IssueOperatorCertificate",
                 outcome(
@@ -1126,4 +1144,129 @@ async fn notifications_go_out_by_smtp_and_wait_while_the_relay_is_down() {
         assert!(std::time::Instant::now() < deadline, "not marked sent");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// F4 from the service's side: a workstation registers an applicant at the counter with keys
+/// generated on a card, the operator confirms, and the certificates (three years, identified
+/// in person) can be fetched again for a card pulled out before the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_registration_at_the_counter_for_keys_on_a_card() {
+    let svc = Service::start();
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut ws = svc.workstation().await;
+    let (app, auth_key, sign_key) = application("f4-card");
+    let at_counter = |key_storage: KeyStorage, key: &str| RegisterAtCounterRequest {
+        idempotency_key: key.into(),
+        iin: app.iin.clone(),
+        bin: String::new(),
+        email: app.email.clone(),
+        auth_csr: app.auth_csr.clone(),
+        sign_csr: app.sign_csr.clone(),
+        key_storage: key_storage as i32,
+        card_serial: "IDK-0001".into(),
+    };
+
+    // Keys in a file are not registered at the counter; an unknown applicant is refused.
+    let before = count(&svc, "SELECT COUNT(*) FROM requests");
+    let e = ws
+        .register_at_counter(at_counter(KeyStorage::File, "f4-file"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT", "{e:?}");
+    assert!(e.message().contains("key_storage"), "{e:?}");
+    let mut stranger = at_counter(KeyStorage::IdCard, "f4-stranger");
+    stranger.iin = "000000000000".into(); // a valid check digit, but nobody's number
+    let e = ws.register_at_counter(stranger).await.unwrap_err();
+    assert_eq!(reason(&e), "APPLICANT_NOT_IN_REGISTRY", "{e:?}");
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM requests"), before);
+
+    let registered = ws
+        .register_at_counter(at_counter(KeyStorage::IdCard, "f4-card"))
+        .await
+        .expect("registered")
+        .into_inner();
+    assert_eq!(registered.state, RequestState::Registered as i32);
+    assert_eq!(registered.key_storage, KeyStorage::IdCard as i32);
+    assert_eq!(registered.surname, "ҚҰНАНБАЙ");
+    // A retry (the answer was lost): the same request.
+    let again = ws
+        .register_at_counter(at_counter(KeyStorage::IdCard, "f4-card"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.request_number, registered.request_number);
+    // The same key for another card kind is another application.
+    let e = ws
+        .register_at_counter(at_counter(KeyStorage::SimCard, "f4-card"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT", "{e:?}");
+    let number = registered.request_number;
+    let audit: String = svc
+        .home
+        .db()
+        .query_row(
+            "SELECT details FROM audit_log WHERE action = 'request.registered' AND object = ?1",
+            [format!("request:{number}")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        audit.contains("\"key_storage\":\"id-card\"") && audit.contains("IDK-0001"),
+        "{audit}"
+    );
+    // No "come to a CON" e-mail: the applicant is at the counter.
+    assert_eq!(
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM notifications WHERE subject LIKE '%{number}%' AND kind = 'application'"
+            )
+        ),
+        0
+    );
+
+    let decided = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .expect("confirmed")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+    for (cert, k) in [
+        (&decided.certificates[0], &auth_key),
+        (&decided.certificates[1], &sign_key),
+    ] {
+        let path = svc.home.path(&format!("card-{}.pem", cert.profile));
+        std::fs::write(&path, &cert.pem).unwrap();
+        let v = openssl_verify(&svc.home, &path);
+        assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+        let x = openssl::x509::X509::from_der(&cert.der).unwrap();
+        assert!(x.public_key().unwrap().public_eq(k));
+        // Three years on a card (1095 days), not the one year of a key in a file.
+        let d = x.not_before().diff(x.not_after()).unwrap();
+        assert_eq!(d.days, 1094, "validity {d:?}");
+        let text = outside(
+            "openssl",
+            &["x509", "-noout", "-text", "-in", path.to_str().unwrap()],
+        )
+        .stdout;
+        assert!(text.contains("1.2.398.3.3.4.3.1"), "in person: {text}");
+        assert_eq!(pkilint_findings(&path), "");
+    }
+
+    // Fetched again, byte for byte (the card was pulled out before the write).
+    let fetched = ws
+        .get_issued_certificates(GetIssuedCertificatesRequest {
+            request_number: number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.state, RequestState::Issued as i32);
+    let ders = |c: &[IssuedCertificate]| c.iter().map(|c| c.der.clone()).collect::<Vec<_>>();
+    assert_eq!(ders(&fetched.certificates), ders(&decided.certificates));
 }

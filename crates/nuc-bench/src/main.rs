@@ -506,6 +506,7 @@ fn request(csr: Vec<u8>) -> IssueRequest {
         dns_names: vec![],
         actor: "bench".into(),
         request_number: None,
+        key_storage: Default::default(),
     }
 }
 
@@ -730,6 +731,7 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
                 issuer_not_after: Some(ca.issuing.not_after),
                 key_usage: &key_usage,
                 extended_key_usage: &eku,
+                key_on_card: false,
             },
         )
         .map_err(|f| anyhow!("lint: {}", f.join("; ")))?;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode, EncodePem};
-use nuc_core::SubjectInfo;
+use nuc_core::{KeyStorage, SubjectInfo};
 use nuc_store::{AuditEntry, CaKeyRow, Reservation, Store, Transition};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::KeyUsages;
@@ -46,6 +46,8 @@ pub struct IssueRequest {
     pub actor: String,
     /// The RA request this issuance answers, if any.
     pub request_number: Option<String>,
+    /// Where the key was generated; keys on cards may get a longer validity.
+    pub key_storage: KeyStorage,
 }
 
 /// A certificate just issued.
@@ -260,6 +262,7 @@ fn ca_certificate(
             issuer_not_after: issuer.map(|i| i.not_after),
             key_usage: &profile.key_usage,
             extended_key_usage: &profile.extended_key_usage,
+            key_on_card: false,
         },
     )
     .map_err(|f| CaError::LintFailed(f.join("; ")))?;
@@ -649,8 +652,17 @@ impl Ca {
 
         let subject = encode_name(&dn)?;
         let now = nuc_core::time::now_unix();
-        let not_after =
-            (now + i64::from(profile.validity_days) * 86_400 - 1).min(self.issuing.not_after);
+        let validity_days = if req.key_storage.on_card() {
+            profile.validity_days_on_card.ok_or_else(|| {
+                CaError::invalid(
+                    "key_storage",
+                    format!("profile {} is not issued for keys on cards", profile.name),
+                )
+            })?
+        } else {
+            profile.validity_days
+        };
+        let not_after = (now + i64::from(validity_days) * 86_400 - 1).min(self.issuing.not_after);
         let serial = serial_bytes()?;
         let input = TbsInput {
             profile,
@@ -680,6 +692,7 @@ impl Ca {
                 issuer_not_after: Some(self.issuing.not_after),
                 key_usage: &key_usage,
                 extended_key_usage: &eku,
+                key_on_card: req.key_storage.on_card(),
             },
         )
         .map_err(|f| CaError::LintFailed(f.join("; ")))?;

@@ -31,6 +31,8 @@ pub struct LintContext<'a> {
     pub issuer_not_after: Option<i64>,
     pub key_usage: &'a [KeyUsages],
     pub extended_key_usage: &'a [ObjectIdentifier],
+    /// The key was generated on a card: the profile's `validity_days_on_card` applies.
+    pub key_on_card: bool,
 }
 
 fn unix(t: &x509_cert::time::Time) -> i64 {
@@ -70,11 +72,20 @@ pub fn lint(tbs_der: &[u8], ctx: &LintContext<'_>) -> Result<(), Vec<String>> {
     if na <= nb {
         f.push("notAfter is not after notBefore".into());
     }
-    if na - nb > i64::from(p.validity_days) * 86_400 {
-        f.push(format!(
-            "validity exceeds the profile's {} days",
-            p.validity_days
-        ));
+    let (allowed_days, what) = if ctx.key_on_card {
+        (p.validity_days_on_card, "validity_days_on_card")
+    } else {
+        (Some(p.validity_days), "validity_days")
+    };
+    match allowed_days {
+        None => f.push(format!(
+            "profile {} is not issued for keys on cards (no validity_days_on_card)",
+            p.name
+        )),
+        Some(days) if na - nb > i64::from(days) * 86_400 => f.push(format!(
+            "validity exceeds the profile's {what} ({days} days)"
+        )),
+        Some(_) => {}
     }
     if let Some(limit) = ctx.issuer_not_after
         && na > limit
@@ -284,6 +295,17 @@ mod tests {
 
     /// Builds an individual-auth TBS with the given DN and lints it against the profile.
     fn lint_with(dn: &Dn, key_usage: &[KeyUsages], serial: &[u8]) -> Result<(), Vec<String>> {
+        lint_valid_for(dn, key_usage, serial, 86_400, false)
+    }
+
+    /// [`lint_with`], valid for `secs`, for a key on a card or not.
+    fn lint_valid_for(
+        dn: &Dn,
+        key_usage: &[KeyUsages],
+        serial: &[u8],
+        secs: i64,
+        key_on_card: bool,
+    ) -> Result<(), Vec<String>> {
         let policy = Policy::from_toml(DEFAULT_PROFILES).unwrap();
         let profile = &policy.profiles["individual-auth"];
         let config = Config::dev("127.0.0.1:1");
@@ -302,7 +324,7 @@ mod tests {
             issuer: issuer.clone(),
             issuer_key_id: Some(vec![1; 20]),
             not_before: 1_800_000_000,
-            not_after: 1_800_000_000 + 86_400,
+            not_after: 1_800_000_000 + secs,
             subject: encode_name(dn).unwrap(),
             spki: spki(),
             key_usage: key_usage.to_vec(),
@@ -321,6 +343,7 @@ mod tests {
                 issuer_not_after: None,
                 key_usage: &profile.key_usage_ec.clone().unwrap(),
                 extended_key_usage: &eku,
+                key_on_card,
             },
         )
     }
@@ -331,6 +354,19 @@ mod tests {
     }
 
     const EC_AUTH: [KeyUsages; 2] = [KeyUsages::DigitalSignature, KeyUsages::KeyAgreement];
+
+    #[test]
+    fn three_years_only_for_keys_on_cards() {
+        let three_years = 1095 * 86_400 - 1;
+        lint_valid_for(&good_dn(), &EC_AUTH, &[0x42; 20], three_years, true).unwrap();
+        let f = lint_valid_for(&good_dn(), &EC_AUTH, &[0x42; 20], three_years, false).unwrap_err();
+        assert!(f.iter().any(|m| m.contains("validity_days (365")), "{f:?}");
+        let f = lint_valid_for(&good_dn(), &EC_AUTH, &[0x42; 20], 1096 * 86_400, true).unwrap_err();
+        assert!(
+            f.iter().any(|m| m.contains("validity_days_on_card (1095")),
+            "{f:?}"
+        );
+    }
 
     #[test]
     fn a_well_built_tbs_passes() {

@@ -57,6 +57,8 @@ struct RawProfile {
     description: String,
     validity_days: u32,
     #[serde(default)]
+    validity_days_on_card: Option<u32>,
+    #[serde(default)]
     key_algorithms: Vec<String>,
     key_usage: Vec<String>,
     #[serde(default)]
@@ -112,6 +114,9 @@ pub struct Profile {
     pub kind: ProfileKind,
     pub description: String,
     pub validity_days: u32,
+    /// Validity when the key was generated on an ID card or a SIM card (SPEC §4: up to three
+    /// years); `None`: this profile is not issued for keys on cards.
+    pub validity_days_on_card: Option<u32>,
     pub key_rules: Vec<KeyRule>,
     pub key_usage: Vec<KeyUsages>,
     /// Key usage for EC keys where it differs (keyEncipherment means nothing for ECDSA).
@@ -201,6 +206,13 @@ impl Policy {
             if p.validity_days == 0 {
                 return Err(err("validity_days must be positive"));
             }
+            if let Some(d) = p.validity_days_on_card
+                && !(1..=3 * 366).contains(&d)
+            {
+                return Err(err(
+                    "validity_days_on_card must be between 1 and 1098 (three years)",
+                ));
+            }
             if p.key_usage.is_empty() {
                 return Err(err("key_usage must not be empty"));
             }
@@ -216,6 +228,7 @@ impl Policy {
                 kind: p.kind,
                 description: p.description,
                 validity_days: p.validity_days,
+                validity_days_on_card: p.validity_days_on_card,
                 key_rules: p
                     .key_algorithms
                     .iter()

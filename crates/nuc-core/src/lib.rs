@@ -7,9 +7,11 @@
 
 pub mod ident;
 pub mod reason;
+pub mod storage;
 pub mod subject;
 pub mod time;
 
 pub use ident::{Bin, IdentError, Iin};
 pub use reason::ReasonCode;
+pub use storage::KeyStorage;
 pub use subject::{LegalEntity, SubjectInfo};

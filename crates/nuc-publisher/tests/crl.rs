@@ -59,6 +59,7 @@ fn issue(ca: &Ca) -> String {
         dns_names: vec![],
         actor: "test".into(),
         request_number: None,
+        key_storage: Default::default(),
     })
     .unwrap()
     .serial_hex

@@ -8,7 +8,7 @@ use nuc_api::v1::{
 };
 use nuc_ca::csr;
 use nuc_ca::{Ca, IssueRequest, Issued};
-use nuc_core::{Bin, Iin, ReasonCode, SubjectInfo};
+use nuc_core::{Bin, Iin, KeyStorage, ReasonCode, SubjectInfo};
 use nuc_registry::Registry;
 use nuc_store::{
     AuditEntry, NewRequest, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
@@ -56,6 +56,10 @@ pub struct Application {
     pub email: String,
     pub auth_csr: Vec<u8>,
     pub sign_csr: Vec<u8>,
+    /// Where the keys were generated: a file (F1, F2) or a card at a CON (F4).
+    pub key_storage: KeyStorage,
+    /// The card's own serial (F4), for the audit log.
+    pub card_serial: Option<String>,
 }
 
 /// An application whose fields passed the checks.
@@ -126,6 +130,7 @@ fn same_application(existing: &RequestRow, app: &Application) -> Result<(), RaEr
         || existing.sign_csr != app.sign_csr
         || existing.bin.as_deref() != bin
         || existing.email.as_deref() != Some(app.email.trim())
+        || existing.key_storage != app.key_storage.as_str()
     {
         return Err(RaError::invalid(
             "idempotency_key",
@@ -229,6 +234,69 @@ impl Ra {
         Ok(row)
     }
 
+    /// F4 steps 1–5, at a CON: the applicant is at the counter, identified by the operator,
+    /// and the keys were generated on the applicant's card. The request is checked and
+    /// registered like an online application (registry included), with no e-mail to come to a
+    /// CON — the applicant is there; the operator confirms it next with [`Ra::decide`]. The
+    /// same idempotency key from the same workstation returns the request registered first.
+    pub async fn register_at_counter(
+        &self,
+        caller: &str,
+        app: Application,
+    ) -> Result<RequestRow, RaError> {
+        if !app.key_storage.on_card() {
+            return Err(RaError::invalid(
+                "key_storage",
+                "a registration at the counter is for keys generated on an ID card or a SIM card",
+            ));
+        }
+        if let Some(serial) = &app.card_serial
+            && (serial.len() > 64
+                || !serial
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(RaError::invalid(
+                "card_serial",
+                "at most 64 letters, digits or dashes",
+            ));
+        }
+        let key = idempotency_key(app.idempotency_key.as_deref())?;
+        if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
+            return Ok(existing);
+        }
+        let checked = self.check_application(&app)?;
+        let subject = self.registry_subject(&checked).await?;
+        let number = number::generate();
+        let expires_at = self.now() + self.config.request_ttl_secs;
+        let (row, _) = self.register(
+            caller,
+            &checked,
+            &app,
+            subject,
+            key,
+            &number,
+            "card",
+            RequestState::Registered,
+            expires_at,
+            None,
+            None,
+        )?;
+        tracing::info!(number = %row.number, key_storage = %app.key_storage, "registered at a CON counter");
+        Ok(row)
+    }
+
+    /// The certificates a request produced (F4: what the workstation writes onto the card,
+    /// again if the card was pulled out before the write completed).
+    pub fn issued_certificates(
+        &self,
+        number_text: &str,
+    ) -> Result<(RequestRow, Vec<Issued>), RaError> {
+        let request = self.request(number_text)?;
+        let issued = self.issued_of(&request.number)?;
+        Ok((request, issued))
+    }
+
     /// F2: a renewal signed by the applicant's currently valid certificate. No CON visit: the
     /// request is registered as verified and the certificates are issued at once, with the
     /// identification method "remote".
@@ -269,6 +337,8 @@ impl Ra {
             email: renewal.email.clone(),
             auth_csr: renewal.auth_csr.clone(),
             sign_csr: renewal.sign_csr.clone(),
+            key_storage: KeyStorage::File,
+            card_serial: None,
         };
         if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
             let issued = self.issued_of(&existing.number)?;
@@ -434,6 +504,7 @@ impl Ra {
                 registered_at: self.now(),
                 expires_at,
                 payload_sha256,
+                key_storage: app.key_storage.as_str().to_owned(),
             },
             key.map(|k| (caller.to_owned(), k)),
             notify,
@@ -446,6 +517,8 @@ impl Ra {
                     "state": state.as_str(),
                     "iin": checked.iin.as_str(),
                     "bin": checked.bin.as_ref().map(|b| b.as_str()),
+                    "key_storage": app.key_storage.as_str(),
+                    "card_serial": app.card_serial,
                 }),
             },
         )?;
@@ -650,6 +723,7 @@ impl Ra {
                 dns_names: vec![],
                 actor: actor.into(),
                 request_number: Some(request.number.clone()),
+                key_storage: KeyStorage::parse(&request.key_storage).unwrap_or_default(),
             });
         }
         let after = self.finish_transition(request, issuing_from, actor);
@@ -775,6 +849,7 @@ impl Ra {
             dns_names: vec![],
             actor: caller.into(),
             request_number: None,
+            key_storage: Default::default(),
         };
         let ca = self.ca.clone();
         let issued = tokio::task::spawn_blocking(move || ca.issue(&req))

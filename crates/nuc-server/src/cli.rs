@@ -508,6 +508,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 dns_names: dns,
                 actor,
                 request_number: None,
+                key_storage: Default::default(),
             })?;
             std::fs::write(&out, issued.pem()).map_err(|e| Failure {
                 code: ReasonCode::Internal,

@@ -50,6 +50,7 @@ pub fn create_server_identity(ca: &Ca) -> anyhow::Result<()> {
             dns_names: vec!["localhost".into()],
             actor: "cli:init".into(),
             request_number: None,
+            key_storage: Default::default(),
         })
         .map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
     if let Some(dir) = key_path.parent() {

@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
     include_str!("migrations/0002_registration.sql"),
     include_str!("migrations/0003_publication.sql"),
+    include_str!("migrations/0004_key_storage.sql"),
 ];
 
 /// The schema version this build migrates to.

@@ -67,6 +67,8 @@ pub struct NewRequest {
     pub expires_at: i64,
     /// SHA-256 (hex) of the signed payload the request comes from (renewal); refused if used.
     pub payload_sha256: Option<String>,
+    /// `file`, `id-card` or `sim-card`: where the applicant's keys live.
+    pub key_storage: String,
 }
 
 /// A stored request.
@@ -88,10 +90,12 @@ pub struct RequestRow {
     pub registered_at: i64,
     pub expires_at: i64,
     pub updated_at: i64,
+    /// `file`, `id-card` or `sim-card`.
+    pub key_storage: String,
 }
 
 const REQUEST_COLUMNS: &str = "number, kind, state, iin, bin, role, email, subject_json, auth_csr, sign_csr, \
-     identification, refusal_reason, decided_by, registered_at, expires_at, updated_at";
+     identification, refusal_reason, decided_by, registered_at, expires_at, updated_at, key_storage";
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
     let state: String = r.get(2)?;
@@ -112,6 +116,7 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
         registered_at: r.get(13)?,
         expires_at: r.get(14)?,
         updated_at: r.get(15)?,
+        key_storage: r.get(16)?,
     })
 }
 
@@ -282,7 +287,7 @@ impl Store {
                 use_payload(tx, h, &format!("request {}", r.number), now)?;
             }
             tx.prepare_cached(&format!(
-                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12, ?13, ?12)"
+                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12, ?13, ?12, ?14)"
             ))?
             .execute(params![
                 r.number,
@@ -297,7 +302,8 @@ impl Store {
                 r.sign_csr,
                 r.identification,
                 r.registered_at,
-                r.expires_at
+                r.expires_at,
+                r.key_storage
             ])?;
             if let Some((caller, key)) = &idempotency {
                 tx.execute(
@@ -402,7 +408,7 @@ impl Store {
     ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT serial, profile, der FROM certificates WHERE request_number = ?1 AND state = 'issued' ORDER BY issued_at, serial",
+            "SELECT serial, profile, der FROM certificates WHERE request_number = ?1 AND state = 'issued' ORDER BY issued_at, rowid",
         )?;
         let rows = st.query_map([number], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)

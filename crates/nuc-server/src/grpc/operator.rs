@@ -1,4 +1,4 @@
-//! OperatorService: CON workstations (F1 steps 4–6, F5).
+//! OperatorService: CON workstations (F1 steps 4–6, F4, F5).
 
 use std::sync::Arc;
 
@@ -11,6 +11,43 @@ use super::{Api, Service, blocking, issued};
 
 pub struct OperatorApi(pub Arc<Api>);
 
+fn key_storage_of(k: nuc_core::KeyStorage) -> KeyStorage {
+    match k {
+        nuc_core::KeyStorage::File => KeyStorage::File,
+        nuc_core::KeyStorage::IdCard => KeyStorage::IdCard,
+        nuc_core::KeyStorage::SimCard => KeyStorage::SimCard,
+    }
+}
+
+/// The request as the operator sees it: the subject comes from the registry, as stored.
+fn application(row: nuc_store::RequestRow) -> Application {
+    let subject: serde_json::Value = serde_json::from_str(&row.subject_json).unwrap_or_default();
+    let field = |k: &str| {
+        subject
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Application {
+        request_number: row.number,
+        state: state_of(row.state) as i32,
+        iin: row.iin,
+        bin: row.bin.unwrap_or_default(),
+        surname: field("surname"),
+        name: field("name"),
+        patronymic: field("patronymic"),
+        organization: field("organization"),
+        role: row.role.unwrap_or_default(),
+        email: row.email.unwrap_or_default(),
+        registered_at: row.registered_at,
+        expires_at: row.expires_at,
+        key_storage: key_storage_of(
+            nuc_core::KeyStorage::parse(&row.key_storage).unwrap_or_default(),
+        ) as i32,
+    }
+}
+
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
     async fn get_application(
@@ -21,29 +58,7 @@ impl OperatorService for OperatorApi {
         let ra = self.0.ra.clone();
         let number = req.into_inner().request_number;
         let row = blocking(async move { ra.request(&number) }).await?;
-        let subject: serde_json::Value =
-            serde_json::from_str(&row.subject_json).unwrap_or_default();
-        let field = |k: &str| {
-            subject
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Ok(Response::new(Application {
-            request_number: row.number,
-            state: state_of(row.state) as i32,
-            iin: row.iin,
-            bin: row.bin.unwrap_or_default(),
-            surname: field("surname"),
-            name: field("name"),
-            patronymic: field("patronymic"),
-            organization: field("organization"),
-            role: row.role.unwrap_or_default(),
-            email: row.email.unwrap_or_default(),
-            registered_at: row.registered_at,
-            expires_at: row.expires_at,
-        }))
+        Ok(Response::new(application(row)))
     }
 
     async fn decide_application(
@@ -87,6 +102,56 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(RevokeAtCounterResponse {
             serial_hex: row.serial,
             revoked_at: row.revoked_at,
+        }))
+    }
+
+    async fn register_at_counter(
+        &self,
+        req: Request<RegisterAtCounterRequest>,
+    ) -> Result<Response<Application>, Status> {
+        let caller = self.0.authorize(&req, Service::Operator)?;
+        let r = req.into_inner();
+        let key_storage = match KeyStorage::try_from(r.key_storage) {
+            Ok(KeyStorage::IdCard) => nuc_core::KeyStorage::IdCard,
+            Ok(KeyStorage::SimCard) => nuc_core::KeyStorage::SimCard,
+            _ => {
+                return Err(super::refusal(
+                    nuc_core::ReasonCode::InvalidArgument,
+                    "key_storage: must be KEY_STORAGE_ID_CARD or KEY_STORAGE_SIM_CARD",
+                ));
+            }
+        };
+        let app = nuc_ra::Application {
+            idempotency_key: Some(r.idempotency_key),
+            iin: r.iin,
+            bin: Some(r.bin),
+            email: r.email,
+            auth_csr: r.auth_csr,
+            sign_csr: r.sign_csr,
+            key_storage,
+            card_serial: Some(r.card_serial).filter(|s| !s.is_empty()),
+        };
+        let ra = self.0.ra.clone();
+        let row =
+            blocking(async move { ra.register_at_counter(&caller.actor(), app).await }).await?;
+        Ok(Response::new(application(row)))
+    }
+
+    async fn get_issued_certificates(
+        &self,
+        req: Request<GetIssuedCertificatesRequest>,
+    ) -> Result<Response<IssuedCertificates>, Status> {
+        self.0.authorize(&req, Service::Operator)?;
+        let number = req.into_inner().request_number;
+        let ra = self.0.ra.clone();
+        let (row, certs) = blocking(async move { ra.issued_certificates(&number) }).await?;
+        Ok(Response::new(IssuedCertificates {
+            request_number: row.number,
+            state: state_of(row.state) as i32,
+            certificates: certs
+                .iter()
+                .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
+                .collect(),
         }))
     }
 }

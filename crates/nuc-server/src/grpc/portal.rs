@@ -39,6 +39,8 @@ impl PortalService for PortalApi {
             email: r.email,
             auth_csr: r.auth_csr,
             sign_csr: r.sign_csr,
+            key_storage: nuc_core::KeyStorage::File,
+            card_serial: None,
         };
         let row =
             blocking(async move { ra.submit_application(&caller.actor(), app).await }).await?;
