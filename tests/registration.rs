@@ -591,6 +591,15 @@ async fn authorisation_matrix() {
             ),
             (
                 "workstation",
+                "LookupApplicant",
+                outcome(
+                    operator
+                        .lookup_applicant(LookupApplicantRequest::default())
+                        .await,
+                ),
+            ),
+            (
+                "workstation",
                 "GetIssuedCertificates",
                 outcome(
                     operator
@@ -1177,6 +1186,29 @@ async fn f4_registration_at_the_counter_for_keys_on_a_card() {
     let mut stranger = at_counter(KeyStorage::IdCard, "f4-stranger");
     stranger.iin = "000000000000".into(); // a valid check digit, but nobody's number
     let e = ws.register_at_counter(stranger).await.unwrap_err();
+    assert_eq!(reason(&e), "APPLICANT_NOT_IN_REGISTRY", "{e:?}");
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM requests"), before);
+
+    // The operator looks the applicant up first (nothing stored).
+    let found = ws
+        .lookup_applicant(LookupApplicantRequest {
+            iin: IIN.into(),
+            bin: String::new(),
+        })
+        .await
+        .expect("in the registry")
+        .into_inner();
+    assert_eq!(
+        (found.surname.as_str(), found.name.as_str()),
+        ("ҚҰНАНБАЙ", "АБАЙ")
+    );
+    let e = ws
+        .lookup_applicant(LookupApplicantRequest {
+            iin: "000000000000".into(),
+            bin: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(reason(&e), "APPLICANT_NOT_IN_REGISTRY", "{e:?}");
     assert_eq!(count(&svc, "SELECT COUNT(*) FROM requests"), before);
 

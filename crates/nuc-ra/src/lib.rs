@@ -18,4 +18,4 @@ pub mod signer;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::RaError;
-pub use ra::{Application, Ra, RaConfig};
+pub use ra::{Applicant, Application, Ra, RaConfig};

@@ -62,6 +62,18 @@ pub struct Application {
     pub card_serial: Option<String>,
 }
 
+/// An applicant as the registry knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applicant {
+    pub iin: String,
+    pub bin: Option<String>,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: Option<String>,
+    pub organization: Option<String>,
+    pub role: Option<String>,
+}
+
 /// An application whose fields passed the checks.
 struct CheckedApplication {
     iin: Iin,
@@ -284,6 +296,39 @@ impl Ra {
         )?;
         tracing::info!(number = %row.number, key_storage = %app.key_storage, "registered at a CON counter");
         Ok(row)
+    }
+
+    /// F4 step 2: the applicant as the registry knows them (IIN, and BIN for an employee), for
+    /// the operator to compare with the identity document. Nothing is stored.
+    pub async fn lookup_applicant(
+        &self,
+        iin: &str,
+        bin: Option<&str>,
+    ) -> Result<Applicant, RaError> {
+        let iin = Iin::parse(iin)
+            .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?;
+        let bin = match bin.map(str::trim).filter(|b| !b.is_empty()) {
+            Some(b) => Some(
+                Bin::parse(b)
+                    .map_err(|e| RaError::new(ReasonCode::InvalidArgument, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let checked = CheckedApplication {
+            iin,
+            bin,
+            email: String::new(),
+        };
+        let s = self.registry_subject(&checked).await?;
+        Ok(Applicant {
+            iin: checked.iin.to_string(),
+            bin: checked.bin.map(|b| b.to_string()),
+            surname: s.surname,
+            name: s.name,
+            patronymic: s.patronymic,
+            organization: s.organization,
+            role: s.role,
+        })
     }
 
     /// The certificates a request produced (F4: what the workstation writes onto the card,

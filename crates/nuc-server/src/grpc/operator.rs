@@ -137,6 +137,26 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(application(row)))
     }
 
+    async fn lookup_applicant(
+        &self,
+        req: Request<LookupApplicantRequest>,
+    ) -> Result<Response<Applicant>, Status> {
+        let caller = self.0.authorize(&req, Service::Operator)?;
+        let r = req.into_inner();
+        let ra = self.0.ra.clone();
+        let a = blocking(async move { ra.lookup_applicant(&r.iin, Some(&r.bin)).await }).await?;
+        tracing::info!(caller = %caller.actor(), iin = %a.iin, "applicant looked up in the registry");
+        Ok(Response::new(Applicant {
+            iin: a.iin,
+            bin: a.bin.unwrap_or_default(),
+            surname: a.surname,
+            name: a.name,
+            patronymic: a.patronymic.unwrap_or_default(),
+            organization: a.organization.unwrap_or_default(),
+            role: a.role.unwrap_or_default(),
+        }))
+    }
+
     async fn get_issued_certificates(
         &self,
         req: Request<GetIssuedCertificatesRequest>,
