@@ -539,25 +539,25 @@ impl Bins {
 }
 
 /// A child process, killed (if still running) and reaped when dropped.
-struct Proc {
+pub(crate) struct Proc {
     child: Option<Child>,
     name: &'static str,
 }
 
 impl Proc {
-    fn new(child: Child, name: &'static str) -> Self {
+    pub(crate) fn new(child: Child, name: &'static str) -> Self {
         Self {
             child: Some(child),
             name,
         }
     }
 
-    fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Waits for the end and collects stdout.
-    fn finish(mut self) -> Result<std::process::Output> {
+    pub(crate) fn finish(mut self) -> Result<std::process::Output> {
         let child = self.child.take().expect("a child until finished");
         child
             .wait_with_output()
@@ -565,7 +565,7 @@ impl Proc {
     }
 
     /// Has it stopped already?
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
@@ -607,7 +607,7 @@ struct Service {
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -627,7 +627,7 @@ fn p256_csr(cn: &str) -> Result<(PKey<Private>, X509Req)> {
 }
 
 /// The last lines of a log file, for an error message.
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
@@ -879,7 +879,7 @@ impl Cpu {
 }
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name in parentheses: state is field 3, utime 14 and stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -887,7 +887,7 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / clock_ticks_per_second())
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")
