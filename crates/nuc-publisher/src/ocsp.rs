@@ -3,7 +3,8 @@
 //! [`respond`] always returns a DER `OCSPResponse` and never panics:
 //! - `malformedRequest` (1) for anything that does not decode as one DER `OCSPRequest`
 //!   (garbage, truncated, trailing bytes, empty, over [`MAX_REQUEST_BYTES`]), a version other
-//!   than v1, no request or more than [`MAX_CERTS`], a nonce of the wrong size or given twice;
+//!   than v1, no request or more than [`MAX_CERTS`], a nonce of the wrong size or given twice,
+//!   an extension marked critical other than the nonce (we cannot honour what we do not know);
 //! - `unauthorized` (6) when a CertID names another issuer than our issuing CA. A CertID whose
 //!   hashAlgorithm is neither SHA-1 nor SHA-256 also gets `unauthorized`: the request is well
 //!   formed, we just cannot tell it is about our CA (RFC 6960 §2.3 allows either answer);
@@ -209,6 +210,22 @@ fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
         return Err(M);
     }
     if tbs.request_list.is_empty() || tbs.request_list.len() > MAX_CERTS {
+        return Err(M);
+    }
+    // An extension marked critical that we do not understand must not be ignored (RFC 5280
+    // §4.2, by which RFC 6960 §4.4 frames its extensions): such a request is refused whole.
+    let unknown_critical = |e: &Extension| e.critical && e.extn_id != ID_PKIX_OCSP_NONCE;
+    if tbs
+        .request_extensions
+        .iter()
+        .flatten()
+        .any(unknown_critical)
+        || tbs
+            .request_list
+            .iter()
+            .flat_map(|r| r.single_request_extensions.iter().flatten())
+            .any(|e| e.critical)
+    {
         return Err(M);
     }
     let mut nonce = None;

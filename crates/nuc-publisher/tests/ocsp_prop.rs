@@ -4,7 +4,8 @@
 //! judged against a model of what the module documents ([`Ctx::expect`]):
 //! - `malformedRequest` for whatever does not decode as one DER OCSPRequest, a version other than
 //!   v1, no CertID or more than `MAX_CERTS`, a nonce that is not an OCTET STRING of 1..=32
-//!   octets (RFC 8954) or more than one nonce; the answer is then the bare status;
+//!   octets (RFC 8954) or more than one nonce, an extension marked critical other than the
+//!   nonce; the answer is then the bare status;
 //! - `unauthorized` when a CertID does not name our issuing CA with SHA-1 or SHA-256 (any other
 //!   hash algorithm, parameters other than absent or NULL, another issuer);
 //! - else `successful`: one SingleResponse per CertID, in order, `revoked` / `good` / `unknown`
@@ -481,6 +482,20 @@ impl Ctx {
             || tbs.request_list.is_empty()
             || tbs.request_list.len() > MAX_CERTS
         {
+            return Want::Status(MalformedRequest);
+        }
+        // A critical extension the responder does not know (anything but the nonce) is refused.
+        let critical_unknown = tbs
+            .request_extensions
+            .iter()
+            .flatten()
+            .any(|e| e.critical && e.extn_id != ID_PKIX_OCSP_NONCE)
+            || tbs
+                .request_list
+                .iter()
+                .flat_map(|r| r.single_request_extensions.iter().flatten())
+                .any(|e| e.critical);
+        if critical_unknown {
             return Want::Status(MalformedRequest);
         }
         let nonces: Vec<&Extension> = tbs
