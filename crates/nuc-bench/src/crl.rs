@@ -1,0 +1,459 @@
+//! CRL: how long publishing a complete CRL of 100,000 and 1,000,000 revoked certificates takes,
+//! how much memory it needs, and how long a delta CRL takes.
+//!
+//! NUC RK certifies millions of people, and revoked certificates stay on the complete CRL until
+//! they expire: a CRL of a million entries is what the service must be able to publish every
+//! interval without stalling and without needing a large machine. **Target: a complete CRL of
+//! 1,000,000 entries published in < 5 s with a peak memory (the process's VmHWM) < 300 MiB.**
+//! Unlike the other benchmarks this one is absolute, not a ratio: both bounds are about what
+//! an operator must provision (a publication interval, a memory limit), and neither depends
+//! much on the HSM (one signature per CRL).
+//!
+//! How it measures, for each size N of `--crl-sizes` (default `100000,1000000`):
+//!
+//! * A fresh temporary home made by `nuc init` (the release `nuc` next to this binary; RSA-2048
+//!   issuing CA in SoftHSM2, the default).
+//! * Not timed: N revocations written by `Store::seed_revocations_unaudited` (one transaction,
+//!   each with the placeholder certificate row its foreign key needs, no audit records: a
+//!   benchmark home only). Serials of 20 bytes like the CA's own, reasons mixed (about 40%
+//!   unspecified, so without a reasonCode, like real lists), some with an invalidity date,
+//!   revocation times spread over two years, except `--crl-delta` of them (default 1000),
+//!   revoked within the last minute: what the delta CRL lists.
+//! * A child process (`SOFTHSM2_CONF` = the home's token; SoftHSM2 reads it once per process)
+//!   opens the CA, then times `nuc_publisher::crl::publish`: the complete CRL and its delta
+//!   built from the revocations, both signed in the HSM and recorded with their audit
+//!   records, durably, i.e. what the service does at each publication. Memory is the child's
+//!   `VmHWM` (peak resident set) from `/proc/self/status`, with the peak reset (`clear_refs`)
+//!   just before, so it is the peak during the publication; the resident size before it (the
+//!   open CA) is reported as the baseline. Then, separately, `publish_delta` (a delta CRL
+//!   alone, what the service publishes after a revocation) is timed the same way.
+//! * To show where the time goes, the child also times the bare scan of the N revocations
+//!   (`Store::for_each_revocation`) and one HSM signature over as many bytes as the complete
+//!   CRL; these two are not part of the target.
+//! * The parent then judges the CRLs with a tool that is not ours: `openssl crl -inform DER
+//!   -CAfile issuing.pem -noout -crlnumber` must parse each and say `verify OK`; and the
+//!   number of entries of the complete CRL must be N.
+//!
+//! The child's figures are on stdout (human lines, then one JSON line); the parent prints a
+//! summary with the verdict for the 1,000,000 row. The temporary home is removed at the end.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use nuc_ca::{Ca, Home};
+use nuc_store::{RevocationSeed, Store};
+use serde_json::{Value, json};
+
+use crate::f1::Proc;
+use crate::ocsp::{last_json, nuc_binary, run_nuc};
+use crate::{Args, round};
+
+/// The target is about a CRL of this many entries.
+const TARGET_ENTRIES: usize = 1_000_000;
+/// A complete CRL of [`TARGET_ENTRIES`] must be published in less than this many seconds.
+const TARGET_SECS: f64 = 5.0;
+/// ... with a peak resident memory of less than this many MiB.
+const TARGET_MIB: f64 = 300.0;
+/// The recent revocations (what the delta lists) happened within this many seconds before
+/// seeding; a delta starts [`nuc_publisher::crl::DELTA_OVERLAP_SECS`] before its base.
+const RECENT_SECS: i64 = 60;
+/// Validity of the complete CRL and of the delta (the service's defaults).
+const FULL_VALIDITY_SECS: i64 = 86_400;
+const DELTA_VALIDITY_SECS: i64 = 7_200;
+/// Who publishes the delta alone, in the audit log.
+const ACTOR: &str = "nuc-bench";
+
+pub(crate) fn bench(args: &Args) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let nuc = nuc_binary(&exe)?;
+    out!(
+        "nuc-bench crl: publication of a complete CRL and its delta (nuc_publisher::crl::publish: \
+         built from the revocations, signed in SoftHSM2 by the RSA-2048 issuing CA, recorded \
+         durably) for {} revoked certificates, {} of them in the delta; then a delta alone \
+         (publish_delta); target: {TARGET_ENTRIES} entries in < {TARGET_SECS} s and < \
+         {TARGET_MIB} MiB peak",
+        args.crl_sizes
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        args.crl_delta
+    );
+    let mut rows = Vec::new();
+    for &n in &args.crl_sizes {
+        match one_size(&exe, &nuc, n, args) {
+            Ok(report) => rows.push((n, Some(report))),
+            Err(e) => {
+                eprintln!("nuc-bench: crl {n}: error: {}", crate::causes(&e));
+                rows.push((n, None));
+            }
+        }
+    }
+    print_summary(&rows);
+    if rows.iter().any(|(_, r)| r.is_none()) {
+        bail!("some CRL sizes could not be measured");
+    }
+    Ok(())
+}
+
+/// One size: a fresh home, seeded, published in a child, judged by openssl.
+fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args) -> Result<Value> {
+    let tmp = tempfile::Builder::new()
+        .prefix("nuc-bench-crl-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let dir = std::path::absolute(tmp.path())?;
+    let home = dir.join("home");
+    let out = dir.join("out");
+    std::fs::create_dir(&out)?;
+
+    let started = Instant::now();
+    run_nuc(nuc, &["init".as_ref(), "--home".as_ref(), home.as_os_str()])?;
+    let init_time = started.elapsed();
+
+    let started = Instant::now();
+    let delta = args.crl_delta.min(n);
+    {
+        let store = Store::open(&Home::open(&home)?.db_path()).context("opening the database")?;
+        store
+            .seed_revocations_unaudited(&RevocationSeed {
+                count: n,
+                recent: delta,
+                recent_secs: RECENT_SECS,
+                now: nuc_core::time::now_unix(),
+                seed: n as u64,
+            })
+            .context("seeding the revocations")?;
+        // Closed here: the child reads a settled database.
+    }
+    let seed_time = started.elapsed();
+    out!(
+        "crl {n}: setup (not timed): nuc init {:.2} s, {n} revocations seeded in {:.2} s",
+        init_time.as_secs_f64(),
+        seed_time.as_secs_f64()
+    );
+
+    let child = Command::new(exe)
+        .arg("--crl-child-home")
+        .arg(&home)
+        .arg("--out-dir")
+        .arg(&out)
+        .arg("--crl-delta")
+        .arg(delta.to_string())
+        .arg("--crl-sizes")
+        .arg(n.to_string())
+        .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the CRL child")?;
+    let output = Proc::new(child, "CRL child").finish()?;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        out!("{line}");
+    }
+    ensure!(
+        output.status.success(),
+        "the CRL child failed ({})",
+        output.status
+    );
+    let mut report = last_json(&output.stdout).context("the CRL child reported nothing")?;
+
+    // Judged by openssl: parsed whole, signature verified with the issuing CA's key.
+    let issuing = home.join("ca").join("issuing.pem");
+    let mut judged = serde_json::Map::new();
+    for (name, file) in [("full", "full.crl"), ("delta", "delta.crl")] {
+        let started = Instant::now();
+        let verdict = openssl_crl(&out.join(file), &issuing)
+            .with_context(|| format!("openssl crl on the {name} CRL of {n} revocations"))?;
+        out!(
+            "crl {n}: openssl crl -CAfile issuing.pem on the {name} CRL: {verdict} ({:.2} s)",
+            started.elapsed().as_secs_f64()
+        );
+        judged.insert(name.into(), json!(verdict));
+    }
+    report["openssl_crl"] = Value::Object(judged);
+    Ok(report)
+}
+
+/// `openssl crl -inform DER -in CRL -CAfile ISSUER -noout -crlnumber`: must succeed and say
+/// `verify OK`; returns what it said, on one line.
+fn openssl_crl(crl: &Path, issuer: &Path) -> Result<String> {
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-crlnumber", "-in"])
+        .arg(crl)
+        .arg("-CAfile")
+        .arg(issuer)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run openssl crl")?;
+    let said = format!(
+        "{} {}",
+        String::from_utf8_lossy(&out.stderr).trim(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
+    ensure!(
+        out.status.success() && said.contains("verify OK"),
+        "openssl crl refused it ({}): {said}",
+        out.status
+    );
+    Ok(said)
+}
+
+fn print_summary(rows: &[(usize, Option<Value>)]) {
+    out!();
+    out!(
+        "summary (complete CRL + its delta, signed and recorded; target for {TARGET_ENTRIES} \
+         entries: < {TARGET_SECS} s and < {TARGET_MIB} MiB peak):"
+    );
+    out!(
+        "{:>9} {:>11} {:>9} {:>10} {:>10} {:>13} {:>12}  verdict",
+        "entries",
+        "publish s",
+        "CRL MB",
+        "peak MiB",
+        "base MiB",
+        "delta alone",
+        "delta MiB"
+    );
+    for (n, report) in rows {
+        let Some(r) = report else {
+            out!("{n:>9} {:>11}", "FAILED");
+            continue;
+        };
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let verdict = if *n == TARGET_ENTRIES {
+            if r["pass"].as_bool() == Some(true) {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        } else {
+            "-"
+        };
+        out!(
+            "{n:>9} {:>11.2} {:>9.1} {:>10.1} {:>10.1} {:>10.1} ms {:>12.1}  {verdict}",
+            f("publish_s"),
+            f("full_bytes") / 1e6,
+            f("publish_peak_mib"),
+            f("baseline_rss_mib"),
+            f("delta_alone_ms"),
+            f("delta_alone_peak_mib")
+        );
+    }
+}
+
+// -------------------------------------------------------------------------------- child
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
+}
+
+/// Resets this process's peak resident size (`VmHWM`) to its current size (Linux >= 4.0).
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The number of entries of a DER CRL's revokedCertificates, counted without decoding them.
+fn crl_entries(der: &[u8]) -> Option<usize> {
+    /// One TLV: (tag, content, rest).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, b) = b.split_first()?;
+        let (len, b) = if first & 0x80 == 0 {
+            (usize::from(first), b)
+        } else {
+            let k = usize::from(first & 0x7f);
+            if !(1..=8).contains(&k) {
+                return None;
+            }
+            let len = b
+                .get(..k)?
+                .iter()
+                .fold(0usize, |a, x| (a << 8) | usize::from(*x));
+            (len, &b[k..])
+        };
+        Some((tag, b.get(..len)?, &b[len..]))
+    }
+    let (_, cert_list, _) = tlv(der)?;
+    let (_, mut tbs, _) = tlv(cert_list)?;
+    // version, signature, issuer, thisUpdate, [nextUpdate], [revokedCertificates], [0] exts:
+    // the list is the SEQUENCE that follows the times, if any.
+    let mut seen_time = false;
+    while !tbs.is_empty() {
+        let (tag, content, rest) = tlv(tbs)?;
+        match tag {
+            0x17 | 0x18 => seen_time = true,
+            0x30 if seen_time => {
+                let (mut list, mut count) = (content, 0);
+                while !list.is_empty() {
+                    list = tlv(list)?.2;
+                    count += 1;
+                }
+                return Some(count);
+            }
+            _ if seen_time => return Some(0),
+            _ => {}
+        }
+        tbs = rest;
+    }
+    Some(0)
+}
+
+/// The child's side: open the seeded home's CA, time `publish` (complete CRL + delta) and
+/// then `publish_delta` alone, each with its peak memory; time the scan and the signature
+/// alone; write the CRLs into `OUT` and report on stdout.
+pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
+    let n = *args.crl_sizes.first().context("no CRL size given")?;
+    let ca = Ca::open(Home::open(home)?).context("opening the CA of the CRL home")?;
+
+    // The complete CRL and its delta, as the service's timer publishes them.
+    let baseline_rss = status_kib("VmRSS");
+    let peak_before_open = status_kib("VmHWM");
+    let reset = reset_peak();
+    let started = Instant::now();
+    let published =
+        nuc_publisher::crl::publish(&ca, nuc_core::time::now_unix(), FULL_VALIDITY_SECS)
+            .context("publishing the complete CRL and its delta")?;
+    let publish_time = started.elapsed();
+    let publish_peak = status_kib("VmHWM");
+    let full_entries = crl_entries(&published.full).context("the complete CRL is not DER")?;
+    let delta_entries = crl_entries(&published.delta).context("the delta CRL is not DER")?;
+
+    // A delta alone, against the complete CRL just published.
+    let delta_rss = status_kib("VmRSS");
+    let reset_delta = reset_peak();
+    let started = Instant::now();
+    let delta = nuc_publisher::crl::publish_delta(
+        &ca,
+        nuc_core::time::now_unix(),
+        DELTA_VALIDITY_SECS,
+        ACTOR,
+    )
+    .context("publishing a delta CRL alone")?
+    .context("no complete CRL to base the delta on")?;
+    let delta_time = started.elapsed();
+    let delta_peak = status_kib("VmHWM");
+    let delta_alone_entries = crl_entries(&delta.der).context("the delta CRL is not DER")?;
+
+    // Where the time goes: the bare scan, the bare signature over as many bytes.
+    let started = Instant::now();
+    let mut scanned = 0usize;
+    ca.store
+        .for_each_revocation(None, |_, _, _, _| scanned += 1)
+        .context("scanning the revocations")?;
+    let scan_time = started.elapsed();
+    let started = Instant::now();
+    ca.hsm
+        .sign(&ca.issuing.key, &published.full)
+        .context("signing in the HSM")?;
+    let sign_time = started.elapsed();
+
+    std::fs::write(out.join("full.crl"), &published.full)?;
+    std::fs::write(out.join("delta.crl"), &delta.der)?;
+
+    ensure!(
+        full_entries == n && scanned == n,
+        "the complete CRL lists {full_entries} entries, the scan saw {scanned}, of {n} revocations"
+    );
+    if delta_entries != args.crl_delta || delta_alone_entries != args.crl_delta {
+        eprintln!(
+            "nuc-bench: crl {n}: the deltas list {delta_entries} and {delta_alone_entries} \
+             entries instead of {} (the seeding took longer than the delta's window?)",
+            args.crl_delta
+        );
+    }
+
+    let publish_s = publish_time.as_secs_f64();
+    let peak_mib = if reset {
+        mib(publish_peak)
+    } else {
+        // Without the reset the peak may be that of opening the CA: still an upper bound.
+        mib(publish_peak).max(mib(peak_before_open))
+    };
+    let pass = publish_s < TARGET_SECS && peak_mib < TARGET_MIB;
+    let full_mb = published.full.len() as f64 / 1e6;
+    println!(
+        "crl {n}: complete CRL of {full_entries} entries ({full_mb:.1} MB) + delta of \
+         {delta_entries}, built, signed and recorded in {publish_s:.2} s; peak memory {peak_mib:.1} \
+         MiB (resident before: {:.1} MiB{})",
+        mib(baseline_rss),
+        if reset {
+            ""
+        } else {
+            "; the peak could not be reset, so it may be an older one"
+        }
+    );
+    println!(
+        "crl {n}: delta CRL alone ({delta_alone_entries} entries, {} bytes): {:.1} ms, peak \
+         memory {:.1} MiB (resident before: {:.1} MiB{})",
+        delta.der.len(),
+        delta_time.as_secs_f64() * 1e3,
+        if reset_delta {
+            mib(delta_peak)
+        } else {
+            f64::NAN
+        },
+        mib(delta_rss),
+        if reset_delta { "" } else { "; peak unknown" }
+    );
+    println!(
+        "crl {n}: so the complete CRL alone takes about {:.2} s; of which, measured apart: \
+         scanning the {scanned} revocations {:.2} s, one HSM signature over {full_mb:.1} MB \
+         {:.2} s",
+        (publish_time.saturating_sub(delta_time)).as_secs_f64(),
+        scan_time.as_secs_f64(),
+        sign_time.as_secs_f64()
+    );
+    if n == TARGET_ENTRIES {
+        println!(
+            "crl {n}: target < {TARGET_SECS} s and < {TARGET_MIB} MiB: {}",
+            if pass { "PASS" } else { "MISS" }
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "bench": "crl-publication",
+            "revocations": n,
+            "full_entries": full_entries,
+            "full_bytes": published.full.len(),
+            "full_number": published.full_number,
+            "delta_entries": delta_entries,
+            "publish_s": round(publish_s),
+            "publish_peak_mib": round(peak_mib),
+            "baseline_rss_mib": round(mib(baseline_rss)),
+            "peak_reset": reset,
+            "full_alone_s_estimate": round(publish_time.saturating_sub(delta_time).as_secs_f64()),
+            "delta_alone_entries": delta_alone_entries,
+            "delta_alone_bytes": delta.der.len(),
+            "delta_alone_ms": round(delta_time.as_secs_f64() * 1e3),
+            "delta_alone_peak_mib": reset_delta.then(|| round(mib(delta_peak))),
+            "scan_s": round(scan_time.as_secs_f64()),
+            "sign_s": round(sign_time.as_secs_f64()),
+            "target_entries": TARGET_ENTRIES,
+            "target_s": TARGET_SECS,
+            "target_mib": TARGET_MIB,
+            "pass": (n == TARGET_ENTRIES).then_some(pass),
+        })
+    );
+    Ok(())
+}
