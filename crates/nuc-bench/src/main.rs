@@ -95,11 +95,13 @@ const BREAKDOWN_MAX: usize = 200;
 #[command(
     name = "nuc-bench",
     about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key, \
-             then F1 end to end over gRPC with mutual TLS against the same limit"
+             F1 end to end over gRPC with mutual TLS against the same limit, cached OCSP against \
+             openssl ocsp, and CRL publication time and memory for up to a million entries"
 )]
 struct Args {
-    /// Run only this benchmark: `issue` (Ca::issue vs the bare signature) or `f1` (F1 over
-    /// gRPC with mutual TLS vs raw rate / 2). Default: both, `issue` first.
+    /// Run only this benchmark: `issue` (Ca::issue vs the bare signature), `f1` (F1 over gRPC
+    /// with mutual TLS vs raw rate / 2), `ocsp` (cached OCSP vs openssl ocsp) or `crl` (CRL
+    /// publication time and memory). Default: all four, in that order.
     #[arg(long, value_enum, value_name = "BENCH")]
     only: Option<Bench>,
     /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
