@@ -78,9 +78,13 @@ pub struct ApduCount {
     pub time: Duration,
 }
 
-/// A card in a reader, its applet selected.
+/// A card in a reader, its applet selected. Dropping it resets the card (the PIN is no longer
+/// verified for whoever comes next), unless the card already left.
 pub struct Card {
-    card: pcsc::Card,
+    /// `None` only while dropping.
+    card: Option<pcsc::Card>,
+    /// The card left (or was reset) under us: nothing more is sent to it.
+    gone: bool,
     reader: String,
     atr: Vec<u8>,
     kind: CardKind,
@@ -106,7 +110,8 @@ impl Card {
             .map_err(|e| CardError::pcsc("read the ATR", e))?;
         let atr = status.atr().to_vec();
         let mut card = Card {
-            card,
+            card: Some(card),
+            gone: false,
             reader,
             atr,
             kind: CardKind::IdCard,
@@ -404,19 +409,49 @@ impl Card {
         op: &'static str,
         apdu: &[u8],
     ) -> Result<(Vec<u8>, StatusWord), CardError> {
+        let Some(card) = self.card.as_ref().filter(|_| !self.gone) else {
+            return Err(CardError::Removed { op });
+        };
         let start = Instant::now();
-        let answer = self
-            .card
-            .transmit(apdu, &mut self.buf)
-            .map_err(|e| CardError::pcsc(op, e))?;
+        let result = card.transmit(apdu, &mut self.buf);
         self.count.apdus += 1;
         self.count.time += start.elapsed();
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                let err = CardError::pcsc(op, e);
+                self.gone |= err.is_removal();
+                return Err(err);
+            }
+        };
         match answer {
             [data @ .., sw1, sw2] => Ok((data.to_vec(), StatusWord::from_bytes(*sw1, *sw2))),
-            _ => Err(CardError::Malformed {
+            // No answer at all: vpcd gives that when the card left in the middle of a command.
+            [] => {
+                self.gone = true;
+                Err(CardError::Removed { op })
+            }
+            [_] => Err(CardError::Malformed {
                 op,
                 detail: "answer shorter than a status word".into(),
             }),
+        }
+    }
+}
+
+impl Drop for Card {
+    /// Resets a card still there; leaves alone one that went away, so that pcscd learns of the
+    /// removal from its own presence poll instead of from a failed reset (after which vpcd's
+    /// reader would not notice the card coming back).
+    fn drop(&mut self) {
+        if let Some(card) = self.card.take() {
+            let disposition = if self.gone {
+                pcsc::Disposition::LeaveCard
+            } else {
+                pcsc::Disposition::ResetCard
+            };
+            // Nothing to do about a failure here: the handle is released either way.
+            let _ = card.disconnect(disposition);
         }
     }
 }

@@ -73,8 +73,9 @@ impl Pcsc {
         }
     }
 
-    /// Waits until `reader` has no card (the operator took it out, or pcscd noticed that it
-    /// was pulled out).
+    /// Waits until `reader` is empty: the operator took the card out, or pcscd noticed that it
+    /// was pulled out, and pcscd has seen the slot empty (a card that no longer answers, or whose
+    /// reset failed, is still in the slot).
     pub fn wait_for_removal(&self, reader: &str, timeout: Duration) -> Result<(), CardError> {
         let deadline = Instant::now() + timeout;
         let mut states = reader_states(&[&reader.to_owned()])?;
@@ -93,7 +94,10 @@ impl Pcsc {
                 }
                 Err(e) => return Err(CardError::pcsc("wait for the card to go", e)),
             }
-            if !has_card(states[0].event_state()) {
+            // Only EMPTY will do: a card pulled out mid-command can leave the slot mute or in
+            // an unknown state until pcscd's next presence poll, and a card put back before
+            // that poll would never be powered again.
+            if states[0].event_state().contains(State::EMPTY) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
