@@ -78,11 +78,12 @@ run: build
 	trap 'kill $$reg 2>/dev/null' EXIT INT TERM; \
 	"$(NUC)" serve --home "$(DEV_HOME)"
 
-# All tests. The end-to-end tests drive the release `nuc` binary (NUC_BIN) and call pkilint's
-# lint_pkix_cert, found through PATH in .venv/bin. The last line sums up every test binary:
+# All tests. The end-to-end tests drive the release binaries (`nuc` as NUC_BIN, `nuc-registry`,
+# `nuc-station` and the card emulator `card-sim` beside it), start pcscd (as root) when none
+# runs, and call pkilint's lint_* commands, found through PATH in .venv/bin. The last line sums up every test binary:
 # "N passed, M failed".
 test: deps
-	cargo build --release -p nuc-server -p nuc-registry
+	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
 	@set -o pipefail; mkdir -p "$(TARGET_DIR)"; status=0; \
 	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace 2>&1 \
 	  | tee "$(TARGET_DIR)/test.log" || status=$$?; \
@@ -92,7 +93,7 @@ test: deps
 
 # Benchmarks (crates/nuc-bench), release build.
 bench: deps
-	cargo build --release -p nuc-server -p nuc-registry
+	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
 	cargo run --release -p nuc-bench -- $(BENCH_ARGS)
 
 # Clippy with warnings as errors on all targets, and formatting check.

@@ -1,0 +1,92 @@
+//! Failures of a station step, each naming the step, so the operator knows what happened and
+//! what to do next.
+
+use nuc_card::CardError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    /// The card refused or failed during `step`.
+    #[error("{step}: {source}")]
+    Card {
+        step: &'static str,
+        source: CardError,
+    },
+    /// The NUC refused `step`, with its reason code.
+    #[error("{step}: {reason}: {message}")]
+    Refused {
+        step: &'static str,
+        reason: String,
+        message: String,
+    },
+    /// The NUC could not be reached or failed (nothing to blame on the input).
+    #[error("{step}: the NUC did not answer: {message}")]
+    Unreachable { step: &'static str, message: String },
+    /// The operator's token (PKCS#11) failed.
+    #[error("operator token: {0}")]
+    Token(String),
+    /// Bad configuration or arguments (files, addresses, PIN format).
+    #[error("{0}")]
+    Config(String),
+    /// A check of ours failed after the NUC answered (e.g. the certificates it returned).
+    #[error("{step}: {detail}")]
+    Check { step: &'static str, detail: String },
+    /// The card left after the certificates were issued: they are on record at the NUC and can
+    /// be written again onto the same card.
+    #[error(
+        "{step}: {source}; the certificates of request {request} are issued — insert the same card and run `nuc-station write --request {request}`"
+    )]
+    WriteInterrupted {
+        step: &'static str,
+        request: String,
+        source: CardError,
+    },
+}
+
+impl StationError {
+    pub fn card(step: &'static str) -> impl FnOnce(CardError) -> StationError {
+        move |source| StationError::Card { step, source }
+    }
+
+    /// The process exit code: 2 when the input or a rule refused (wrong PIN, refusal by the
+    /// NUC), 3 when the step is to be repeated with the card back in the reader, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StationError::WriteInterrupted { .. } => 3,
+            StationError::Card { source, .. } if source.is_removal() => 3,
+            StationError::Card {
+                source:
+                    CardError::WrongPin { .. }
+                    | CardError::PinBlocked { .. }
+                    | CardError::BadPinFormat
+                    | CardError::UnknownCard { .. },
+                ..
+            }
+            | StationError::Refused { .. }
+            | StationError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// From a gRPC status: a refusal with its `nuc-reason`, or the NUC unreachable.
+    pub fn from_status(step: &'static str, s: tonic::Status) -> StationError {
+        match s
+            .metadata()
+            .get(nuc_api::REASON_METADATA)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(reason) => StationError::Refused {
+                step,
+                reason: reason.to_owned(),
+                message: s
+                    .message()
+                    .strip_prefix(&format!("{reason}: "))
+                    .unwrap_or(s.message())
+                    .to_owned(),
+            },
+            None => StationError::Unreachable {
+                step,
+                message: format!("{:?}: {}", s.code(), s.message()),
+            },
+        }
+    }
+}
