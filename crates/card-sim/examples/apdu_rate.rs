@@ -31,7 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = SimCard::insert(&bin, &state, &SimOptions::default())?;
 
     let pcsc = Pcsc::establish()?;
-    let reader = pcsc.wait_for_card(None, Duration::from_secs(15))?;
+    let reader = harness::vpcd_reader(&pcsc.readers()?)
+        .ok_or("no vpcd reader")?
+        .clone();
+    pcsc.wait_for_card(Some(&reader), Duration::from_secs(15))?;
     let mut card = pcsc.connect(&reader)?;
     let rt = nuc_card::bench::apdu_round_trips(&mut card, n)?;
     println!(

@@ -596,6 +596,87 @@ mod tests {
         assert!(!is_one_der_sequence(&[]));
     }
 
+    /// Status words this applet documents.
+    fn documented(sw: u16) -> bool {
+        sw == 0x9000
+            || sw >> 8 == 0x61
+            || (0x63C0..=0x63CF).contains(&sw)
+            || [
+                0x6581, 0x6700, 0x6881, 0x6882, 0x6883, 0x6884, 0x6982, 0x6983, 0x6985, 0x6A80,
+                0x6A82, 0x6A84, 0x6A86, 0x6A88, 0x6D00, 0x6E00, 0x6F00,
+            ]
+            .contains(&sw)
+    }
+
+    /// Valid commands to mutate: every instruction of the applet.
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut select = vec![0x00, 0xA4, 0x04, 0x00, 9];
+        select.extend_from_slice(CardKind::IdCard.aid());
+        let mut pso = vec![0x00, 0x2A, 0x9E, 0x9A, 32];
+        pso.extend([5u8; 32]);
+        vec![
+            select,
+            vec![0x00, 0xCA, 0x01, 0x00, 0x00],
+            vec![0x00, 0x20, 0x00, 0x81, 4, b'1', b'2', b'3', b'4'],
+            vec![0x00, 0x20, 0x00, 0x81, 4, b'0', b'0', b'0', b'0'],
+            vec![0x00, 0x47, 0x80, 0x01, 0x00],
+            vec![0x00, 0x47, 0x81, 0x02, 0x00],
+            vec![0x00, 0x22, 0x41, 0xB6, 3, 0x84, 0x01, 0x01],
+            pso,
+            vec![0x10, 0xDB, 0xC1, 0x01, 3, 0x30, 0x03, 0x02],
+            vec![0x00, 0xDB, 0xC1, 0x01, 3, 0x01, 0x01, 0x00],
+            vec![0x00, 0xCA, 0xC1, 0x01, 0x00],
+            vec![0x00, 0xC0, 0x00, 0x00, 0x10],
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever arrives, mutated commands or noise, the card answers a documented status
+        /// word, never panics, never gains PIN tries without the right PIN, and never stores a
+        /// certificate that is not one DER SEQUENCE.
+        #[test]
+        fn any_command_sequence_is_answered(
+            steps in proptest::collection::vec(
+                (0usize..12, proptest::collection::vec((0usize..40, proptest::prelude::any::<u8>()), 0..4),
+                 0usize..3, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)),
+                1..25),
+        ) {
+            let seeds = seeds();
+            let mut c = card(CardKind::IdCard);
+            for (seed, edits, how, noise) in steps {
+                let apdu = match how {
+                    0 => noise,
+                    _ => {
+                        let mut a = seeds[seed].clone();
+                        for (at, byte) in &edits {
+                            if let Some(b) = a.get_mut(*at) {
+                                *b = *byte;
+                            }
+                        }
+                        if how == 2 {
+                            a.truncate(edits.first().map_or(0, |e| e.0));
+                        }
+                        a
+                    }
+                };
+                let right_pin = apdu.get(1) == Some(&0x20) && apdu.get(5..9) == Some(&b"1234"[..]);
+                let before = c.state().pin_tries_left;
+                let answer = c.process(&apdu);
+                proptest::prop_assert!(answer.len() >= 2);
+                let sw = u16::from_be_bytes([answer[answer.len() - 2], answer[answer.len() - 1]]);
+                proptest::prop_assert!(documented(sw), "SW {sw:04X} for {apdu:02X?}");
+                proptest::prop_assert!(c.state().pin_tries_left <= before || right_pin);
+                for slot in Slot::ALL {
+                    if let Some(cert) = c.state().cert(slot) {
+                        proptest::prop_assert!(is_one_der_sequence(&cert));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_commands_get_status_words() {
         let mut c = card(CardKind::IdCard);

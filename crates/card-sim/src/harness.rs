@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 use crate::profile::CardKind;
 use crate::vpcd::Removal;
 
+/// The start of the name pcscd gives vpcd's readers ("Virtual PCD 00 00" for the first, the
+/// one on port 35963).
+pub const VPCD_READER_PREFIX: &str = "Virtual PCD";
+
+/// vpcd's reader on port 35963 among `readers` (pcscd's names): the first of vpcd's readers.
+pub fn vpcd_reader(readers: &[String]) -> Option<&String> {
+    readers
+        .iter()
+        .filter(|r| r.starts_with(VPCD_READER_PREFIX))
+        .min()
+}
+
 /// pcsc-lite's socket; `PCSCLITE_CSOCK_NAME` moves it, as for libpcsclite.
 const PCSCD_SOCKET: &str = "/run/pcscd/pcscd.comm";
 

@@ -15,8 +15,14 @@
 //! it as a client ("vpicc"). Every message in both directions is a 2-byte big-endian length
 //! followed by that many bytes. A 1-byte message from vpcd is a control code: `00` power off,
 //! `01` power on, `02` reset (none of them is answered), `04` get ATR (answered with the ATR).
-//! vpcd asks for the ATR every time pcscd polls for the card's presence. Any longer message is a
-//! C-APDU and is answered with the R-APDU. Closing the connection is pulling the card out.
+//! vpcd asks for the ATR every time pcscd polls for the card's presence (about every 400 ms).
+//! Any longer message is a C-APDU and is answered with the R-APDU. Closing the connection is
+//! pulling the card out.
+//!
+//! Latency: vpcd writes a message's length and its payload in two writes without
+//! `TCP_NODELAY`, so its payload waits for the length to be acknowledged; the emulator sets
+//! `TCP_NODELAY` on its own writes and asks for quick ACKs before every read, or each APDU
+//! would wait for a delayed ACK (~40-50 ms instead of ~50 µs).
 //!
 //! # Telling the cards apart
 //!

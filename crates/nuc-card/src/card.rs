@@ -500,6 +500,17 @@ pub fn spki_der(spki: &SubjectPublicKeyInfoOwned) -> Result<Vec<u8>, CardError> 
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever a card answers, reading TLVs out of it never panics.
+        #[test]
+        fn tlv_reading_takes_any_bytes(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            path in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4),
+        ) {
+            let _ = find_tlv(&data, &path);
+        }
+    }
+
     #[test]
     fn tlv_paths() {
         let fci = [

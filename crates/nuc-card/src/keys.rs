@@ -111,6 +111,34 @@ mod tests {
         t
     }
 
+    proptest::proptest! {
+        /// Keys, signatures and certificates from a card are parsed without a panic, whatever
+        /// the bytes; a template that parses is a P-256 point.
+        #[test]
+        fn card_answers_of_any_shape(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            if let Ok(spki) = spki_from_template(&bytes) {
+                proptest::prop_assert_eq!(spki.subject_public_key.raw_bytes().len(), 65);
+            }
+            let _ = ecdsa_der_from_plain(&bytes);
+            let _ = certificate_spki(&bytes);
+        }
+
+        /// Mutations of a good template never panic either.
+        #[test]
+        fn mutated_templates(at in 0usize..80, byte in proptest::prelude::any::<u8>(), cut in 0usize..80) {
+            let mut point = vec![0x04];
+            point.extend([0x33; 64]);
+            let mut t = template(&point);
+            if let Some(b) = t.get_mut(at) {
+                *b = byte;
+            }
+            t.truncate(cut.max(at));
+            let _ = spki_from_template(&t);
+        }
+    }
+
     #[test]
     fn template_to_spki() {
         let mut point = vec![0x04];

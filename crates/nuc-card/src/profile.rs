@@ -156,6 +156,17 @@ impl fmt::Display for KeySlot {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any ATR, even a lying one, is read without a panic.
+        #[test]
+        fn any_atr(atr in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            if let Some(h) = historical_bytes(&atr) {
+                proptest::prop_assert!(h.len() <= 15);
+            }
+            let _ = CardKind::from_atr(&atr);
+        }
+    }
+
     #[test]
     fn atr_recognition() {
         let id = [

@@ -37,7 +37,8 @@ impl Pcsc {
     }
 
     /// Waits until a card is in `reader` (or, with `None`, in any reader) and gives that
-    /// reader's name.
+    /// reader's name. Readers plugged in meanwhile are watched too; when the time is up,
+    /// [`CardError::NoReader`] if there was no such reader at all, else [`CardError::Timeout`].
     pub fn wait_for_card(
         &self,
         reader: Option<&str>,
@@ -60,7 +61,13 @@ impl Pcsc {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(CardError::Timeout(timeout));
+                return Err(if states.is_empty() {
+                    CardError::NoReader {
+                        reader: reader.map(str::to_owned),
+                    }
+                } else {
+                    CardError::Timeout(timeout)
+                });
             }
             if states.is_empty() {
                 std::thread::sleep(left.min(Duration::from_millis(100)));

@@ -20,7 +20,8 @@ pub struct Rig {
     _lock: VpcdLock,
     pub dir: tempfile::TempDir,
     bin: PathBuf,
-    reader: Option<String>,
+    /// vpcd's reader (port 35963).
+    reader: String,
 }
 
 impl Rig {
@@ -35,13 +36,26 @@ impl Rig {
             _lock: lock,
             dir: tempfile::tempdir().unwrap(),
             bin: PathBuf::from(env!("CARGO_BIN_EXE_card-sim")),
-            reader: None,
+            reader: String::new(),
+        };
+        // vpcd's reader, as soon as pcscd lists it.
+        let deadline = std::time::Instant::now() + CARD_TIMEOUT;
+        let reader = loop {
+            let readers = rig.pcsc.readers().expect("list readers");
+            if let Some(r) = harness::vpcd_reader(&readers) {
+                break r.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no vpcd reader in {readers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         };
         // A card left by an earlier test must be gone from pcscd's view before ours comes.
-        for reader in rig.pcsc.readers().unwrap() {
-            rig.pcsc.wait_for_removal(&reader, CARD_TIMEOUT).unwrap();
-        }
-        rig
+        rig.pcsc
+            .wait_for_removal(&reader, CARD_TIMEOUT)
+            .expect("vpcd's reader empty");
+        Rig { reader, ..rig }
     }
 
     /// A freshly personalised card's state file in the rig's directory.
@@ -64,13 +78,12 @@ impl Rig {
             ..SimOptions::default()
         };
         self.sim = Some(SimCard::insert(&self.bin, state, &options).expect("start card-sim"));
-        let reader = self
-            .pcsc
-            .wait_for_card(None, CARD_TIMEOUT)
+        self.pcsc
+            .wait_for_card(Some(&self.reader), CARD_TIMEOUT)
             .expect("card seen by pcscd");
-        let card = self.pcsc.connect(&reader).expect("connect to the card");
-        self.reader = Some(reader);
-        card
+        self.pcsc
+            .connect(&self.reader)
+            .expect("connect to the card")
     }
 
     /// Pulls the card out (kills card-sim) and waits until pcscd has seen it go.
@@ -93,11 +106,9 @@ impl Rig {
     }
 
     fn wait_reader_empty(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            self.pcsc
-                .wait_for_removal(&reader, CARD_TIMEOUT)
-                .expect("pcscd sees the card go");
-        }
+        self.pcsc
+            .wait_for_removal(&self.reader, CARD_TIMEOUT)
+            .expect("pcscd sees the card go");
     }
 }
 
