@@ -253,38 +253,46 @@ fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
     })
 }
 
-fn hash(alg: &AlgorithmIdentifierOwned, data: &[u8]) -> Option<Vec<u8>> {
-    // Parameters absent or NULL, both seen in the wild.
-    let params_ok = alg
-        .parameters
-        .as_ref()
-        .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty());
-    if !params_ok {
-        return None;
-    }
-    if alg.oid == ID_SHA1 {
-        Some(openssl::sha::sha1(data).to_vec())
-    } else if alg.oid == ID_SHA256 {
-        Some(sha2::Sha256::digest(data).to_vec())
-    } else {
-        None
-    }
+/// The hashes of our issuing CA's name and key that CertIDs carry, for both hash algorithms
+/// we accept: computed once, compared on every request.
+pub struct IssuerHashes {
+    sha1: (Vec<u8>, Vec<u8>),
+    sha256: (Vec<u8>, Vec<u8>),
 }
 
-/// Whether the CertID names our issuing CA.
-fn our_issuer(issuing: &CaSigner, id: &CertId) -> bool {
-    let Ok(name) = issuing.subject.to_der() else {
-        return false;
-    };
-    let key = issuing.key.spki.subject_public_key.raw_bytes();
-    match (
-        hash(&id.hash_algorithm, &name),
-        hash(&id.hash_algorithm, key),
-    ) {
-        (Some(n), Some(k)) => {
-            n == id.issuer_name_hash.as_bytes() && k == id.issuer_key_hash.as_bytes()
+impl IssuerHashes {
+    pub fn of(issuing: &CaSigner) -> Self {
+        let name = issuing.subject.to_der().unwrap_or_default();
+        let key = issuing.key.spki.subject_public_key.raw_bytes();
+        Self {
+            sha1: (
+                openssl::sha::sha1(&name).to_vec(),
+                openssl::sha::sha1(key).to_vec(),
+            ),
+            sha256: (
+                sha2::Sha256::digest(&name).to_vec(),
+                sha2::Sha256::digest(key).to_vec(),
+            ),
         }
-        _ => false,
+    }
+
+    /// Whether the CertID names our issuing CA (an unknown hash algorithm: no).
+    fn names_us(&self, id: &CertId) -> bool {
+        let alg = &id.hash_algorithm;
+        // Parameters absent or NULL, both seen in the wild.
+        let params_ok = alg
+            .parameters
+            .as_ref()
+            .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty());
+        let (name, key) = match alg.oid {
+            _ if !params_ok => return false,
+            o if o == ID_SHA1 => &self.sha1,
+            o if o == ID_SHA256 => &self.sha256,
+            _ => return false,
+        };
+        !name.is_empty()
+            && name.as_slice() == id.issuer_name_hash.as_bytes()
+            && key.as_slice() == id.issuer_key_hash.as_bytes()
     }
 }
 
@@ -333,15 +341,16 @@ fn lookup(ca: &Ca, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
     let Some(hex) = serial_hex(serial) else {
         return Ok(CertStatus::Unknown(Null));
     };
-    if let Some(r) = ca.store.revocation(&hex).map_err(|_| E)? {
-        return Ok(CertStatus::Revoked(RevokedInfo {
-            revocation_time: gtime(r.revoked_at)?,
+    Ok(match ca.store.serial_status(&hex).map_err(|_| E)? {
+        Some(nuc_store::SerialStatus {
+            revocation: Some((reason, revoked_at)),
+            ..
+        }) => CertStatus::Revoked(RevokedInfo {
+            revocation_time: gtime(revoked_at)?,
             // RFC 5280: unspecified (0) is better left out.
-            revocation_reason: crl_reason(r.reason).filter(|c| *c != CrlReason::Unspecified),
-        }));
-    }
-    Ok(match ca.store.certificate(&hex).map_err(|_| E)? {
-        Some(row) if row.state == "issued" => CertStatus::Good(Null),
+            revocation_reason: crl_reason(reason).filter(|c| *c != CrlReason::Unspecified),
+        }),
+        Some(st) if st.issued => CertStatus::Good(Null),
         _ => CertStatus::Unknown(Null),
     })
 }
@@ -389,15 +398,12 @@ fn sign(
 
 fn respond_inner(
     ca: &Ca,
+    issuer: &IssuerHashes,
     parsed: Parsed,
     now: i64,
     validity: i64,
 ) -> Result<Vec<u8>, OcspResponseStatus> {
-    if parsed
-        .cert_ids
-        .iter()
-        .any(|id| !our_issuer(&ca.issuing, id))
-    {
+    if parsed.cert_ids.iter().any(|id| !issuer.names_us(id)) {
         return Err(OcspResponseStatus::Unauthorized);
     }
     let mut responses = Vec::with_capacity(parsed.cert_ids.len());
@@ -422,7 +428,8 @@ pub fn respond(ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
 
 /// [`respond`] with nextUpdate = now + `validity` seconds.
 pub fn respond_with_validity(ca: &Ca, request_der: &[u8], now: i64, validity: i64) -> Vec<u8> {
-    match parse(request_der).and_then(|p| respond_inner(ca, p, now, validity)) {
+    let issuer = IssuerHashes::of(&ca.issuing);
+    match parse(request_der).and_then(|p| respond_inner(ca, &issuer, p, now, validity)) {
         Ok(der) => der,
         Err(status) => status_only(status),
     }
@@ -440,6 +447,7 @@ pub struct OcspCache {
     validity: i64,
     capacity: usize,
     entries: Mutex<HashMap<Vec<u8>, Signed>>,
+    issuer: std::sync::OnceLock<IssuerHashes>,
 }
 
 /// When a cached response was signed, and its DER.
@@ -452,6 +460,7 @@ impl OcspCache {
             validity,
             capacity,
             entries: Mutex::new(HashMap::new()),
+            issuer: std::sync::OnceLock::new(),
         }
     }
 
@@ -465,6 +474,31 @@ impl OcspCache {
         self.len() == 0
     }
 
+    fn issuer(&self, ca: &Ca) -> &IssuerHashes {
+        self.issuer.get_or_init(|| IssuerHashes::of(&ca.issuing))
+    }
+
+    fn fresh_for(&self) -> i64 {
+        (self.validity / 2).max(0)
+    }
+
+    /// The cached answer to `request_der`, when there is a fresh one for exactly these serials
+    /// in exactly their current status; `None` otherwise (a nonce, a miss, anything to sign).
+    /// It signs nothing and only reads storage (one point lookup per serial), so a server can
+    /// answer hits at once and send only misses to where signing may block.
+    pub fn cached(&self, ca: &Ca, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
+        let parsed = parse(request_der).ok()?;
+        if parsed.nonce.is_some() {
+            return None;
+        }
+        let key = self.key(ca, &parsed).ok()?;
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get(&key) {
+            Some((at, der)) if *at <= now && now - *at < self.fresh_for() => Some(der.clone()),
+            _ => None,
+        }
+    }
+
     /// [`respond`], served from the cache when the request has no nonce and nothing about
     /// the serials asked changed.
     pub fn respond(&self, ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
@@ -472,14 +506,16 @@ impl OcspCache {
             Ok(p) => p,
             Err(s) => return status_only(s),
         };
+        let issuer = self.issuer(ca);
         if parsed.nonce.is_some() {
-            return respond_inner(ca, parsed, now, self.validity).unwrap_or_else(status_only);
+            return respond_inner(ca, issuer, parsed, now, self.validity)
+                .unwrap_or_else(status_only);
         }
         let key = match self.key(ca, &parsed) {
             Ok(k) => k,
             Err(s) => return status_only(s),
         };
-        let fresh_for = (self.validity / 2).max(0);
+        let fresh_for = self.fresh_for();
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, der)) = entries.get(&key)
@@ -489,7 +525,7 @@ impl OcspCache {
                 return der.clone();
             }
         }
-        let der = match respond_inner(ca, parsed, now, self.validity) {
+        let der = match respond_inner(ca, issuer, parsed, now, self.validity) {
             Ok(d) => d,
             Err(s) => return status_only(s),
         };
@@ -508,9 +544,10 @@ impl OcspCache {
 
     /// CertIDs and current status of each serial, as one byte string.
     fn key(&self, ca: &Ca, parsed: &Parsed) -> Result<Vec<u8>, OcspResponseStatus> {
+        let issuer = self.issuer(ca);
         let mut key = Vec::new();
         for id in &parsed.cert_ids {
-            let status = if our_issuer(&ca.issuing, id) {
+            let status = if issuer.names_us(id) {
                 lookup(ca, &id.serial_number)?
             } else {
                 CertStatus::Unknown(Null)

@@ -26,7 +26,8 @@ pub use audit::{AuditBreak, AuditEntry, AuditRecord, GENESIS_HASH};
 pub use certs::{CaKeyRow, CertificateRow, Reservation};
 pub use publication::{CrlKind, CrlRow};
 pub use registration::{
-    NewRequest, Notification, OperatorRow, RequestRow, RequestState, RevocationRow, Transition,
+    NewRequest, Notification, OperatorRow, RequestRow, RequestState, RevocationRow, SerialStatus,
+    Transition,
 };
 pub use seed::RevocationSeed;
 

@@ -184,11 +184,27 @@ impl Store {
             own.busy_timeout(std::time::Duration::from_secs(10))?;
             &own
         };
-        let mut stmt = conn.prepare(
-            "SELECT serial, reason, revoked_at, invalidity_date FROM revocations
-             WHERE ?1 IS NULL OR revoked_at >= ?1",
-        )?;
-        let mut rows = stmt.query([since])?;
+        // Two statements, not one with `?1 IS NULL OR …`: SQLite plans that as a full scan, and
+        // a delta would read every revocation ever made instead of using the index.
+        let (mut stmt, since) = match since {
+            None => (
+                conn.prepare(
+                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations",
+                )?,
+                None,
+            ),
+            Some(t) => (
+                conn.prepare(
+                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations
+                     WHERE revoked_at >= ?1",
+                )?,
+                Some(t),
+            ),
+        };
+        let mut rows = match since {
+            None => stmt.query([])?,
+            Some(t) => stmt.query([t])?,
+        };
         while let Some(r) = rows.next()? {
             let serial = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
             f(serial, r.get(1)?, r.get(2)?, r.get(3)?);

@@ -71,6 +71,13 @@ pub struct NewRequest {
     pub key_storage: String,
 }
 
+/// A serial's status for OCSP: issued or not, and its revocation (reason, time) if revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialStatus {
+    pub issued: bool,
+    pub revocation: Option<(i64, i64)>,
+}
+
 /// A stored request.
 #[derive(Debug, Clone)]
 pub struct RequestRow {
@@ -506,6 +513,26 @@ impl Store {
                     })
                 },
             )
+            .optional()?)
+    }
+
+    /// What OCSP needs to know of a serial, in one cached statement: the certificate's state
+    /// and its revocation (reason, time), if any. `None` when we never reserved the serial.
+    pub fn serial_status(&self, serial: &str) -> Result<Option<SerialStatus>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT c.state, r.reason, r.revoked_at FROM certificates c \
+             LEFT JOIN revocations r ON r.serial = c.serial WHERE c.serial = ?1",
+        )?;
+        Ok(st
+            .query_row([serial], |r| {
+                let reason: Option<i64> = r.get(1)?;
+                let revoked_at: Option<i64> = r.get(2)?;
+                Ok(SerialStatus {
+                    issued: r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)? == "issued",
+                    revocation: reason.zip(revoked_at),
+                })
+            })
             .optional()?)
     }
 
