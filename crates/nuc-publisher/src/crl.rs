@@ -73,6 +73,9 @@ pub enum PublishError {
     BadRevocation { serial: String, detail: String },
     #[error("{0}")]
     Invalid(String),
+    /// The CRL about to be signed does not say what it should (a bug): nothing was signed.
+    #[error("pre-signing lint: {0}")]
+    LintFailed(String),
 }
 
 /// TBSCertList, field for field as RFC 5280 §5.1 lays it out; the revoked list is given as the
@@ -234,6 +237,21 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
     }
     .to_der()?;
     drop(list);
+    crate::crl_lint::lint(
+        &tbs,
+        &crate::crl_lint::Expected {
+            issuer: &ca.issuing.subject,
+            issuer_key_id: &ca.issuing.key_id,
+            signature: &algorithm,
+            number,
+            base: spec.delta.map(|(b, _)| b as u64),
+            this_update: spec.this_update,
+            next_update: spec.next_update,
+            entries,
+            freshest_crl: spec.delta.is_none(),
+        },
+    )
+    .map_err(|f| PublishError::LintFailed(f.join("; ")))?;
     let signature = ca.hsm.sign(&ca.issuing.key, &tbs)?;
     Ok((nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?, entries))
 }
@@ -444,6 +462,137 @@ pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, 
         crl_extensions: Some(exts),
     }
     .to_der()?;
+    crate::crl_lint::lint(
+        &tbs,
+        &crate::crl_lint::Expected {
+            issuer: &ca.root.subject,
+            issuer_key_id: &ca.root.key_id,
+            signature: &algorithm,
+            number,
+            base: None,
+            this_update,
+            next_update,
+            entries: 0,
+            freshest_crl: false,
+        },
+    )
+    .map_err(|f| PublishError::LintFailed(f.join("; ")))?;
     let signature = ca.hsm.sign(&ca.root.key, &tbs)?;
     Ok(nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?)
+}
+
+#[cfg(test)]
+mod lint_tests {
+    //! The pre-signing lint says no: each test builds a TBSCertList that is wrong in one way.
+
+    use super::*;
+    use crate::crl_lint::{Expected, lint};
+    use x509_cert::name::Name;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn name() -> Name {
+        use std::str::FromStr;
+        Name::from_str("CN=Test CA,C=KZ").unwrap()
+    }
+
+    fn alg() -> AlgorithmIdentifierOwned {
+        nuc_ca::KeyAlgorithm::EcdsaP256.signature_algorithm()
+    }
+
+    /// A TBSCertList numbered `number` listing `entries` (reason, revoked at).
+    fn tbs(number: u64, entries: &[(i64, i64)], delta_base: Option<u64>) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (i, (reason, at)) in entries.iter().enumerate() {
+            encode_entry(&mut list, &format!("{:040x}", i + 1), *reason, *at, None).unwrap();
+        }
+        let mut exts = vec![
+            ext(
+                &AuthorityKeyIdentifier {
+                    key_identifier: Some(OctetString::new(vec![7; 20]).unwrap()),
+                    authority_cert_issuer: None,
+                    authority_cert_serial_number: None,
+                },
+                false,
+            )
+            .unwrap(),
+            ext(&CrlNumber::try_from(number).unwrap(), false).unwrap(),
+        ];
+        if let Some(b) = delta_base {
+            exts.push(ext(&BaseCrlNumber(der::asn1::Uint::try_from(b).unwrap()), true).unwrap());
+        }
+        TbsCertListOut {
+            version: Version::V2,
+            signature: alg(),
+            issuer: name(),
+            this_update: time(NOW).unwrap(),
+            next_update: Some(time(NOW + 3600).unwrap()),
+            revoked_certificates: (!list.is_empty())
+                .then(|| AnyRef::new(Tag::Sequence, &list).unwrap()),
+            crl_extensions: Some(exts),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn expected<'a>(
+        name: &'a Name,
+        alg: &'a AlgorithmIdentifierOwned,
+        number: u64,
+        entries: i64,
+        base: Option<u64>,
+    ) -> Expected<'a> {
+        Expected {
+            issuer: name,
+            issuer_key_id: &[7; 20],
+            signature: alg,
+            number,
+            base,
+            this_update: NOW,
+            next_update: NOW + 3600,
+            entries,
+            freshest_crl: false,
+        }
+    }
+
+    #[test]
+    fn a_right_crl_passes_also_past_number_127() {
+        let (n, a) = (name(), alg());
+        for number in [1, 127, 128, 255, 256, 70_000] {
+            lint(
+                &tbs(number, &[(1, NOW - 5), (4, NOW)], None),
+                &expected(&n, &a, number, 2, None),
+            )
+            .unwrap();
+        }
+        lint(&tbs(9, &[], Some(8)), &expected(&n, &a, 9, 0, Some(8))).unwrap();
+    }
+
+    #[test]
+    fn what_it_finds() {
+        let (n, a) = (name(), alg());
+        let findings = |der: Vec<u8>, want: Expected<'_>| lint(&der, &want).unwrap_err().join("; ");
+        assert!(findings(tbs(5, &[], None), expected(&n, &a, 6, 0, None)).contains("cRLNumber"));
+        assert!(
+            findings(tbs(5, &[(1, NOW)], None), expected(&n, &a, 5, 2, None)).contains("expected")
+        );
+        assert!(
+            findings(tbs(5, &[(1, NOW + 1)], None), expected(&n, &a, 5, 1, None))
+                .contains("after the CRL's thisUpdate")
+        );
+        assert!(
+            findings(tbs(5, &[], None), expected(&n, &a, 5, 0, Some(4)))
+                .contains("deltaCRLIndicator")
+        );
+        assert!(
+            findings(tbs(5, &[], Some(4)), expected(&n, &a, 5, 0, None))
+                .contains("deltaCRLIndicator")
+        );
+        let other = nuc_ca::KeyAlgorithm::Rsa { bits: 2048 }.signature_algorithm();
+        assert!(
+            findings(tbs(5, &[], None), expected(&n, &other, 5, 0, None))
+                .contains("signature algorithm")
+        );
+        assert!(lint(b"garbage", &expected(&n, &a, 5, 0, None)).is_err());
+    }
 }
