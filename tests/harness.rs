@@ -45,6 +45,18 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// The serial a successful `nuc … issue` printed (`issued serial=HEX …`); the test fails
+    /// with the command's stderr when it was refused.
+    pub fn issued_serial(&self) -> String {
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+        self.stdout
+            .split("serial=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no serial in: {}", self.stdout))
+            .to_owned()
+    }
+
     /// stderr without the tracing lines (which carry a timestamp and a level).
     pub fn error_lines(&self) -> Vec<&str> {
         self.stderr

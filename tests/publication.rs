@@ -80,16 +80,7 @@ async fn openssl_ocsp_sees_good_then_revoked_right_after_the_api_revokes() {
         &leaf,
         &["--iin", IIN, "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ"],
     );
-    assert_eq!(issued.code, Some(0), "{}", issued.stderr);
-    let serial = issued
-        .stdout
-        .split("serial=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let serial = issued.issued_serial();
 
     let good = ocsp(&svc, &leaf);
     assert!(
@@ -470,16 +461,7 @@ async fn scheduler_publishes_on_demand_and_a_revocation_reaches_the_delta_at_onc
         &leaf,
         &["--iin", IIN, "--surname", "ҚҰНАНБАЙ", "--name", "АБАЙ"],
     );
-    assert_eq!(issued.code, Some(0), "{}", issued.stderr);
-    let serial = issued
-        .stdout
-        .split("serial=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let serial = issued.issued_serial();
     svc.admin()
         .await
         .revoke_certificate(RevokeCertificateRequest {

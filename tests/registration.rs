@@ -882,16 +882,7 @@ async fn the_cli_revokes_certificates_and_manages_operators() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let serial = r
-        .stdout
-        .split("serial=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let serial = r.issued_serial();
     assert_eq!(openssl_verify(&svc.home, &out).code, Some(0));
     let list = nuc(&["operator", "list", "--home", &home]);
     assert!(

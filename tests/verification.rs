@@ -58,16 +58,7 @@ fn holder(home: &TestHome, profile: &str, subject: &[&str]) -> Holder {
     );
     let key = write_csr(&csr, KeySpec::Ec(Nid::X9_62_PRIME256V1));
     let r = home.issue(profile, &csr, &pem, subject);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let serial = r
-        .stdout
-        .split("serial=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let serial = r.issued_serial();
     let cert_der = openssl::x509::X509::from_pem(&std::fs::read(&pem).unwrap())
         .unwrap()
         .to_der()
