@@ -211,37 +211,20 @@ impl Ra {
         caller: &str,
         app: Application,
     ) -> Result<RequestRow, RaError> {
-        let key = idempotency_key(app.idempotency_key.as_deref())?;
-        // A retry is answered before any check: its keys may be certified by now.
-        if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
-            return Ok(existing);
-        }
-        let checked = self.check_application(&app)?;
-        let subject = self.registry_subject(&checked).await?;
-        let number = number::generate();
-        let expires_at = self.now() + self.config.request_ttl_secs;
-        let (row, _) = self.register(
-            caller,
-            &checked,
-            &app,
-            subject,
-            key,
-            &number,
-            "first",
-            RequestState::Registered,
-            expires_at,
-            None,
-            Some((
-                "application".into(),
-                checked.email.clone(),
-                format!("НУЦ РК: заявление {number}"),
-                format!(
-                    "Ваше заявление зарегистрировано под номером {number}.\n\
-                     Обратитесь в ЦОН с удостоверением личности до {} (30 дней).\n",
-                    nuc_core::time::rfc3339(expires_at)
-                ),
-            )),
-        )?;
+        let row = self
+            .register_new(caller, &app, "first", |number, email, expires_at| {
+                Some((
+                    "application".into(),
+                    email.to_owned(),
+                    format!("НУЦ РК: заявление {number}"),
+                    format!(
+                        "Ваше заявление зарегистрировано под номером {number}.\n\
+                         Обратитесь в ЦОН с удостоверением личности до {} (30 дней).\n",
+                        nuc_core::time::rfc3339(expires_at)
+                    ),
+                ))
+            })
+            .await?;
         tracing::info!(number = %row.number, "application registered");
         Ok(row)
     }
@@ -273,27 +256,10 @@ impl Ra {
                 "at most 64 letters, digits or dashes",
             ));
         }
-        let key = idempotency_key(app.idempotency_key.as_deref())?;
-        if let Some(existing) = self.replayed_request(caller, key.as_deref(), &app)? {
-            return Ok(existing);
-        }
-        let checked = self.check_application(&app)?;
-        let subject = self.registry_subject(&checked).await?;
-        let number = number::generate();
-        let expires_at = self.now() + self.config.request_ttl_secs;
-        let (row, _) = self.register(
-            caller,
-            &checked,
-            &app,
-            subject,
-            key,
-            &number,
-            "card",
-            RequestState::Registered,
-            expires_at,
-            None,
-            None,
-        )?;
+        // No e-mail asking to come to a CON: the applicant is at the counter.
+        let row = self
+            .register_new(caller, &app, "card", |_, _, _| None)
+            .await?;
         tracing::info!(number = %row.number, key_storage = %app.key_storage, "registered at a CON counter");
         Ok(row)
     }
@@ -340,6 +306,43 @@ impl Ra {
         let request = self.request(number_text)?;
         let issued = self.issued_of(&request.number)?;
         Ok((request, issued))
+    }
+
+    /// A new request waiting for a CON's decision (F1 online, F4 at the counter): a retry of
+    /// the same idempotency key answers with the request registered first (before any check:
+    /// its keys may be certified by now); otherwise the fields, the keys and the registry are
+    /// checked, and the request is registered with the e-mail `notify` makes of its number,
+    /// address and deadline.
+    async fn register_new(
+        &self,
+        caller: &str,
+        app: &Application,
+        kind: &str,
+        notify: impl FnOnce(&str, &str, i64) -> Option<(String, String, String, String)>,
+    ) -> Result<RequestRow, RaError> {
+        let key = idempotency_key(app.idempotency_key.as_deref())?;
+        if let Some(existing) = self.replayed_request(caller, key.as_deref(), app)? {
+            return Ok(existing);
+        }
+        let checked = self.check_application(app)?;
+        let subject = self.registry_subject(&checked).await?;
+        let number = number::generate();
+        let expires_at = self.now() + self.config.request_ttl_secs;
+        let message = notify(&number, &checked.email, expires_at);
+        let (row, _) = self.register(
+            caller,
+            &checked,
+            app,
+            subject,
+            key,
+            &number,
+            kind,
+            RequestState::Registered,
+            expires_at,
+            None,
+            message,
+        )?;
+        Ok(row)
     }
 
     /// F2: a renewal signed by the applicant's currently valid certificate. No CON visit: the
