@@ -90,3 +90,57 @@ impl StationError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nuc_card::StatusWord;
+
+    #[test]
+    fn a_refusal_keeps_its_reason_code_and_message() {
+        let mut s =
+            tonic::Status::failed_precondition("OPERATOR_SUSPENDED: operator 1 is suspended");
+        s.metadata_mut().insert(
+            nuc_api::REASON_METADATA,
+            "OPERATOR_SUSPENDED".parse().unwrap(),
+        );
+        let e = StationError::from_status("confirmation", s);
+        assert_eq!(
+            e.to_string(),
+            "confirmation: OPERATOR_SUSPENDED: operator 1 is suspended"
+        );
+        assert_eq!(e.exit_code(), 2);
+        // Without a reason code it is the NUC (or the way to it) that failed.
+        let e = StationError::from_status("registration", tonic::Status::unavailable("down"));
+        assert!(matches!(e, StationError::Unreachable { .. }), "{e}");
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn exit_codes_say_what_to_do() {
+        let wrong = StationError::Card {
+            step: "PIN verification",
+            source: CardError::WrongPin {
+                sw: StatusWord(0x63C2),
+                tries_left: 2,
+            },
+        };
+        assert_eq!(wrong.exit_code(), 2);
+        let removed = StationError::Card {
+            step: "key generation on the card",
+            source: CardError::Removed { op: "generate" },
+        };
+        assert_eq!(removed.exit_code(), 3);
+        let cut = StationError::WriteInterrupted {
+            step: "writing the certificates",
+            request: "NUC-AAAA-BBBB-C".into(),
+            source: CardError::Removed { op: "write" },
+        };
+        assert_eq!(cut.exit_code(), 3);
+        assert!(
+            cut.to_string()
+                .contains("nuc-station write --request NUC-AAAA-BBBB-C"),
+            "{cut}"
+        );
+    }
+}
