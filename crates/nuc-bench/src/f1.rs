@@ -276,7 +276,7 @@ struct F1Run {
 }
 
 /// A failed call, with its code, message and reason.
-fn call_error(call: &str, s: tonic::Status) -> anyhow::Error {
+pub(crate) fn call_error(call: &str, s: tonic::Status) -> anyhow::Error {
     let reason = s
         .metadata()
         .get(nuc_api::REASON_METADATA)
@@ -514,13 +514,13 @@ pub(crate) fn raw_sign_child(home: &Path, args: &Args) -> Result<()> {
 // ---------------------------------------------------------------------------- the service
 
 /// The binaries of the service, next to this one.
-struct Bins {
-    nuc: PathBuf,
-    registry: PathBuf,
+pub(crate) struct Bins {
+    pub(crate) nuc: PathBuf,
+    pub(crate) registry: PathBuf,
 }
 
 impl Bins {
-    fn next_to(exe: &Path) -> Result<Self> {
+    pub(crate) fn next_to(exe: &Path) -> Result<Self> {
         let bins = Bins {
             nuc: exe.with_file_name("nuc"),
             registry: exe.with_file_name("nuc-registry"),
@@ -586,22 +586,22 @@ impl Drop for Proc {
 }
 
 /// A PEM certificate and key, for an mTLS identity.
-struct PemIdentity {
-    cert: String,
-    key: String,
+pub(crate) struct PemIdentity {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 /// The running service: registry, `nuc serve` on a temporary home, the callers' identities.
 /// Dropping it kills the processes (the server first), then removes the home.
-struct Service {
+pub(crate) struct Service {
     server: Proc,
     registry: Proc,
-    home: PathBuf,
-    grpc: String,
+    pub(crate) home: PathBuf,
+    pub(crate) grpc: String,
     root_pem: String,
     portal_identity: PemIdentity,
-    workstation_identity: PemIdentity,
-    admin_identity: PemIdentity,
+    pub(crate) workstation_identity: PemIdentity,
+    pub(crate) admin_identity: PemIdentity,
     /// Last: removed only once the processes using it are gone (held, never read).
     _tmp: tempfile::TempDir,
 }
@@ -639,7 +639,7 @@ pub(crate) fn log_tail(path: &Path) -> String {
 }
 
 impl Service {
-    fn start(bins: &Bins) -> Result<Self> {
+    pub(crate) fn start(bins: &Bins) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("nuc-bench-f1-")
             .tempdir()
@@ -783,12 +783,16 @@ impl Service {
         })
     }
 
-    fn server_pid(&self) -> u32 {
+    pub(crate) fn server_pid(&self) -> u32 {
         self.server.id()
     }
 
+    pub(crate) fn registry_pid(&self) -> u32 {
+        self.registry.id()
+    }
+
     /// A connected channel with mutual TLS, as the holder of `identity`.
-    async fn channel(&self, identity: &PemIdentity) -> Result<Channel> {
+    pub(crate) async fn channel(&self, identity: &PemIdentity) -> Result<Channel> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.root_pem))
             .domain_name("localhost")

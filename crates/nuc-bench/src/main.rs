@@ -1,5 +1,6 @@
 //! `nuc-bench`: what a certificate issuance costs, as a ratio against the HSM's own limit; F1
-//! end to end; cached OCSP against `openssl ocsp`; CRLs of a million entries.
+//! end to end; cached OCSP against `openssl ocsp`; CRLs of a million entries; F4 enrollment
+//! onto a card over pcscd+vpcd.
 //!
 //! The CA's throughput is bounded by its HSM: every certificate needs one signature with the
 //! issuing key, and the HSM makes only so many per second. What the service adds around that
@@ -32,7 +33,7 @@
 //! `--breakdown` also times each step of an issuance on one thread, through the same public
 //! pieces `Ca::issue` is made of, to show where the time goes when the target is missed.
 //!
-//! Three more benchmarks follow, each in its module:
+//! Four more benchmarks follow, each in its module:
 //!
 //! * [`f1`]: **F1 end to end over gRPC with mutual TLS**, the real `nuc serve` and
 //!   `nuc-registry` driven by concurrent clients (submit, then an operator-confirmed issuance
@@ -54,10 +55,18 @@
 //!   home, time and peak memory (VmHWM) in a child process, then a delta CRL alone; every CRL
 //!   judged by `openssl crl`. Target: **1,000,000 entries in < 5 s and < 300 MiB** (absolute:
 //!   it is what an operator provisions, and one signature per CRL makes the HSM irrelevant).
+//! * [`f4`]: **F4 enrollment at the counter over pcscd+vpcd**: `--f4-count` full `nuc-station
+//!   enroll` runs against the real `nuc serve`, each onto a freshly personalised emulated card
+//!   (`card-sim`, ID card and SIM alternating) in vpcd's reader, timed as wall time and as
+//!   *machine time* (the CPU time nuc-station, nuc serve, card-sim and pcscd used during it),
+//!   with the station's own steps; and the APDU round trips per second of pcscd+vpcd+card-sim.
+//!   Target: **one enrollment in < 2 s of machine time** (absolute: it is the counter's budget;
+//!   every enrollment measured must be under it). Needs pcscd (started as root if none runs)
+//!   and vpcd (`vsmartcard-vpcd`).
 //!
-//! All run by default, in this order; `--only issue|f1|ocsp|crl` selects one. The ones that
-//! run the service need the release `nuc` (and for F1 `nuc-registry`) next to this binary,
-//! which `make bench` builds first.
+//! All run by default, in this order; `--only issue|f1|ocsp|crl|f4` selects one. The ones that
+//! run the service need the release `nuc` (and for F1 and F4 `nuc-registry`; for F4
+//! `nuc-station` and `card-sim`) next to this binary, which `make bench` builds first.
 //!
 //! The exit code is 0 whether the targets are met or not (this is a benchmark, not a test); it
 //! is 1 only when a measurement could not be made.
@@ -96,12 +105,14 @@ const BREAKDOWN_MAX: usize = 200;
     name = "nuc-bench",
     about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key, \
              F1 end to end over gRPC with mutual TLS against the same limit, cached OCSP against \
-             openssl ocsp, and CRL publication time and memory for up to a million entries"
+             openssl ocsp, CRL publication time and memory for up to a million entries, and F4 \
+             enrollment onto an emulated card over pcscd+vpcd"
 )]
 struct Args {
     /// Run only this benchmark: `issue` (Ca::issue vs the bare signature), `f1` (F1 over gRPC
-    /// with mutual TLS vs raw rate / 2), `ocsp` (cached OCSP vs openssl ocsp) or `crl` (CRL
-    /// publication time and memory). Default: all four, in that order.
+    /// with mutual TLS vs raw rate / 2), `ocsp` (cached OCSP vs openssl ocsp), `crl` (CRL
+    /// publication time and memory) or `f4` (enrollment onto a card over pcscd+vpcd, APDU round
+    /// trips). Default: all five, in that order.
     #[arg(long, value_enum, value_name = "BENCH")]
     only: Option<Bench>,
     /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
@@ -162,6 +173,13 @@ struct Args {
     /// CRL lists.
     #[arg(long, default_value_t = 1000)]
     crl_delta: usize,
+    /// F4 benchmark: enrollments measured (`nuc-station enroll`, one fresh card each, ID card
+    /// and SIM alternating), after one checked enrollment not counted.
+    #[arg(long, default_value_t = 10)]
+    f4_count: usize,
+    /// F4 benchmark: APDU round trips measured through pcscd+vpcd+card-sim.
+    #[arg(long, default_value_t = 5000)]
+    f4_apdus: u32,
     /// Internal: issue and revoke the OCSP benchmark's certificates in this home (the parent
     /// sets SOFTHSM2_CONF), writing them into `--out-dir`.
     #[arg(long, hide = true, value_name = "DIR", requires = "out_dir")]
@@ -196,6 +214,8 @@ enum Bench {
     Ocsp,
     /// Complete and delta CRL generation time and peak memory, 100k and 1M revocations.
     Crl,
+    /// F4 enrollment onto an emulated card over pcscd+vpcd, and APDU round trips per second.
+    F4,
 }
 
 /// The parent's `println!` that survives a closed stdout (`| head`): it keeps draining the
@@ -213,6 +233,7 @@ macro_rules! out {
 
 mod crl;
 mod f1;
+mod f4;
 mod ocsp;
 
 fn main() -> ExitCode {
@@ -270,6 +291,8 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
         args.crl_sizes.iter().all(|n| *n >= 1),
         "--crl-sizes must all be at least 1"
     );
+    ensure!(args.f4_count >= 1, "--f4-count must be at least 1");
+    ensure!(args.f4_apdus >= 1, "--f4-apdus must be at least 1");
     args.algs
         .iter()
         .map(|a| KeyAlgorithm::from_str(a.trim()).map_err(anyhow::Error::from))
@@ -280,11 +303,12 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
 /// cannot be made does not stop the next one; the exit code says that one failed.
 fn benches(args: &Args) -> Result<()> {
     type BenchFn = fn(&Args) -> Result<()>;
-    let all: [(Bench, &str, BenchFn); 4] = [
+    let all: [(Bench, &str, BenchFn); 5] = [
         (Bench::Issue, "issue", parent),
         (Bench::F1, "f1", f1::bench),
         (Bench::Ocsp, "ocsp", ocsp::bench),
         (Bench::Crl, "crl", crl::bench),
+        (Bench::F4, "f4", f4::bench),
     ];
     let mut failed = Vec::new();
     let mut first = true;

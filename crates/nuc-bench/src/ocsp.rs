@@ -1220,7 +1220,7 @@ impl Measured {
 }
 
 /// Busy and total CPU ticks of the whole machine, from the first line of `/proc/stat`.
-fn machine_ticks() -> Option<(u64, u64)> {
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let v: Vec<u64> = line
