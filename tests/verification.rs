@@ -470,4 +470,17 @@ async fn revoked_and_expired_signers() {
     .await;
     assert_refused(&r, ReasonCode::SignerExpired);
     assert_eq!(r.checked_at, later);
+    // Signed while the certificate was valid, checked after it expired: valid (the validity
+    // period is checked at the signing time).
+    let while_valid = not_after - 86_400;
+    let r = ask(
+        &mut v,
+        cms_at(&fresh, DOCUMENT, false, while_valid),
+        None,
+        IIN,
+        "",
+    )
+    .await;
+    assert_valid(&r);
+    assert_eq!(r.checked_at, while_valid);
 }
