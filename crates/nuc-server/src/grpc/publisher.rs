@@ -50,6 +50,20 @@ impl PublisherApi {
     }
 }
 
+/// Why a publication failed, as the caller should read it: the HSM or the database may come
+/// back (retry later); anything else is a bug of ours. Nothing was published either way.
+fn failure_reason(e: &nuc_publisher::crl::PublishError) -> ReasonCode {
+    use nuc_publisher::crl::PublishError;
+    match e {
+        PublishError::Hsm(_) => ReasonCode::HsmFailure,
+        PublishError::Store(_) => ReasonCode::StorageFailure,
+        PublishError::Encoding(_)
+        | PublishError::BadRevocation { .. }
+        | PublishError::Invalid(_)
+        | PublishError::LintFailed(_) => ReasonCode::Internal,
+    }
+}
+
 #[tonic::async_trait]
 impl PublisherService for PublisherApi {
     async fn publish_crls(
@@ -86,10 +100,7 @@ impl PublisherService for PublisherApi {
         .map_err(|e| Status::internal(format!("INTERNAL: {e}")))?
         .map_err(|e| {
             tracing::error!(error = %e, "CRL publication on demand failed");
-            refusal(
-                ReasonCode::Unavailable,
-                &format!("CRL publication failed: {e}"),
-            )
+            refusal(failure_reason(&e), &format!("CRL publication failed: {e}"))
         })?;
         Ok(Response::new(self.status().await?))
     }
