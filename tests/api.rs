@@ -311,7 +311,7 @@ pub fn decision(
     signed(&payload.encode_to_vec(), op)
 }
 
-fn nuc_core_now() -> i64 {
+pub fn nuc_core_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

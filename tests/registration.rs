@@ -1293,3 +1293,127 @@ async fn f4_registration_at_the_counter_for_keys_on_a_card() {
     let ders = |c: &[IssuedCertificate]| c.iter().map(|c| c.der.clone()).collect::<Vec<_>>();
     assert_eq!(ders(&fetched.certificates), ders(&decided.certificates));
 }
+
+/// The service stopped between the confirmation and the certificates (a crash): the request
+/// is `confirmed`, its keys held by reservations that never got a certificate. At the next
+/// start the stale reservations are abandoned (audited), and a new signed confirmation issues
+/// the certificates — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_request_left_by_a_crash_is_issued_on_a_new_confirmation() {
+    let mut svc = Service::start();
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let (app, auth_key, sign_key) = application("crash");
+    let number = svc
+        .portal()
+        .await
+        .submit_application(app.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+
+    // The state a crash after the first commit leaves (what reserve_batch writes with the
+    // confirmation), made by hand with the service stopped.
+    svc.server.take();
+    let db = svc.home.db();
+    let reserved_at = nuc_core_now() - 3_600;
+    db.execute(
+        "UPDATE requests SET state = 'confirmed', decided_by = ?2, identification = 'in-person' WHERE number = ?1",
+        rusqlite::params![number, op.serial],
+    )
+    .unwrap();
+    for (i, (key, profile)) in [
+        (&auth_key, "individual-auth"),
+        (&sign_key, "individual-sign"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let spki = hex::encode(openssl::sha::sha256(&key.public_key_to_der().unwrap()));
+        let serial = format!("7e57{i:036x}");
+        db.execute(
+            "INSERT INTO certificates (serial, profile, state, subject, iin, spki_sha256, not_before, not_after, reserved_at, request_number)
+             VALUES (?1, ?2, 'reserved', 'CN=crash', ?3, ?4, ?5, ?5, ?5, ?6)",
+            rusqlite::params![serial, profile, IIN, spki, reserved_at, number],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)",
+            rusqlite::params![spki, serial],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let abandoned_before = count(
+        &svc,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'certificate.abandoned' AND actor = 'system:recovery'",
+    );
+    assert_eq!(abandoned_before, 0);
+
+    svc.restart(&[]);
+    assert_eq!(
+        count(
+            &svc,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'certificate.abandoned' AND actor = 'system:recovery'"
+        ),
+        2,
+        "the stale reservations were not abandoned at start"
+    );
+    assert_eq!(
+        count(
+            &svc,
+            "SELECT COUNT(*) FROM certificates WHERE state = 'abandoned'"
+        ),
+        2
+    );
+
+    // The operator confirms again: the certificates are issued for the applicant's keys.
+    let mut ws = svc.workstation().await;
+    let signed = decision(&op, &number, Decision::Confirm, "");
+    let decided = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: signed.clone(),
+        })
+        .await
+        .expect("issued on the new confirmation")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+    assert_eq!(decided.certificates.len(), 2);
+    for (cert, key) in decided.certificates.iter().zip([&auth_key, &sign_key]) {
+        let x = openssl::x509::X509::from_der(&cert.der).unwrap();
+        assert!(x.public_key().unwrap().public_eq(key));
+        let path = svc.home.path(&format!("resumed-{}.pem", cert.profile));
+        std::fs::write(&path, &cert.pem).unwrap();
+        assert_eq!(openssl_verify(&svc.home, &path).code, Some(0));
+    }
+    assert_eq!(
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'request.issuance_resumed' AND object = 'request:{number}'"
+            )
+        ),
+        1
+    );
+    // Never twice: the same confirmation again, or a fresh one.
+    let e = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "REQUEST_STATE", "{e:?}");
+    assert_eq!(
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM certificates WHERE request_number = '{number}' AND state = 'issued'"
+            )
+        ),
+        2
+    );
+}

@@ -683,6 +683,10 @@ impl Ra {
                 })?;
                 Ok((row, vec![]))
             }
+            Decision::Confirm if request.state == RequestState::Confirmed => {
+                self.resume_issuance(caller, &request, &operator.serial_hex, payload_sha256)
+                    .await
+            }
             Decision::Confirm => {
                 // The confirmation commits with the reservations, the certificates with the
                 // request becoming issued: two durable waits, not six.
@@ -717,6 +721,61 @@ impl Ra {
                 "the signed content names no decision",
             )),
         }
+    }
+
+    /// A request confirmed whose certificates were never issued (the HSM failed after the
+    /// confirmation, or the process stopped between the two commits): a new confirmation, signed
+    /// and checked like the first, issues them now. It is recorded (payload, audit
+    /// `request.issuance_resumed`) with the new reservations, in one commit; a request with
+    /// certificates already is not issued twice.
+    async fn resume_issuance(
+        &self,
+        caller: &str,
+        request: &RequestRow,
+        operator_serial: &str,
+        payload_sha256: String,
+    ) -> Result<(RequestRow, Vec<Issued>), RaError> {
+        if !self.issued_of(&request.number)?.is_empty() {
+            return Err(RaError::new(
+                ReasonCode::RequestState,
+                format!(
+                    "request {} is confirmed and already has certificates",
+                    request.number
+                ),
+            ));
+        }
+        let actor = format!("operator:{operator_serial}");
+        let resume = Transition {
+            number: request.number.clone(),
+            from: vec![RequestState::Confirmed],
+            to: RequestState::Confirmed,
+            refusal_reason: None,
+            decided_by: Some(operator_serial.to_owned()),
+            identification: None,
+            payload_sha256: Some(payload_sha256),
+            notify: None,
+            audit: AuditEntry {
+                actor: actor.clone(),
+                action: "request.issuance_resumed".into(),
+                object: format!("request:{}", request.number),
+                details: serde_json::json!({ "via": caller }),
+            },
+        };
+        let identification = request
+            .identification
+            .clone()
+            .unwrap_or_else(|| "in-person".into());
+        tracing::warn!(number = %request.number, "resuming the issuance of a confirmed request");
+        let issued = self
+            .issue_for(
+                request,
+                &identification,
+                &actor,
+                Some(resume),
+                RequestState::Confirmed,
+            )
+            .await?;
+        Ok((self.request(&request.number)?, issued))
     }
 
     /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads),

@@ -197,6 +197,22 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         },
     ));
 
+    // A reservation older than this without its certificate was left by a process that
+    // stopped between reserving and recording; none in flight (a CLI beside us) is that old.
+    const STALE_RESERVATION_SECS: i64 = 600;
+    match ra.ca.store.abandon_stale_reservations(
+        nuc_core::time::now_unix() - STALE_RESERVATION_SECS,
+        "system:recovery",
+    ) {
+        Ok(serials) if serials.is_empty() => {}
+        Ok(serials) => tracing::warn!(
+            count = serials.len(),
+            serials = %serials.join(","),
+            "stale reservations abandoned (the service had stopped mid-issuance); their requests can be confirmed again"
+        ),
+        Err(e) => anyhow::bail!("recovering stale reservations: {e}"),
+    }
+
     let tls = if cfg.grpc.dev_plaintext {
         tracing::warn!("gRPC in PLAINTEXT dev mode: roles come from the x-nuc-dev-role header");
         None

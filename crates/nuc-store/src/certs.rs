@@ -179,6 +179,46 @@ impl Store {
         })
     }
 
+    /// Reservations made before `before` that never got their certificate: the process stopped
+    /// between reserving and recording (a crash, a kill). Each is abandoned as [`Store::abandon`]
+    /// does — the serial stays burnt, the key is free again — with its own audit record, in
+    /// one commit. Gives the serials. Run at start-up, with a margin that no issuance in flight
+    /// (a CLI beside the service) can reach.
+    pub fn abandon_stale_reservations(
+        &self,
+        before: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let actor = actor.to_owned();
+        self.write_returning(move |tx| {
+            let now = nuc_core::time::now_unix();
+            let serials: Vec<String> = tx
+                .prepare("SELECT serial FROM certificates WHERE state = 'reserved' AND reserved_at < ?1")?
+                .query_map([before], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for serial in &serials {
+                tx.execute(
+                    "UPDATE certificates SET state = 'abandoned' WHERE serial = ?1 AND state = 'reserved'",
+                    [serial],
+                )?;
+                tx.execute("DELETE FROM certified_keys WHERE serial = ?1", [serial])?;
+                append(
+                    tx,
+                    &AuditEntry {
+                        actor: actor.clone(),
+                        action: "certificate.abandoned".into(),
+                        object: format!("serial:{serial}"),
+                        details: serde_json::json!({
+                            "reason": "stale reservation: the process stopped before the certificate was recorded",
+                        }),
+                    },
+                    now,
+                )?;
+            }
+            Ok(serials)
+        })
+    }
+
     /// A certificate or reservation by serial (lowercase hex).
     pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, StoreError> {
         Ok(self
@@ -269,6 +309,43 @@ mod tests {
             not_after: 1,
             request_number: None,
         }
+    }
+
+    #[test]
+    fn stale_reservations_are_abandoned_and_free_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.reserve(&reservation("0a", "k-stale"), &audit("r"))
+            .unwrap();
+        s.reserve(&reservation("0b", "k-done"), &audit("r"))
+            .unwrap();
+        s.record_issued("0b", b"der", &audit("i")).unwrap();
+        let now = nuc_core::time::now_unix();
+        // Nothing is older than a minute ago: nothing to do.
+        assert!(
+            s.abandon_stale_reservations(now - 60, "t")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.key_certified("k-stale").unwrap().as_deref(), Some("0a"));
+        // As if the process had stopped: the reserved one goes, the issued one stays.
+        assert_eq!(s.abandon_stale_reservations(now + 1, "t").unwrap(), ["0a"]);
+        assert_eq!(s.certificate("0a").unwrap().unwrap().state, "abandoned");
+        assert_eq!(s.certificate("0b").unwrap().unwrap().state, "issued");
+        assert!(s.key_certified("k-stale").unwrap().is_none());
+        assert_eq!(s.key_certified("k-done").unwrap().as_deref(), Some("0b"));
+        let last = s.audit_records().unwrap().pop().unwrap();
+        assert_eq!(
+            (last.action.as_str(), last.object.as_str()),
+            ("certificate.abandoned", "serial:0a")
+        );
+        // The key can be certified again, under a new serial; the old serial is burnt.
+        s.reserve(&reservation("0c", "k-stale"), &audit("r"))
+            .unwrap();
+        assert!(
+            s.reserve(&reservation("0a", "k-other"), &audit("r"))
+                .is_err()
+        );
     }
 
     #[test]
