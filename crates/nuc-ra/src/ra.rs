@@ -17,7 +17,7 @@ use prost::Message;
 
 use crate::clock::Clock;
 use crate::error::RaError;
-use crate::signer::{check_applicant, check_operator};
+use crate::signer::{CheckedSigner, check_applicant, check_operator};
 use crate::{bundle, number};
 
 /// Settings of the RA.
@@ -602,18 +602,12 @@ impl Ra {
     ) -> Result<(RequestRow, Vec<Issued>), RaError> {
         let request = self.request(number_text)?;
         let now = self.now();
-        let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
-        let operator = check_operator(
-            self,
-            &verified.signer_cert_der,
-            session_operator.trim(),
+        let (operator, decision, content) = self.operator_signed(
+            signed,
+            session_operator,
             now,
-        )?;
-        let decision: OperatorDecision = decode_payload(
-            &verified.content,
             OPERATOR_DECISION,
             |p: &OperatorDecision| &p.payload_type,
-            RaError::operator_signature::<String>,
         )?;
         if number::canonical(&decision.request_number) != request.number {
             return Err(RaError::operator_signature(format!(
@@ -634,7 +628,7 @@ impl Ra {
                 "the signed content has no nonce",
             ));
         }
-        let payload_sha256 = sha256_hex(&verified.content);
+        let payload_sha256 = sha256_hex(&content);
         if request.state == RequestState::Registered && now > request.expires_at {
             self.ca.store.expire_requests(now, "system:expiry")?;
             return Err(RaError::new(
@@ -1124,18 +1118,12 @@ impl Ra {
         signed: &[u8],
     ) -> Result<RevocationRow, RaError> {
         let now = self.now();
-        let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
-        let operator = check_operator(
-            self,
-            &verified.signer_cert_der,
-            session_operator.trim(),
+        let (operator, order, content) = self.operator_signed(
+            signed,
+            session_operator,
             now,
-        )?;
-        let order: RevocationOrder = decode_payload(
-            &verified.content,
             REVOCATION_ORDER,
             |p: &RevocationOrder| &p.payload_type,
-            RaError::operator_signature::<String>,
         )?;
         if !order
             .operator_serial_hex
@@ -1148,10 +1136,36 @@ impl Ra {
         }
         self.carry_out_order(
             &order,
-            &verified.content,
+            &content,
             &format!("operator:{}", operator.serial_hex),
             &format!("at a CON counter, via {caller}"),
         )
+    }
+
+    /// A payload of type `P` in a CMS signed by the operator of this session, with every check
+    /// of [`check_operator`] passed; also the signed bytes (for the payload's hash).
+    fn operator_signed<P: Message + Default>(
+        &self,
+        signed: &[u8],
+        session_operator: &str,
+        now: i64,
+        type_name: &str,
+        payload_type: impl Fn(&P) -> &str,
+    ) -> Result<(CheckedSigner, P, Vec<u8>), RaError> {
+        let verified = nuc_cms::verify(signed, None).map_err(RaError::operator_signature)?;
+        let operator = check_operator(
+            self,
+            &verified.signer_cert_der,
+            session_operator.trim(),
+            now,
+        )?;
+        let payload = decode_payload(
+            &verified.content,
+            type_name,
+            payload_type,
+            RaError::operator_signature::<String>,
+        )?;
+        Ok((operator, payload, verified.content))
     }
 
     /// F3: a revocation signed online by the holder's own (valid) certificate.

@@ -253,6 +253,14 @@ pub fn status(e: RaError) -> Status {
     refusal(e.reason, &e.message)
 }
 
+/// A batch of issued certificates as the API hands them out.
+pub fn issued_all(certs: &[nuc_ca::Issued]) -> Vec<nuc_api::v1::IssuedCertificate> {
+    certs
+        .iter()
+        .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
+        .collect()
+}
+
 /// Certificates as the API hands them out.
 pub fn issued(serial_hex: &str, profile: &str, der: &[u8]) -> nuc_api::v1::IssuedCertificate {
     nuc_api::v1::IssuedCertificate {

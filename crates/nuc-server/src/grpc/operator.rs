@@ -7,7 +7,7 @@ use nuc_api::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::portal::state_of;
-use super::{Api, Service, blocking, issued};
+use super::{Api, Service, blocking, issued_all};
 
 pub struct OperatorApi(pub Arc<Api>);
 
@@ -81,10 +81,7 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(DecideApplicationResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
-            certificates: certs
-                .iter()
-                .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
-                .collect(),
+            certificates: issued_all(&certs),
         }))
     }
 
@@ -168,10 +165,7 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(IssuedCertificates {
             request_number: row.number,
             state: state_of(row.state) as i32,
-            certificates: certs
-                .iter()
-                .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
-                .collect(),
+            certificates: issued_all(&certs),
         }))
     }
 }

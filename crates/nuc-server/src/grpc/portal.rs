@@ -6,7 +6,7 @@ use nuc_api::v1::portal_service_server::PortalService;
 use nuc_api::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, blocking, issued};
+use super::{Api, Service, blocking, issued, issued_all};
 
 pub struct PortalApi(pub Arc<Api>);
 
@@ -70,10 +70,7 @@ impl PortalService for PortalApi {
         Ok(Response::new(SubmitRenewalResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
-            certificates: certs
-                .iter()
-                .map(|c| issued(&c.serial_hex, &c.profile, &c.der))
-                .collect(),
+            certificates: issued_all(&certs),
         }))
     }
 
