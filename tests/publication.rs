@@ -190,24 +190,8 @@ async fn ca_certificates_and_bad_ocsp_requests_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_headers() {
-    use std::io::{Read, Write};
     let svc = Service::start();
-    let addr = svc.home.http.clone();
-    let get = |path: &str| -> (String, Vec<u8>) {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        (
-            String::from_utf8_lossy(&out[..end]).to_lowercase(),
-            out[end..].to_vec(),
-        )
-    };
+    let get = |path: &str| http_get(&svc.home.http, path);
     // Nothing was published in this home before: the service publishes at once when it starts.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let (head, full) = loop {
