@@ -73,7 +73,14 @@ impl Service {
 
     fn start_with_registry(registry: Option<Proc>, registry_url: String) -> Self {
         let grpc = format!("127.0.0.1:{}", free_port());
-        let home = TestHome::init_with(&["--grpc-listen", &grpc, "--registry-url", &registry_url]);
+        // A development home: the tests move the service's clock (NUC_CLOCK_OFFSET_SECS).
+        let home = TestHome::init_with(&[
+            "--grpc-listen",
+            &grpc,
+            "--registry-url",
+            &registry_url,
+            "--development",
+        ]);
         let mut s = Service {
             home,
             grpc,

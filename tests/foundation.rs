@@ -730,6 +730,68 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
     );
 }
 
+/// The service's test hooks (a moved clock, plaintext gRPC with the role in a header) are
+/// refused by a home that is not a development home: `make run` and production homes never
+/// run an RA on a moved clock.
+#[test]
+fn test_hooks_are_refused_outside_a_development_home() {
+    let h = TestHome::init();
+    let serve = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(nuc_bin());
+        cmd.args(["serve", "--home", &h.home_str()])
+            .env("RUST_LOG", "warn")
+            .env_remove("SOFTHSM2_CONF")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve with a test hook kept running in a production home");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        (status, log)
+    };
+    let (status, log) = serve(&[("NUC_CLOCK_OFFSET_SECS", "2678400")]);
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("NUC_CLOCK_OFFSET_SECS is a test hook, refused"),
+        "{log}"
+    );
+    assert!(
+        http_get(&h.http, "/healthz").is_none(),
+        "a refused start served nonetheless"
+    );
+
+    let config = h.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("development"), "{text}");
+    let plaintext = text.replace("dev_plaintext = false", "dev_plaintext = true");
+    assert_ne!(plaintext, text, "nuc init writes [grpc] dev_plaintext");
+    std::fs::write(&config, plaintext).unwrap();
+    let (status, log) = serve(&[]);
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("dev_plaintext is a test hook, refused"),
+        "{log}"
+    );
+}
+
 #[test]
 fn the_outside_judges_can_say_no() {
     // A judge that never objects proves nothing: show pkilint and openssl verify refusing.

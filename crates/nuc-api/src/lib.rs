@@ -10,6 +10,12 @@
 /// signed with CMS.
 pub mod v1 {
     tonic::include_proto!("nuc.v1");
+
+    // The signed payloads are defined once, in nuc-payloads (prost only); the contract uses
+    // them under their proto names.
+    pub use nuc_payloads::v1::{
+        OperatorDecision, RenewalApplication, RevocationOrder, RevocationReason, operator_decision,
+    };
 }
 
 /// Encoded `FileDescriptorSet` of the contract, for gRPC reflection.

@@ -13,12 +13,12 @@
 //!
 //! * A fresh temporary home made by `nuc init` (the release `nuc` next to this binary; RSA-2048
 //!   issuing CA in SoftHSM2, the default).
-//! * Not timed: N revocations written by `Store::seed_revocations_unaudited` (one transaction,
-//!   each with the placeholder certificate row its foreign key needs, no audit records: a
-//!   benchmark home only). Serials of 20 bytes like the CA's own, reasons mixed (about 40%
-//!   unspecified, so without a reasonCode, like real lists), some with an invalidity date,
-//!   revocation times spread over two years, except `--crl-delta` of them (default 1000),
-//!   revoked within the last minute: what the delta CRL lists.
+//! * Not timed: N revocations written by `SqliteStore::seed_revocations_unaudited` (one
+//!   transaction, each with the placeholder certificate row its foreign key needs, no audit
+//!   records: a benchmark home only). Serials of 20 bytes like the CA's own, reasons mixed
+//!   (about 40% unspecified, so without a reasonCode, like real lists), some with an
+//!   invalidity date, revocation times spread over two years, except `--crl-delta` of them
+//!   (default 1000), revoked within the last minute: what the delta CRL lists.
 //! * A child process (`SOFTHSM2_CONF` = the home's token; SoftHSM2 reads it once per process)
 //!   opens the CA, then times `nuc_publisher::crl::publish`: the complete CRL and its delta
 //!   built from the revocations, both signed in the HSM and recorded with their audit
@@ -28,8 +28,8 @@
 //!   open CA) is reported as the baseline. Then, separately, `publish_delta` (a delta CRL
 //!   alone, what the service publishes after a revocation) is timed the same way.
 //! * To show where the time goes, the child also times the bare scan of the N revocations
-//!   (`Store::for_each_revocation`) and one HSM signature over as many bytes as the complete
-//!   CRL; these two are not part of the target.
+//!   (`RevocationReader::for_each_revocation`) and one HSM signature over as many bytes as the
+//!   complete CRL; these two are not part of the target.
 //! * The parent then judges the CRLs with a tool that is not ours: `openssl crl -inform DER
 //!   -CAfile issuing.pem -noout -crlnumber` must parse each and say `verify OK`; and the
 //!   number of entries of the complete CRL must be N.
@@ -43,7 +43,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use nuc_ca::{Ca, Home};
-use nuc_store::{RevocationSeed, Store};
+use nuc_publisher::CrlContext;
+use nuc_store::RevocationReader;
+use nuc_store_sqlite::{RevocationSeed, SqliteStore};
 use serde_json::{Value, json};
 
 use crate::f1::Proc;
@@ -116,7 +118,8 @@ fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args) -> Result<Value> {
     let started = Instant::now();
     let delta = args.crl_delta.min(n);
     {
-        let store = Store::open(&Home::open(&home)?.db_path()).context("opening the database")?;
+        let store =
+            SqliteStore::open(&Home::open(&home)?.db_path()).context("opening the database")?;
         store
             .seed_revocations_unaudited(&RevocationSeed {
                 count: n,
@@ -323,7 +326,13 @@ fn crl_entries(der: &[u8]) -> Option<usize> {
 /// alone; write the CRLs into `OUT` and report on stdout.
 pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let n = *args.crl_sizes.first().context("no CRL size given")?;
-    let ca = Ca::open(Home::open(home)?).context("opening the CA of the CRL home")?;
+    let home = Home::open(home)?;
+    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
+    let ca = Ca::open(&home, &store).context("opening the CA of the CRL home")?;
+    let crls = CrlContext {
+        ca: &ca,
+        store: &store,
+    };
 
     // The complete CRL and its delta, as the service's timer publishes them.
     let baseline_rss = status_kib("VmRSS");
@@ -331,7 +340,7 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let reset = reset_peak();
     let started = Instant::now();
     let published =
-        nuc_publisher::crl::publish(&ca, nuc_core::time::now_unix(), FULL_VALIDITY_SECS)
+        nuc_publisher::crl::publish(crls, nuc_core::time::now_unix(), FULL_VALIDITY_SECS)
             .context("publishing the complete CRL and its delta")?;
     let publish_time = started.elapsed();
     let publish_peak = status_kib("VmHWM");
@@ -343,7 +352,7 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let reset_delta = reset_peak();
     let started = Instant::now();
     let delta = nuc_publisher::crl::publish_delta(
-        &ca,
+        crls,
         nuc_core::time::now_unix(),
         DELTA_VALIDITY_SECS,
         ACTOR,
@@ -357,13 +366,13 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     // Where the time goes: the bare scan, the bare signature over as many bytes.
     let started = Instant::now();
     let mut scanned = 0usize;
-    ca.store
-        .for_each_revocation(None, |_, _, _, _| scanned += 1)
+    store
+        .for_each_revocation(None, &mut |_| scanned += 1)
         .context("scanning the revocations")?;
     let scan_time = started.elapsed();
+    let (hsm, key) = ca.bench_issuing_key();
     let started = Instant::now();
-    ca.hsm
-        .sign(&ca.issuing.key, &published.full)
+    hsm.sign(key, &published.full)
         .context("signing in the HSM")?;
     let sign_time = started.elapsed();
 

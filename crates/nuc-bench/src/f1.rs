@@ -53,6 +53,7 @@ use nuc_api::v1::{
     OperatorDecision, RequestState, SubmitApplicationRequest,
 };
 use nuc_ca::{Ca, Home, KeyAlgorithm};
+use nuc_store_sqlite::SqliteStore;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -489,11 +490,14 @@ fn raw_sign(exe: &Path, svc: &Service, args: &Args) -> Result<RawSign> {
 /// The child's side: open the CA of a home a service is running on (same token, same issuing
 /// key), sign `--count` times on `--threads` threads after `--warmup`, report one JSON line.
 pub(crate) fn raw_sign_child(home: &Path, args: &Args) -> Result<()> {
-    let ca = Ca::open(Home::open(home)?).context("opening the CA next to the service")?;
-    let alg = ca.issuing.key.algorithm;
+    let home = Home::open(home)?;
+    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
+    let ca = Ca::open(&home, &store).context("opening the CA next to the service")?;
+    let alg = ca.issuing().algorithm;
     let message = raw_input(alg);
+    let (hsm, key) = ca.bench_issuing_key();
     let sign = |_: usize| -> Result<()> {
-        ca.hsm.sign_raw(&ca.issuing.key, &message)?;
+        hsm.sign_raw(key, &message)?;
         Ok(())
     };
     run(args.warmup, args.threads, sign)?;

@@ -84,6 +84,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use nuc_ca::{Ca, Home, InitOptions, IssueRequest, KeyAlgorithm};
 use nuc_core::{Iin, SubjectInfo};
+use nuc_store::Issuance;
+use nuc_store_sqlite::SqliteStore;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -486,16 +488,17 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
             http_listen: None,
             root_key: Some(alg.to_string()),
             issuing_key: Some(alg.to_string()),
-            grpc_listen: None,
-            registry_url: None,
         },
+        &|path| Ok(Box::new(SqliteStore::open(path)?)),
     )
     .context("nuc init")?;
-    let ca = Ca::open(Home::open(home)?).context("opening the CA")?;
+    let home = Home::open(home)?;
+    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
+    let ca = Ca::open(&home, &store).context("opening the CA")?;
     ensure!(
-        ca.issuing.key.algorithm == alg,
+        ca.issuing().algorithm == alg,
         "issuing key is {}, not {alg}",
-        ca.issuing.key.algorithm
+        ca.issuing().algorithm
     );
     let init_time = started.elapsed();
 
@@ -517,15 +520,20 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     let csr_time = started.elapsed();
 
     let message = raw_input(alg);
+    let (hsm, key) = ca.bench_issuing_key();
     let sign = |_: usize| -> Result<()> {
-        ca.hsm.sign_raw(&ca.issuing.key, &message)?;
+        hsm.sign_raw(key, &message)?;
         Ok(())
     };
-    let issue =
-        |reqs: &[IssueRequest], i: usize| -> Result<Vec<u8>> { Ok(ca.issue(&reqs[i])?.der) };
+    let issue = |reqs: &[IssueRequest], i: usize| -> Result<Vec<u8>> {
+        Ok(ca
+            .issue(std::slice::from_ref(&reqs[i]), &Issuance::alone(&store))?
+            .remove(0)
+            .der)
+    };
 
     // What we time must be real: one issuance first, its signature checked with the CA key.
-    let issuing_key = X509::from_der(&ca.issuing.cert_der)?.public_key()?;
+    let issuing_key = X509::from_der(&ca.issuing().cert_der)?.public_key()?;
     let der = issue(&check, 0)?;
     ensure!(
         X509::from_der(&der)?.verify(&issuing_key)?,
@@ -573,7 +581,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     );
 
     let breakdown = if n_breakdown > 0 {
-        Some(breakdown(&ca, &breakdown_reqs, &message)?)
+        Some(breakdown(&ca, &store, &breakdown_reqs, &message)?)
     } else {
         None
     };
@@ -789,18 +797,19 @@ const STEPS: [(&str, &str); 7] = [
 /// Times each step of an issuance on one thread, by doing what `Ca::issue` does through the
 /// library's public pieces on the first half of `reqs`; then times `Ca::issue` itself and the
 /// bare signature on one thread for comparison. Returns mean microseconds per step.
-fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
+fn breakdown(ca: &Ca, store: &SqliteStore, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
     use nuc_ca::{csr, lint, subject, tbs};
-    use nuc_store::{AuditEntry, Reservation};
+    use nuc_store::{AuditEntry, CertificateReader, CertificateStore, Reservation};
 
-    let alg = ca.issuing.key.algorithm;
+    let alg = ca.issuing().algorithm;
+    let (hsm, hsm_key) = ca.bench_issuing_key();
     let (replica, real) = reqs.split_at(reqs.len() / 2);
     let profile = ca
-        .policy
+        .policy()
         .end_entity(PROFILE)
         .with_context(|| format!("policy has no {PROFILE}"))?;
     let ident = *ca
-        .policy
+        .policy()
         .identification
         .get("in-person")
         .context("policy has no in-person identification")?;
@@ -815,7 +824,7 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
         let checked = csr::check(&req.csr, profile)?;
         lap(0);
         ensure!(
-            ca.store.key_certified(&checked.spki_sha256)?.is_none(),
+            store.key_certified(&checked.spki_sha256)?.is_none(),
             "applicant key reused"
         );
         lap(1);
@@ -829,18 +838,18 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
         let subject_name = tbs::encode_name(&dn)?;
         let now = nuc_core::time::now_unix();
         let not_after =
-            (now + i64::from(profile.validity_days) * 86_400 - 1).min(ca.issuing.not_after);
+            (now + i64::from(profile.validity_days) * 86_400 - 1).min(ca.issuing().not_after);
         let mut serial = [0u8; 20];
         openssl::rand::rand_bytes(&mut serial)?;
         serial[0] = (serial[0] & 0x7f).max(1);
         let tbs_der = tbs::build(&tbs::TbsInput {
             profile,
-            policy: &ca.policy,
-            urls: &ca.home.config.publication,
+            policy: ca.policy(),
+            urls: ca.publication(),
             serial: &serial,
             signature_algorithm: alg.signature_algorithm(),
-            issuer: ca.issuing.subject.clone(),
-            issuer_key_id: Some(ca.issuing.key_id.clone()),
+            issuer: ca.issuing().subject.clone(),
+            issuer_key_id: Some(ca.issuing().key_id.clone()),
             not_before: now,
             not_after,
             subject: subject_name.clone(),
@@ -855,10 +864,10 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
             &tbs_der,
             &lint::LintContext {
                 profile,
-                policy_oid: ca.policy.policy_oid,
-                issuer: &ca.issuing.subject,
-                issuer_key_id: Some(&ca.issuing.key_id),
-                issuer_not_after: Some(ca.issuing.not_after),
+                policy_oid: ca.policy().policy_oid,
+                issuer: &ca.issuing().subject,
+                issuer_key_id: Some(&ca.issuing().key_id),
+                issuer_not_after: Some(ca.issuing().not_after),
                 key_usage: &key_usage,
                 extended_key_usage: &eku,
                 key_on_card: false,
@@ -868,42 +877,48 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
         lap(3);
         let serial_hex = hex(&serial);
         let subject_text = subject_name.to_string();
-        ca.store.reserve(
-            &Reservation {
-                serial: serial_hex.clone(),
-                profile: profile.name.clone(),
-                subject: subject_text.clone(),
-                iin: req.subject.iin.as_ref().map(|i| i.to_string()),
-                bin: None,
-                spki_sha256: checked.spki_sha256.clone(),
-                not_before: now,
-                not_after,
-                request_number: None,
-            },
-            &AuditEntry {
-                actor: req.actor.clone(),
-                action: "certificate.reserved".into(),
-                object: format!("serial:{serial_hex}"),
-                details: json!({ "profile": profile.name, "spki_sha256": checked.spki_sha256 }),
-            },
+        store.reserve_batch(
+            &[(
+                Reservation {
+                    serial: serial_hex.clone(),
+                    profile: profile.name.clone(),
+                    subject: subject_text.clone(),
+                    iin: req.subject.iin.as_ref().map(|i| i.to_string()),
+                    bin: None,
+                    spki_sha256: checked.spki_sha256.clone(),
+                    not_before: now,
+                    not_after,
+                    request_number: None,
+                },
+                AuditEntry {
+                    actor: req.actor.clone(),
+                    action: "certificate.reserved".into(),
+                    object: format!("serial:{serial_hex}"),
+                    details: json!({ "profile": profile.name, "spki_sha256": checked.spki_sha256 }),
+                },
+            )],
+            None,
         )?;
         lap(4);
-        let signature = ca.hsm.sign(&ca.issuing.key, &tbs_der)?;
+        let signature = hsm.sign(hsm_key, &tbs_der)?;
         let der = tbs::assemble(&tbs_der, alg.signature_algorithm(), &signature)?;
         lap(5);
-        ca.store.record_issued(
-            &serial_hex,
-            &der,
-            &AuditEntry {
-                actor: req.actor.clone(),
-                action: "certificate.issued".into(),
-                object: format!("serial:{serial_hex}"),
-                details: json!({
-                    "profile": profile.name,
-                    "subject": subject_text,
-                    "sha256": hex(&openssl::sha::sha256(&der)),
-                }),
-            },
+        store.record_batch(
+            &[(
+                serial_hex.clone(),
+                der.clone(),
+                AuditEntry {
+                    actor: req.actor.clone(),
+                    action: "certificate.issued".into(),
+                    object: format!("serial:{serial_hex}"),
+                    details: json!({
+                        "profile": profile.name,
+                        "subject": subject_text,
+                        "sha256": hex(&openssl::sha::sha256(&der)),
+                    }),
+                },
+            )],
+            None,
         )?;
         lap(6);
     }
@@ -928,13 +943,12 @@ fn breakdown(ca: &Ca, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
     }
 
     let issue_1t = run(real.len(), 1, |i| {
-        ca.issue(&real[i]).map(drop).map_err(Into::into)
-    })?;
-    let sign_1t = run(real.len(), 1, |_| {
-        ca.hsm
-            .sign_raw(&ca.issuing.key, message)
+        ca.issue(std::slice::from_ref(&real[i]), &Issuance::alone(store))
             .map(drop)
             .map_err(Into::into)
+    })?;
+    let sign_1t = run(real.len(), 1, |_| {
+        hsm.sign_raw(hsm_key, message).map(drop).map_err(Into::into)
     })?;
     let mean = |r: &Run| r.elapsed.as_secs_f64() * 1e6 / r.latencies.len().max(1) as f64;
 

@@ -81,7 +81,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use nuc_ca::{Ca, Home, IssueRequest, KeyAlgorithm};
-use nuc_store::{AuditEntry, RevocationRow};
+use nuc_core::RevocationReason;
+use nuc_store::{AuditEntry, Issuance, RevocationRow, RevocationStore};
+use nuc_store_sqlite::SqliteStore;
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
@@ -114,7 +116,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Largest HTTP response body accepted from a responder (an OCSP response is ~2 KB).
 const MAX_BODY: usize = 1024 * 1024;
 /// The CRL reason of the revoked certificates, on both sides: keyCompromise.
-const REVOKED_REASON: i64 = 1;
+const REVOKED_REASON: RevocationReason = RevocationReason::KeyCompromise;
 /// Who revokes, in our audit log.
 const ACTOR: &str = "nuc-bench";
 /// Responses of ours fetched again after the runs to compare with the first answers.
@@ -499,7 +501,9 @@ impl Ours {
 /// the certificates to `OUT/certs.pem` in order and report the revoked serials on stdout.
 pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let started = Instant::now();
-    let ca = Ca::open(Home::open(home)?).context("opening the CA of the OCSP home")?;
+    let home = Home::open(home)?;
+    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
+    let ca = Ca::open(&home, &store).context("opening the CA of the OCSP home")?;
     let n = args.ocsp_certs;
     let requests: Vec<IssueRequest> = make_csrs(n, KeyAlgorithm::EcdsaP256)?
         .into_iter()
@@ -507,7 +511,9 @@ pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
         .collect();
     let issued: Vec<Mutex<Option<(String, String)>>> = (0..n).map(|_| Mutex::new(None)).collect();
     run(n, args.threads, |i| {
-        let cert = ca.issue(&requests[i])?;
+        let cert = ca
+            .issue(std::slice::from_ref(&requests[i]), &Issuance::alone(&store))?
+            .remove(0);
         let pem = cert.pem();
         *issued[i].lock().unwrap_or_else(|p| p.into_inner()) = Some((cert.serial_hex, pem));
         Ok(())
@@ -524,7 +530,7 @@ pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let revoked: Vec<String> = (0..m).map(|k| issued[k * n / m].0.clone()).collect();
     run(m, args.threads, |k| {
         let serial = &revoked[k];
-        ca.store.revoke(
+        store.revoke(
             &RevocationRow {
                 serial: serial.clone(),
                 reason: REVOKED_REASON,
@@ -538,7 +544,7 @@ pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
                 actor: ACTOR.into(),
                 action: "certificate.revoked".into(),
                 object: format!("serial:{serial}"),
-                details: json!({ "reason": REVOKED_REASON, "why": "OCSP benchmark" }),
+                details: json!({ "reason": REVOKED_REASON.code(), "why": "OCSP benchmark" }),
             },
         )?;
         Ok(())

@@ -4,27 +4,32 @@
 //! serial and key in storage, have the HSM sign, then *record* the certificate. A refusal
 //! changes nothing but the audit log (one `certificate.refused` record); an HSM failure after
 //! the reservation leaves an `abandoned` serial, never a certificate we do not know of.
+//!
+//! The CA writes through an [`IssuanceLedger`] its caller gives it: it keeps the order of the
+//! steps, the caller (the RA) decides what commits with each of them. The CA knows no request
+//! state. Its keys and the HSM are private; what other roles may ask of it is a trait each —
+//! [`Issuer`] for the RA, [`CrlSigner`] and [`OcspSigner`] for the publisher.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode, EncodePem};
-use nuc_core::{KeyStorage, SubjectInfo};
-use nuc_store::{AuditEntry, CaKeyRow, Reservation, Store, Transition};
+use nuc_core::{Identification, KeyStorage, SubjectInfo};
+use nuc_store::{AuditEntry, CaKeyRow, CaKeyStore, IssuanceLedger, Reservation, StoreError};
+use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::name::Name;
 
 use crate::csr::{self, CheckedCsr};
 use crate::error::CaError;
-use crate::home::{Config, Home};
-use crate::hsm::{Hsm, HsmKey};
-use crate::keyalg::KeyAlgorithm;
+use crate::home::{CaSettings, Home, PublicationConfig};
 use crate::lint::{LintContext, lint};
 use crate::policy::{DEFAULT_PROFILES, Policy, Profile};
 use crate::subject::distinguished_name;
 use crate::tbs::{self, TbsInput, encode_name, fixed_attr, key_identifier};
+use nuc_hsm::{Hsm, HsmKey, KeyAlgorithm};
 
 /// HSM labels of the CA's own keys.
 pub const ROOT_LABEL: &str = "nuc-root";
@@ -39,8 +44,8 @@ pub struct IssueRequest {
     pub csr: Vec<u8>,
     pub subject: SubjectInfo,
     pub role: Option<String>,
-    /// `in-person` or `remote`, for profiles that record the identification method.
-    pub identification: Option<String>,
+    /// How the applicant was identified, for profiles that record it (default in person).
+    pub identification: Option<Identification>,
     pub dns_names: Vec<String>,
     /// Who asks, for the audit log.
     pub actor: String,
@@ -74,14 +79,23 @@ struct Prepared {
     actor: String,
 }
 
-/// A CA key in the HSM with its certificate.
+/// The public half of one of the CA's keys: its certificate and what a signature by it names.
 #[derive(Debug, Clone)]
-pub struct CaSigner {
-    pub key: HsmKey,
+pub struct CaIdentity {
     pub cert_der: Vec<u8>,
     pub subject: Name,
+    /// The subjectKeyIdentifier (and the authorityKeyIdentifier of what it signs).
     pub key_id: Vec<u8>,
     pub not_after: i64,
+    pub algorithm: KeyAlgorithm,
+    pub spki: SubjectPublicKeyInfoOwned,
+}
+
+/// A CA key in the HSM with its certificate. Never leaves this module.
+#[derive(Debug, Clone)]
+struct CaSigner {
+    id: CaIdentity,
+    key: HsmKey,
 }
 
 impl CaSigner {
@@ -95,38 +109,48 @@ impl CaSigner {
             )));
         }
         Ok(Self {
-            key_id: key_identifier(&key.spki),
-            subject: tbs.subject().clone(),
-            not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
+            id: CaIdentity {
+                key_id: key_identifier(&key.spki),
+                subject: tbs.subject().clone(),
+                not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
+                algorithm: key.algorithm,
+                spki: key.spki.clone(),
+                cert_der,
+            },
             key,
-            cert_der,
         })
+    }
+
+    /// A signature over `data` by this key, in the encoding certificates and CRLs carry.
+    fn sign(&self, hsm: &Hsm, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(hsm.sign(&self.key, data)?)
     }
 }
 
-/// An opened CA: policy, HSM session pool, storage, and the issuing key.
+/// An opened CA: its policy, the publication URLs it writes into certificates, the HSM session
+/// pool, and its three keys. Nothing here is public: the roles reach it through [`Issuer`],
+/// [`CrlSigner`] and [`OcspSigner`].
 pub struct Ca {
-    pub home: Home,
-    pub policy: Policy,
-    pub hsm: Hsm,
-    pub store: Store,
-    pub issuing: CaSigner,
-    pub root: CaSigner,
+    policy: Policy,
+    publication: PublicationConfig,
+    hsm: Hsm,
+    issuing: CaSigner,
+    root: CaSigner,
     /// The delegated OCSP responder (key `OCSP_LABEL`, role `ocsp-signer`).
-    pub ocsp: CaSigner,
+    ocsp: CaSigner,
 }
 
-/// Options of `nuc init`.
+/// Opens (creating) the store at the path a new home wants: the CA opens no database itself.
+pub type OpenStore<'a> = dyn Fn(&Path) -> Result<Box<dyn CaKeyStore>, StoreError> + 'a;
+
+/// What a new home's `nuc.toml` gets when [`Ca::init`] writes it (none exists yet): the CA's
+/// sections only. `nuc init` writes the whole file itself first, so these are ignored there.
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {
-    /// Written into a new nuc.toml; ignored when one exists.
+    /// The HTTP address the certificates' URLs point at.
     pub http_listen: Option<String>,
     pub root_key: Option<String>,
     pub issuing_key: Option<String>,
-    /// gRPC address written into a new nuc.toml.
-    pub grpc_listen: Option<String>,
-    /// Registry URL written into a new nuc.toml.
-    pub registry_url: Option<String>,
 }
 
 /// What `init` made.
@@ -206,7 +230,7 @@ fn sign_tbs(hsm: &Hsm, key: &HsmKey, tbs_der: &[u8]) -> Result<Vec<u8>, CaError>
 fn ca_certificate(
     hsm: &Hsm,
     policy: &Policy,
-    config: &Config,
+    config: &CaSettings,
     profile: &Profile,
     subject_key: &HsmKey,
     signer_key: &HsmKey,
@@ -227,11 +251,11 @@ fn ca_certificate(
         .collect::<Result<Vec<_>, _>>()?;
     let subject = encode_name(&dn)?;
     let issuer_name = issuer
-        .map(|i| i.subject.clone())
+        .map(|i| i.id.subject.clone())
         .unwrap_or_else(|| subject.clone());
     let mut not_after = now + i64::from(profile.validity_days) * 86_400 - 1;
     if let Some(i) = issuer {
-        not_after = not_after.min(i.not_after);
+        not_after = not_after.min(i.id.not_after);
     }
     let serial = serial_bytes()?;
     let input = TbsInput {
@@ -241,7 +265,7 @@ fn ca_certificate(
         serial: &serial,
         signature_algorithm: signer_key.algorithm.signature_algorithm(),
         issuer: issuer_name.clone(),
-        issuer_key_id: issuer.map(|i| i.key_id.clone()),
+        issuer_key_id: issuer.map(|i| i.id.key_id.clone()),
         not_before: now,
         not_after,
         subject,
@@ -258,8 +282,8 @@ fn ca_certificate(
             profile,
             policy_oid: policy.policy_oid,
             issuer: &issuer_name,
-            issuer_key_id: issuer.map(|i| i.key_id.as_slice()),
-            issuer_not_after: issuer.map(|i| i.not_after),
+            issuer_key_id: issuer.map(|i| i.id.key_id.as_slice()),
+            issuer_not_after: issuer.map(|i| i.id.not_after),
             key_usage: &profile.key_usage,
             extended_key_usage: &profile.extended_key_usage,
             key_on_card: false,
@@ -273,7 +297,14 @@ impl Ca {
     /// Creates a home with its CA: config (if absent), policy copy, token, database, the three
     /// keys inside the HSM, their certificates. Refuses a home that already has a CA, and
     /// removes what it created if anything fails.
-    pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, CaError> {
+    ///
+    /// The CA opens no database: `open_store` does, given the path the home wants, and the
+    /// CA's keys and the audit record of their creation are written through it.
+    pub fn init(
+        dir: &Path,
+        opts: &InitOptions,
+        open_store: &OpenStore<'_>,
+    ) -> Result<InitReport, CaError> {
         let mut rollback = InitRollback {
             created: vec![],
             armed: true,
@@ -285,18 +316,13 @@ impl Ca {
         let config_path = Home::config_path(dir);
         let fresh_config = !config_path.exists();
         let home = if fresh_config {
-            let mut config = Config::dev(opts.http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
+            let mut config =
+                CaSettings::dev(opts.http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
             if let Some(k) = &opts.root_key {
                 config.ca.root_key = k.clone();
             }
             if let Some(k) = &opts.issuing_key {
                 config.ca.issuing_key = k.clone();
-            }
-            if let Some(g) = &opts.grpc_listen {
-                config.grpc.listen = g.clone();
-            }
-            if let Some(r) = &opts.registry_url {
-                config.registry.url = r.clone();
             }
             Home {
                 dir: dir.into(),
@@ -439,14 +465,14 @@ impl Ca {
             db_path.with_extension("db-wal"),
             db_path.with_extension("db-shm"),
         ]);
-        let store = Store::open(&db_path)?;
+        let store = open_store(&db_path)?;
         let rows = [
-            ("root", ROOT_LABEL, algs[0].1, root.cert_der.clone()),
+            ("root", ROOT_LABEL, algs[0].1, root.id.cert_der.clone()),
             (
                 "issuing",
                 ISSUING_LABEL,
                 algs[1].1,
-                issuing.cert_der.clone(),
+                issuing.id.cert_der.clone(),
             ),
             ("ocsp-signer", OCSP_LABEL, algs[2].1, ocsp_der.clone()),
         ]
@@ -460,8 +486,8 @@ impl Ca {
             Ok(Certificate::from_der(der)?.to_pem(der::pem::LineEnding::LF)?)
         };
         let (root_pem, issuing_pem, ocsp_pem) = (
-            pem(&root.cert_der)?,
-            pem(&issuing.cert_der)?,
+            pem(&root.id.cert_der)?,
+            pem(&issuing.id.cert_der)?,
             pem(&ocsp_der)?,
         );
         let paths = [
@@ -484,8 +510,8 @@ impl Ca {
                 action: "ca.initialised".into(),
                 object: format!("token:{}", hsm_cfg.token_label),
                 details: serde_json::json!({
-                    "root": { "algorithm": algs[0].1.to_string(), "sha256": fingerprint(&root.cert_der) },
-                    "issuing": { "algorithm": algs[1].1.to_string(), "sha256": fingerprint(&issuing.cert_der) },
+                    "root": { "algorithm": algs[0].1.to_string(), "sha256": fingerprint(&root.id.cert_der) },
+                    "issuing": { "algorithm": algs[1].1.to_string(), "sha256": fingerprint(&issuing.id.cert_der) },
                     "ocsp_signer": { "algorithm": algs[2].1.to_string(), "sha256": fingerprint(&ocsp_der) },
                 }),
             },
@@ -500,8 +526,9 @@ impl Ca {
         })
     }
 
-    /// Opens an initialised home: policy, storage, HSM login, and the CA's keys.
-    pub fn open(home: Home) -> Result<Self, CaError> {
+    /// Opens an initialised home: policy, HSM login, and the CA's keys (their certificates
+    /// read from `keys`).
+    pub fn open(home: &Home, keys: &dyn CaKeyStore) -> Result<Self, CaError> {
         if !home.db_path().exists() {
             return Err(CaError::CaState(format!(
                 "{} has no CA: run `nuc init` first",
@@ -521,10 +548,15 @@ impl Ca {
                     source,
                 }
             })?)?;
-        let store = Store::open(&home.db_path())?;
         let hsm_cfg = &home.config.hsm;
         let hsm = Hsm::open(&hsm_cfg.module, &hsm_cfg.token_label, &hsm_cfg.user_pin()?)?;
-        let keys = store.ca_keys()?;
+        let keys = keys.ca_keys()?;
+        if keys.is_empty() {
+            return Err(CaError::CaState(format!(
+                "{} has no CA: run `nuc init` first",
+                home.dir.display()
+            )));
+        }
         let signer = |role: &str| -> Result<CaSigner, CaError> {
             let row = keys
                 .iter()
@@ -537,20 +569,57 @@ impl Ca {
         let root = signer("root")?;
         let ocsp = signer("ocsp-signer")?;
         Ok(Self {
-            home,
             policy,
+            publication: home.config.publication.clone(),
             hsm,
-            store,
             issuing,
             root,
             ocsp,
         })
     }
 
-    /// Issues one certificate. Refusals are audited and change nothing else.
-    pub fn issue(&self, req: &IssueRequest) -> Result<Issued, CaError> {
-        self.issue_checked(req)
-            .inspect_err(|e| self.audit_refusal(req, e))
+    /// The issuing CA's certificate and key names.
+    pub fn issuing(&self) -> &CaIdentity {
+        &self.issuing.id
+    }
+
+    /// The root CA's certificate and key names.
+    pub fn root(&self) -> &CaIdentity {
+        &self.root.id
+    }
+
+    /// The delegated OCSP responder's certificate and key names.
+    pub fn ocsp_responder(&self) -> &CaIdentity {
+        &self.ocsp.id
+    }
+
+    /// The URLs certificates and CRLs carry.
+    pub fn publication(&self) -> &PublicationConfig {
+        &self.publication
+    }
+
+    pub(crate) fn sign_with_issuing(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.issuing.sign(&self.hsm, data)
+    }
+
+    pub(crate) fn sign_with_root(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.root.sign(&self.hsm, data)
+    }
+
+    pub(crate) fn sign_with_ocsp(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
+        self.ocsp.sign(&self.hsm, data)
+    }
+
+    /// The certificate profiles and OIDs this CA issues by.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The HSM and the issuing key, for the benchmarks that measure the raw signing rate of
+    /// the token (the limit every issuance ratio is measured against). Not for issuing.
+    #[cfg(feature = "bench")]
+    pub fn bench_issuing_key(&self) -> (&Hsm, &HsmKey) {
+        (&self.hsm, &self.issuing.key)
     }
 
     /// Everything before the reservation: profile, role, subject, key, TBS, lint.
@@ -597,7 +666,7 @@ impl Ca {
         };
         let ident_oid = match (profile.identification, &req.identification) {
             (true, m) => {
-                let m = m.as_deref().unwrap_or("in-person");
+                let m = m.unwrap_or(Identification::InPerson).as_str();
                 Some(*self.policy.identification.get(m).ok_or_else(|| {
                     CaError::invalid(
                         "identification",
@@ -662,16 +731,17 @@ impl Ca {
         } else {
             profile.validity_days
         };
-        let not_after = (now + i64::from(validity_days) * 86_400 - 1).min(self.issuing.not_after);
+        let not_after =
+            (now + i64::from(validity_days) * 86_400 - 1).min(self.issuing.id.not_after);
         let serial = serial_bytes()?;
         let input = TbsInput {
             profile,
             policy: &self.policy,
-            urls: &self.home.config.publication,
+            urls: &self.publication,
             serial: &serial,
             signature_algorithm: self.issuing.key.algorithm.signature_algorithm(),
-            issuer: self.issuing.subject.clone(),
-            issuer_key_id: Some(self.issuing.key_id.clone()),
+            issuer: self.issuing.id.subject.clone(),
+            issuer_key_id: Some(self.issuing.id.key_id.clone()),
             not_before: now,
             not_after,
             subject: subject.clone(),
@@ -687,9 +757,9 @@ impl Ca {
             &LintContext {
                 profile,
                 policy_oid: self.policy.policy_oid,
-                issuer: &self.issuing.subject,
-                issuer_key_id: Some(&self.issuing.key_id),
-                issuer_not_after: Some(self.issuing.not_after),
+                issuer: &self.issuing.id.subject,
+                issuer_key_id: Some(&self.issuing.id.key_id),
+                issuer_not_after: Some(self.issuing.id.not_after),
                 key_usage: &key_usage,
                 extended_key_usage: &eku,
                 key_on_card: req.key_storage.on_card(),
@@ -722,26 +792,26 @@ impl Ca {
         })
     }
 
-    /// Reserves (after `before`), signs in the HSM, records (then `after`): two commits for
-    /// the whole batch. If the HSM fails, every reservation of the batch is abandoned.
+    /// Reserves, signs in the HSM, records: two commits for the whole batch, each carrying
+    /// what the ledger's owner composed with it. If the HSM fails, every reservation of the
+    /// batch is abandoned.
     fn complete(
         &self,
         prepared: Vec<Prepared>,
-        before: Option<Transition>,
-        after: Option<Transition>,
+        ledger: &dyn IssuanceLedger,
     ) -> Result<Vec<Issued>, CaError> {
         let items: Vec<_> = prepared
             .iter()
             .map(|p| (p.reservation.clone(), p.reserved_audit.clone()))
             .collect();
-        self.store.reserve_batch(&items, before)?;
+        ledger.reserve(&items)?;
         let mut signed = Vec::with_capacity(prepared.len());
         for p in &prepared {
             match sign_tbs(&self.hsm, &self.issuing.key, &p.tbs_der) {
                 Ok(der) => signed.push(der),
                 Err(e) => {
                     for q in &prepared {
-                        let _ = self.store.abandon(
+                        let _ = ledger.abandon(
                             &q.reservation.serial,
                             &AuditEntry {
                                 actor: q.actor.clone(),
@@ -776,7 +846,7 @@ impl Ca {
                 )
             })
             .collect();
-        self.store.record_batch(&records, after)?;
+        ledger.record(&records)?;
         Ok(prepared
             .into_iter()
             .zip(signed)
@@ -792,47 +862,50 @@ impl Ca {
             .collect())
     }
 
-    fn issue_checked(&self, req: &IssueRequest) -> Result<Issued, CaError> {
-        let prepared = self.prepare(req)?;
-        Ok(self.complete(vec![prepared], None, None)?.remove(0))
-    }
-
-    /// Issues several certificates for one request in two commits: the reservations together
-    /// with `before` (e.g. the request's confirmation), the records together with `after`
-    /// (e.g. the request becoming issued). Nothing is reserved if any of them is refused.
-    pub fn issue_batch(
+    /// Issues the certificates of `orders` together, written through `ledger`: the
+    /// reservations in one commit, the certificates in another. Nothing is reserved if any
+    /// order is refused; a refusal is audited (`certificate.refused`) and changes nothing else.
+    pub fn issue(
         &self,
-        reqs: &[IssueRequest],
-        before: Option<Transition>,
-        after: Option<Transition>,
+        orders: &[IssueRequest],
+        ledger: &dyn IssuanceLedger,
     ) -> Result<Vec<Issued>, CaError> {
-        let mut prepared = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            match self.prepare(req) {
+        let mut prepared = Vec::with_capacity(orders.len());
+        for order in orders {
+            match self.prepare(order) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
-                    self.audit_refusal(req, &e);
+                    audit_refusal(ledger, order, &e);
                     return Err(e);
                 }
             }
         }
-        self.complete(prepared, before, after).inspect_err(|e| {
-            if e.reason().is_caller_error() {
-                for req in reqs {
-                    self.audit_refusal(req, e);
-                }
+        self.complete(prepared, ledger).inspect_err(|e| {
+            for order in orders {
+                audit_refusal(ledger, order, e);
             }
         })
     }
 
-    fn audit_refusal(&self, req: &IssueRequest, e: &CaError) {
-        if e.reason().is_caller_error() {
-            let _ = self.store.audit(&AuditEntry {
-                actor: req.actor.clone(),
-                action: "certificate.refused".into(),
-                object: format!("profile:{}", req.profile),
-                details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
-            });
-        }
+    /// Checks a PKCS#10 request against an end-entity profile: the key's algorithm and size,
+    /// and its proof of possession. Nothing is stored.
+    pub fn check_key(&self, profile: &str, csr_der: &[u8]) -> Result<CheckedCsr, CaError> {
+        let profile = self
+            .policy
+            .end_entity(profile)
+            .ok_or_else(|| CaError::CaState(format!("policy has no profile {profile}")))?;
+        csr::check(csr_der, profile)
+    }
+}
+
+/// A refusal for the caller's fault is audited; our own failures are not refusals.
+fn audit_refusal(ledger: &dyn IssuanceLedger, order: &IssueRequest, e: &CaError) {
+    if e.reason().is_caller_error() {
+        let _ = ledger.refused(&AuditEntry {
+            actor: order.actor.clone(),
+            action: "certificate.refused".into(),
+            object: format!("profile:{}", order.profile),
+            details: serde_json::json!({ "reason": e.reason().as_str(), "message": e.to_string() }),
+        });
     }
 }

@@ -10,8 +10,8 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::request::CertReq;
 
 use crate::error::CaError;
-use crate::keyalg::KeyAlgorithm;
 use crate::policy::{KeyRule, Profile};
+use nuc_hsm::KeyAlgorithm;
 
 /// Largest RSA modulus accepted: bigger keys only slow every relying party down.
 const RSA_MAX_BITS: u32 = 8192;

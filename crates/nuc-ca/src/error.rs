@@ -3,8 +3,8 @@
 use nuc_core::ReasonCode;
 
 use crate::home::HomeError;
-use crate::hsm::HsmError;
 use crate::policy::PolicyError;
+use nuc_hsm::HsmError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {

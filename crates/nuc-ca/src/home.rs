@@ -1,6 +1,10 @@
-//! A service home: `nuc.toml`, the HSM token directory, the database, the policy copy and the
-//! published CA certificates. Everything the service needs lives under one directory, so a
+//! A service home, as the CA sees it: its sections of `nuc.toml` (`[publication]`, `[hsm]`,
+//! `[ca]`, `[policy]`), the HSM token directory, the database path, the policy copy and the
+//! published CA certificates. Everything an instance needs lives under one directory, so a
 //! home can be backed up, moved, or thrown away as a whole.
+//!
+//! The service's own sections (listeners, registry, RA, notifications) are nuc-server's: the
+//! CA reads past them, and never carries settings it does not use.
 
 use std::path::{Path, PathBuf};
 
@@ -27,15 +31,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
         path: path.into(),
         source,
     }
-}
-
-/// `[service]`: where the service listens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// HTTP for relying parties (health now; CRL, OCSP and CA certificates next). Loopback
-    /// by default.
-    pub http_listen: String,
 }
 
 /// `[publication]`: the URLs that certificates carry. Unset ones derive from `base_url`.
@@ -165,119 +160,21 @@ pub struct PolicyConfig {
     pub file: PathBuf,
 }
 
-/// `[grpc]`: the API over mutual TLS. The server's TLS certificate is issued by our own CA
-/// (`nuc init` makes one for `localhost`); callers must present a `system` certificate of ours.
+/// The CA's sections of `nuc.toml`. Other sections (the service's) are read past: the service
+/// checks the whole file, with unknown keys refused, when it starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrpcConfig {
-    pub listen: String,
-    /// Relative to the home.
-    pub tls_cert: PathBuf,
-    pub tls_key: PathBuf,
-    /// Plaintext gRPC for local debugging only; refused unless `listen` is on loopback.
-    pub dev_plaintext: bool,
-}
-
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8471".into(),
-            tls_cert: "tls/server.pem".into(),
-            tls_key: "tls/server.key".into(),
-            dev_plaintext: false,
-        }
-    }
-}
-
-/// `[registry]`: the state registry (ГБД ФЛ/ЮЛ through SHEP), over HTTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    pub url: String,
-    pub timeout_ms: u64,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:8472".into(),
-            timeout_ms: 3000,
-        }
-    }
-}
-
-/// `[ra]`: the registration authority.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RaSettings {
-    /// Days a registered application waits for the CON visit.
-    pub request_ttl_days: i64,
-    /// Download link sent to applicants; `{number}` is the request number.
-    pub download_url: String,
-}
-
-impl Default for RaSettings {
-    fn default() -> Self {
-        Self {
-            request_ttl_days: 30,
-            download_url: "https://pki.gov.kz/download/{number}".into(),
-        }
-    }
-}
-
-/// `[notifications]`: how e-mail leaves the outbox.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotificationsConfig {
-    /// `file` (one .eml file per message under `dir`) or `smtp`.
-    pub sink: String,
-    /// For the file sink, relative to the home.
-    pub dir: PathBuf,
-    /// For the smtp sink: `host:port` of the relay.
-    pub smtp_relay: Option<String>,
-    pub from: String,
-    /// Seconds between sender passes over the outbox.
-    pub interval_secs: u64,
-}
-
-impl Default for NotificationsConfig {
-    fn default() -> Self {
-        Self {
-            sink: "file".into(),
-            dir: "outbox".into(),
-            smtp_relay: None,
-            from: "noreply@pki.gov.kz".into(),
-            interval_secs: 2,
-        }
-    }
-}
-
-/// The whole of `nuc.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub service: ServiceConfig,
+pub struct CaSettings {
     pub publication: PublicationConfig,
     pub hsm: HsmConfig,
     pub ca: CaConfig,
     pub policy: PolicyConfig,
-    #[serde(default)]
-    pub grpc: GrpcConfig,
-    #[serde(default)]
-    pub registry: RegistryConfig,
-    #[serde(default)]
-    pub ra: RaSettings,
-    #[serde(default)]
-    pub notifications: NotificationsConfig,
 }
 
-impl Config {
-    /// Defaults for a developer's home: loopback, SoftHSM2 under the home, dev PINs.
+impl CaSettings {
+    /// Defaults for a developer's home: URLs on `http_listen`, SoftHSM2 under the home, dev
+    /// PINs.
     pub fn dev(http_listen: &str) -> Self {
         Self {
-            service: ServiceConfig {
-                http_listen: http_listen.into(),
-            },
             publication: PublicationConfig {
                 base_url: format!("http://{http_listen}"),
                 crl_full: None,
@@ -309,10 +206,6 @@ impl Config {
             policy: PolicyConfig {
                 file: "policy/profiles.toml".into(),
             },
-            grpc: GrpcConfig::default(),
-            registry: RegistryConfig::default(),
-            ra: RaSettings::default(),
-            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -321,7 +214,7 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct Home {
     pub dir: PathBuf,
-    pub config: Config,
+    pub config: CaSettings,
 }
 
 impl Home {

@@ -265,7 +265,7 @@ fn lint_subject(subject: &Name, p: &Profile, f: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::Config;
+    use crate::home::CaSettings;
     use crate::policy::{DEFAULT_PROFILES, Policy};
     use crate::subject::distinguished_name;
     use crate::tbs::{Dn, DnValue, TbsInput, build, encode_name};
@@ -308,7 +308,7 @@ mod tests {
     ) -> Result<(), Vec<String>> {
         let policy = Policy::from_toml(DEFAULT_PROFILES).unwrap();
         let profile = &policy.profiles["individual-auth"];
-        let config = Config::dev("127.0.0.1:1");
+        let config = CaSettings::dev("127.0.0.1:1");
         let issuer = encode_name(&vec![(
             const_oid::db::rfc4519::CN,
             DnValue::Utf8("CA".into()),

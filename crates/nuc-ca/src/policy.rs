@@ -10,7 +10,7 @@ use const_oid::ObjectIdentifier;
 use serde::Deserialize;
 use x509_cert::ext::pkix::KeyUsages;
 
-use crate::keyalg::KeyAlgorithm;
+use nuc_hsm::KeyAlgorithm;
 
 /// The profiles shipped with this build; `nuc init` writes them into a new home.
 pub const DEFAULT_PROFILES: &str = include_str!("../../../ca-policy/profiles.toml");

@@ -22,7 +22,9 @@ use const_oid::AssociatedOid;
 use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
 use der::asn1::{AnyRef, GeneralizedTime, OctetString};
 use der::{Encode, Sequence, Tag};
-use nuc_ca::Ca;
+use nuc_core::RevocationReason;
+
+use crate::CrlContext;
 use nuc_store::{CrlKind, CrlRow};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::Version;
@@ -31,9 +33,7 @@ use x509_cert::crl::RevokedCert;
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BaseCrlNumber, CrlNumber, CrlReason, FreshestCrl,
-};
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BaseCrlNumber, CrlNumber, FreshestCrl};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
@@ -66,7 +66,7 @@ pub enum PublishError {
     #[error("storage: {0}")]
     Store(#[from] nuc_store::StoreError),
     #[error("HSM: {0}")]
-    Hsm(#[from] nuc_ca::hsm::HsmError),
+    Hsm(#[from] nuc_ca::CaError),
     #[error("encoding: {0}")]
     Encoding(#[from] der::Error),
     #[error("revocation of {serial}: {detail}")]
@@ -104,27 +104,11 @@ fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension
     })
 }
 
-fn reason(code: i64) -> Option<CrlReason> {
-    Some(match code {
-        0 => CrlReason::Unspecified,
-        1 => CrlReason::KeyCompromise,
-        2 => CrlReason::CaCompromise,
-        3 => CrlReason::AffiliationChanged,
-        4 => CrlReason::Superseded,
-        5 => CrlReason::CessationOfOperation,
-        6 => CrlReason::CertificateHold,
-        9 => CrlReason::PrivilegeWithdrawn,
-        10 => CrlReason::AaCompromise,
-        // 8 (removeFromCRL) is not a reason to revoke: it has no place in the revocations.
-        _ => return None,
-    })
-}
-
 /// Appends the DER of one revokedCertificates entry to `out`.
 fn encode_entry(
     out: &mut Vec<u8>,
     serial_hex: &str,
-    reason_code: i64,
+    reason: RevocationReason,
     revoked_at: i64,
     invalidity_date: Option<i64>,
 ) -> Result<(), PublishError> {
@@ -134,11 +118,11 @@ fn encode_entry(
     };
     let serial = hex::decode(serial_hex).map_err(|e| bad(format!("serial is not hex: {e}")))?;
     let mut exts = Vec::new();
-    match reason(reason_code) {
+    match crate::reason::entry_reason(reason) {
         // unspecified: RFC 5280 §5.3.1 says to omit the reasonCode rather than send it.
-        Some(CrlReason::Unspecified) => {}
-        Some(r) => exts.push(ext(&r, false)?),
-        None => return Err(bad(format!("unknown CRL reason {reason_code}"))),
+        Some(None) => {}
+        Some(Some(r)) => exts.push(ext(&r, false)?),
+        None => return Err(bad(format!("{reason} is not a reason to revoke"))),
     }
     if let Some(d) = invalidity_date {
         let t = GeneralizedTime::from_unix_duration(Duration::from_secs(d.max(0) as u64))?;
@@ -167,21 +151,25 @@ struct Spec {
 }
 
 /// Builds, signs and returns one CRL with its entry count.
-fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
+fn build(ca: CrlContext<'_>, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
     let mut list = Vec::new();
     let mut entries = 0i64;
     let mut failed = None;
-    ca.store.for_each_revocation(
-        spec.delta.map(|(_, since)| since),
-        |serial, code, at, invalidity| {
+    ca.store
+        .for_each_revocation(spec.delta.map(|(_, since)| since), &mut |e| {
             if failed.is_none() {
-                match encode_entry(&mut list, serial, code, at, invalidity) {
+                match encode_entry(
+                    &mut list,
+                    e.serial_hex,
+                    e.reason,
+                    e.revoked_at,
+                    e.invalidity_date,
+                ) {
                     Ok(()) => entries += 1,
                     Err(e) => failed = Some(e),
                 }
             }
-        },
-    )?;
+        })?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -190,7 +178,7 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
     let mut exts = vec![
         ext(
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(ca.issuing.key_id.clone())?),
+                key_identifier: Some(OctetString::new(ca.ca.issuing().key_id.clone())?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
@@ -207,7 +195,7 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
         }
         None => {
             // Where relying parties find the delta that updates this CRL (§5.2.6).
-            let url = ca.home.config.publication.fill("{crl_delta}");
+            let url = ca.ca.publication().fill("{crl_delta}");
             exts.push(ext(
                 &FreshestCrl(vec![DistributionPoint {
                     distribution_point: Some(DistributionPointName::FullName(vec![
@@ -220,11 +208,11 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
             )?);
         }
     }
-    let algorithm = ca.issuing.key.algorithm.signature_algorithm();
+    let algorithm = ca.ca.issuing().algorithm.signature_algorithm();
     let tbs = TbsCertListOut {
         version: Version::V2,
         signature: algorithm.clone(),
-        issuer: ca.issuing.subject.clone(),
+        issuer: ca.ca.issuing().subject.clone(),
         this_update: time(spec.this_update)?,
         next_update: Some(time(spec.next_update)?),
         // RFC 5280 §5.1.2.6: no revoked certificates, no list (not an empty one).
@@ -240,8 +228,8 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
     crate::crl_lint::lint(
         &tbs,
         &crate::crl_lint::Expected {
-            issuer: &ca.issuing.subject,
-            issuer_key_id: &ca.issuing.key_id,
+            issuer: &ca.ca.issuing().subject,
+            issuer_key_id: &ca.ca.issuing().key_id,
             signature: &algorithm,
             number,
             base: spec.delta.map(|(b, _)| b as u64),
@@ -252,7 +240,7 @@ fn build(ca: &Ca, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
         },
     )
     .map_err(|f| PublishError::LintFailed(f.join("; ")))?;
-    let signature = ca.hsm.sign(&ca.issuing.key, &tbs)?;
+    let signature = ca.ca.sign_crl(&tbs)?;
     Ok((nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?, entries))
 }
 
@@ -314,7 +302,11 @@ fn delta_spec(number: i64, now: i64, next_update: i64, base: (i64, i64)) -> Spec
 
 /// Builds and signs a complete CRL and a delta CRL valid from `now` for `validity_secs`, and
 /// records both (numbers, bytes, audit) as the built-in publisher. See [`publish_as`].
-pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, PublishError> {
+pub fn publish(
+    ca: CrlContext<'_>,
+    now: i64,
+    validity_secs: i64,
+) -> Result<Published, PublishError> {
     publish_as(ca, now, Validity::same(validity_secs), "system:publisher")
 }
 
@@ -322,7 +314,7 @@ pub fn publish(ca: &Ca, now: i64, validity_secs: i64) -> Result<Published, Publi
 /// (numbers, bytes, one `crl.published` audit record each, naming `actor`). Returns their DER
 /// for the caller to publish.
 pub fn publish_as(
-    ca: &Ca,
+    ca: CrlContext<'_>,
     now: i64,
     validity: Validity,
     actor: &str,
@@ -399,7 +391,7 @@ pub struct PublishedDelta {
 /// service publishes right after a revocation, so that CRL users learn of it without waiting
 /// for the next complete CRL. `None` when no complete CRL exists yet (publish both first).
 pub fn publish_delta(
-    ca: &Ca,
+    ca: CrlContext<'_>,
     now: i64,
     delta_validity_secs: i64,
     actor: &str,
@@ -431,7 +423,11 @@ pub fn publish_delta(
 /// The root CA's CRL: the root certifies only the issuing CA, and revoking that is a ceremony
 /// outside this service, so the list is empty. It is signed by the root key; its CRL number is
 /// the Unix time of its thisUpdate, which increases without any stored sequence.
-pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, PublishError> {
+pub fn root_crl(
+    ca: CrlContext<'_>,
+    this_update: i64,
+    next_update: i64,
+) -> Result<Vec<u8>, PublishError> {
     if next_update <= this_update {
         return Err(PublishError::Invalid(
             "root CRL: nextUpdate must follow thisUpdate".into(),
@@ -443,7 +439,7 @@ pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, 
     let exts = vec![
         ext(
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(ca.root.key_id.clone())?),
+                key_identifier: Some(OctetString::new(ca.ca.root().key_id.clone())?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
@@ -451,11 +447,11 @@ pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, 
         )?,
         ext(&CrlNumber::try_from(number)?, false)?,
     ];
-    let algorithm = ca.root.key.algorithm.signature_algorithm();
+    let algorithm = ca.ca.root().algorithm.signature_algorithm();
     let tbs = TbsCertListOut {
         version: Version::V2,
         signature: algorithm.clone(),
-        issuer: ca.root.subject.clone(),
+        issuer: ca.ca.root().subject.clone(),
         this_update: time(this_update)?,
         next_update: Some(time(next_update)?),
         revoked_certificates: None,
@@ -465,8 +461,8 @@ pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, 
     crate::crl_lint::lint(
         &tbs,
         &crate::crl_lint::Expected {
-            issuer: &ca.root.subject,
-            issuer_key_id: &ca.root.key_id,
+            issuer: &ca.ca.root().subject,
+            issuer_key_id: &ca.ca.root().key_id,
             signature: &algorithm,
             number,
             base: None,
@@ -477,7 +473,7 @@ pub fn root_crl(ca: &Ca, this_update: i64, next_update: i64) -> Result<Vec<u8>, 
         },
     )
     .map_err(|f| PublishError::LintFailed(f.join("; ")))?;
-    let signature = ca.hsm.sign(&ca.root.key, &tbs)?;
+    let signature = ca.ca.sign_root_crl(&tbs)?;
     Ok(nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?)
 }
 
@@ -497,14 +493,15 @@ mod lint_tests {
     }
 
     fn alg() -> AlgorithmIdentifierOwned {
-        nuc_ca::KeyAlgorithm::EcdsaP256.signature_algorithm()
+        nuc_hsm::KeyAlgorithm::EcdsaP256.signature_algorithm()
     }
 
     /// A TBSCertList numbered `number` listing `entries` (reason, revoked at).
     fn tbs(number: u64, entries: &[(i64, i64)], delta_base: Option<u64>) -> Vec<u8> {
         let mut list = Vec::new();
         for (i, (reason, at)) in entries.iter().enumerate() {
-            encode_entry(&mut list, &format!("{:040x}", i + 1), *reason, *at, None).unwrap();
+            let reason = RevocationReason::from_code(*reason).unwrap();
+            encode_entry(&mut list, &format!("{:040x}", i + 1), reason, *at, None).unwrap();
         }
         let mut exts = vec![
             ext(
@@ -588,7 +585,7 @@ mod lint_tests {
             findings(tbs(5, &[], Some(4)), expected(&n, &a, 5, 0, None))
                 .contains("deltaCRLIndicator")
         );
-        let other = nuc_ca::KeyAlgorithm::Rsa { bits: 2048 }.signature_algorithm();
+        let other = nuc_hsm::KeyAlgorithm::Rsa { bits: 2048 }.signature_algorithm();
         assert!(
             findings(tbs(5, &[], None), expected(&n, &other, 5, 0, None))
                 .contains("signature algorithm")

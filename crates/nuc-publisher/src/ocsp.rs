@@ -22,8 +22,9 @@ use std::time::Duration;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, BitString, GeneralizedTime, Int, Null, OctetString};
 use der::{Decode, Encode, Tagged};
-use nuc_ca::Ca;
-use nuc_ca::ca::CaSigner;
+use nuc_ca::CaIdentity;
+
+use crate::OcspContext;
 use sha2::Digest;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
@@ -261,9 +262,9 @@ pub struct IssuerHashes {
 }
 
 impl IssuerHashes {
-    pub fn of(issuing: &CaSigner) -> Self {
+    pub fn of(issuing: &CaIdentity) -> Self {
         let name = issuing.subject.to_der().unwrap_or_default();
-        let key = issuing.key.spki.subject_public_key.raw_bytes();
+        let key = issuing.spki.subject_public_key.raw_bytes();
         Self {
             sha1: (
                 openssl::sha::sha1(&name).to_vec(),
@@ -319,24 +320,8 @@ fn gtime(unix: i64) -> Result<GeneralizedTime, OcspResponseStatus> {
         .map_err(|_| OcspResponseStatus::InternalError)
 }
 
-fn crl_reason(code: i64) -> Option<CrlReason> {
-    Some(match code {
-        0 => CrlReason::Unspecified,
-        1 => CrlReason::KeyCompromise,
-        2 => CrlReason::CaCompromise,
-        3 => CrlReason::AffiliationChanged,
-        4 => CrlReason::Superseded,
-        5 => CrlReason::CessationOfOperation,
-        6 => CrlReason::CertificateHold,
-        8 => CrlReason::RemoveFromCRL,
-        9 => CrlReason::PrivilegeWithdrawn,
-        10 => CrlReason::AaCompromise,
-        _ => return None,
-    })
-}
-
 /// The status of one serial, read from storage now.
-fn lookup(ca: &Ca, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
+fn lookup(ca: OcspContext<'_>, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
     use OcspResponseStatus::InternalError as E;
     let Some(hex) = serial_hex(serial) else {
         return Ok(CertStatus::Unknown(Null));
@@ -348,7 +333,7 @@ fn lookup(ca: &Ca, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
         }) => CertStatus::Revoked(RevokedInfo {
             revocation_time: gtime(revoked_at)?,
             // RFC 5280: unspecified (0) is better left out.
-            revocation_reason: crl_reason(reason).filter(|c| *c != CrlReason::Unspecified),
+            revocation_reason: crate::reason::entry_reason(reason).flatten(),
         }),
         Some(st) if st.issued => CertStatus::Good(Null),
         _ => CertStatus::Unknown(Null),
@@ -357,14 +342,14 @@ fn lookup(ca: &Ca, serial: &Int) -> Result<CertStatus, OcspResponseStatus> {
 
 /// Signs a BasicOCSPResponse with the delegated OCSP signer and wraps it.
 fn sign(
-    ca: &Ca,
+    ca: OcspContext<'_>,
     responses: Vec<SingleResponse>,
     nonce: Option<Extension>,
     now: i64,
 ) -> Result<Vec<u8>, OcspResponseStatus> {
     use OcspResponseStatus::InternalError as E;
-    let signer = &ca.ocsp;
-    let key_hash = openssl::sha::sha1(signer.key.spki.subject_public_key.raw_bytes());
+    let signer = ca.ca.responder();
+    let key_hash = openssl::sha::sha1(signer.spki.subject_public_key.raw_bytes());
     let data = ResponseData {
         version: None,
         responder_id: ResponderId::ByKey(OctetString::new(key_hash.to_vec()).map_err(|_| E)?),
@@ -373,13 +358,13 @@ fn sign(
         response_extensions: nonce.map(|n| vec![n]),
     };
     let tbs_der = data.to_der().map_err(|_| E)?;
-    let signature = ca.hsm.sign(&signer.key, &tbs_der).map_err(|e| {
+    let signature = ca.ca.sign_ocsp(&tbs_der).map_err(|e| {
         tracing::error!(error = %e, "OCSP signing failed");
         E
     })?;
     let basic = BasicOcspResponse {
         tbs_response_data: data,
-        signature_algorithm: signer.key.algorithm.signature_algorithm(),
+        signature_algorithm: signer.algorithm.signature_algorithm(),
         signature: BitString::from_bytes(&signature).map_err(|_| E)?,
         certs: Some(vec![
             Certificate::from_der(&signer.cert_der).map_err(|_| E)?,
@@ -397,7 +382,7 @@ fn sign(
 }
 
 fn respond_inner(
-    ca: &Ca,
+    ca: OcspContext<'_>,
     issuer: &IssuerHashes,
     parsed: Parsed,
     now: i64,
@@ -422,13 +407,18 @@ fn respond_inner(
 
 /// Answers one DER OCSPRequest at time `now` (Unix seconds), with responses valid for
 /// [`DEFAULT_VALIDITY_SECS`]. Always a DER OCSPResponse; see the module documentation.
-pub fn respond(ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
+pub fn respond(ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Vec<u8> {
     respond_with_validity(ca, request_der, now, DEFAULT_VALIDITY_SECS)
 }
 
 /// [`respond`] with nextUpdate = now + `validity` seconds.
-pub fn respond_with_validity(ca: &Ca, request_der: &[u8], now: i64, validity: i64) -> Vec<u8> {
-    let issuer = IssuerHashes::of(&ca.issuing);
+pub fn respond_with_validity(
+    ca: OcspContext<'_>,
+    request_der: &[u8],
+    now: i64,
+    validity: i64,
+) -> Vec<u8> {
+    let issuer = IssuerHashes::of(ca.ca.issuing());
     match parse(request_der).and_then(|p| respond_inner(ca, &issuer, p, now, validity)) {
         Ok(der) => der,
         Err(status) => status_only(status),
@@ -474,8 +464,9 @@ impl OcspCache {
         self.len() == 0
     }
 
-    fn issuer(&self, ca: &Ca) -> &IssuerHashes {
-        self.issuer.get_or_init(|| IssuerHashes::of(&ca.issuing))
+    fn issuer(&self, ca: OcspContext<'_>) -> &IssuerHashes {
+        self.issuer
+            .get_or_init(|| IssuerHashes::of(ca.ca.issuing()))
     }
 
     fn fresh_for(&self) -> i64 {
@@ -486,7 +477,7 @@ impl OcspCache {
     /// in exactly their current status; `None` otherwise (a nonce, a miss, anything to sign).
     /// It signs nothing and only reads storage (one point lookup per serial), so a server can
     /// answer hits at once and send only misses to where signing may block.
-    pub fn cached(&self, ca: &Ca, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
+    pub fn cached(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
         let parsed = parse(request_der).ok()?;
         if parsed.nonce.is_some() {
             return None;
@@ -501,7 +492,7 @@ impl OcspCache {
 
     /// [`respond`], served from the cache when the request has no nonce and nothing about
     /// the serials asked changed.
-    pub fn respond(&self, ca: &Ca, request_der: &[u8], now: i64) -> Vec<u8> {
+    pub fn respond(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Vec<u8> {
         let parsed = match parse(request_der) {
             Ok(p) => p,
             Err(s) => return status_only(s),
@@ -543,7 +534,7 @@ impl OcspCache {
     }
 
     /// CertIDs and current status of each serial, as one byte string.
-    fn key(&self, ca: &Ca, parsed: &Parsed) -> Result<Vec<u8>, OcspResponseStatus> {
+    fn key(&self, ca: OcspContext<'_>, parsed: &Parsed) -> Result<Vec<u8>, OcspResponseStatus> {
         let issuer = self.issuer(ca);
         let mut key = Vec::new();
         for id in &parsed.cert_ids {

@@ -9,10 +9,13 @@ use std::path::Path;
 use std::process::Command;
 
 use der::{Decode, Encode};
+use nuc_publisher::OcspContext;
 use nuc_publisher::ocsp::{
     BasicOcspResponse, CertStatus, OcspCache, OcspRequest, OcspResponse, OcspResponseStatus,
     respond,
 };
+use nuc_store::RevocationStore;
+use nuc_store_sqlite::SqliteStore;
 
 // ---------------------------------------------------------------------------- harness
 
@@ -35,7 +38,13 @@ impl Home {
     fn child(&self, mode: &str, arg: &str) {
         let conf = self.home().join("hsm/softhsm2.conf");
         let o = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "helper",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("NUC_OCSP_HELPER", mode)
             .env("NUC_OCSP_HOME", self.home())
             .env("NUC_OCSP_ARG", arg)
@@ -143,29 +152,35 @@ fn well_formed(resp: &[u8]) -> OcspResponseStatus {
 
 /// Not a test of its own: the child process mode (does nothing unless NUC_OCSP_HELPER is set).
 #[test]
+#[ignore = "the CA child process of the tests in this file (run by them with --ignored), not a test of its own"]
 fn helper() {
     let Ok(mode) = std::env::var("NUC_OCSP_HELPER") else {
         return;
     };
     let home = nuc_ca::Home::open(Path::new(&std::env::var("NUC_OCSP_HOME").unwrap())).unwrap();
-    let ca = nuc_ca::Ca::open(home).unwrap();
+    let store = SqliteStore::open(&home.db_path()).unwrap();
+    let ca = nuc_ca::Ca::open(&home, &store).unwrap();
+    let ctx = OcspContext {
+        ca: &ca,
+        store: &store,
+    };
     let arg = std::env::var("NUC_OCSP_ARG").unwrap();
     let now = nuc_core::time::now_unix();
     match mode.as_str() {
         "batch" => {
             for base in std::fs::read_to_string(&arg).unwrap().lines() {
                 let req = std::fs::read(format!("{base}.req")).unwrap();
-                std::fs::write(format!("{base}.resp"), respond(&ca, &req, now)).unwrap();
+                std::fs::write(format!("{base}.resp"), respond(ctx, &req, now)).unwrap();
             }
         }
-        "fuzz" => fuzz(&ca, &std::fs::read(&arg).unwrap(), now),
-        "cache" => cache(&ca, &std::fs::read(&arg).unwrap(), now),
+        "fuzz" => fuzz(ctx, &std::fs::read(&arg).unwrap(), now),
+        "cache" => cache(ctx, &store, &std::fs::read(&arg).unwrap(), now),
         other => panic!("unknown helper mode {other}"),
     }
 }
 
 /// Every prefix, and 2000 xorshift mutations, of a valid request.
-fn fuzz(ca: &nuc_ca::Ca, valid: &[u8], now: i64) {
+fn fuzz(ca: OcspContext<'_>, valid: &[u8], now: i64) {
     assert_eq!(
         well_formed(&respond(ca, valid, now)),
         OcspResponseStatus::Successful
@@ -214,7 +229,7 @@ fn fuzz(ca: &nuc_ca::Ca, valid: &[u8], now: i64) {
 }
 
 /// The cache serves a stale "good" never: revoke in between, same request, same instant.
-fn cache(ca: &nuc_ca::Ca, req: &[u8], now: i64) {
+fn cache(ca: OcspContext<'_>, store: &SqliteStore, req: &[u8], now: i64) {
     let cache = OcspCache::new(3600, 16);
     let serial = {
         let r = OcspRequest::from_der(req).unwrap();
@@ -232,11 +247,11 @@ fn cache(ca: &nuc_ca::Ca, req: &[u8], now: i64) {
     ));
     assert_eq!(cache.respond(ca, req, now + 1), first, "served from cache");
     assert_eq!(cache.len(), 1);
-    ca.store
+    store
         .revoke(
             &nuc_store::RevocationRow {
                 serial,
-                reason: 1,
+                reason: nuc_core::RevocationReason::KeyCompromise,
                 revoked_at: now,
                 invalidity_date: None,
                 revoked_by: "test".into(),

@@ -34,11 +34,13 @@ use std::time::Instant;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, GeneralizedTime, Int, OctetString};
 use der::{Decode, Encode};
+use nuc_publisher::OcspContext;
 use nuc_publisher::ocsp::{
     BasicOcspResponse, CertId, CertStatus, DEFAULT_VALIDITY_SECS, ID_PKIX_OCSP_BASIC,
     ID_PKIX_OCSP_NONCE, ID_SHA1, ID_SHA256, MAX_CERTS, MAX_REQUEST_BYTES, OcspCache, OcspRequest,
     OcspResponse, OcspResponseStatus, Request, ResponderId, TbsRequest, respond,
 };
+use nuc_store_sqlite::SqliteStore;
 use openssl::pkey::{PKey, Public};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -93,7 +95,13 @@ impl Home {
         let conf = self.home().join("hsm/softhsm2.conf");
         let started = Instant::now();
         let o = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "helper",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("NUC_OCSP_PROP", mode)
             .env("NUC_OCSP_DIR", self.dir.path())
             .env("SOFTHSM2_CONF", conf)
@@ -126,14 +134,16 @@ impl Home {
 
 /// Not a test of its own: the child process mode (does nothing unless NUC_OCSP_PROP is set).
 #[test]
+#[ignore = "the CA child process of the tests in this file (run by them with --ignored), not a test of its own"]
 fn helper() {
     let Ok(mode) = std::env::var("NUC_OCSP_PROP") else {
         return;
     };
     let dir = PathBuf::from(std::env::var("NUC_OCSP_DIR").unwrap());
     let home = nuc_ca::Home::open(&dir.join("home")).unwrap();
-    let ca = nuc_ca::Ca::open(home).unwrap();
-    let ctx = Ctx::load(ca, &dir);
+    let store = SqliteStore::open(&home.db_path()).unwrap();
+    let ca = nuc_ca::Ca::open(&home, &store).unwrap();
+    let ctx = Ctx::load(ca, store, &dir);
     match mode.as_str() {
         "bytes" => prop_bytes(&ctx),
         "mutations" => prop_mutations(&ctx),
@@ -220,6 +230,7 @@ impl Want {
 /// What the child knows from outside the module.
 struct Ctx {
     ca: nuc_ca::Ca,
+    store: SqliteStore,
     /// CertIDs made by `openssl ocsp` for our two certificates (SHA-1) and `good` (SHA-256).
     good: CertId,
     revoked: CertId,
@@ -240,7 +251,7 @@ fn secs(t: &GeneralizedTime) -> i64 {
 }
 
 impl Ctx {
-    fn load(ca: nuc_ca::Ca, dir: &Path) -> Self {
+    fn load(ca: nuc_ca::Ca, store: SqliteStore, dir: &Path) -> Self {
         let facts = std::fs::read_to_string(dir.join("facts.txt")).unwrap();
         let facts: Vec<&str> = facts.lines().collect();
         let read = |n: &str| std::fs::read(dir.join(format!("{n}.req"))).unwrap();
@@ -267,6 +278,7 @@ impl Ctx {
         let validity = tbs.validity();
         Ctx {
             ca,
+            store,
             good: base[0].clone(),
             revoked: base[1].clone(),
             good256: sha256[0].clone(),
@@ -285,6 +297,14 @@ impl Ctx {
                 validity.not_after.to_unix_duration().as_secs() as i64,
             ),
             signer_der,
+        }
+    }
+
+    /// What the responder answers with: the CA's OCSP signer and the store's revocations.
+    fn ocsp(&self) -> OcspContext<'_> {
+        OcspContext {
+            ca: &self.ca,
+            store: &self.store,
         }
     }
 
@@ -528,14 +548,14 @@ impl Ctx {
     ) -> Result<OcspResponseStatus, TestCaseError> {
         let direct = self.judge(
             req,
-            &respond(&self.ca, req, now),
+            &respond(self.ocsp(), req, now),
             now,
             DEFAULT_VALIDITY_SECS,
             false,
         )?;
         let cached = self.judge(
             req,
-            &cache.respond(&self.ca, req, now),
+            &cache.respond(self.ocsp(), req, now),
             now,
             cache_validity,
             true,
@@ -1103,7 +1123,7 @@ fn prop_structured(ctx: &Ctx) {
             let t = tick();
             let st = ctx.both(&cache, 600, &der, t)?;
             prop_assert_eq!(st, Successful);
-            let resp = respond(&ctx.ca, &der, t);
+            let resp = respond(ctx.ocsp(), &der, t);
             let basic = basic_of(&resp);
             let got = &basic.tbs_response_data.responses[at];
             prop_assert_eq!(&got.cert_id.serial_number, &serial);
@@ -1169,7 +1189,7 @@ fn prop_structured(ctx: &Ctx) {
             if let [(v, _)] = &nonces[..]
                 && st == Successful
             {
-                let basic = basic_of(&respond(&ctx.ca, &der, t));
+                let basic = basic_of(&respond(ctx.ocsp(), &der, t));
                 let echo = &basic.tbs_response_data.response_extensions.unwrap()[0];
                 let inner = OctetString::from_der(echo.extn_value.as_bytes()).unwrap();
                 prop_assert_eq!(inner.as_bytes(), &v[..]);
@@ -1222,7 +1242,7 @@ fn prop_structured(ctx: &Ctx) {
             };
             prop_assert_eq!(st, want, "{} CertIDs", n);
             if st == Successful {
-                let basic = basic_of(&respond(&ctx.ca, &der, t));
+                let basic = basic_of(&respond(ctx.ocsp(), &der, t));
                 let got: Vec<&CertId> = basic
                     .tbs_response_data
                     .responses
@@ -1375,7 +1395,7 @@ fn prop_verify(ctx: &Ctx, dir: &Path) {
             .to_der()
             .unwrap();
         let t = now();
-        let resp = respond(&ctx.ca, &der, t);
+        let resp = respond(ctx.ocsp(), &der, t);
         ctx.judge(&der, &resp, t, DEFAULT_VALIDITY_SECS, false)
             .unwrap();
         let Want::Success { kinds, .. } = ctx.expect(&der) else {
@@ -1406,13 +1426,13 @@ fn prop_verify(ctx: &Ctx, dir: &Path) {
                 .to_der()
                 .unwrap();
             let t = now();
-            let resp = respond(&ctx.ca, &der, t);
+            let resp = respond(ctx.ocsp(), &der, t);
             prop_assert_eq!(
                 ctx.judge(&der, &resp, t, DEFAULT_VALIDITY_SECS, false)?,
                 OcspResponseStatus::Successful
             );
             let t2 = now();
-            let cached = cache.respond(&ctx.ca, &der, t2);
+            let cached = cache.respond(ctx.ocsp(), &der, t2);
             prop_assert_eq!(
                 ctx.judge(&der, &cached, t2, DEFAULT_VALIDITY_SECS, true)?,
                 OcspResponseStatus::Successful
@@ -1436,7 +1456,7 @@ fn prop_verify(ctx: &Ctx, dir: &Path) {
     .to_der()
     .unwrap();
     let t = now();
-    let resp = respond(&ctx.ca, &der, t);
+    let resp = respond(ctx.ocsp(), &der, t);
     ctx.judge(&der, &resp, t, DEFAULT_VALIDITY_SECS, false)
         .unwrap();
     check(

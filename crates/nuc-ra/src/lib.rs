@@ -3,19 +3,138 @@
 //! This crate owns the requests and their state machine (registered → confirmed or verified
 //! → issued, refused, expired, revoked), the registry checks of applicants, the checks of the
 //! operators' and applicants' CMS signatures against our own CA and database, and the
-//! decisions that follow: it is the only one that asks the CA to issue for a citizen.
+//! decisions that follow: it is the only one that asks the CA to issue for a citizen, and it
+//! composes each issuance with the request transitions that must commit with it.
 //!
 //! It must never build a subject from what an applicant sent (only from the registry), never
 //! accept a signed payload twice, never act on a signature it has not fully checked, and
 //! never store anything when the registry cannot be reached.
+//!
+//! What it is given, and nothing more: the storage traits of [`RaStore`], a CA handle that can
+//! only check a key and issue ([`nuc_ca::Issuer`]), the registry, and a clock. Each flow is a
+//! module of its own; [`Ra`] is their common state.
 
+mod application;
 pub mod bundle;
 pub mod clock;
+mod decision;
+mod download;
 pub mod error;
+mod intake;
+mod issuance;
+pub mod notices;
 pub mod number;
-pub mod ra;
-pub mod signer;
+mod operators;
+mod payload;
+mod renewal;
+mod revocation;
+mod signer;
 
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use nuc_ca::Issuer;
+use nuc_registry::Registry;
+use nuc_store::{
+    AuditLog, CertificateReader, CertificateStore, OperatorStore, RequestStore, RevocationReader,
+    RevocationStore, UsedPayloads,
+};
+
+pub use application::{Applicant, Application};
 pub use clock::{Clock, OffsetClock, SystemClock};
+pub use download::Download;
 pub use error::RaError;
-pub use ra::{Applicant, Application, Ra, RaConfig};
+pub use revocation::RevocationAsk;
+
+/// The storage the RA works with: requests, the issuance sequence and certificates,
+/// revocations, operators, used payloads, and the audit log (refusals of issuance). Nothing
+/// of publications, the outbox or the CA's own keys.
+pub trait RaStore:
+    RequestStore
+    + CertificateStore
+    + CertificateReader
+    + RevocationStore
+    + RevocationReader
+    + OperatorStore
+    + UsedPayloads
+    + AuditLog
+{
+}
+
+impl<T> RaStore for T where
+    T: RequestStore
+        + CertificateStore
+        + CertificateReader
+        + RevocationStore
+        + RevocationReader
+        + OperatorStore
+        + UsedPayloads
+        + AuditLog
+        + ?Sized
+{
+}
+
+/// Settings of the RA.
+#[derive(Debug, Clone)]
+pub struct RaConfig {
+    /// How long a registered application waits for the CON visit (SPEC F1 step 4: 30 days).
+    pub request_ttl_secs: i64,
+    /// Where applicants download their certificates; `{number}` is replaced.
+    pub download_url: String,
+}
+
+impl Default for RaConfig {
+    fn default() -> Self {
+        Self {
+            request_ttl_secs: 30 * 86_400,
+            download_url: "https://pki.gov.kz/download/{number}".into(),
+        }
+    }
+}
+
+/// The registration authority. Cheap to share: hold it in an `Arc`.
+pub struct Ra {
+    store: Arc<dyn RaStore>,
+    ca: Arc<dyn Issuer>,
+    registry: Arc<dyn Registry>,
+    clock: Arc<dyn Clock>,
+    config: RaConfig,
+    /// Woken after every revocation: the publisher listens to put out a delta CRL at once.
+    revoked: Arc<tokio::sync::Notify>,
+}
+
+impl Ra {
+    pub fn new(
+        store: Arc<dyn RaStore>,
+        ca: Arc<dyn Issuer>,
+        registry: Arc<dyn Registry>,
+        clock: Arc<dyn Clock>,
+        config: RaConfig,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            registry,
+            clock,
+            config,
+            revoked: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Wakes (once, however many revocations happened meanwhile) after a revocation is
+    /// recorded. OCSP needs no such signal: it reads the revocations as they are stored.
+    pub fn revocations(&self) -> Arc<tokio::sync::Notify> {
+        self.revoked.clone()
+    }
+
+    /// The RA's time (unix seconds): deadlines and signature validity are judged by it.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(openssl::sha::sha256(b))
+}

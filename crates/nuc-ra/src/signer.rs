@@ -3,154 +3,165 @@
 
 use const_oid::ObjectIdentifier;
 use der::Decode;
-use nuc_core::ReasonCode;
+use nuc_core::{CertificateState, OperatorStatus, ReasonCode};
+use nuc_store::{CertificateReader, OperatorStore, RevocationReader};
 use x509_cert::Certificate;
 
 use crate::error::RaError;
-use crate::ra::Ra;
 
 /// A signer certificate that passed every check.
 #[derive(Debug, Clone)]
 pub struct CheckedSigner {
     pub serial_hex: String,
     pub iin: String,
-    pub profile: String,
-    pub der: Vec<u8>,
 }
 
-pub use nuc_ca::cert::iin_of;
+/// The profiles of a holder's own certificates, with which an applicant signs (F2, F3).
+const HOLDER_PROFILES: [&str; 4] = [
+    "individual-auth",
+    "individual-sign",
+    "legal-auth",
+    "legal-sign",
+];
 
-/// Checks a signer certificate: issued by our issuing CA, known to our database as issued
-/// under one of `profiles`, valid at `now`, not revoked. `fail` builds the refusal (operator
-/// or applicant flavour).
-pub fn check_signer(
-    ra: &Ra,
-    signer_der: &[u8],
-    profiles: &[&str],
-    now: i64,
-    fail: fn(String) -> RaError,
-) -> Result<CheckedSigner, RaError> {
-    nuc_cms::signer_chains_to(signer_der, &ra.ca.issuing.cert_der).map_err(|e| {
-        fail(format!(
-            "the signer's certificate is not issued by the NUC ({e})"
-        ))
-    })?;
-    let cert = Certificate::from_der(signer_der)
-        .map_err(|e| fail(format!("the signer's certificate does not decode: {e}")))?;
-    let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
-    let row = ra
-        .ca
-        .store
-        .certificate(&serial_hex)?
-        .ok_or_else(|| fail(format!("certificate {serial_hex} is unknown to the NUC")))?;
-    if row.state != "issued" || row.der.as_deref() != Some(signer_der) {
-        return Err(fail(format!(
-            "certificate {serial_hex} is not the one the NUC issued"
-        )));
-    }
-    if !profiles.contains(&row.profile.as_str()) {
-        return Err(fail(format!(
-            "certificate {serial_hex} is a {} certificate, not {}",
-            row.profile,
-            profiles.join(" or ")
-        )));
-    }
-    let v = cert.tbs_certificate().validity();
-    let (nb, na) = (
-        v.not_before.to_unix_duration().as_secs() as i64,
-        v.not_after.to_unix_duration().as_secs() as i64,
-    );
-    if now < nb {
-        return Err(fail(format!("certificate {serial_hex} is not yet valid")));
-    }
-    if now > na {
-        return Err(fail(format!(
-            "certificate {serial_hex} expired at {}",
-            nuc_core::time::rfc3339(na)
-        )));
-    }
-    if let Some(r) = ra.ca.store.revocation(&serial_hex)? {
-        return Err(fail(format!(
-            "certificate {serial_hex} was revoked at {}",
-            nuc_core::time::rfc3339(r.revoked_at)
-        )));
-    }
-    let iin =
-        iin_of(&cert).ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
-    Ok(CheckedSigner {
-        serial_hex,
-        iin,
-        profile: row.profile,
-        der: signer_der.to_vec(),
-    })
+/// What a signer is checked against: our issuing CA, our certificates and revocations, our
+/// operators, and the role OIDs of NUC staff.
+pub(crate) struct SignerChecks<'a> {
+    pub issuing_der: &'a [u8],
+    pub certificates: &'a dyn CertificateReader,
+    pub revocations: &'a dyn RevocationReader,
+    pub operators: &'a dyn OperatorStore,
+    pub staff_roles: Vec<ObjectIdentifier>,
 }
 
-/// Applicant checks: a personal certificate of ours (AUTH or SIGN, individual or legal).
-pub fn check_applicant(ra: &Ra, signer_der: &[u8], now: i64) -> Result<CheckedSigner, RaError> {
-    check_signer(
-        ra,
-        signer_der,
-        &[
-            "individual-auth",
-            "individual-sign",
-            "legal-auth",
-            "legal-sign",
-        ],
-        now,
-        RaError::applicant_signature::<String>,
-    )
-}
+impl SignerChecks<'_> {
+    /// Checks a signer certificate: issued by our issuing CA, known to our database as issued
+    /// under one of `profiles`, valid at `now`, not revoked. `fail` builds the refusal
+    /// (operator or applicant flavour).
+    fn signer(
+        &self,
+        signer_der: &[u8],
+        profiles: &[&str],
+        now: i64,
+        fail: fn(String) -> RaError,
+    ) -> Result<CheckedSigner, RaError> {
+        nuc_cms::signer_chains_to(signer_der, self.issuing_der).map_err(|e| {
+            fail(format!(
+                "the signer's certificate is not issued by the NUC ({e})"
+            ))
+        })?;
+        let cert = Certificate::from_der(signer_der)
+            .map_err(|e| fail(format!("the signer's certificate does not decode: {e}")))?;
+        let serial_hex = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
+        let row = self
+            .certificates
+            .certificate(&serial_hex)?
+            .ok_or_else(|| fail(format!("certificate {serial_hex} is unknown to the NUC")))?;
+        if row.state != CertificateState::Issued || row.der.as_deref() != Some(signer_der) {
+            return Err(fail(format!(
+                "certificate {serial_hex} is not the one the NUC issued"
+            )));
+        }
+        if !profiles.contains(&row.profile.as_str()) {
+            return Err(fail(format!(
+                "certificate {serial_hex} is a {} certificate, not {}",
+                row.profile,
+                profiles.join(" or ")
+            )));
+        }
+        let v = cert.tbs_certificate().validity();
+        let (nb, na) = (
+            v.not_before.to_unix_duration().as_secs() as i64,
+            v.not_after.to_unix_duration().as_secs() as i64,
+        );
+        if now < nb {
+            return Err(fail(format!("certificate {serial_hex} is not yet valid")));
+        }
+        if now > na {
+            return Err(fail(format!(
+                "certificate {serial_hex} expired at {}",
+                nuc_core::time::rfc3339(na)
+            )));
+        }
+        if let Some(r) = self.revocations.revocation(&serial_hex)? {
+            return Err(fail(format!(
+                "certificate {serial_hex} was revoked at {}",
+                nuc_core::time::rfc3339(r.revoked_at)
+            )));
+        }
+        let iin = nuc_ca::cert::iin_of(&cert)
+            .ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
+        Ok(CheckedSigner { serial_hex, iin })
+    }
 
-/// Operator checks on top of [`check_signer`]: an operator role OID in the EKU, the operator
-/// known and active, and the signer being the operator of this session.
-pub fn check_operator(
-    ra: &Ra,
-    signer_der: &[u8],
-    session_serial: &str,
-    now: i64,
-) -> Result<CheckedSigner, RaError> {
-    let signer = check_signer(ra, signer_der, &["operator"], now, |m| {
-        RaError::operator_signature(m)
-    })?;
-    if !signer.serial_hex.eq_ignore_ascii_case(session_serial) {
-        return Err(RaError::operator_signature(format!(
-            "signed with certificate {}, not with the certificate of the operator of this session ({session_serial})",
-            signer.serial_hex
-        )));
+    /// Applicant checks: a personal certificate of ours (AUTH or SIGN, individual or legal).
+    pub fn applicant(&self, signer_der: &[u8], now: i64) -> Result<CheckedSigner, RaError> {
+        self.signer(
+            signer_der,
+            &HOLDER_PROFILES,
+            now,
+            RaError::applicant_signature::<String>,
+        )
     }
-    let cert = Certificate::from_der(signer_der)
-        .map_err(|e| RaError::operator_signature(e.to_string()))?;
-    let roles: Vec<ObjectIdentifier> = ra
-        .ca
-        .policy
-        .profiles
-        .get("operator")
-        .map(|p| p.roles.values().copied().collect())
-        .unwrap_or_default();
-    if !nuc_ca::cert::extended_key_usage(&cert)
-        .iter()
-        .any(|o| roles.contains(o))
-    {
-        return Err(RaError::operator_signature(
-            "the certificate carries no NUC staff role",
-        ));
-    }
-    match ra.ca.store.operator(&signer.iin)? {
-        None => Err(RaError::operator_signature(format!(
-            "IIN {} is not a registered operator",
-            signer.iin
-        ))),
-        Some(o) if o.status == "suspended" => Err(RaError::new(
-            ReasonCode::OperatorSuspended,
-            format!(
-                "operator {} is suspended; signatures are refused until resumed",
+
+    /// Operator checks on top of the signer's: an operator role OID in the EKU, the operator
+    /// known and active, and the signer being the operator of this session.
+    pub fn operator(
+        &self,
+        signer_der: &[u8],
+        session_serial: &str,
+        now: i64,
+    ) -> Result<CheckedSigner, RaError> {
+        let signer = self.signer(signer_der, &["operator"], now, |m| {
+            RaError::operator_signature(m)
+        })?;
+        if !signer.serial_hex.eq_ignore_ascii_case(session_serial) {
+            return Err(RaError::operator_signature(format!(
+                "signed with certificate {}, not with the certificate of the operator of this session ({session_serial})",
+                signer.serial_hex
+            )));
+        }
+        let cert = Certificate::from_der(signer_der)
+            .map_err(|e| RaError::operator_signature(e.to_string()))?;
+        if !nuc_ca::cert::extended_key_usage(&cert)
+            .iter()
+            .any(|o| self.staff_roles.contains(o))
+        {
+            return Err(RaError::operator_signature(
+                "the certificate carries no NUC staff role",
+            ));
+        }
+        match self.operators.operator(&signer.iin)? {
+            None => Err(RaError::operator_signature(format!(
+                "IIN {} is not a registered operator",
                 signer.iin
-            ),
-        )),
-        Some(o) if o.status != "active" => Err(RaError::operator_signature(format!(
-            "operator {} is {}",
-            signer.iin, o.status
-        ))),
-        Some(_) => Ok(signer),
+            ))),
+            Some(o) => match o.status {
+                OperatorStatus::Active => Ok(signer),
+                OperatorStatus::Suspended => Err(RaError::new(
+                    ReasonCode::OperatorSuspended,
+                    format!(
+                        "operator {} is suspended; signatures are refused until resumed",
+                        signer.iin
+                    ),
+                )),
+                OperatorStatus::Dismissed => Err(RaError::operator_signature(format!(
+                    "operator {} is dismissed",
+                    signer.iin
+                ))),
+            },
+        }
+    }
+}
+
+impl crate::Ra {
+    pub(crate) fn signer_checks(&self) -> SignerChecks<'_> {
+        SignerChecks {
+            issuing_der: self.ca.issuing_certificate(),
+            certificates: self.store.as_ref(),
+            revocations: self.store.as_ref(),
+            operators: self.store.as_ref(),
+            staff_roles: self.ca.staff_roles(),
+        }
     }
 }

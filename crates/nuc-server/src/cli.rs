@@ -5,7 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest};
-use nuc_core::{Bin, Iin, LegalEntity, ReasonCode, SubjectInfo};
+use nuc_core::{
+    Bin, Identification, Iin, LegalEntity, OperatorStatus, ReasonCode, RevocationReason,
+    SubjectInfo,
+};
+use nuc_ra::RevocationAsk;
+use nuc_store::{AuditLog, CertificateReader, Issuance, OperatorStore};
+use nuc_store_sqlite::SqliteStore;
+
+use crate::config::Config;
+use crate::instance::{Instance, OpenError, open_store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +50,10 @@ enum Command {
         /// Registry (ГБД ФЛ/ЮЛ) URL written into a new nuc.toml.
         #[arg(long)]
         registry_url: Option<String>,
+        /// Mark the new home as a development home: the service then accepts its test hooks
+        /// (NUC_CLOCK_OFFSET_SECS, [grpc] dev_plaintext). For tests and demos, never production.
+        #[arg(long)]
+        development: bool,
     },
     /// Certificates.
     Cert {
@@ -304,19 +317,20 @@ fn actor() -> String {
     )
 }
 
-/// The RA over this home, with the registry of its configuration.
-fn open_ra(dir: &Path) -> Result<nuc_ra::Ra, Failure> {
-    let ca = open_ca(dir)?;
-    let cfg = ca.home.config.registry.clone();
-    let registry =
-        nuc_registry::HttpRegistry::new(&cfg.url, std::time::Duration::from_millis(cfg.timeout_ms))
-            .map_err(|e| invalid(format!("[registry] url: {e}")))?;
-    Ok(nuc_ra::Ra::new(
-        std::sync::Arc::new(ca),
-        std::sync::Arc::new(registry),
-        std::sync::Arc::new(nuc_ra::SystemClock),
-        nuc_ra::RaConfig::default(),
-    ))
+/// This home opened as an instance (store, CA, and the RA with the registry of its
+/// configuration), on the wall clock.
+fn open_instance(dir: &Path) -> Result<Instance, Failure> {
+    Instance::open(dir, std::sync::Arc::new(nuc_ra::SystemClock)).map_err(Failure::from)
+}
+
+impl From<OpenError> for Failure {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Ca(e) => e.into(),
+            OpenError::Store(e) => e.into(),
+            OpenError::Registry(m) => invalid(format!("[registry] url: {m}")),
+        }
+    }
 }
 
 fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
@@ -344,9 +358,12 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
                     out.display()
                 )));
             }
-            let ra = open_ra(&home)?;
+            let inst = open_instance(&home)?;
             let issued =
-                runtime.block_on(ra.issue_operator(&actor(), &iin, &role, &con, csr_bytes))?;
+                runtime.block_on(
+                    inst.ra
+                        .issue_operator(&actor(), &iin, &role, &con, csr_bytes),
+                )?;
             std::fs::write(&out, issued.pem()).map_err(|e| Failure {
                 code: ReasonCode::Internal,
                 message: format!(
@@ -362,18 +379,19 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
             Ok(())
         }
         OperatorCommand::Suspend { home, iin, reason } => {
-            status_change(&home, &iin, "suspended", &reason)
+            status_change(&home, &iin, OperatorStatus::Suspended, &reason)
         }
         OperatorCommand::Resume { home, iin, reason } => {
-            status_change(&home, &iin, "active", &reason)
+            status_change(&home, &iin, OperatorStatus::Active, &reason)
         }
         OperatorCommand::Dismiss { home, iin, reason } => {
-            status_change(&home, &iin, "dismissed", &reason)
+            status_change(&home, &iin, OperatorStatus::Dismissed, &reason)
         }
         OperatorCommand::List { home } => {
-            let ca = open_ca(&home)?;
-            for o in ca.store.operators()? {
-                let serials = ca.store.serials_for(&o.iin, "operator")?;
+            let home = Home::open(&home).map_err(CaError::from)?;
+            let store = open_store(&home)?;
+            for o in store.operators()? {
+                let serials = store.serials_for(&o.iin, "operator")?;
                 println!(
                     "{} {} {} role={} con=\"{}\" status={} certificates={}",
                     o.iin,
@@ -390,16 +408,25 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
     }
 }
 
-fn status_change(home: &Path, iin: &str, status: &str, reason: &str) -> Result<(), Failure> {
-    let ra = open_ra(home)?;
-    let row = ra.set_operator_status(&actor(), iin, status, reason)?;
+fn status_change(
+    home: &Path,
+    iin: &str,
+    status: OperatorStatus,
+    reason: &str,
+) -> Result<(), Failure> {
+    let row = open_instance(home)?
+        .ra
+        .set_operator_status(&actor(), iin, status, reason)?;
     println!("operator {} is {}", row.iin, row.status);
     Ok(())
 }
 
-fn open_ca(dir: &Path) -> Result<Ca, Failure> {
+/// The home at `dir`, its store and its CA (no RA, no registry).
+fn open_ca(dir: &Path) -> Result<(Home, SqliteStore, Ca), Failure> {
     let home = Home::open(dir).map_err(CaError::from)?;
-    Ok(Ca::open(home)?)
+    let store = open_store(&home)?;
+    let ca = Ca::open(&home, &store)?;
+    Ok((home, store, ca))
 }
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
@@ -411,21 +438,52 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             issuing_key,
             grpc_listen,
             registry_url,
+            development,
         } => {
-            let report = Ca::init(
-                &home,
-                &InitOptions {
-                    http_listen,
-                    root_key,
-                    issuing_key,
-                    grpc_listen,
-                    registry_url,
-                },
-            )?;
-            let ca = open_ca(&home)?;
-            crate::tls::create_server_identity(&ca).map_err(|e| Failure {
-                code: ReasonCode::Internal,
-                message: format!("TLS identity of the service: {e}"),
+            // The whole nuc.toml first (only if absent): the CA reads its sections of it.
+            let created_dir = !home.exists();
+            let wrote_config = if Home::config_path(&home).exists() {
+                false
+            } else {
+                let mut config = Config::dev(http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
+                if let Some(k) = root_key {
+                    config.ca.root_key = k;
+                }
+                if let Some(k) = issuing_key {
+                    config.ca.issuing_key = k;
+                }
+                if let Some(g) = grpc_listen {
+                    config.grpc.listen = g;
+                }
+                if let Some(r) = registry_url {
+                    config.registry.url = r;
+                }
+                config.service.development = development;
+                std::fs::create_dir_all(&home).map_err(|e| Failure {
+                    code: ReasonCode::CaState,
+                    message: format!("{}: {e}", home.display()),
+                })?;
+                config.write_new(&home).map_err(CaError::from)?;
+                true
+            };
+            let report = Ca::init(&home, &InitOptions::default(), &|path| {
+                Ok(Box::new(SqliteStore::open(path)?))
+            })
+            .inspect_err(|_| {
+                // Nothing of a failed init stays behind, the configuration included.
+                if created_dir {
+                    let _ = std::fs::remove_dir_all(&home);
+                } else if wrote_config {
+                    let _ = std::fs::remove_file(Home::config_path(&home));
+                }
+            })?;
+            let config = Config::open(&home).map_err(CaError::from)?;
+            let (home, store, ca) = open_ca(&home)?;
+            crate::tls::create_server_identity(&home, &config.grpc, &ca, &store).map_err(|e| {
+                Failure {
+                    code: ReasonCode::Internal,
+                    message: format!("TLS identity of the service: {e}"),
+                }
             })?;
             for (role, alg) in &report.algorithms {
                 println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
@@ -435,7 +493,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             println!("OCSP signer certificate: {}", report.ocsp_pem.display());
             println!(
                 "gRPC TLS certificate of the service: {}",
-                ca.home.dir.join(&ca.home.config.grpc.tls_cert).display()
+                home.dir.join(&config.grpc.tls_cert).display()
             );
             Ok(())
         }
@@ -486,12 +544,12 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     out.display()
                 )));
             }
-            let ca = open_ca(&home)?;
-            let actor = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "admin".into())
-            );
-            let issued = ca.issue(&IssueRequest {
+            let identification = identification
+                .map(|m| m.parse::<Identification>())
+                .transpose()
+                .map_err(|e| invalid(format!("identification: {e}")))?;
+            let (_, store, ca) = open_ca(&home)?;
+            let order = IssueRequest {
                 profile,
                 csr: csr_bytes,
                 subject: SubjectInfo {
@@ -506,10 +564,13 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 role,
                 identification,
                 dns_names: dns,
-                actor,
+                actor: actor(),
                 request_number: None,
                 key_storage: Default::default(),
-            })?;
+            };
+            let issued = ca
+                .issue(std::slice::from_ref(&order), &Issuance::alone(&store))?
+                .remove(0);
             std::fs::write(&out, issued.pem()).map_err(|e| Failure {
                 code: ReasonCode::Internal,
                 message: format!(
@@ -533,26 +594,17 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     invalidity_date,
                 },
         } => {
-            let code = match reason.as_str() {
-                "unspecified" => 0,
-                "key-compromise" => 1,
-                "affiliation-changed" => 3,
-                "superseded" => 4,
-                "cessation-of-operation" => 5,
-                other => {
-                    return Err(invalid(format!(
-                        "reason: unknown {other:?} (unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation)"
-                    )));
-                }
-            };
-            let ra = open_ra(&home)?;
-            let row = ra.revoke(
+            let code = RevocationReason::parse_accepted(&reason)
+                .map_err(|e| invalid(format!("reason: {e}")))?;
+            let row = open_instance(&home)?.ra.revoke(
                 &actor(),
-                &serial,
-                code,
-                invalidity_date,
+                &RevocationAsk {
+                    serial: &serial,
+                    reason: code,
+                    invalidity_date,
+                    why: "by an administrator (CLI)",
+                },
                 None,
-                "by an administrator (CLI)",
             )?;
             println!(
                 "revoked serial={} reason={reason} at={}",
@@ -572,7 +624,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     message: format!("{} has no database", home.db_path().display()),
                 });
             }
-            let store = nuc_store::Store::open(&home.db_path())?;
+            let store = SqliteStore::open(&home.db_path())?;
             match store.verify_audit()? {
                 Ok(n) => {
                     println!("audit chain intact: {n} records");
@@ -588,19 +640,16 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             home,
             http_listen,
             grpc_listen,
-        } => {
-            let ca = open_ca(&home)?;
-            crate::serve::run(
-                ca,
-                crate::serve::ServeOptions {
-                    http_listen,
-                    grpc_listen,
-                },
-            )
-            .map_err(|e| Failure {
-                code: ReasonCode::Internal,
-                message: e.to_string(),
-            })
-        }
+        } => crate::serve::run(
+            &home,
+            crate::serve::ServeOptions {
+                http_listen,
+                grpc_listen,
+            },
+        )
+        .map_err(|e| Failure {
+            code: ReasonCode::Internal,
+            message: e.to_string(),
+        }),
     }
 }

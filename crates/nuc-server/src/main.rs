@@ -6,7 +6,9 @@
 //! failed.
 
 mod cli;
+mod config;
 mod grpc;
+mod instance;
 mod outbox;
 mod publication;
 mod serve;

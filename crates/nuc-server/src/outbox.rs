@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nuc_ca::home::NotificationsConfig;
-use nuc_ra::Ra;
+use crate::config::NotificationsConfig;
 use nuc_store::Notification;
+use nuc_store::Outbox;
 use tokio::sync::watch;
 
 /// Messages per pass (and per commit of their outcomes).
@@ -38,8 +38,8 @@ fn deliver_to_file(dir: &std::path::Path, from: &str, n: &Notification) -> Resul
 }
 
 /// One pass over the pending messages; returns how many were delivered.
-pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize {
-    let pending = match ra.ca.store.pending_notifications(PASS_SIZE) {
+pub fn pass(outbox: &dyn Outbox, cfg: &NotificationsConfig, home: &std::path::Path) -> usize {
+    let pending = match outbox.pending_notifications(PASS_SIZE) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "outbox unreadable");
@@ -76,7 +76,7 @@ pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize
     }
     // One commit for the pass. Should it fail, the delivered messages are sent again on the
     // next pass: at least once, never lost.
-    if let Err(e) = ra.ca.store.notifications_attempted(&outcomes) {
+    if let Err(e) = outbox.notifications_attempted(&outcomes) {
         tracing::error!(error = %e, "could not record the delivery attempts");
     }
     sent
@@ -84,15 +84,15 @@ pub fn pass(ra: &Ra, cfg: &NotificationsConfig, home: &std::path::Path) -> usize
 
 /// Runs passes every `interval_secs` until `stop` turns true (then one last pass).
 pub async fn run(
-    ra: Arc<Ra>,
+    outbox: Arc<dyn Outbox>,
     cfg: NotificationsConfig,
     home: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     loop {
-        let (ra2, cfg2, home2) = (ra.clone(), cfg.clone(), home.clone());
-        let sent = tokio::task::spawn_blocking(move || pass(&ra2, &cfg2, &home2))
+        let (outbox2, cfg2, home2) = (outbox.clone(), cfg.clone(), home.clone());
+        let sent = tokio::task::spawn_blocking(move || pass(outbox2.as_ref(), &cfg2, &home2))
             .await
             .unwrap_or(0);
         if sent == PASS_SIZE as usize {

@@ -7,9 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::instance::Instance;
 use nuc_publisher::crl::{self, PublishError, Published, PublishedDelta, Validity};
-use nuc_ra::Ra;
-use nuc_store::CrlRow;
+use nuc_store::{AuditLog, CrlRow, PublicationStore};
 use tokio::sync::watch;
 
 /// Default `[publication]` settings.
@@ -20,7 +20,7 @@ const DEFAULT_DELTA_AFTER_REVOCATION_MS: u64 = 1_000;
 
 /// The service's CRL publisher.
 pub struct Publisher {
-    ra: Arc<Ra>,
+    inst: Arc<Instance>,
     validity: Validity,
     interval: Duration,
     delta_delay: Duration,
@@ -30,8 +30,8 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(ra: Arc<Ra>) -> Self {
-        let cfg = &ra.ca.home.config.publication;
+    pub fn new(inst: Arc<Instance>) -> Self {
+        let cfg = &inst.home.config.publication;
         let validity = Validity {
             full_secs: cfg.crl_validity_secs.unwrap_or(DEFAULT_FULL_VALIDITY_SECS),
             delta_secs: cfg
@@ -48,7 +48,7 @@ impl Publisher {
                 .unwrap_or(DEFAULT_DELTA_AFTER_REVOCATION_MS),
         );
         Self {
-            ra,
+            inst,
             validity,
             interval,
             delta_delay,
@@ -64,7 +64,7 @@ impl Publisher {
     pub fn publish(&self, actor: &str) -> Result<Published, PublishError> {
         let _one = self.lock();
         let started = Instant::now();
-        let p = crl::publish_as(&self.ra.ca, now(), self.validity, actor)?;
+        let p = crl::publish_as(self.inst.crls(), now(), self.validity, actor)?;
         tracing::info!(
             full = p.full_number,
             delta = p.delta_number,
@@ -81,7 +81,7 @@ impl Publisher {
         let started = Instant::now();
         let delta = {
             let _one = self.lock();
-            crl::publish_delta(&self.ra.ca, now(), self.validity.delta_secs, actor)?
+            crl::publish_delta(self.inst.crls(), now(), self.validity.delta_secs, actor)?
         };
         match &delta {
             Some(d) => tracing::info!(
@@ -100,7 +100,7 @@ impl Publisher {
 
     /// The CRLs served now, without their bytes.
     pub fn current(&self) -> Result<(Option<CrlRow>, Option<CrlRow>), nuc_store::StoreError> {
-        let store = &self.ra.ca.store;
+        let store = &self.inst.store;
         Ok((
             store.latest_full_crl_info()?,
             store.latest_delta_crl_info()?,
@@ -111,11 +111,11 @@ impl Publisher {
     /// past its nextUpdate, then every interval, and a delta `delta_after_revocation_ms` after
     /// a revocation (revocations arriving meanwhile go out in the same delta).
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let revocations = self.ra.revocations();
+        let revocations = self.inst.ra.revocations();
         let me = self.clone();
         let stale = blocking(move || {
             me.ensure_root_crl();
-            match me.ra.ca.store.latest_full_crl_info() {
+            match me.inst.store.latest_full_crl_info() {
                 Ok(Some(row)) => row.next_update <= now(),
                 _ => true,
             }
@@ -176,7 +176,7 @@ impl Publisher {
     /// missing or within 30 days of its nextUpdate. Failures are logged: the issuing CA's
     /// publication does not depend on it.
     fn ensure_root_crl(&self) {
-        if let Err(e) = ensure_root_crl(&self.ra) {
+        if let Err(e) = ensure_root_crl(&self.inst) {
             tracing::error!(error = %e, "root CRL could not be published");
         }
     }
@@ -198,9 +198,9 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     }
 }
 
-fn ensure_root_crl(ra: &Ra) -> anyhow::Result<()> {
+fn ensure_root_crl(inst: &Instance) -> anyhow::Result<()> {
     use der::Decode;
-    let path = ra.ca.home.ca_dir().join("root.crl");
+    let path = inst.home.ca_dir().join("root.crl");
     let now = nuc_core::time::now_unix();
     if let Ok(der) = std::fs::read(&path)
         && let Ok(crl) = <x509_cert::crl::CertificateList>::from_der(&der)
@@ -210,11 +210,11 @@ fn ensure_root_crl(ra: &Ra) -> anyhow::Result<()> {
         return Ok(());
     }
     let next_update = now + 365 * 86_400;
-    let der = crl::root_crl(&ra.ca, now, next_update)?;
+    let der = crl::root_crl(inst.crls(), now, next_update)?;
     let tmp = path.with_extension("crl.tmp");
     std::fs::write(&tmp, &der)?;
     std::fs::rename(&tmp, &path)?;
-    ra.ca.store.audit(&nuc_store::AuditEntry {
+    inst.store.audit(&nuc_store::AuditEntry {
         actor: "system".into(),
         action: "crl.published".into(),
         object: "crl:root".into(),

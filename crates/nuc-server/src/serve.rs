@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,17 +13,18 @@ use nuc_api::v1::operator_service_server::OperatorServiceServer;
 use nuc_api::v1::portal_service_server::PortalServiceServer;
 use nuc_api::v1::publisher_service_server::PublisherServiceServer;
 use nuc_api::v1::verification_service_server::VerificationServiceServer;
-use nuc_ca::Ca;
-use nuc_ra::{OffsetClock, Ra, RaConfig};
+use nuc_ra::OffsetClock;
+use nuc_store::{CertificateReader, CertificateStore, PublicationStore};
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi, PublisherApi, VerificationApi};
+use crate::instance::Instance;
 use crate::outbox;
 use crate::publication::Publisher;
 
 struct AppState {
-    ra: Arc<Ra>,
+    inst: Arc<Instance>,
     started: Instant,
     ocsp: nuc_publisher::ocsp::OcspCache,
 }
@@ -38,14 +39,14 @@ async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::
     // be signed goes to the blocking pool, where waiting on the HSM stalls no connection.
     if let Some(answer) = state
         .ocsp
-        .cached(&state.ra.ca, &request, nuc_core::time::now_unix())
+        .cached(state.inst.ocsp(), &request, nuc_core::time::now_unix())
     {
         return ([(axum::http::header::CONTENT_TYPE, OCSP_RESPONSE)], answer).into_response();
     }
     let answer = tokio::task::spawn_blocking(move || {
         state
             .ocsp
-            .respond(&state.ra.ca, &request, nuc_core::time::now_unix())
+            .respond(state.inst.ocsp(), &request, nuc_core::time::now_unix())
     })
     .await
     .unwrap_or_else(|_| {
@@ -79,10 +80,10 @@ async fn ocsp_get(
 async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
-    let ra = state.ra.clone();
+    let inst = state.inst.clone();
     let row = tokio::task::spawn_blocking(move || match kind {
-        nuc_store::CrlKind::Full => ra.ca.store.latest_full_crl(),
-        nuc_store::CrlKind::Delta => ra.ca.store.latest_delta_crl(),
+        nuc_store::CrlKind::Full => inst.store.latest_full_crl(),
+        nuc_store::CrlKind::Delta => inst.store.latest_delta_crl(),
     })
     .await;
     match row {
@@ -106,7 +107,7 @@ async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::
 async fn root_crl(State(state): State<Arc<AppState>>) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
-    match std::fs::read(state.ra.ca.home.ca_dir().join("root.crl")) {
+    match std::fs::read(state.inst.home.ca_dir().join("root.crl")) {
         Ok(der) => (
             [
                 (header::CONTENT_TYPE, "application/pkix-crl"),
@@ -133,11 +134,11 @@ fn ca_certificate(der: Vec<u8>) -> axum::response::Response {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let counts = state.ra.ca.store.certificate_counts().unwrap_or_default();
+    let counts = state.inst.store.certificate_counts().unwrap_or_default();
     Json(serde_json::json!({
         "status": "serving",
         "uptime_s": state.started.elapsed().as_secs(),
-        "issuing_ca": state.ra.ca.issuing.subject.to_string(),
+        "issuing_ca": state.inst.ca.issuing().subject.to_string(),
         "certificates": counts.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
@@ -155,9 +156,27 @@ fn loopback(addr: &SocketAddr, what: &str) {
     }
 }
 
-pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
-    let cfg = ca.home.config.clone();
-    let home = ca.home.dir.clone();
+pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
+    let clock = Arc::new(OffsetClock::default());
+    let inst = Arc::new(Instance::open(dir, clock.clone())?);
+    let development = inst.config.service.development;
+    // Tests and demos move time forward (the 30-day deadline) by starting with an offset: a
+    // hook that only a development home accepts, so that no production RA runs on a moved
+    // clock.
+    if let Some(text) = std::env::var_os("NUC_CLOCK_OFFSET_SECS") {
+        if !development {
+            anyhow::bail!(
+                "NUC_CLOCK_OFFSET_SECS is a test hook, refused: this home is not a development home ([service] development = true, `nuc init --development`)"
+            );
+        }
+        let offset: i64 = text.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            anyhow::anyhow!("NUC_CLOCK_OFFSET_SECS: {text:?} is not a number of seconds")
+        })?;
+        tracing::warn!(offset, "clock offset in force (development home)");
+        clock.advance(offset);
+    }
+    let cfg = inst.config.clone();
+    let home = inst.home.dir.clone();
     let http_listen = opts
         .http_listen
         .unwrap_or_else(|| cfg.service.http_listen.clone());
@@ -170,37 +189,19 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("grpc listen {grpc_listen:?}: {e}"))?;
     loopback(&http_addr, "HTTP");
     loopback(&grpc_addr, "gRPC");
+    if cfg.grpc.dev_plaintext && !development {
+        anyhow::bail!(
+            "[grpc] dev_plaintext is a test hook, refused: this home is not a development home ([service] development = true)"
+        );
+    }
     if cfg.grpc.dev_plaintext && !grpc_addr.ip().is_loopback() {
         anyhow::bail!("[grpc] dev_plaintext is allowed on loopback only");
     }
-    let registry = nuc_registry::HttpRegistry::new(
-        &cfg.registry.url,
-        Duration::from_millis(cfg.registry.timeout_ms),
-    )
-    .map_err(|e| anyhow::anyhow!("[registry] url: {e}"))?;
-    // Tests and demos move time forward (the 30-day deadline) by starting with an offset.
-    let clock = Arc::new(OffsetClock::default());
-    if let Some(offset) = std::env::var("NUC_CLOCK_OFFSET_SECS")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-    {
-        tracing::warn!(offset, "clock offset in force (tests and demos only)");
-        clock.advance(offset);
-    }
-    let ra = Arc::new(Ra::new(
-        Arc::new(ca),
-        Arc::new(registry),
-        clock,
-        RaConfig {
-            request_ttl_secs: cfg.ra.request_ttl_days * 86_400,
-            download_url: cfg.ra.download_url.clone(),
-        },
-    ));
 
     // A reservation older than this without its certificate was left by a process that
     // stopped between reserving and recording; none in flight (a CLI beside us) is that old.
     const STALE_RESERVATION_SECS: i64 = 600;
-    match ra.ca.store.abandon_stale_reservations(
+    match inst.store.abandon_stale_reservations(
         nuc_core::time::now_unix() - STALE_RESERVATION_SECS,
         "system:recovery",
     ) {
@@ -226,7 +227,7 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         let client_ca = der::pem::encode_string(
             "CERTIFICATE",
             der::pem::LineEnding::LF,
-            &ra.ca.issuing.cert_der,
+            &inst.ca.issuing().cert_der,
         )?;
         Some(
             ServerTlsConfig::new()
@@ -248,8 +249,8 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         };
 
-        let api = Arc::new(Api::new(ra.clone(), cfg.grpc.dev_plaintext));
-        let publisher = Arc::new(Publisher::new(ra.clone()));
+        let api = Arc::new(Api::new(inst.clone(), cfg.grpc.dev_plaintext));
+        let publisher = Arc::new(Publisher::new(inst.clone()));
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<PortalServiceServer<PortalApi>>()
@@ -292,14 +293,17 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
             );
 
         let state = Arc::new(AppState {
-            ra: ra.clone(),
+            inst: inst.clone(),
             started: Instant::now(),
             ocsp: nuc_publisher::ocsp::OcspCache::new(
                 nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
                 100_000,
             ),
         });
-        let (root_der, issuing_der) = (ra.ca.root.cert_der.clone(), ra.ca.issuing.cert_der.clone());
+        let (root_der, issuing_der) = (
+            inst.ca.root().cert_der.clone(),
+            inst.ca.issuing().cert_der.clone(),
+        );
         let app = axum::Router::new()
             .route("/healthz", get(healthz))
             .route("/ocsp", axum::routing::post(ocsp_post))
@@ -330,7 +334,7 @@ pub fn run(ca: Ca, opts: ServeOptions) -> anyhow::Result<()> {
         let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
 
         let sender = outbox::run(
-            ra.clone(),
+            inst.store.clone(),
             cfg.notifications.clone(),
             home.clone(),
             stop_rx.clone(),

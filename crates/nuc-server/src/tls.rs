@@ -5,8 +5,12 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use nuc_ca::{Ca, IssueRequest};
+use nuc_ca::{Ca, Home, IssueRequest};
 use nuc_core::SubjectInfo;
+use nuc_store::Issuance;
+use nuc_store_sqlite::SqliteStore;
+
+use crate::config::GrpcConfig;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -14,12 +18,13 @@ use openssl::pkey::PKey;
 use openssl::x509::X509ReqBuilder;
 
 /// Makes `tls/server.key` and `tls/server.pem` (certificate + issuing CA) for `localhost`.
-pub fn create_server_identity(ca: &Ca) -> anyhow::Result<()> {
-    let cfg = &ca.home.config.grpc;
-    let (key_path, cert_path) = (
-        ca.home.dir.join(&cfg.tls_key),
-        ca.home.dir.join(&cfg.tls_cert),
-    );
+pub fn create_server_identity(
+    home: &Home,
+    cfg: &GrpcConfig,
+    ca: &Ca,
+    store: &SqliteStore,
+) -> anyhow::Result<()> {
+    let (key_path, cert_path) = (home.dir.join(&cfg.tls_key), home.dir.join(&cfg.tls_cert));
     if key_path.exists() || cert_path.exists() {
         anyhow::bail!(
             "{} or {} exists already",
@@ -32,27 +37,29 @@ pub fn create_server_identity(ca: &Ca) -> anyhow::Result<()> {
     let mut req = X509ReqBuilder::new()?;
     req.set_pubkey(&key)?;
     req.sign(&key, MessageDigest::sha256())?;
+    let order = IssueRequest {
+        profile: "system".into(),
+        csr: req.build().to_der()?,
+        subject: SubjectInfo {
+            iin: None,
+            surname: None,
+            name: None,
+            patronymic: None,
+            organization: None,
+            email: None,
+            common_name: Some("nuc-server".into()),
+        },
+        role: None,
+        identification: None,
+        dns_names: vec!["localhost".into()],
+        actor: "cli:init".into(),
+        request_number: None,
+        key_storage: Default::default(),
+    };
     let issued = ca
-        .issue(&IssueRequest {
-            profile: "system".into(),
-            csr: req.build().to_der()?,
-            subject: SubjectInfo {
-                iin: None,
-                surname: None,
-                name: None,
-                patronymic: None,
-                organization: None,
-                email: None,
-                common_name: Some("nuc-server".into()),
-            },
-            role: None,
-            identification: None,
-            dns_names: vec!["localhost".into()],
-            actor: "cli:init".into(),
-            request_number: None,
-            key_storage: Default::default(),
-        })
-        .map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
+        .issue(std::slice::from_ref(&order), &Issuance::alone(store))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?
+        .remove(0);
     if let Some(dir) = key_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -65,7 +72,7 @@ pub fn create_server_identity(ca: &Ca) -> anyhow::Result<()> {
     let issuing = der::pem::encode_string(
         "CERTIFICATE",
         der::pem::LineEnding::LF,
-        &ca.issuing.cert_der,
+        &ca.issuing().cert_der,
     )?;
     std::fs::write(&cert_path, format!("{}{issuing}", issued.pem()))?;
     Ok(())

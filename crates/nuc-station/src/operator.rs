@@ -3,14 +3,14 @@
 //! PKCS#10 request for the operator certificate itself.
 //!
 //! The token is driven through the same PKCS#11 code the CA uses for its own keys
-//! (`nuc_ca::hsm`), but it is the operator's token, with the operator's PIN: the CA's keys are
+//! (`nuc-hsm`), but it is the operator's token, with the operator's PIN: the CA's keys are
 //! never reachable from a workstation.
 
 use std::path::Path;
 
 use der::{Decode, Encode};
-use nuc_ca::KeyAlgorithm;
-use nuc_ca::hsm::{Hsm, HsmKey};
+use nuc_hsm::KeyAlgorithm;
+use nuc_hsm::{Hsm, HsmKey};
 use prost::Message;
 use x509_cert::Certificate;
 

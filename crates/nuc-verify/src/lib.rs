@@ -31,17 +31,23 @@
 //! nothing, signs nothing, and never trusts a certificate merely because a CMS carries it.
 
 use der::Decode;
-use nuc_ca::Ca;
 use nuc_cms::CmsError;
 use nuc_core::{Bin, Iin, ReasonCode};
-use nuc_store::{RevocationRow, StoreError};
+use nuc_store::{CertificateReader, RevocationReader, RevocationRow, StoreError};
 use x509_cert::Certificate;
 
 /// How far in the future a signingTime may lie (clocks of workstations drift).
 pub const CLOCK_SKEW_SECS: i64 = 300;
 
-/// CRL reasons after which no signature of the key is trusted, whatever time it claims.
-const DISTRUST_WHOLLY: [i64; 2] = [0, 1];
+/// What a verification is checked against: our issuing CA's certificate, and read-only
+/// lookups of our certificates and revocations. Nothing here can change a thing.
+#[derive(Clone, Copy)]
+pub struct Lookups<'a> {
+    /// DER of the issuing CA's certificate.
+    pub issuing_der: &'a [u8],
+    pub certificates: &'a dyn CertificateReader,
+    pub revocations: &'a dyn RevocationReader,
+}
 
 /// What the relying party's application states about the signer.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +134,7 @@ fn unix(t: &x509_cert::time::Time) -> i64 {
 /// `detached` when the document travels apart, against what the application `stated`, at the
 /// service's present moment `now`. See the crate documentation for the checks and their order.
 pub fn verify_document(
-    ca: &Ca,
+    ours: Lookups<'_>,
     cms: &[u8],
     detached: Option<&[u8]>,
     stated: &Stated,
@@ -177,16 +183,19 @@ pub fn verify_document(
         der: verified.signer_cert_der.clone(),
     };
 
-    if let Err(e) = nuc_cms::signer_chains_to(&verified.signer_cert_der, &ca.issuing.cert_der) {
+    if let Err(e) = nuc_cms::signer_chains_to(&verified.signer_cert_der, ours.issuing_der) {
         verdict.signer = Some(signer);
         return Ok(verdict.fail(
             ReasonCode::SignerUnknown,
             format!("the signer certificate is not issued by the NUC ({e})"),
         ));
     }
-    let ours = ca.store.certificate(&serial_hex)?;
-    match ours {
-        Some(row) if row.state == "issued" && row.der.as_deref() == Some(&signer.der[..]) => {
+    let known = ours.certificates.certificate(&serial_hex)?;
+    match known {
+        Some(row)
+            if row.state == nuc_core::CertificateState::Issued
+                && row.der.as_deref() == Some(&signer.der[..]) =>
+        {
             signer.profile = row.profile;
         }
         _ => {
@@ -234,12 +243,13 @@ pub fn verify_document(
         ));
     }
 
-    if let Some(r) = ca.store.revocation(&serial_hex)? {
+    if let Some(r) = ours.revocations.revocation(&serial_hex)? {
         let effective = r.invalidity_date.unwrap_or(r.revoked_at);
-        let wholly = DISTRUST_WHOLLY.contains(&r.reason);
+        let wholly = r.reason.distrusts_wholly();
         let message = format!(
-            "certificate {serial_hex} was revoked at {} (CRL reason {}{})",
+            "certificate {serial_hex} was revoked at {} (CRL reason {} {}{})",
             nuc_core::time::rfc3339(r.revoked_at),
+            r.reason.code(),
             r.reason,
             if wholly {
                 ": no signature of its key is trusted".to_owned()

@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use nuc_api::v1::admin_service_server::AdminService;
 use nuc_api::v1::*;
+use nuc_core::{OperatorStatus, RevocationReason};
+use nuc_ra::RevocationAsk;
+use nuc_store::{CertificateReader, OperatorStore};
 use tonic::{Request, Response, Status};
 
 use super::{Api, Service, issued, status};
@@ -12,7 +15,7 @@ pub struct AdminApi(pub Arc<Api>);
 
 impl AdminApi {
     fn operator(&self, iin: &str) -> Result<Operator, Status> {
-        let store = &self.0.ra.ca.store;
+        let store = &self.0.inst.store;
         let o = store
             .operator(iin)
             .map_err(|e| status(e.into()))?
@@ -31,14 +34,14 @@ impl AdminApi {
             name: o.name,
             role: o.role,
             con: o.con,
-            status: o.status,
+            status: o.status.to_string(),
         })
     }
 
     fn set_status(
         &self,
         req: Request<OperatorRef>,
-        to: &str,
+        to: OperatorStatus,
     ) -> Result<Response<Operator>, Status> {
         let caller = self.0.authorize(&req, Service::Admin)?;
         let r = req.into_inner();
@@ -72,21 +75,21 @@ impl AdminService for AdminApi {
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, "suspended")
+        self.set_status(req, OperatorStatus::Suspended)
     }
 
     async fn resume_operator(
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, "active")
+        self.set_status(req, OperatorStatus::Active)
     }
 
     async fn dismiss_operator(
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, "dismissed")
+        self.set_status(req, OperatorStatus::Dismissed)
     }
 
     async fn list_operators(
@@ -96,8 +99,7 @@ impl AdminService for AdminApi {
         self.0.authorize(&req, Service::Admin)?;
         let rows = self
             .0
-            .ra
-            .ca
+            .inst
             .store
             .operators()
             .map_err(|e| status(e.into()))?;
@@ -115,16 +117,20 @@ impl AdminService for AdminApi {
         let caller = self.0.authorize(&req, Service::Admin)?;
         let r = req.into_inner();
         let invalidity = (r.invalidity_date != 0).then_some(r.invalidity_date);
+        let reason = RevocationReason::accepted(i64::from(r.reason))
+            .map_err(|e| status(nuc_ra::RaError::invalid("reason", e)))?;
         let row = self
             .0
             .ra
             .revoke(
                 &caller.actor(),
-                &r.serial_hex,
-                i64::from(r.reason),
-                invalidity,
+                &RevocationAsk {
+                    serial: &r.serial_hex,
+                    reason,
+                    invalidity_date: invalidity,
+                    why: "by an administrator",
+                },
                 None,
-                "by an administrator",
             )
             .map_err(status)?;
         Ok(Response::new(RevokeCertificateResponse {

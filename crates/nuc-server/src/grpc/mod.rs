@@ -18,6 +18,7 @@ use const_oid::ObjectIdentifier;
 use der::Decode;
 use nuc_core::ReasonCode;
 use nuc_ra::{Ra, RaError};
+use nuc_store::RevocationReader;
 use tonic::{Code, Request, Status};
 use x509_cert::Certificate;
 
@@ -99,6 +100,9 @@ impl Caller {
 /// What every service shares.
 pub struct Api {
     pub ra: Arc<Ra>,
+    /// The instance the RA belongs to: the store and the CA, for what handlers read directly
+    /// (operators, revocations, CRL status).
+    pub inst: Arc<crate::instance::Instance>,
     /// Role OIDs of system certificates, from the policy.
     pub role_oids: Vec<(ObjectIdentifier, Role)>,
     /// Plaintext dev mode: every caller is treated as having every role. Loopback only.
@@ -106,10 +110,10 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(ra: Arc<Ra>, dev_plaintext: bool) -> Self {
-        let role_oids = ra
+    pub fn new(inst: Arc<crate::instance::Instance>, dev_plaintext: bool) -> Self {
+        let role_oids = inst
             .ca
-            .policy
+            .policy()
             .profiles
             .get("system")
             .map(|p| {
@@ -120,7 +124,8 @@ impl Api {
             })
             .unwrap_or_default();
         Self {
-            ra,
+            ra: inst.ra.clone(),
+            inst,
             role_oids,
             dev_plaintext,
         }
@@ -184,7 +189,7 @@ impl Api {
                 )
             })?;
         // A revoked system certificate is refused even though its chain is fine.
-        match self.ra.ca.store.revocation(&serial_hex) {
+        match self.inst.store.revocation(&serial_hex) {
             Ok(None) => {}
             Ok(Some(_)) => {
                 return Err(Status::unauthenticated("the client certificate is revoked"));

@@ -42,9 +42,7 @@ fn application(row: nuc_store::RequestRow) -> Application {
         email: row.email.unwrap_or_default(),
         registered_at: row.registered_at,
         expires_at: row.expires_at,
-        key_storage: key_storage_of(
-            nuc_core::KeyStorage::parse(&row.key_storage).unwrap_or_default(),
-        ) as i32,
+        key_storage: key_storage_of(row.key_storage) as i32,
     }
 }
 

@@ -10,8 +10,8 @@ use super::{Api, Service, blocking, issued, issued_all};
 
 pub struct PortalApi(pub Arc<Api>);
 
-pub fn state_of(s: nuc_store::RequestState) -> RequestState {
-    use nuc_store::RequestState as S;
+pub fn state_of(s: nuc_core::RequestState) -> RequestState {
+    use nuc_core::RequestState as S;
     match s {
         S::Registered => RequestState::Registered,
         S::Confirmed => RequestState::Confirmed,

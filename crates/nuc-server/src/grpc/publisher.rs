@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nuc_api::v1::publisher_service_server::PublisherService;
 use nuc_api::v1::{CrlInfo, CrlStatus, GetCrlStatusRequest, PublishCrlsRequest};
 use nuc_core::ReasonCode;
-use nuc_store::{CrlKind, CrlRow};
+use nuc_store::{AuditLog, CrlKind, CrlRow};
 use tonic::{Request, Response, Status};
 
 use super::{Api, Service, refusal};
@@ -33,7 +33,7 @@ impl PublisherApi {
             next_update: row.next_update,
             entries: row.entries,
             sha256: row.sha256,
-            url: self.api.ra.ca.home.config.publication.fill(url),
+            url: self.api.inst.home.config.publication.fill(url),
         })
     }
 
@@ -81,12 +81,11 @@ impl PublisherService for PublisherApi {
         let actor = caller.actor();
         tracing::info!(%actor, %reason, "CRL publication requested");
         let publisher = self.publisher.clone();
-        let ra = self.api.ra.clone();
+        let inst = self.api.inst.clone();
         tokio::task::spawn_blocking(move || {
             // The request with its reason, then the publication (its own `crl.published`
             // records name the same caller).
-            ra.ca
-                .store
+            inst.store
                 .audit(&nuc_store::AuditEntry {
                     actor: actor.clone(),
                     action: "crl.publication_requested".into(),

@@ -85,10 +85,10 @@ impl VerificationService for VerificationApi {
             ));
         }
         let stated = stated(&r)?;
-        let ra = self.0.ra.clone();
+        let inst = self.0.inst.clone();
         let verdict = tokio::task::spawn_blocking(move || {
             let detached = (!r.detached_content.is_empty()).then_some(&r.detached_content[..]);
-            nuc_verify::verify_document(&ra.ca, &r.cms, detached, &stated, ra.now())
+            nuc_verify::verify_document(inst.lookups(), &r.cms, detached, &stated, inst.ra.now())
         })
         .await
         .map_err(|e| Status::internal(format!("INTERNAL: verification task failed: {e}")))?

@@ -2,48 +2,17 @@
 //!
 //! The hash covers every column of the record and the previous hash, serialised as a JSON
 //! array so that no two different records can share an encoding. Editing, deleting or
-//! reordering any record breaks the chain at that record, and [`Store::verify_audit`] names it.
+//! reordering any record breaks the chain at that record, and [`SqliteStore::verify_audit`] names it.
 
 use rusqlite::{Transaction, params};
 use sha2::{Digest, Sha256};
 
-use crate::{Store, StoreError};
+use nuc_store::{AuditBreak, AuditEntry, AuditRecord};
+
+use crate::{DbError, SqliteStore};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// What happened, as the caller states it; the store adds the sequence, time and hashes.
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    /// Who caused it: `cli:<user>`, `operator:<serial>`, `system`…
-    pub actor: String,
-    /// Dotted verb, e.g. `certificate.issued`, `certificate.refused`, `ca.initialised`.
-    pub action: String,
-    /// What it happened to, e.g. `serial:…` or `profile:individual-auth`.
-    pub object: String,
-    pub details: serde_json::Value,
-}
-
-/// A stored record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    pub seq: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub object: String,
-    pub details: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-/// The first record at which the chain does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit record {seq} is broken: {reason}")]
-pub struct AuditBreak {
-    pub seq: i64,
-    pub reason: String,
-}
 
 fn record_hash(
     seq: i64,
@@ -60,7 +29,7 @@ fn record_hash(
 }
 
 /// Appends `entry` inside `tx`; the record commits or vanishes with the change it describes.
-pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Result<i64, StoreError> {
+pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Result<i64, DbError> {
     let (last_seq, prev_hash): (i64, String) = tx
         .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -96,16 +65,16 @@ pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Resul
     Ok(seq)
 }
 
-impl Store {
+impl SqliteStore {
     /// Appends one audit record on its own (for events that change nothing else, such as a
     /// refusal).
-    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    pub(crate) fn audit(&self, entry: &AuditEntry) -> Result<(), DbError> {
         let entry = entry.clone();
         self.write(move |tx| append(tx, &entry, nuc_core::time::now_unix()).map(drop))
     }
 
     /// All records in order (for export and tests).
-    pub fn audit_records(&self) -> Result<Vec<AuditRecord>, StoreError> {
+    pub(crate) fn audit_records(&self) -> Result<Vec<AuditRecord>, DbError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, object, details, prev_hash, hash FROM audit_log ORDER BY seq",
@@ -127,7 +96,7 @@ impl Store {
 
     /// Walks the whole chain. `Ok(n)`: `n` records, all intact. `Err(break)`: the first
     /// record that was edited, removed, inserted or reordered.
-    pub fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, StoreError> {
+    pub(crate) fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, DbError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, object, details, prev_hash, hash FROM audit_log ORDER BY seq",
@@ -178,9 +147,9 @@ mod tests {
         }
     }
 
-    fn store_with(n: u32) -> (tempfile::TempDir, Store) {
+    fn store_with(n: u32) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("nuc.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("nuc.db")).unwrap();
         for i in 0..n {
             store.audit(&entry(i)).unwrap();
         }

@@ -7,109 +7,27 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use crate::audit::{AuditEntry, append};
-use crate::{Store, StoreError};
+use nuc_core::{
+    CertificateState, Identification, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind,
+    RequestState,
+};
+use nuc_store::{
+    AuditEntry, NewRequest, Notification, OperatorRow, RequestRow, RevocationRow, SerialStatus,
+    Transition,
+};
 
-/// States of a request (SPEC §3), as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestState {
-    Registered,
-    Confirmed,
-    Verified,
-    Issued,
-    Refused,
-    Expired,
-    Revoked,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registered => "registered",
-            Self::Confirmed => "confirmed",
-            Self::Verified => "verified",
-            Self::Issued => "issued",
-            Self::Refused => "refused",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "registered" => Self::Registered,
-            "confirmed" => Self::Confirmed,
-            "verified" => Self::Verified,
-            "issued" => Self::Issued,
-            "refused" => Self::Refused,
-            "expired" => Self::Expired,
-            "revoked" => Self::Revoked,
-            _ => return None,
-        })
-    }
-}
-
-/// A request as registered.
-#[derive(Debug, Clone)]
-pub struct NewRequest {
-    pub number: String,
-    pub kind: String,
-    pub state: RequestState,
-    pub iin: String,
-    pub bin: Option<String>,
-    pub role: Option<String>,
-    pub email: Option<String>,
-    pub subject_json: String,
-    pub auth_csr: Vec<u8>,
-    pub sign_csr: Vec<u8>,
-    pub identification: Option<String>,
-    pub registered_at: i64,
-    pub expires_at: i64,
-    /// SHA-256 (hex) of the signed payload the request comes from (renewal); refused if used.
-    pub payload_sha256: Option<String>,
-    /// `file`, `id-card` or `sim-card`: where the applicant's keys live.
-    pub key_storage: String,
-}
-
-/// A serial's status for OCSP: issued or not, and its revocation (reason, time) if revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SerialStatus {
-    pub issued: bool,
-    pub revocation: Option<(i64, i64)>,
-}
-
-/// A stored request.
-#[derive(Debug, Clone)]
-pub struct RequestRow {
-    pub number: String,
-    pub kind: String,
-    pub state: RequestState,
-    pub iin: String,
-    pub bin: Option<String>,
-    pub role: Option<String>,
-    pub email: Option<String>,
-    pub subject_json: String,
-    pub auth_csr: Vec<u8>,
-    pub sign_csr: Vec<u8>,
-    pub identification: Option<String>,
-    pub refusal_reason: Option<String>,
-    pub decided_by: Option<String>,
-    pub registered_at: i64,
-    pub expires_at: i64,
-    pub updated_at: i64,
-    /// `file`, `id-card` or `sim-card`.
-    pub key_storage: String,
-}
+use crate::audit::append;
+use crate::{DbError, SqliteStore, reason, spelled, spelled_opt};
+use nuc_store::StoreError;
 
 const REQUEST_COLUMNS: &str = "number, kind, state, iin, bin, role, email, subject_json, auth_csr, sign_csr, \
      identification, refusal_reason, decided_by, registered_at, expires_at, updated_at, key_storage";
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
-    let state: String = r.get(2)?;
     Ok(RequestRow {
         number: r.get(0)?,
-        kind: r.get(1)?,
-        state: RequestState::parse(&state).unwrap_or(RequestState::Refused),
+        kind: spelled(r, 1, RequestKind::parse)?,
+        state: spelled(r, 2, RequestState::parse)?,
         iin: r.get(3)?,
         bin: r.get(4)?,
         role: r.get(5)?,
@@ -117,53 +35,14 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
         subject_json: r.get(7)?,
         auth_csr: r.get(8)?,
         sign_csr: r.get(9)?,
-        identification: r.get(10)?,
+        identification: spelled_opt(r, 10, Identification::parse)?,
         refusal_reason: r.get(11)?,
         decided_by: r.get(12)?,
         registered_at: r.get(13)?,
         expires_at: r.get(14)?,
         updated_at: r.get(15)?,
-        key_storage: r.get(16)?,
+        key_storage: spelled(r, 16, KeyStorage::parse)?,
     })
-}
-
-/// A notification to send (the outbox).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    pub id: i64,
-    pub kind: String,
-    pub recipient: String,
-    pub subject: String,
-    pub body: String,
-    pub request_number: Option<String>,
-    pub attempts: i64,
-}
-
-/// A state change of a request, with everything that must commit with it.
-#[derive(Debug, Clone)]
-pub struct Transition {
-    pub number: String,
-    pub from: Vec<RequestState>,
-    pub to: RequestState,
-    pub refusal_reason: Option<String>,
-    pub decided_by: Option<String>,
-    pub identification: Option<String>,
-    /// SHA-256 (hex) of the signed payload that caused it; refused if already used.
-    pub payload_sha256: Option<String>,
-    /// Notification to enqueue: (kind, recipient, subject, body).
-    pub notify: Option<(String, String, String, String)>,
-    pub audit: AuditEntry,
-}
-
-/// An operator of a CON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorRow {
-    pub iin: String,
-    pub surname: String,
-    pub name: String,
-    pub role: String,
-    pub con: String,
-    pub status: String,
 }
 
 fn operator_row(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
@@ -173,18 +52,8 @@ fn operator_row(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
         name: r.get(2)?,
         role: r.get(3)?,
         con: r.get(4)?,
-        status: r.get(5)?,
+        status: spelled(r, 5, OperatorStatus::parse)?,
     })
-}
-
-/// A revocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevocationRow {
-    pub serial: String,
-    pub reason: i64,
-    pub revoked_at: i64,
-    pub invalidity_date: Option<i64>,
-    pub revoked_by: String,
 }
 
 fn use_payload(
@@ -192,13 +61,13 @@ fn use_payload(
     sha256: &str,
     used_for: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let existing: Option<String> = tx
         .prepare_cached("SELECT used_for FROM used_payloads WHERE sha256 = ?1")?
         .query_row([sha256], |r| r.get(0))
         .optional()?;
     if let Some(used_for) = existing {
-        return Err(StoreError::PayloadReplayed { used_for });
+        return Err(DbError::Store(StoreError::PayloadReplayed { used_for }));
     }
     tx.prepare_cached("INSERT INTO used_payloads (sha256, used_at, used_for) VALUES (?1, ?2, ?3)")?
         .execute(params![sha256, now, used_for])?;
@@ -207,24 +76,32 @@ fn use_payload(
 
 fn enqueue(
     tx: &Transaction<'_>,
-    (kind, recipient, subject, body): &(String, String, String, String),
+    n: &Notice,
     request_number: Option<&str>,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     tx.prepare_cached(
         "INSERT INTO notifications (created_at, kind, recipient, subject, body, request_number) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![now, kind, recipient, subject, body, request_number])?;
+    .execute(params![
+        now,
+        n.kind.as_str(),
+        n.recipient,
+        n.subject,
+        n.body,
+        request_number
+    ])?;
     Ok(())
 }
 
-pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<(), StoreError> {
+pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<(), DbError> {
     let now = nuc_core::time::now_unix();
     let current: Option<String> = tx
         .prepare_cached("SELECT state FROM requests WHERE number = ?1")?
         .query_row([&t2.number], |r| r.get(0))
         .optional()?;
-    let current = current.ok_or_else(|| StoreError::RequestNotFound(t2.number.clone()))?;
+    let current =
+        current.ok_or_else(|| DbError::Store(StoreError::RequestNotFound(t2.number.clone())))?;
     // A replayed payload is named as such, whatever state the request is in now.
     if let Some(h) = &t2.payload_sha256 {
         use_payload(
@@ -235,7 +112,7 @@ pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<
         )?;
     }
     if !t2.from.iter().any(|s| s.as_str() == current) {
-        return Err(StoreError::RequestState {
+        return Err(DbError::Store(StoreError::RequestState {
             number: t2.number.clone(),
             current,
             expected: t2
@@ -244,7 +121,7 @@ pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(" or "),
-        });
+        }));
     }
     tx.prepare_cached(
         "UPDATE requests SET state = ?2, updated_at = ?3,
@@ -259,7 +136,7 @@ pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<
         now,
         t2.refusal_reason,
         t2.decided_by,
-        t2.identification
+        t2.identification.map(|i| i.as_str())
     ])?;
     if let Some(n) = &t2.notify {
         enqueue(tx, n, Some(&t2.number), now)?;
@@ -268,16 +145,16 @@ pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Registers a request. With an idempotency key already used by the same caller, nothing is
     /// written and the request registered the first time is returned instead (`Ok((row, false))`).
-    pub fn register_request(
+    pub(crate) fn register_request(
         &self,
         r: &NewRequest,
         idempotency: Option<(String, String)>,
-        notify: Option<(String, String, String, String)>,
+        notify: Option<Notice>,
         audit: &AuditEntry,
-    ) -> Result<(RequestRow, bool), StoreError> {
+    ) -> Result<(RequestRow, bool), DbError> {
         let (r, audit) = (r.clone(), audit.clone());
         let number = self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -298,7 +175,7 @@ impl Store {
             ))?
             .execute(params![
                 r.number,
-                r.kind,
+                r.kind.as_str(),
                 r.state.as_str(),
                 r.iin,
                 r.bin,
@@ -307,10 +184,10 @@ impl Store {
                 r.subject_json,
                 r.auth_csr,
                 r.sign_csr,
-                r.identification,
+                r.identification.map(|i| i.as_str()),
                 r.registered_at,
                 r.expires_at,
-                r.key_storage
+                r.key_storage.as_str()
             ])?;
             if let Some((caller, key)) = &idempotency {
                 tx.execute(
@@ -326,16 +203,16 @@ impl Store {
         })?;
         let row = self
             .request(&number.0)?
-            .ok_or_else(|| StoreError::RequestNotFound(number.0.clone()))?;
+            .ok_or_else(|| DbError::Store(StoreError::RequestNotFound(number.0.clone())))?;
         Ok((row, number.1))
     }
 
     /// The request registered under a caller's idempotency key, if any.
-    pub fn request_by_idempotency(
+    pub(crate) fn request_by_idempotency(
         &self,
         caller: &str,
         key: &str,
-    ) -> Result<Option<RequestRow>, StoreError> {
+    ) -> Result<Option<RequestRow>, DbError> {
         let number: Option<String> = self
             .conn()
             .query_row(
@@ -351,7 +228,7 @@ impl Store {
     }
 
     /// A request by number.
-    pub fn request(&self, number: &str) -> Result<Option<RequestRow>, StoreError> {
+    pub(crate) fn request(&self, number: &str) -> Result<Option<RequestRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -364,15 +241,15 @@ impl Store {
 
     /// Moves a request from one of `t.from` to `t.to`, with its payload mark, notification and
     /// audit record; refuses if the request is elsewhere (someone else decided first).
-    pub fn transition(&self, t: &Transition) -> Result<RequestRow, StoreError> {
+    pub(crate) fn transition(&self, t: &Transition) -> Result<RequestRow, DbError> {
         let t2 = t.clone();
         self.write(move |tx| apply_transition(tx, &t2))?;
         self.request(&t.number)?
-            .ok_or_else(|| StoreError::RequestNotFound(t.number.clone()))
+            .ok_or_else(|| DbError::Store(StoreError::RequestNotFound(t.number.clone())))
     }
 
     /// Expires every registered request whose deadline is before `now`; returns their numbers.
-    pub fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, DbError> {
         let due: Vec<String> = {
             let conn = self.conn();
             let mut st = conn.prepare(
@@ -401,7 +278,7 @@ impl Store {
             };
             match self.transition(&t) {
                 Ok(_) => expired.push(number),
-                Err(StoreError::RequestState { .. }) => {} // decided meanwhile
+                Err(DbError::Store(StoreError::RequestState { .. })) => {} // decided meanwhile
                 Err(e) => return Err(e),
             }
         }
@@ -409,10 +286,10 @@ impl Store {
     }
 
     /// Certificates a request produced, in issuance order.
-    pub fn certificates_of_request(
+    pub(crate) fn certificates_of_request(
         &self,
         number: &str,
-    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<(String, String, Vec<u8>)>, DbError> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT serial, profile, der FROM certificates WHERE request_number = ?1 AND state = 'issued' ORDER BY issued_at, rowid",
@@ -423,13 +300,13 @@ impl Store {
 
     /// Revokes an issued certificate (once), with its payload mark, notification and audit
     /// record. The revocation is durable when this returns: CRL and OCSP read it from here.
-    pub fn revoke(
+    pub(crate) fn revoke(
         &self,
         r: &RevocationRow,
         payload_sha256: Option<String>,
-        notify: Option<(String, String, String, String)>,
+        notify: Option<Notice>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let (r, audit) = (r.clone(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -437,15 +314,15 @@ impl Store {
                 .prepare_cached("SELECT state, request_number FROM certificates WHERE serial = ?1")?
                 .query_row([&r.serial], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
-            let (state, request_number) = state.ok_or_else(|| StoreError::CertificateNotFound(r.serial.clone()))?;
+            let (state, request_number) = state.ok_or_else(|| DbError::Store(StoreError::CertificateNotFound(r.serial.clone())))?;
             if state != "issued" {
-                return Err(StoreError::CertificateNotFound(r.serial.clone()));
+                return Err(DbError::Store(StoreError::CertificateNotFound(r.serial.clone())));
             }
             let revoked: bool = tx
                 .prepare_cached("SELECT EXISTS(SELECT 1 FROM revocations WHERE serial = ?1)")?
                 .query_row([&r.serial], |row| row.get(0))?;
             if revoked {
-                return Err(StoreError::AlreadyRevoked(r.serial.clone()));
+                return Err(DbError::Store(StoreError::AlreadyRevoked(r.serial.clone())));
             }
             if let Some(h) = &payload_sha256 {
                 use_payload(tx, h, &format!("revocation of {}", r.serial), now)?;
@@ -453,7 +330,7 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![r.serial, r.reason, r.revoked_at, r.invalidity_date, r.revoked_by])?;
+            .execute(params![r.serial, r.reason.code(), r.revoked_at, r.invalidity_date, r.revoked_by])?;
             if let Some(n) = &notify {
                 enqueue(tx, n, request_number.as_deref(), now)?;
             }
@@ -485,7 +362,7 @@ impl Store {
     }
 
     /// What a signed payload was used for, if it was.
-    pub fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn payload_used(&self, sha256: &str) -> Result<Option<String>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -497,7 +374,7 @@ impl Store {
     }
 
     /// The revocation of a certificate, if revoked.
-    pub fn revocation(&self, serial: &str) -> Result<Option<RevocationRow>, StoreError> {
+    pub(crate) fn revocation(&self, serial: &str) -> Result<Option<RevocationRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -506,7 +383,7 @@ impl Store {
                 |r| {
                     Ok(RevocationRow {
                         serial: r.get(0)?,
-                        reason: r.get(1)?,
+                        reason: reason(r, 1)?,
                         revoked_at: r.get(2)?,
                         invalidity_date: r.get(3)?,
                         revoked_by: r.get(4)?,
@@ -518,7 +395,7 @@ impl Store {
 
     /// What OCSP needs to know of a serial, in one cached statement: the certificate's state
     /// and its revocation (reason, time), if any. `None` when we never reserved the serial.
-    pub fn serial_status(&self, serial: &str) -> Result<Option<SerialStatus>, StoreError> {
+    pub(crate) fn serial_status(&self, serial: &str) -> Result<Option<SerialStatus>, DbError> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
             "SELECT c.state, r.reason, r.revoked_at FROM certificates c \
@@ -526,25 +403,30 @@ impl Store {
         )?;
         Ok(st
             .query_row([serial], |r| {
-                let reason: Option<i64> = r.get(1)?;
+                let code: Option<i64> = r.get(1)?;
                 let revoked_at: Option<i64> = r.get(2)?;
+                let revocation = match (code, revoked_at) {
+                    (Some(_), Some(at)) => Some((reason(r, 1)?, at)),
+                    _ => None,
+                };
                 Ok(SerialStatus {
-                    issued: r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)? == "issued",
-                    revocation: reason.zip(revoked_at),
+                    issued: r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?
+                        == CertificateState::Issued.as_str(),
+                    revocation,
                 })
             })
             .optional()?)
     }
 
     /// Creates or updates an operator, with its audit record.
-    pub fn put_operator(&self, o: &OperatorRow, audit: &AuditEntry) -> Result<(), StoreError> {
+    pub(crate) fn put_operator(&self, o: &OperatorRow, audit: &AuditEntry) -> Result<(), DbError> {
         let (o, audit) = (o.clone(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
             tx.execute(
                 "INSERT INTO operators (iin, surname, name, role, con, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(iin) DO UPDATE SET surname = ?2, name = ?3, role = ?4, con = ?5, status = ?6, updated_at = ?7",
-                params![o.iin, o.surname, o.name, o.role, o.con, o.status, now],
+                params![o.iin, o.surname, o.name, o.role, o.con, o.status.as_str(), now],
             )?;
             append(tx, &audit, now)?;
             Ok(())
@@ -552,13 +434,13 @@ impl Store {
     }
 
     /// Sets an operator's status (active | suspended | dismissed), with its audit record.
-    pub fn set_operator_status(
+    pub(crate) fn set_operator_status(
         &self,
         iin: &str,
-        status: &str,
+        status: OperatorStatus,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        let (iin, status, audit) = (iin.to_owned(), status.to_owned(), audit.clone());
+    ) -> Result<(), DbError> {
+        let (iin, status, audit) = (iin.to_owned(), status.as_str(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
             let n = tx.execute(
@@ -566,7 +448,7 @@ impl Store {
                 params![iin, status, now],
             )?;
             if n != 1 {
-                return Err(StoreError::OperatorNotFound(iin));
+                return Err(DbError::Store(StoreError::OperatorNotFound(iin)));
             }
             append(tx, &audit, now)?;
             Ok(())
@@ -574,7 +456,7 @@ impl Store {
     }
 
     /// An operator by IIN.
-    pub fn operator(&self, iin: &str) -> Result<Option<OperatorRow>, StoreError> {
+    pub(crate) fn operator(&self, iin: &str) -> Result<Option<OperatorRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -586,7 +468,7 @@ impl Store {
     }
 
     /// All operators, by IIN.
-    pub fn operators(&self) -> Result<Vec<OperatorRow>, StoreError> {
+    pub(crate) fn operators(&self) -> Result<Vec<OperatorRow>, DbError> {
         let conn = self.conn();
         let mut st = conn
             .prepare("SELECT iin, surname, name, role, con, status FROM operators ORDER BY iin")?;
@@ -595,7 +477,7 @@ impl Store {
     }
 
     /// Serials of the issued certificates of a profile for an IIN (e.g. an operator's).
-    pub fn serials_for(&self, iin: &str, profile: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn serials_for(&self, iin: &str, profile: &str) -> Result<Vec<String>, DbError> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT serial FROM certificates WHERE iin = ?1 AND profile = ?2 AND state = 'issued' ORDER BY issued_at",
@@ -605,7 +487,7 @@ impl Store {
     }
 
     /// Notifications not yet sent, oldest first.
-    pub fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, StoreError> {
+    pub(crate) fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, DbError> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, kind, recipient, subject, body, request_number, attempts FROM notifications
@@ -614,7 +496,7 @@ impl Store {
         let rows = st.query_map([limit], |r| {
             Ok(Notification {
                 id: r.get(0)?,
-                kind: r.get(1)?,
+                kind: spelled(r, 1, NoticeKind::parse)?,
                 recipient: r.get(2)?,
                 subject: r.get(3)?,
                 body: r.get(4)?,
@@ -626,10 +508,10 @@ impl Store {
     }
 
     /// Records the outcomes of a pass of delivery attempts, all in one commit.
-    pub fn notifications_attempted(
+    pub(crate) fn notifications_attempted(
         &self,
         outcomes: &[(i64, Option<String>)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let outcomes = outcomes.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();

@@ -9,41 +9,9 @@
 use rusqlite::{OpenFlags, OptionalExtension, Row, params};
 
 use crate::audit::append;
-use crate::{AuditEntry, Store, StoreError};
+use nuc_store::{AuditEntry, CrlKind, CrlRow, RevocationEntry};
 
-/// Complete CRL or delta CRL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrlKind {
-    Full,
-    Delta,
-}
-
-impl CrlKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Delta => "delta",
-        }
-    }
-}
-
-/// A signed CRL as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrlRow {
-    pub crl_number: i64,
-    pub kind: CrlKind,
-    /// The deltaCRLIndicator of a delta: the number of the complete CRL it updates.
-    pub base_crl_number: Option<i64>,
-    pub this_update: i64,
-    pub next_update: i64,
-    /// How many revoked certificates it lists.
-    pub entries: i64,
-    pub der: Vec<u8>,
-    /// Hex SHA-256 of `der`.
-    pub sha256: String,
-    /// When it was recorded (set by the store; ignored on input).
-    pub published_at: i64,
-}
+use crate::{DbError, SqliteStore, reason};
 
 const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at";
 /// The same columns without the CRL itself (an empty `der`): for decisions and status, where
@@ -69,10 +37,10 @@ fn crl_row(r: &Row<'_>) -> rusqlite::Result<CrlRow> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// The number the next CRL should carry: one above every number recorded (1 at first).
-    /// Recording is what makes a number taken; see [`Store::record_crls`].
-    pub fn next_crl_number(&self) -> Result<i64, StoreError> {
+    /// Recording is what makes a number taken; see [`SqliteStore::record_crls`].
+    pub(crate) fn next_crl_number(&self) -> Result<i64, DbError> {
         Ok(self.conn().query_row(
             "SELECT COALESCE(MAX(crl_number), 0) + 1 FROM crls",
             [],
@@ -83,7 +51,11 @@ impl Store {
     /// Records signed CRLs, in the order given, each with its `crl.published` audit record,
     /// in one durable change. Refused as a whole if any number does not exceed every number
     /// recorded before it. Gives the rows back (a CRL can be large: it is moved, not copied).
-    pub fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+    pub(crate) fn record_crls(
+        &self,
+        crls: Vec<CrlRow>,
+        actor: &str,
+    ) -> Result<Vec<CrlRow>, DbError> {
         let actor = actor.to_owned();
         self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -127,7 +99,7 @@ impl Store {
         })
     }
 
-    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, StoreError> {
+    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -141,35 +113,35 @@ impl Store {
     }
 
     /// The complete CRL with the highest number, if any was published.
-    pub fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+    pub(crate) fn latest_full_crl(&self) -> Result<Option<CrlRow>, DbError> {
         self.latest_crl(CrlKind::Full, CRL_COLUMNS)
     }
 
-    /// [`Store::latest_full_crl`] without its DER (`der` is empty).
-    pub fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+    /// [`SqliteStore::latest_full_crl`] without its DER (`der` is empty).
+    pub(crate) fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
         self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS)
     }
 
-    /// [`Store::latest_delta_crl`] without its DER (`der` is empty).
-    pub fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+    /// [`SqliteStore::latest_delta_crl`] without its DER (`der` is empty).
+    pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
         self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS)
     }
 
     /// The delta CRL with the highest number, if any was published.
-    pub fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+    pub(crate) fn latest_delta_crl(&self) -> Result<Option<CrlRow>, DbError> {
         self.latest_crl(CrlKind::Delta, CRL_COLUMNS)
     }
 
-    /// Calls `f(serial_hex, reason, revoked_at, invalidity_date)` for every revocation (with
+    /// Calls `f` for every revocation (with
     /// `revoked_at >= since` when given), row by row as SQLite yields them: nothing is
     /// collected, so memory does not grow with the number of revocations. All rows come from
     /// one read snapshot. The scan uses a connection of its own, so other readers are not
     /// held up while a large CRL is built.
-    pub fn for_each_revocation(
+    pub(crate) fn for_each_revocation(
         &self,
         since: Option<i64>,
-        mut f: impl FnMut(&str, i64, i64, Option<i64>),
-    ) -> Result<(), StoreError> {
+        f: &mut dyn FnMut(RevocationEntry<'_>),
+    ) -> Result<(), DbError> {
         let path = self.conn().path().map(str::to_owned).unwrap_or_default();
         let own;
         let shared;
@@ -207,7 +179,12 @@ impl Store {
         };
         while let Some(r) = rows.next()? {
             let serial = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            f(serial, r.get(1)?, r.get(2)?, r.get(3)?);
+            f(RevocationEntry {
+                serial_hex: serial,
+                reason: reason(r, 1)?,
+                revoked_at: r.get(2)?,
+                invalidity_date: r.get(3)?,
+            });
         }
         Ok(())
     }
@@ -234,7 +211,7 @@ mod tests {
     #[test]
     fn crl_numbers_increase_and_are_audited() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("nuc.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("nuc.db")).unwrap();
         assert_eq!(store.next_crl_number().unwrap(), 1);
         assert!(store.latest_full_crl().unwrap().is_none());
         assert!(store.latest_full_crl_info().unwrap().is_none());
@@ -276,7 +253,7 @@ mod tests {
     #[test]
     fn revocations_stream_all_or_since() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("nuc.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("nuc.db")).unwrap();
         let audit = AuditEntry {
             actor: "test".into(),
             action: "t".into(),
@@ -287,7 +264,7 @@ mod tests {
             let serial = format!("0{i}");
             store
                 .reserve(
-                    &crate::Reservation {
+                    &nuc_store::Reservation {
                         serial: serial.clone(),
                         profile: "p".into(),
                         subject: "CN=T".into(),
@@ -304,9 +281,9 @@ mod tests {
             store.record_issued(&serial, b"der", &audit).unwrap();
             store
                 .revoke(
-                    &crate::RevocationRow {
+                    &nuc_store::RevocationRow {
                         serial,
-                        reason: i,
+                        reason: nuc_core::RevocationReason::from_code(i).unwrap(),
                         revoked_at: at,
                         invalidity_date: (i == 2).then_some(50),
                         revoked_by: "test".into(),
@@ -319,7 +296,14 @@ mod tests {
         }
         let mut all = vec![];
         store
-            .for_each_revocation(None, |s, r, at, inv| all.push((s.to_owned(), r, at, inv)))
+            .for_each_revocation(None, &mut |e| {
+                all.push((
+                    e.serial_hex.to_owned(),
+                    i64::from(e.reason.code()),
+                    e.revoked_at,
+                    e.invalidity_date,
+                ))
+            })
             .unwrap();
         all.sort();
         assert_eq!(
@@ -332,7 +316,7 @@ mod tests {
         );
         let mut since = vec![];
         store
-            .for_each_revocation(Some(200), |s, _, _, _| since.push(s.to_owned()))
+            .for_each_revocation(Some(200), &mut |e| since.push(e.serial_hex.to_owned()))
             .unwrap();
         since.sort();
         assert_eq!(since, ["02", "03"]);

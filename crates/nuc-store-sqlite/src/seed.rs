@@ -2,7 +2,7 @@
 //!
 //! A CRL benchmark needs a database holding a million revocations, and going through the
 //! real path (an issuance signed in the HSM, then an audited revocation, per certificate) would
-//! take hours. [`Store::seed_revocations_unaudited`] writes the rows directly instead: each
+//! take hours. [`SqliteStore::seed_revocations_unaudited`] writes the rows directly instead: each
 //! revocation with the certificate row it refers to (the foreign key wants one), in one
 //! transaction with prepared statements.
 //!
@@ -19,9 +19,10 @@
 
 use rusqlite::params;
 
-use crate::{Store, StoreError};
+use crate::{DbError, SqliteStore};
+use nuc_store::StoreError;
 
-/// What [`Store::seed_revocations_unaudited`] writes.
+/// What [`SqliteStore::seed_revocations_unaudited`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevocationSeed {
     /// Revocations to add, each with its placeholder certificate row.
@@ -91,14 +92,14 @@ fn reason(rng: &mut SplitMix64) -> i64 {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Adds `seed.count` revocations and their placeholder certificate rows in one transaction,
     /// **without audit records and without certificates** (see the module documentation):
     /// for benchmark and test homes only. About one in eight key compromises carries an
     /// invalidity date. Fails as a whole (nothing written) if a serial already exists.
     pub fn seed_revocations_unaudited(&self, seed: &RevocationSeed) -> Result<(), StoreError> {
         let seed = *seed;
-        self.write(move |tx| {
+        Ok(self.write(move |tx| {
             let mut rng = SplitMix64(seed.seed);
             let mut cert = tx.prepare(
                 "INSERT INTO certificates
@@ -125,7 +126,7 @@ impl Store {
                 let not_after = not_before + 365 * 86_400;
                 let spki = format!("seed:{serial}");
                 if cert.execute(params![serial, spki, not_before, not_after])? != 1 {
-                    return Err(StoreError::SerialExists(serial));
+                    return Err(DbError::Store(StoreError::SerialExists(serial)));
                 }
                 revocation.execute(params![
                     serial,
@@ -136,7 +137,7 @@ impl Store {
                 ])?;
             }
             Ok(())
-        })
+        })?)
     }
 }
 
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn seeds_recent_and_old_revocations() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("nuc.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("nuc.db")).unwrap();
         let now = 1_800_000_000;
         let seed = RevocationSeed {
             count: 1000,
@@ -159,10 +160,11 @@ mod tests {
         store.seed_revocations_unaudited(&seed).unwrap();
         let (mut all, mut recent) = (0, 0);
         store
-            .for_each_revocation(None, |serial, code, at, _| {
+            .for_each_revocation(None, &mut |e| {
+                let at = e.revoked_at;
                 all += 1;
-                assert_eq!(serial.len(), 40);
-                assert!([0, 1, 3, 4, 5].contains(&code));
+                assert_eq!(e.serial_hex.len(), 40);
+                assert!(e.reason.is_accepted());
                 assert!(at <= now);
                 if at > now - 60 {
                     recent += 1;
@@ -177,7 +179,7 @@ mod tests {
         assert!(store.seed_revocations_unaudited(&seed).is_err());
         let mut again = 0;
         store
-            .for_each_revocation(None, |_, _, _, _| again += 1)
+            .for_each_revocation(None, &mut |_| again += 1)
             .unwrap();
         assert_eq!(again, 1000);
     }

@@ -6,55 +6,22 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::audit::{AuditEntry, append};
-use crate::registration::{Transition, apply_transition};
-use crate::{Store, StoreError};
+use nuc_store::{AuditEntry, CaKeyRow, CertificateRow, Reservation, Transition};
 
-/// What is known of a certificate before it is signed.
-#[derive(Debug, Clone)]
-pub struct Reservation {
-    pub serial: String,
-    pub profile: String,
-    pub subject: String,
-    pub iin: Option<String>,
-    pub bin: Option<String>,
-    pub spki_sha256: String,
-    pub not_before: i64,
-    pub not_after: i64,
-    /// The request this certificate answers, if it came through the RA.
-    pub request_number: Option<String>,
-}
+use crate::audit::append;
+use crate::registration::apply_transition;
+use crate::{DbError, SqliteStore, spelled};
+use nuc_core::CertificateState;
+use nuc_store::StoreError;
 
-/// A stored certificate (or reservation).
-#[derive(Debug, Clone)]
-pub struct CertificateRow {
-    pub serial: String,
-    pub profile: String,
-    pub state: String,
-    pub subject: String,
-    pub iin: Option<String>,
-    pub spki_sha256: String,
-    pub der: Option<Vec<u8>>,
-    pub request_number: Option<String>,
-}
-
-/// One of the CA's own keys: where it lives in the HSM and its certificate.
-#[derive(Debug, Clone)]
-pub struct CaKeyRow {
-    pub role: String,
-    pub hsm_label: String,
-    pub algorithm: String,
-    pub cert_der: Vec<u8>,
-}
-
-fn reserve_in(tx: &Transaction<'_>, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
+fn reserve_in(tx: &Transaction<'_>, r: &Reservation, audit: &AuditEntry) -> Result<(), DbError> {
     let now = nuc_core::time::now_unix();
     if let Some(serial) = tx
         .prepare_cached("SELECT serial FROM certified_keys WHERE spki_sha256 = ?1")?
         .query_row([&r.spki_sha256], |row| row.get(0))
         .optional()?
     {
-        return Err(StoreError::KeyAlreadyCertified { serial });
+        return Err(DbError::Store(StoreError::KeyAlreadyCertified { serial }));
     }
     let inserted = tx
         .prepare_cached(
@@ -75,7 +42,7 @@ fn reserve_in(tx: &Transaction<'_>, r: &Reservation, audit: &AuditEntry) -> Resu
             r.request_number
         ])?;
     if inserted != 1 {
-        return Err(StoreError::SerialExists(r.serial.clone()));
+        return Err(DbError::Store(StoreError::SerialExists(r.serial.clone())));
     }
     tx.prepare_cached("INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)")?
         .execute(params![r.spki_sha256, r.serial])?;
@@ -83,9 +50,9 @@ fn reserve_in(tx: &Transaction<'_>, r: &Reservation, audit: &AuditEntry) -> Resu
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// The serial of the certificate that already certifies this key, if any.
-    pub fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -98,17 +65,18 @@ impl Store {
 
     /// Reserves the serial and the key before signing. Refuses a key already certified and a
     /// serial already used, atomically with respect to concurrent issuers.
-    pub fn reserve(&self, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
+    #[cfg(test)]
+    pub(crate) fn reserve(&self, r: &Reservation, audit: &AuditEntry) -> Result<(), DbError> {
         self.reserve_batch(&[(r.clone(), audit.clone())], None)
     }
 
     /// Reserves several issuances, after applying `before` (a request's transition that the
     /// issuance follows, e.g. its confirmation), all in one commit: all or none.
-    pub fn reserve_batch(
+    pub(crate) fn reserve_batch(
         &self,
         items: &[(Reservation, AuditEntry)],
         before: Option<Transition>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let items = items.to_vec();
         self.write(move |tx| {
             if let Some(t) = &before {
@@ -122,22 +90,23 @@ impl Store {
     }
 
     /// Records the signed certificate under its reserved serial.
-    pub fn record_issued(
+    #[cfg(test)]
+    pub(crate) fn record_issued(
         &self,
         serial: &str,
         der: &[u8],
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         self.record_batch(&[(serial.to_owned(), der.to_vec(), audit.clone())], None)
     }
 
     /// Records several signed certificates, then applies `after` (e.g. the request becoming
     /// issued, with its notification), all in one commit.
-    pub fn record_batch(
+    pub(crate) fn record_batch(
         &self,
         items: &[(String, Vec<u8>, AuditEntry)],
         after: Option<Transition>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let items = items.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -149,7 +118,7 @@ impl Store {
                     )?
                     .execute(params![serial, der, now])?;
                 if n != 1 {
-                    return Err(StoreError::NotReserved(serial.clone()));
+                    return Err(DbError::Store(StoreError::NotReserved(serial.clone())));
                 }
                 append(tx, audit, now)?;
             }
@@ -162,7 +131,7 @@ impl Store {
 
     /// Gives up a reservation whose signing failed: the serial stays burnt (never reused), the
     /// key is free again since no certificate names it.
-    pub fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+    pub(crate) fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), DbError> {
         let (serial, audit) = (serial.to_owned(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -171,7 +140,7 @@ impl Store {
                 [&serial],
             )?;
             if n != 1 {
-                return Err(StoreError::NotReserved(serial));
+                return Err(DbError::Store(StoreError::NotReserved(serial)));
             }
             tx.execute("DELETE FROM certified_keys WHERE serial = ?1", [&serial])?;
             append(tx, &audit, now)?;
@@ -180,15 +149,15 @@ impl Store {
     }
 
     /// Reservations made before `before` that never got their certificate: the process stopped
-    /// between reserving and recording (a crash, a kill). Each is abandoned as [`Store::abandon`]
+    /// between reserving and recording (a crash, a kill). Each is abandoned as [`SqliteStore::abandon`]
     /// does — the serial stays burnt, the key is free again — with its own audit record, in
     /// one commit. Gives the serials. Run at start-up, with a margin that no issuance in flight
     /// (a CLI beside the service) can reach.
-    pub fn abandon_stale_reservations(
+    pub(crate) fn abandon_stale_reservations(
         &self,
         before: i64,
         actor: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<String>, DbError> {
         let actor = actor.to_owned();
         self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -220,7 +189,7 @@ impl Store {
     }
 
     /// A certificate or reservation by serial (lowercase hex).
-    pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, StoreError> {
+    pub(crate) fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
@@ -230,7 +199,7 @@ impl Store {
                     Ok(CertificateRow {
                         serial: r.get(0)?,
                         profile: r.get(1)?,
-                        state: r.get(2)?,
+                        state: spelled(r, 2, CertificateState::parse)?,
                         subject: r.get(3)?,
                         iin: r.get(4)?,
                         spki_sha256: r.get(5)?,
@@ -243,7 +212,7 @@ impl Store {
     }
 
     /// Number of certificates in each state, for health and tests.
-    pub fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub(crate) fn certificate_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT state, COUNT(*) FROM certificates GROUP BY state ORDER BY state")?;
@@ -252,7 +221,7 @@ impl Store {
     }
 
     /// Stores the CA's own keys and certificates, all or none, with one audit record.
-    pub fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
+    pub(crate) fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), DbError> {
         let (keys, audit) = (keys.to_vec(), audit.clone());
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
@@ -268,7 +237,7 @@ impl Store {
     }
 
     /// The CA's own keys, by role.
-    pub fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
+    pub(crate) fn ca_keys(&self) -> Result<Vec<CaKeyRow>, DbError> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT role, hsm_label, algorithm, cert_der FROM ca_keys ORDER BY role")?;
@@ -314,7 +283,7 @@ mod tests {
     #[test]
     fn stale_reservations_are_abandoned_and_free_their_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
         s.reserve(&reservation("0a", "k-stale"), &audit("r"))
             .unwrap();
         s.reserve(&reservation("0b", "k-done"), &audit("r"))
@@ -330,8 +299,14 @@ mod tests {
         assert_eq!(s.key_certified("k-stale").unwrap().as_deref(), Some("0a"));
         // As if the process had stopped: the reserved one goes, the issued one stays.
         assert_eq!(s.abandon_stale_reservations(now + 1, "t").unwrap(), ["0a"]);
-        assert_eq!(s.certificate("0a").unwrap().unwrap().state, "abandoned");
-        assert_eq!(s.certificate("0b").unwrap().unwrap().state, "issued");
+        assert_eq!(
+            s.certificate("0a").unwrap().unwrap().state,
+            CertificateState::Abandoned
+        );
+        assert_eq!(
+            s.certificate("0b").unwrap().unwrap().state,
+            CertificateState::Issued
+        );
         assert!(s.key_certified("k-stale").unwrap().is_none());
         assert_eq!(s.key_certified("k-done").unwrap().as_deref(), Some("0b"));
         let last = s.audit_records().unwrap().pop().unwrap();
@@ -351,12 +326,17 @@ mod tests {
     #[test]
     fn reserve_then_issue_then_key_is_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
         s.reserve(&reservation("01", "k1"), &audit("r")).unwrap();
         s.record_issued("01", b"der", &audit("i")).unwrap();
-        assert_eq!(s.certificate("01").unwrap().unwrap().state, "issued");
+        assert_eq!(
+            s.certificate("01").unwrap().unwrap().state,
+            CertificateState::Issued
+        );
         match s.reserve(&reservation("02", "k1"), &audit("r")) {
-            Err(StoreError::KeyAlreadyCertified { serial }) => assert_eq!(serial, "01"),
+            Err(DbError::Store(StoreError::KeyAlreadyCertified { serial })) => {
+                assert_eq!(serial, "01")
+            }
             other => panic!("{other:?}"),
         }
         assert!(
@@ -366,20 +346,20 @@ mod tests {
         assert_eq!(s.audit_records().unwrap().len(), 2);
         assert!(matches!(
             s.record_issued("01", b"x", &audit("i")),
-            Err(StoreError::NotReserved(_))
+            Err(DbError::Store(StoreError::NotReserved(_)))
         ));
     }
 
     #[test]
     fn abandoned_reservation_frees_the_key_but_burns_the_serial() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
         s.reserve(&reservation("01", "k1"), &audit("r")).unwrap();
         s.abandon("01", &audit("a")).unwrap();
         assert!(s.key_certified("k1").unwrap().is_none());
         assert!(matches!(
             s.reserve(&reservation("01", "k2"), &audit("r")),
-            Err(StoreError::SerialExists(_))
+            Err(DbError::Store(StoreError::SerialExists(_)))
         ));
         s.reserve(&reservation("03", "k1"), &audit("r")).unwrap();
     }
@@ -388,15 +368,15 @@ mod tests {
     fn reopening_does_not_migrate_twice() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("db");
-        drop(Store::open(&p).unwrap());
-        let s = Store::open(&p).unwrap();
+        drop(SqliteStore::open(&p).unwrap());
+        let s = SqliteStore::open(&p).unwrap();
         assert_eq!(s.schema_version().unwrap(), crate::migrate::KNOWN);
     }
 
     #[test]
     fn concurrent_writers_share_commits_and_a_failed_change_spoils_no_other() {
         let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
         // 8 threads × 25 reservations over only 100 distinct keys: each key wins exactly once.
         let wins: usize = std::thread::scope(|scope| {
             (0..8)
@@ -409,7 +389,9 @@ mod tests {
                                 let key = format!("k{}", (t * 25 + i) % 100);
                                 match s.reserve(&reservation(&serial, &key), &audit("r")) {
                                     Ok(()) => true,
-                                    Err(StoreError::KeyAlreadyCertified { .. }) => false,
+                                    Err(DbError::Store(StoreError::KeyAlreadyCertified {
+                                        ..
+                                    })) => false,
                                     Err(e) => panic!("{e}"),
                                 }
                             })

@@ -11,14 +11,16 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::StoreError;
+use nuc_store::StoreError;
+
+use crate::DbError;
 
 /// A change to apply inside the batch's transaction.
-pub(crate) type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+pub(crate) type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), DbError> + Send>;
 
 struct Job {
     change: Change,
-    reply: Sender<Result<(), StoreError>>,
+    reply: Sender<Result<(), DbError>>,
 }
 
 /// Largest batch: bounds the time a transaction holds the write lock.
@@ -43,14 +45,16 @@ impl Writer {
     }
 
     /// Applies `change` durably, together with whatever else is being written now.
-    pub(crate) fn write(&self, change: Change) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, change: Change) -> Result<(), DbError> {
         let (reply, answer) = channel();
         self.jobs
             .as_ref()
             .expect("writer is running while the store lives")
             .send(Job { change, reply })
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.recv().map_err(|_| StoreError::WriterStopped)?
+            .map_err(|_| DbError::Store(StoreError::WriterStopped))?;
+        answer
+            .recv()
+            .map_err(|_| DbError::Store(StoreError::WriterStopped))?
     }
 }
 
@@ -83,7 +87,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
         Err(e) => {
             let msg = e.to_string();
             for job in batch {
-                let _ = job.reply.send(Err(StoreError::CommitFailed(msg.clone())));
+                let _ = job
+                    .reply
+                    .send(Err(DbError::Store(StoreError::CommitFailed(msg.clone()))));
             }
             return;
         }
@@ -92,7 +98,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     let mut replies = Vec::with_capacity(size);
     for job in batch {
         replies.push(job.reply);
-        let outcome = (|| -> Result<(), StoreError> {
+        let outcome = (|| -> Result<(), DbError> {
             tx.prepare_cached("SAVEPOINT change")?.execute([])?;
             match (job.change)(&tx) {
                 Ok(()) => {
@@ -118,7 +124,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             let msg = e.to_string();
             tracing::error!(error = %msg, size, "storage commit failed; the whole batch is refused");
             for reply in replies {
-                let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
+                let _ = reply.send(Err(DbError::Store(StoreError::CommitFailed(msg.clone()))));
             }
         }
     }

@@ -3,7 +3,9 @@
 
 use rusqlite::Connection;
 
-use crate::StoreError;
+use nuc_store::StoreError;
+
+use crate::DbError;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_foundation.sql"),
@@ -15,11 +17,11 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build migrates to.
 pub(crate) const KNOWN: i64 = MIGRATIONS.len() as i64;
 
-pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn run(conn: &mut Connection) -> Result<(), DbError> {
     let known = KNOWN;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > known {
-        return Err(StoreError::SchemaTooNew { found, known });
+        return Err(DbError::Store(StoreError::SchemaTooNew { found, known }));
     }
     for (idx, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = idx as i64 + 1;

@@ -1,9 +1,4 @@
-//! The HSM, over PKCS#11: the only place in the service that touches CA private keys.
-//!
-//! Keys are generated inside the token as sensitive and non-extractable, found again by label,
-//! and used through the token's sign operation; no private key byte ever crosses this module's
-//! boundary. cryptoki is initialised with OS locking, and each signing call borrows a session
-//! of its own from a small pool (a PKCS#11 session must not be shared between threads).
+//! The session pool over one logged-in token, and the operations on its keys.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,7 +14,7 @@ use der::{Decode, Encode};
 use sha2::Digest;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-use crate::keyalg::KeyAlgorithm;
+use crate::KeyAlgorithm;
 
 /// What went wrong with the HSM. PINs never appear in these messages.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,31 @@
+//! A notice to an applicant or holder: what the outbox sends by e-mail.
+//!
+//! The RA decides when a notice is due and writes its text (from the template files of the
+//! RA); storage keeps it in the outbox in the same transaction as the change it announces, so
+//! a notice is never sent for a change that did not happen, nor lost for one that did.
+
+crate::state::spelled! {
+    /// Which event a notice announces.
+    NoticeKind {
+        /// F1 step 3: the application's number and the deadline to come to a CON.
+        Application => "application",
+        /// The operator refused the application.
+        Refused => "refused",
+        /// The certificates were issued; where to download them.
+        Issued => "issued",
+        /// A certificate was revoked.
+        Revoked => "revoked",
+    }
+}
+
+use std::fmt;
+
+/// A notice ready to be queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    /// The e-mail address.
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}

@@ -1,0 +1,78 @@
+//! The payloads that people of the NUC sign: an operator's decision on an application, a
+//! revocation order (an operator's at a CON counter, or the holder's online), and a renewal
+//! application signed by the applicant's current certificate.
+//!
+//! This crate owns their encoding (prost messages compiled from `proto/nuc/v1/payloads.proto`)
+//! and the `payload_type` each names, so that the RA can decode what was signed without
+//! depending on gRPC. It must never hold behaviour: the checks of a payload are the RA's.
+
+#![allow(clippy::all, missing_docs)]
+
+/// `nuc.v1` payload messages.
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/nuc.v1.rs"));
+}
+
+pub use v1::operator_decision::Decision;
+pub use v1::{OperatorDecision, RenewalApplication, RevocationOrder, RevocationReason};
+
+/// The `payload_type` of each signed payload (field 15): a signature given for one purpose is
+/// never read as another, even where two encodings coincide.
+pub const OPERATOR_DECISION: &str = "nuc.v1.OperatorDecision";
+pub const REVOCATION_ORDER: &str = "nuc.v1.RevocationOrder";
+pub const RENEWAL_APPLICATION: &str = "nuc.v1.RenewalApplication";
+
+/// A payload that names its own type.
+pub trait SignedPayload: prost::Message + Default {
+    /// The `payload_type` it must carry.
+    const TYPE: &'static str;
+    /// The `payload_type` it carries.
+    fn payload_type(&self) -> &str;
+}
+
+impl SignedPayload for OperatorDecision {
+    const TYPE: &'static str = OPERATOR_DECISION;
+    fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+}
+
+impl SignedPayload for RevocationOrder {
+    const TYPE: &'static str = REVOCATION_ORDER;
+    fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+}
+
+impl SignedPayload for RenewalApplication {
+    const TYPE: &'static str = RENEWAL_APPLICATION;
+    fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn each_type_names_its_full_message_name() {
+        let d = OperatorDecision {
+            payload_type: OPERATOR_DECISION.into(),
+            ..Default::default()
+        };
+        let back = OperatorDecision::decode(d.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back.payload_type(), OperatorDecision::TYPE);
+        assert_eq!(RevocationOrder::TYPE, "nuc.v1.RevocationOrder");
+        assert_eq!(RenewalApplication::TYPE, "nuc.v1.RenewalApplication");
+    }
+
+    #[test]
+    fn revocation_reasons_are_the_rfc_5280_codes() {
+        assert_eq!(RevocationReason::KeyCompromise as i32, 1);
+        assert_eq!(RevocationReason::AffiliationChanged as i32, 3);
+        assert_eq!(RevocationReason::CessationOfOperation as i32, 5);
+    }
+}

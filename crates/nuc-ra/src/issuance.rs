@@ -1,0 +1,137 @@
+//! Issuance for a request: the AUTH and SIGN certificates, composed with the request's
+//! transitions so that they commit together — the reservations with the decision that
+//! allows them, the certificates with the request becoming issued and its notice.
+
+use nuc_ca::{IssueRequest, Issued};
+use nuc_core::{Bin, Identification, Iin, ReasonCode, RequestState, SubjectInfo};
+use nuc_store::{AuditEntry, Issuance, RequestRow, Transition};
+
+use crate::application::{RegisteredSubject, profiles_for};
+use crate::{Ra, RaError, notices};
+
+impl Ra {
+    /// The certificates a request already produced, as an issuance answers them.
+    pub(crate) fn issued_of(&self, number: &str) -> Result<Vec<Issued>, RaError> {
+        Ok(self
+            .store
+            .certificates_of_request(number)?
+            .into_iter()
+            .map(|(serial_hex, profile, der)| Issued {
+                serial_hex,
+                der,
+                subject: String::new(),
+                profile,
+            })
+            .collect())
+    }
+
+    /// The certificates a request produced (F4: what the workstation writes onto the card,
+    /// again if the card was pulled out before the write completed).
+    pub fn issued_certificates(
+        &self,
+        number_text: &str,
+    ) -> Result<(RequestRow, Vec<Issued>), RaError> {
+        let request = self.request(number_text)?;
+        let issued = self.issued_of(&request.number)?;
+        Ok((request, issued))
+    }
+
+    /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads),
+    /// in two commits: the reservations with `before`, the certificates with the request
+    /// moving from `issuing_from` to issued (and its notice).
+    pub(crate) async fn issue_for(
+        &self,
+        request: &RequestRow,
+        identification: Identification,
+        actor: &str,
+        before: Option<Transition>,
+        issuing_from: RequestState,
+    ) -> Result<Vec<Issued>, RaError> {
+        let subject: RegisteredSubject =
+            serde_json::from_str(&request.subject_json).map_err(|e| {
+                RaError::new(
+                    ReasonCode::Internal,
+                    format!("stored subject unreadable: {e}"),
+                )
+            })?;
+        let info = SubjectInfo {
+            iin: Some(
+                Iin::parse(&request.iin)
+                    .map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
+            ),
+            surname: Some(subject.surname.clone()),
+            name: Some(subject.name.clone()),
+            patronymic: subject.patronymic.clone(),
+            organization: match (&request.bin, &subject.organization) {
+                (Some(b), Some(o)) => Some(nuc_core::LegalEntity {
+                    bin: Bin::parse(b)
+                        .map_err(|e| RaError::new(ReasonCode::Internal, e.to_string()))?,
+                    name: o.clone(),
+                }),
+                _ => None,
+            },
+            email: request.email.clone(),
+            common_name: None,
+        };
+        let (auth, sign) = profiles_for(request.bin.as_deref());
+        let orders: Vec<IssueRequest> = [
+            (auth, request.auth_csr.clone()),
+            (sign, request.sign_csr.clone()),
+        ]
+        .into_iter()
+        .map(|(profile, csr)| IssueRequest {
+            profile: profile.into(),
+            csr,
+            subject: info.clone(),
+            role: subject.role.clone(),
+            identification: Some(identification),
+            dns_names: vec![],
+            actor: actor.into(),
+            request_number: Some(request.number.clone()),
+            key_storage: request.key_storage,
+        })
+        .collect();
+        let after = self.finish_transition(request, issuing_from, actor);
+        let (ca, store) = (self.ca.clone(), self.store.clone());
+        Ok(tokio::task::spawn_blocking(move || {
+            ca.issue(
+                &orders,
+                &Issuance::with(store.as_ref(), before, Some(after)),
+            )
+        })
+        .await
+        .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??)
+    }
+
+    /// The request becoming issued, with the "certificates issued" notice.
+    fn finish_transition(
+        &self,
+        request: &RequestRow,
+        from: RequestState,
+        actor: &str,
+    ) -> Transition {
+        let link = self
+            .config
+            .download_url
+            .replace("{number}", &request.number);
+        Transition {
+            number: request.number.clone(),
+            from: vec![from],
+            to: RequestState::Issued,
+            refusal_reason: None,
+            decided_by: None,
+            identification: None,
+            payload_sha256: None,
+            notify: request
+                .email
+                .as_deref()
+                .map(|to| notices::issued(to, &request.number, &link)),
+            audit: AuditEntry {
+                actor: actor.into(),
+                action: "request.issued".into(),
+                object: format!("request:{}", request.number),
+                details: serde_json::json!({ "identification": request.identification.map(|i| i.as_str()) }),
+            },
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The whole of `nuc.toml`, as the service reads it: the CA's sections (owned by nuc-ca,
+//! [`CaSettings`]) and the service's own — listeners, the registry, the RA, notifications.
+//!
+//! The CA reads only its sections; the service reads the whole file and refuses unknown keys,
+//! so a typo is an error at start, not a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+
+use nuc_ca::home::{CaConfig, CaSettings, HomeError, HsmConfig, PolicyConfig, PublicationConfig};
+use serde::{Deserialize, Serialize};
+
+/// `[service]`: the HTTP listener, and whether this is a development home.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// HTTP for relying parties (OCSP, CRLs, CA certificates) and health. Loopback by default.
+    pub http_listen: String,
+    /// A home for development and tests (`nuc init --development`): only here does the service
+    /// accept its test hooks — a clock moved by `NUC_CLOCK_OFFSET_SECS`, and plaintext gRPC
+    /// with the caller's role in a header (`[grpc] dev_plaintext`). Never set in production.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub development: bool,
+}
+
+/// `[grpc]`: the API over mutual TLS. The server's TLS certificate is issued by our own CA
+/// (`nuc init` makes one for `localhost`); callers must present a `system` certificate of ours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: String,
+    /// Relative to the home.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Plaintext gRPC for local debugging only; refused unless `listen` is on loopback and the
+    /// home is a development home.
+    pub dev_plaintext: bool,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8471".into(),
+            tls_cert: "tls/server.pem".into(),
+            tls_key: "tls/server.key".into(),
+            dev_plaintext: false,
+        }
+    }
+}
+
+/// `[registry]`: the state registry (ГБД ФЛ/ЮЛ through SHEP), over HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    pub url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8472".into(),
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// `[ra]`: the registration authority.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaSettings {
+    /// Days a registered application waits for the CON visit.
+    pub request_ttl_days: i64,
+    /// Download link sent to applicants; `{number}` is the request number.
+    pub download_url: String,
+}
+
+impl Default for RaSettings {
+    fn default() -> Self {
+        Self {
+            request_ttl_days: 30,
+            download_url: "https://pki.gov.kz/download/{number}".into(),
+        }
+    }
+}
+
+/// `[notifications]`: how e-mail leaves the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// `file` (one .eml file per message under `dir`) or `smtp`.
+    pub sink: String,
+    /// For the file sink, relative to the home.
+    pub dir: PathBuf,
+    /// For the smtp sink: `host:port` of the relay.
+    pub smtp_relay: Option<String>,
+    pub from: String,
+    /// Seconds between sender passes over the outbox.
+    pub interval_secs: u64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            sink: "file".into(),
+            dir: "outbox".into(),
+            smtp_relay: None,
+            from: "noreply@pki.gov.kz".into(),
+            interval_secs: 2,
+        }
+    }
+}
+
+/// The whole of `nuc.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub service: ServiceConfig,
+    pub publication: PublicationConfig,
+    pub hsm: HsmConfig,
+    pub ca: CaConfig,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub grpc: GrpcConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub ra: RaSettings,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+impl Config {
+    /// Defaults for a developer's home: loopback, SoftHSM2 under the home, dev PINs.
+    pub fn dev(http_listen: &str) -> Self {
+        let ca = CaSettings::dev(http_listen);
+        Self {
+            service: ServiceConfig {
+                http_listen: http_listen.into(),
+                development: false,
+            },
+            publication: ca.publication,
+            hsm: ca.hsm,
+            ca: ca.ca,
+            policy: ca.policy,
+            grpc: GrpcConfig::default(),
+            registry: RegistryConfig::default(),
+            ra: RaSettings::default(),
+            notifications: NotificationsConfig::default(),
+        }
+    }
+
+    /// Reads `DIR/nuc.toml`, refusing unknown keys.
+    pub fn open(dir: &Path) -> Result<Self, HomeError> {
+        let path = nuc_ca::Home::config_path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|source| HomeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| HomeError::Toml { path, source })
+    }
+
+    /// Writes `DIR/nuc.toml` (a new file: never over an existing one).
+    pub fn write_new(&self, dir: &Path) -> Result<PathBuf, HomeError> {
+        let path = nuc_ca::Home::config_path(dir);
+        let text = toml::to_string(self).map_err(|e| HomeError::Invalid(e.to_string()))?;
+        let header = "# NUC RK core service configuration (written by `nuc init`; see README.md).\n\
+                      # PINs here are dev defaults: production sets NUC_HSM_PIN / NUC_HSM_SO_PIN instead.\n\n";
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| HomeError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        f.write_all(format!("{header}{text}").as_bytes())
+            .map_err(|source| HomeError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_config_round_trips_and_the_ca_reads_its_sections_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::dev("127.0.0.1:9000");
+        c.service.development = true;
+        c.registry.url = "http://127.0.0.1:9002".into();
+        c.write_new(dir.path()).unwrap();
+        let back = Config::open(dir.path()).unwrap();
+        assert!(back.service.development);
+        assert_eq!(back.registry.url, "http://127.0.0.1:9002");
+        let home = nuc_ca::Home::open(dir.path()).unwrap();
+        assert_eq!(home.config.publication.base_url, "http://127.0.0.1:9000");
+        assert_eq!(home.config.hsm.token_label, back.hsm.token_label);
+        // Never over an existing file.
+        assert!(c.write_new(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_typo_in_a_service_section_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("[registry]\n", "[registry]\ntimeout_msec = 5\n"),
+        )
+        .unwrap();
+        let e = Config::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("timeout_msec"), "{e}");
+    }
+}

@@ -1,0 +1,112 @@
+//! One instance of the service, opened: its home (configuration, directories), its store, its
+//! CA and its RA. Every part of the server — CLI commands, gRPC handlers, the HTTP listener,
+//! the CRL publisher, the outbox sender — is handed what it needs from here, as the narrow
+//! handle of its role: the RA as [`Ra`], the publisher a [`CrlContext`], OCSP an
+//! [`OcspContext`], verification read-only [`Lookups`], the sender an [`Outbox`].
+//!
+//! This is the only place where the SQLite store is opened for the service.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nuc_ca::{Ca, CaError, Home};
+use nuc_publisher::{CrlContext, OcspContext};
+use nuc_ra::{Clock, Ra, RaConfig};
+use nuc_store::StoreError;
+use nuc_store_sqlite::SqliteStore;
+use nuc_verify::Lookups;
+
+use crate::config::Config;
+
+/// Why an instance could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("[registry] url: {0}")]
+    Registry(String),
+}
+
+/// An opened instance. Cheap to share behind an `Arc`.
+pub struct Instance {
+    /// The whole of `nuc.toml`, as the service reads it.
+    pub config: Config,
+    /// The home as the CA sees it (its sections of `nuc.toml`, its paths).
+    pub home: Home,
+    pub store: Arc<SqliteStore>,
+    pub ca: Arc<Ca>,
+    pub ra: Arc<Ra>,
+}
+
+/// The store of an initialised home. A home without a database has no CA: opening would create
+/// an empty one, and `nuc init` would then refuse the home.
+pub fn open_store(home: &Home) -> Result<SqliteStore, CaError> {
+    if !home.db_path().exists() {
+        return Err(CaError::CaState(format!(
+            "{} has no CA: run `nuc init` first",
+            home.dir.display()
+        )));
+    }
+    SqliteStore::open(&home.db_path()).map_err(CaError::from)
+}
+
+impl Instance {
+    /// Opens the home at `dir`: configuration, store, CA (HSM login), and the RA with the
+    /// registry of the configuration and `clock`.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
+        let config = Config::open(dir).map_err(CaError::from)?;
+        let home = Home::open(dir).map_err(CaError::from)?;
+        let store = Arc::new(open_store(&home)?);
+        let ca = Arc::new(Ca::open(&home, store.as_ref())?);
+        let cfg = &config;
+        let registry = nuc_registry::HttpRegistry::new(
+            &cfg.registry.url,
+            std::time::Duration::from_millis(cfg.registry.timeout_ms),
+        )
+        .map_err(|e| OpenError::Registry(e.to_string()))?;
+        let ra = Arc::new(Ra::new(
+            store.clone(),
+            ca.clone(),
+            Arc::new(registry),
+            clock,
+            RaConfig {
+                request_ttl_secs: cfg.ra.request_ttl_days * 86_400,
+                download_url: cfg.ra.download_url.clone(),
+            },
+        ));
+        Ok(Self {
+            config,
+            home,
+            store,
+            ca,
+            ra,
+        })
+    }
+
+    /// What CRLs are made with: the CA's CRL signer, revocations and publications.
+    pub fn crls(&self) -> CrlContext<'_> {
+        CrlContext {
+            ca: self.ca.as_ref(),
+            store: self.store.as_ref(),
+        }
+    }
+
+    /// What OCSP responses are made with: the CA's OCSP signer and the revocations.
+    pub fn ocsp(&self) -> OcspContext<'_> {
+        OcspContext {
+            ca: self.ca.as_ref(),
+            store: self.store.as_ref(),
+        }
+    }
+
+    /// What a signature is verified against (F8): read-only.
+    pub fn lookups(&self) -> Lookups<'_> {
+        Lookups {
+            issuing_der: &self.ca.issuing().cert_der,
+            certificates: self.store.as_ref(),
+            revocations: self.store.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The storage traits of nuc-store, over this database: each method is the inherent one of
+//! [`SqliteStore`] with its error turned into the traits' [`StoreError`].
+
+use nuc_core::{Notice, OperatorStatus};
+use nuc_store::{
+    AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
+    CertificateRow, CertificateStore, CrlRow, NewRequest, Notification, OperatorRow, OperatorStore,
+    Outbox, PublicationStore, RequestRow, RequestStore, Reservation, RevocationEntry,
+    RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, Transition,
+    UsedPayloads,
+};
+
+use crate::SqliteStore;
+
+/// `fn name(&self, args…) -> Result<T, StoreError>` calling the inherent method of the same
+/// name.
+macro_rules! delegate {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $ty)*) -> Result<$out, StoreError> {
+                Ok(SqliteStore::$name(self $(, $arg)*)?)
+            }
+        )*
+    };
+}
+
+impl RequestStore for SqliteStore {
+    delegate! {
+        fn register_request(&self, request: &NewRequest, idempotency: Option<(String, String)>, notice: Option<Notice>, audit: &AuditEntry) -> (RequestRow, bool);
+        fn request_by_idempotency(&self, caller: &str, key: &str) -> Option<RequestRow>;
+        fn request(&self, number: &str) -> Option<RequestRow>;
+        fn transition(&self, t: &Transition) -> RequestRow;
+        fn expire_requests(&self, now: i64, actor: &str) -> Vec<String>;
+    }
+}
+
+impl CertificateStore for SqliteStore {
+    delegate! {
+        fn reserve_batch(&self, items: &[(Reservation, AuditEntry)], before: Option<Transition>) -> ();
+        fn record_batch(&self, items: &[(String, Vec<u8>, AuditEntry)], after: Option<Transition>) -> ();
+        fn abandon(&self, serial: &str, audit: &AuditEntry) -> ();
+        fn abandon_stale_reservations(&self, before: i64, actor: &str) -> Vec<String>;
+    }
+}
+
+impl CertificateReader for SqliteStore {
+    delegate! {
+        fn key_certified(&self, spki_sha256: &str) -> Option<String>;
+        fn certificate(&self, serial: &str) -> Option<CertificateRow>;
+        fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
+        fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
+        fn certificate_counts(&self) -> Vec<(String, i64)>;
+    }
+}
+
+impl RevocationStore for SqliteStore {
+    delegate! {
+        fn revoke(&self, revocation: &RevocationRow, payload_sha256: Option<String>, notice: Option<Notice>, audit: &AuditEntry) -> ();
+    }
+}
+
+impl RevocationReader for SqliteStore {
+    delegate! {
+        fn revocation(&self, serial: &str) -> Option<RevocationRow>;
+        fn serial_status(&self, serial: &str) -> Option<SerialStatus>;
+        fn for_each_revocation(&self, since: Option<i64>, f: &mut dyn FnMut(RevocationEntry<'_>)) -> ();
+    }
+}
+
+impl UsedPayloads for SqliteStore {
+    delegate! {
+        fn payload_used(&self, sha256: &str) -> Option<String>;
+    }
+}
+
+impl OperatorStore for SqliteStore {
+    delegate! {
+        fn put_operator(&self, operator: &OperatorRow, audit: &AuditEntry) -> ();
+        fn set_operator_status(&self, iin: &str, status: OperatorStatus, audit: &AuditEntry) -> ();
+        fn operator(&self, iin: &str) -> Option<OperatorRow>;
+        fn operators(&self) -> Vec<OperatorRow>;
+    }
+}
+
+impl AuditLog for SqliteStore {
+    delegate! {
+        fn audit(&self, entry: &AuditEntry) -> ();
+        fn audit_records(&self) -> Vec<AuditRecord>;
+        fn verify_audit(&self) -> Result<u64, AuditBreak>;
+    }
+}
+
+impl PublicationStore for SqliteStore {
+    delegate! {
+        fn next_crl_number(&self) -> i64;
+        fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Vec<CrlRow>;
+        fn latest_full_crl(&self) -> Option<CrlRow>;
+        fn latest_full_crl_info(&self) -> Option<CrlRow>;
+        fn latest_delta_crl(&self) -> Option<CrlRow>;
+        fn latest_delta_crl_info(&self) -> Option<CrlRow>;
+    }
+}
+
+impl Outbox for SqliteStore {
+    delegate! {
+        fn pending_notifications(&self, limit: i64) -> Vec<Notification>;
+        fn notifications_attempted(&self, outcomes: &[(i64, Option<String>)]) -> ();
+    }
+}
+
+impl CaKeyStore for SqliteStore {
+    delegate! {
+        fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> ();
+        fn ca_keys(&self) -> Vec<CaKeyRow>;
+    }
+}

@@ -1,0 +1,754 @@
+//! Every storage trait in memory, for the unit tests of the roles.
+//!
+//! Each change works on a copy of the whole state and replaces it only when every step
+//! succeeded, so the all-or-nothing promise of the traits holds here as in SQLite: a test that
+//! makes a step fail sees nothing of the change. Time is the wall clock, like the SQLite store.
+//! The audit log keeps the records in order but does not chain them by hash: what is tested
+//! against this store is what the roles write, not the tamper evidence of the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use nuc_core::{CertificateState, Notice, OperatorStatus, RequestState};
+
+use crate::StoreError;
+use crate::rows::{
+    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
+    Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
+    SerialStatus, Transition,
+};
+use crate::traits::{
+    AuditLog, CaKeyStore, CertificateReader, CertificateStore, OperatorStore, Outbox,
+    PublicationStore, RequestStore, RevocationReader, RevocationStore, UsedPayloads,
+};
+
+#[derive(Debug, Clone, Default)]
+struct Cert {
+    row: Option<CertificateRow>,
+    reserved_at: i64,
+    issued_seq: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    requests: BTreeMap<String, RequestRow>,
+    idempotency: HashMap<(String, String), String>,
+    certificates: BTreeMap<String, Cert>,
+    certified_keys: HashMap<String, String>,
+    revocations: BTreeMap<String, RevocationRow>,
+    used_payloads: HashMap<String, String>,
+    operators: BTreeMap<String, OperatorRow>,
+    audit: Vec<AuditRecord>,
+    notifications: Vec<Notification>,
+    crls: Vec<CrlRow>,
+    crl_number: i64,
+    ca_keys: Vec<CaKeyRow>,
+    issued_counter: u64,
+}
+
+fn now() -> i64 {
+    nuc_core::time::now_unix()
+}
+
+impl State {
+    fn append(&mut self, e: &AuditEntry) {
+        let seq = self.audit.len() as i64 + 1;
+        self.audit.push(AuditRecord {
+            seq,
+            at: now(),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            object: e.object.clone(),
+            details: e.details.to_string(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        });
+    }
+
+    fn enqueue(&mut self, n: &Notice, request_number: Option<&str>) {
+        let id = self.notifications.len() as i64 + 1;
+        self.notifications.push(Notification {
+            id,
+            kind: n.kind,
+            recipient: n.recipient.clone(),
+            subject: n.subject.clone(),
+            body: n.body.clone(),
+            request_number: request_number.map(str::to_owned),
+            attempts: 0,
+        });
+    }
+
+    fn use_payload(&mut self, sha256: &str, used_for: String) -> Result<(), StoreError> {
+        if let Some(u) = self.used_payloads.get(sha256) {
+            return Err(StoreError::PayloadReplayed {
+                used_for: u.clone(),
+            });
+        }
+        self.used_payloads.insert(sha256.to_owned(), used_for);
+        Ok(())
+    }
+
+    fn apply(&mut self, t: &Transition) -> Result<(), StoreError> {
+        let current = self
+            .requests
+            .get(&t.number)
+            .ok_or_else(|| StoreError::RequestNotFound(t.number.clone()))?
+            .state;
+        if let Some(h) = &t.payload_sha256 {
+            self.use_payload(h, format!("request {} {}", t.number, t.to))?;
+        }
+        if !t.from.contains(&current) {
+            return Err(StoreError::RequestState {
+                number: t.number.clone(),
+                current: current.to_string(),
+                expected: t
+                    .from
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            });
+        }
+        let r = self.requests.get_mut(&t.number).expect("checked above");
+        r.state = t.to;
+        r.updated_at = now();
+        if t.refusal_reason.is_some() {
+            r.refusal_reason = t.refusal_reason.clone();
+        }
+        if t.decided_by.is_some() {
+            r.decided_by = t.decided_by.clone();
+        }
+        if t.identification.is_some() {
+            r.identification = t.identification;
+        }
+        if let Some(n) = &t.notify {
+            self.enqueue(n, Some(&t.number));
+        }
+        self.append(&t.audit);
+        Ok(())
+    }
+
+    fn reserve(&mut self, r: &Reservation, audit: &AuditEntry) -> Result<(), StoreError> {
+        if let Some(serial) = self.certified_keys.get(&r.spki_sha256) {
+            return Err(StoreError::KeyAlreadyCertified {
+                serial: serial.clone(),
+            });
+        }
+        if self.certificates.contains_key(&r.serial) {
+            return Err(StoreError::SerialExists(r.serial.clone()));
+        }
+        self.certificates.insert(
+            r.serial.clone(),
+            Cert {
+                row: Some(CertificateRow {
+                    serial: r.serial.clone(),
+                    profile: r.profile.clone(),
+                    state: CertificateState::Reserved,
+                    subject: r.subject.clone(),
+                    iin: r.iin.clone(),
+                    spki_sha256: r.spki_sha256.clone(),
+                    der: None,
+                    request_number: r.request_number.clone(),
+                }),
+                reserved_at: now(),
+                issued_seq: 0,
+            },
+        );
+        self.certified_keys
+            .insert(r.spki_sha256.clone(), r.serial.clone());
+        self.append(audit);
+        Ok(())
+    }
+
+    fn abandon(&mut self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        let row = self
+            .certificates
+            .get_mut(serial)
+            .and_then(|c| c.row.as_mut())
+            .filter(|r| r.state == CertificateState::Reserved)
+            .ok_or_else(|| StoreError::NotReserved(serial.to_owned()))?;
+        row.state = CertificateState::Abandoned;
+        let key = row.spki_sha256.clone();
+        self.certified_keys.remove(&key);
+        self.append(audit);
+        Ok(())
+    }
+
+    fn issued_row(&self, serial: &str) -> Option<&CertificateRow> {
+        self.certificates
+            .get(serial)
+            .and_then(|c| c.row.as_ref())
+            .filter(|r| r.state == CertificateState::Issued)
+    }
+}
+
+/// All storage in memory. Share it behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies `f` to a copy and keeps it only if `f` succeeds: all or nothing.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut copy = guard.clone();
+        let out = f(&mut copy)?;
+        *guard = copy;
+        Ok(out)
+    }
+
+    /// Every notice queued, sent or not, oldest first (for tests to read what was announced).
+    pub fn notices(&self) -> Vec<Notification> {
+        self.read(|s| s.notifications.clone())
+    }
+
+    /// Every audit record's action, in order (for tests).
+    pub fn audit_actions(&self) -> Vec<String> {
+        self.read(|s| s.audit.iter().map(|r| r.action.clone()).collect())
+    }
+
+    /// Removes an operator record without a trace (a test of a signer the store does not know).
+    pub fn forget_operator(&self, iin: &str) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .operators
+            .remove(iin);
+    }
+
+    /// Puts a certificate in as issued, as if an issuance had recorded it (test fixtures:
+    /// the holder's or operator's certificate a signed payload is checked against).
+    pub fn insert_issued(&self, row: CertificateRow) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.issued_counter += 1;
+        let seq = s.issued_counter;
+        s.certified_keys
+            .insert(row.spki_sha256.clone(), row.serial.clone());
+        s.certificates.insert(
+            row.serial.clone(),
+            Cert {
+                row: Some(CertificateRow {
+                    state: CertificateState::Issued,
+                    ..row
+                }),
+                reserved_at: now(),
+                issued_seq: seq,
+            },
+        );
+    }
+}
+
+impl RequestStore for MemoryStore {
+    fn register_request(
+        &self,
+        r: &NewRequest,
+        idempotency: Option<(String, String)>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(RequestRow, bool), StoreError> {
+        self.change(|s| {
+            if let Some(k) = &idempotency
+                && let Some(n) = s.idempotency.get(k)
+            {
+                return Ok((s.requests[n].clone(), false));
+            }
+            if let Some(h) = &r.payload_sha256 {
+                s.use_payload(h, format!("request {}", r.number))?;
+            }
+            if s.requests.contains_key(&r.number) {
+                return Err(StoreError::Database(format!(
+                    "request number {} exists",
+                    r.number
+                )));
+            }
+            let row = RequestRow {
+                number: r.number.clone(),
+                kind: r.kind,
+                state: r.state,
+                iin: r.iin.clone(),
+                bin: r.bin.clone(),
+                role: r.role.clone(),
+                email: r.email.clone(),
+                subject_json: r.subject_json.clone(),
+                auth_csr: r.auth_csr.clone(),
+                sign_csr: r.sign_csr.clone(),
+                identification: r.identification,
+                refusal_reason: None,
+                decided_by: None,
+                registered_at: r.registered_at,
+                expires_at: r.expires_at,
+                updated_at: r.registered_at,
+                key_storage: r.key_storage,
+            };
+            s.requests.insert(r.number.clone(), row.clone());
+            if let Some(k) = idempotency {
+                s.idempotency.insert(k, r.number.clone());
+            }
+            if let Some(n) = &notice {
+                s.enqueue(n, Some(&r.number));
+            }
+            s.append(audit);
+            Ok((row, true))
+        })
+    }
+
+    fn request_by_idempotency(
+        &self,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<RequestRow>, StoreError> {
+        Ok(self.read(|s| {
+            s.idempotency
+                .get(&(caller.to_owned(), key.to_owned()))
+                .map(|n| s.requests[n].clone())
+        }))
+    }
+
+    fn request(&self, number: &str) -> Result<Option<RequestRow>, StoreError> {
+        Ok(self.read(|s| s.requests.get(number).cloned()))
+    }
+
+    fn transition(&self, t: &Transition) -> Result<RequestRow, StoreError> {
+        self.change(|s| {
+            s.apply(t)?;
+            Ok(s.requests[&t.number].clone())
+        })
+    }
+
+    fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError> {
+        self.change(|s| {
+            let due: Vec<String> = s
+                .requests
+                .values()
+                .filter(|r| r.state == RequestState::Registered && r.expires_at <= now)
+                .map(|r| r.number.clone())
+                .collect();
+            for number in &due {
+                s.apply(&Transition {
+                    number: number.clone(),
+                    from: vec![RequestState::Registered],
+                    to: RequestState::Expired,
+                    refusal_reason: Some("no CON visit within 30 days".into()),
+                    decided_by: None,
+                    identification: None,
+                    payload_sha256: None,
+                    notify: None,
+                    audit: AuditEntry {
+                        actor: actor.into(),
+                        action: "request.expired".into(),
+                        object: format!("request:{number}"),
+                        details: serde_json::json!({ "deadline_passed_at": now }),
+                    },
+                })?;
+            }
+            Ok(due)
+        })
+    }
+}
+
+impl CertificateStore for MemoryStore {
+    fn reserve_batch(
+        &self,
+        items: &[(Reservation, AuditEntry)],
+        before: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            if let Some(t) = &before {
+                s.apply(t)?;
+            }
+            for (r, a) in items {
+                s.reserve(r, a)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record_batch(
+        &self,
+        items: &[(String, Vec<u8>, AuditEntry)],
+        after: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            for (serial, der, audit) in items {
+                s.issued_counter += 1;
+                let seq = s.issued_counter;
+                let cert = s
+                    .certificates
+                    .get_mut(serial)
+                    .filter(|c| {
+                        c.row
+                            .as_ref()
+                            .is_some_and(|r| r.state == CertificateState::Reserved)
+                    })
+                    .ok_or_else(|| StoreError::NotReserved(serial.clone()))?;
+                let row = cert.row.as_mut().expect("filtered");
+                row.state = CertificateState::Issued;
+                row.der = Some(der.clone());
+                cert.issued_seq = seq;
+                s.append(audit);
+            }
+            if let Some(t) = &after {
+                s.apply(t)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.change(|s| s.abandon(serial, audit))
+    }
+
+    fn abandon_stale_reservations(
+        &self,
+        before: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.change(|s| {
+            let stale: Vec<String> = s
+                .certificates
+                .values()
+                .filter(|c| {
+                    c.reserved_at < before
+                        && c.row
+                            .as_ref()
+                            .is_some_and(|r| r.state == CertificateState::Reserved)
+                })
+                .filter_map(|c| c.row.as_ref().map(|r| r.serial.clone()))
+                .collect();
+            for serial in &stale {
+                s.abandon(
+                    serial,
+                    &AuditEntry {
+                        actor: actor.into(),
+                        action: "certificate.abandoned".into(),
+                        object: format!("serial:{serial}"),
+                        details: serde_json::json!({ "reason": "stale reservation" }),
+                    },
+                )?;
+            }
+            Ok(stale)
+        })
+    }
+}
+
+impl CertificateReader for MemoryStore {
+    fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.read(|s| s.certified_keys.get(spki_sha256).cloned()))
+    }
+
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, StoreError> {
+        Ok(self.read(|s| s.certificates.get(serial).and_then(|c| c.row.clone())))
+    }
+
+    fn certificates_of_request(
+        &self,
+        number: &str,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        Ok(self.read(|s| {
+            let mut certs: Vec<_> = s
+                .certificates
+                .values()
+                .filter_map(|c| Some((c.issued_seq, c.row.as_ref()?)))
+                .filter(|(_, r)| {
+                    r.state == CertificateState::Issued
+                        && r.request_number.as_deref() == Some(number)
+                })
+                .map(|(seq, r)| {
+                    (
+                        seq,
+                        (
+                            r.serial.clone(),
+                            r.profile.clone(),
+                            r.der.clone().unwrap_or_default(),
+                        ),
+                    )
+                })
+                .collect();
+            certs.sort_by_key(|(seq, _)| *seq);
+            certs.into_iter().map(|(_, c)| c).collect()
+        }))
+    }
+
+    fn serials_for(&self, iin: &str, profile: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.read(|s| {
+            s.certificates
+                .values()
+                .filter_map(|c| c.row.as_ref())
+                .filter(|r| {
+                    r.state == CertificateState::Issued
+                        && r.iin.as_deref() == Some(iin)
+                        && r.profile == profile
+                })
+                .map(|r| r.serial.clone())
+                .collect()
+        }))
+    }
+
+    fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self.read(|s| {
+            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+            for r in s.certificates.values().filter_map(|c| c.row.as_ref()) {
+                *counts.entry(r.state.to_string()).or_default() += 1;
+            }
+            counts.into_iter().collect()
+        }))
+    }
+}
+
+impl RevocationStore for MemoryStore {
+    fn revoke(
+        &self,
+        r: &RevocationRow,
+        payload_sha256: Option<String>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            let request_number = s
+                .issued_row(&r.serial)
+                .ok_or_else(|| StoreError::CertificateNotFound(r.serial.clone()))?
+                .request_number
+                .clone();
+            if s.revocations.contains_key(&r.serial) {
+                return Err(StoreError::AlreadyRevoked(r.serial.clone()));
+            }
+            if let Some(h) = &payload_sha256 {
+                s.use_payload(h, format!("revocation of {}", r.serial))?;
+            }
+            s.revocations.insert(r.serial.clone(), r.clone());
+            if let Some(n) = &notice {
+                s.enqueue(n, request_number.as_deref());
+            }
+            s.append(audit);
+            if let Some(number) = request_number {
+                let all_revoked = s
+                    .certificates
+                    .values()
+                    .filter_map(|c| c.row.as_ref())
+                    .filter(|c| {
+                        c.state == CertificateState::Issued
+                            && c.request_number.as_deref() == Some(number.as_str())
+                    })
+                    .all(|c| s.revocations.contains_key(&c.serial));
+                let issued = s
+                    .requests
+                    .get(&number)
+                    .is_some_and(|q| q.state == RequestState::Issued);
+                if all_revoked && issued {
+                    let q = s.requests.get_mut(&number).expect("checked");
+                    q.state = RequestState::Revoked;
+                    q.updated_at = now();
+                    s.append(&AuditEntry {
+                        actor: audit.actor.clone(),
+                        action: "request.revoked".into(),
+                        object: format!("request:{number}"),
+                        details: serde_json::json!({ "last_serial": r.serial }),
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl RevocationReader for MemoryStore {
+    fn revocation(&self, serial: &str) -> Result<Option<RevocationRow>, StoreError> {
+        Ok(self.read(|s| s.revocations.get(serial).cloned()))
+    }
+
+    fn serial_status(&self, serial: &str) -> Result<Option<SerialStatus>, StoreError> {
+        Ok(self.read(|s| {
+            let c = s.certificates.get(serial)?.row.as_ref()?;
+            Some(SerialStatus {
+                issued: c.state == CertificateState::Issued,
+                revocation: s.revocations.get(serial).map(|r| (r.reason, r.revoked_at)),
+            })
+        }))
+    }
+
+    fn for_each_revocation(
+        &self,
+        since: Option<i64>,
+        f: &mut dyn FnMut(RevocationEntry<'_>),
+    ) -> Result<(), StoreError> {
+        let all: Vec<RevocationRow> = self.read(|s| s.revocations.values().cloned().collect());
+        for r in all
+            .iter()
+            .filter(|r| since.is_none_or(|t| r.revoked_at >= t))
+        {
+            f(RevocationEntry {
+                serial_hex: &r.serial,
+                reason: r.reason,
+                revoked_at: r.revoked_at,
+                invalidity_date: r.invalidity_date,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl UsedPayloads for MemoryStore {
+    fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.read(|s| s.used_payloads.get(sha256).cloned()))
+    }
+}
+
+impl OperatorStore for MemoryStore {
+    fn put_operator(&self, o: &OperatorRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.operators.insert(o.iin.clone(), o.clone());
+            s.append(audit);
+            Ok(())
+        })
+    }
+
+    fn set_operator_status(
+        &self,
+        iin: &str,
+        status: OperatorStatus,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.operators
+                .get_mut(iin)
+                .ok_or_else(|| StoreError::OperatorNotFound(iin.to_owned()))?
+                .status = status;
+            s.append(audit);
+            Ok(())
+        })
+    }
+
+    fn operator(&self, iin: &str) -> Result<Option<OperatorRow>, StoreError> {
+        Ok(self.read(|s| s.operators.get(iin).cloned()))
+    }
+
+    fn operators(&self) -> Result<Vec<OperatorRow>, StoreError> {
+        Ok(self.read(|s| s.operators.values().cloned().collect()))
+    }
+}
+
+impl AuditLog for MemoryStore {
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.append(entry);
+            Ok(())
+        })
+    }
+
+    fn audit_records(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self.read(|s| s.audit.clone()))
+    }
+
+    fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, StoreError> {
+        Ok(Ok(self.read(|s| s.audit.len() as u64)))
+    }
+}
+
+impl PublicationStore for MemoryStore {
+    fn next_crl_number(&self) -> Result<i64, StoreError> {
+        self.change(|s| {
+            s.crl_number += 1;
+            Ok(s.crl_number)
+        })
+    }
+
+    fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+        self.change(|s| {
+            let mut out = Vec::new();
+            for mut c in crls {
+                c.published_at = now();
+                s.append(&AuditEntry {
+                    actor: actor.into(),
+                    action: "crl.published".into(),
+                    object: format!("crl:{}", c.crl_number),
+                    details: serde_json::json!({ "kind": c.kind.as_str() }),
+                });
+                s.crls.push(c.clone());
+                out.push(c);
+            }
+            Ok(out)
+        })
+    }
+
+    fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+        Ok(self.read(|s| {
+            s.crls
+                .iter()
+                .rev()
+                .find(|c| c.kind == CrlKind::Full)
+                .cloned()
+        }))
+    }
+
+    fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+        Ok(self.latest_full_crl()?.map(|c| CrlRow { der: vec![], ..c }))
+    }
+
+    fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+        Ok(self.read(|s| {
+            s.crls
+                .iter()
+                .rev()
+                .find(|c| c.kind == CrlKind::Delta)
+                .cloned()
+        }))
+    }
+
+    fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
+        Ok(self
+            .latest_delta_crl()?
+            .map(|c| CrlRow { der: vec![], ..c }))
+    }
+}
+
+impl Outbox for MemoryStore {
+    fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, StoreError> {
+        Ok(self.read(|s| {
+            s.notifications
+                .iter()
+                .take(usize::try_from(limit).unwrap_or(0))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn notifications_attempted(
+        &self,
+        outcomes: &[(i64, Option<String>)],
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            for (id, _) in outcomes {
+                if let Some(n) = s.notifications.iter_mut().find(|n| n.id == *id) {
+                    n.attempts += 1;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl CaKeyStore for MemoryStore {
+    fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.ca_keys = keys.to_vec();
+            s.append(audit);
+            Ok(())
+        })
+    }
+
+    fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
+        Ok(self.read(|s| s.ca_keys.clone()))
+    }
+}

@@ -1,0 +1,202 @@
+//! One trait per kind of record. A role is handed only those it uses (see
+//! `docs/architecture.md`); each write method commits its change, its audit record and
+//! whatever is composed with it in one transaction, or nothing.
+
+use nuc_core::{Notice, OperatorStatus};
+
+use crate::StoreError;
+use crate::rows::{
+    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlRow, NewRequest,
+    Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
+    SerialStatus, Transition,
+};
+
+/// Requests and their state machine (the RA's).
+pub trait RequestStore: Send + Sync {
+    /// Registers a request with its notice and audit record. With an idempotency key
+    /// `(caller, key)` already used, nothing is written and the request registered the first
+    /// time is returned instead (`Ok((row, false))`). A payload hash already used is refused.
+    fn register_request(
+        &self,
+        request: &NewRequest,
+        idempotency: Option<(String, String)>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(RequestRow, bool), StoreError>;
+
+    /// The request registered under a caller's idempotency key, if any.
+    fn request_by_idempotency(
+        &self,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<RequestRow>, StoreError>;
+
+    /// A request by its canonical number.
+    fn request(&self, number: &str) -> Result<Option<RequestRow>, StoreError>;
+
+    /// Moves a request from one of `t.from` to `t.to`, with its payload mark, notice and audit
+    /// record; refuses if the request is elsewhere (someone else decided first).
+    fn transition(&self, t: &Transition) -> Result<RequestRow, StoreError>;
+
+    /// Expires every registered request whose deadline is at or before `now`, each with its
+    /// audit record; gives their numbers.
+    fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// The issuance sequence (the CA's, through an [`crate::IssuanceLedger`]): a serial and its
+/// key are reserved before the HSM signs, the certificate recorded after.
+pub trait CertificateStore: Send + Sync {
+    /// Reserves several issuances, after applying `before` (a request's transition that the
+    /// issuance follows), in one commit. Refuses a key already certified and a serial used.
+    fn reserve_batch(
+        &self,
+        items: &[(Reservation, AuditEntry)],
+        before: Option<Transition>,
+    ) -> Result<(), StoreError>;
+
+    /// Records signed certificates under their reserved serials, then applies `after` (e.g.
+    /// the request becoming issued, with its notice), in one commit.
+    fn record_batch(
+        &self,
+        items: &[(String, Vec<u8>, AuditEntry)],
+        after: Option<Transition>,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up a reservation whose signing failed: the serial stays burnt, the key is free.
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Abandons reservations made before `before` that never got their certificate (the
+    /// process stopped between the two commits), each with its audit record; gives the serials.
+    fn abandon_stale_reservations(
+        &self,
+        before: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Reads of certificates (RA, verifier, status pages).
+pub trait CertificateReader: Send + Sync {
+    /// The serial of the certificate (or reservation) that already holds this key, if any.
+    fn key_certified(&self, spki_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// A certificate or reservation by serial (lowercase hex).
+    fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>, StoreError>;
+
+    /// `(serial, profile, DER)` of the issued certificates of a request, in issuance order.
+    fn certificates_of_request(
+        &self,
+        number: &str,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError>;
+
+    /// Serials of the issued certificates of a profile for an IIN (e.g. an operator's).
+    fn serials_for(&self, iin: &str, profile: &str) -> Result<Vec<String>, StoreError>;
+
+    /// How many certificates are in each state, by stored spelling.
+    fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
+/// Revoking (the RA's).
+pub trait RevocationStore: Send + Sync {
+    /// Revokes an issued certificate, once, with its payload mark, notice and audit record; a
+    /// request whose certificates are then all revoked becomes revoked. Durable on return.
+    fn revoke(
+        &self,
+        revocation: &RevocationRow,
+        payload_sha256: Option<String>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// Reads of revocations (RA, OCSP, CRL, verifier).
+pub trait RevocationReader: Send + Sync {
+    /// The revocation of a certificate, if revoked.
+    fn revocation(&self, serial: &str) -> Result<Option<RevocationRow>, StoreError>;
+
+    /// What OCSP needs of a serial; `None` when it was never reserved.
+    fn serial_status(&self, serial: &str) -> Result<Option<SerialStatus>, StoreError>;
+
+    /// Calls `f` for every revocation (with `revoked_at >= since` when given), from one read
+    /// snapshot, without collecting them: memory does not grow with their number.
+    fn for_each_revocation(
+        &self,
+        since: Option<i64>,
+        f: &mut dyn FnMut(RevocationEntry<'_>),
+    ) -> Result<(), StoreError>;
+}
+
+/// Signed payloads already acted on: each is accepted once. Marks are written by the changes
+/// they cause ([`Transition::payload_sha256`], [`RevocationStore::revoke`]).
+pub trait UsedPayloads: Send + Sync {
+    /// What a signed payload was used for, if it was.
+    fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Operators of the CONs (F6).
+pub trait OperatorStore: Send + Sync {
+    /// Creates or updates an operator, with its audit record.
+    fn put_operator(&self, operator: &OperatorRow, audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Sets an operator's status, with its audit record.
+    fn set_operator_status(
+        &self,
+        iin: &str,
+        status: OperatorStatus,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// An operator by IIN.
+    fn operator(&self, iin: &str) -> Result<Option<OperatorRow>, StoreError>;
+
+    /// All operators, by IIN.
+    fn operators(&self) -> Result<Vec<OperatorRow>, StoreError>;
+}
+
+/// The audit log: append-only, tamper-evident.
+pub trait AuditLog: Send + Sync {
+    /// Appends a record of its own (a refusal, an administrator's act).
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Every record, in order.
+    fn audit_records(&self) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Checks the chain: the number of records, or the first broken one.
+    fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, StoreError>;
+}
+
+/// CRL publications (the publisher's).
+pub trait PublicationStore: Send + Sync {
+    /// The next number of the one monotonic CRL-number sequence (full and delta share it).
+    fn next_crl_number(&self) -> Result<i64, StoreError>;
+
+    /// Records signed CRLs, with their audit records, in one commit; gives them back as stored.
+    fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError>;
+
+    /// The latest complete CRL, with its bytes.
+    fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError>;
+    /// The latest complete CRL without its bytes (an empty `der`).
+    fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError>;
+    /// The latest delta CRL, with its bytes.
+    fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError>;
+    /// The latest delta CRL without its bytes.
+    fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError>;
+}
+
+/// The notification outbox (the sender's).
+pub trait Outbox: Send + Sync {
+    /// Notices not yet sent, oldest first.
+    fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records the outcomes of a pass of delivery attempts (`None`: sent), in one commit.
+    fn notifications_attempted(&self, outcomes: &[(i64, Option<String>)])
+    -> Result<(), StoreError>;
+}
+
+/// The CA's own keys and certificates (bootstrap and start).
+pub trait CaKeyStore: Send + Sync {
+    /// Stores the CA's keys with the audit record of their creation.
+    fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError>;
+
+    /// The CA's keys.
+    fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError>;
+}
