@@ -36,8 +36,8 @@ impl Ra {
         Ok((request, issued))
     }
 
-    /// Issues the AUTH and SIGN certificates of a request (in the HSM, off the async threads),
-    /// in two commits: the reservations with `before`, the certificates with the request
+    /// Issues the AUTH and SIGN certificates of a request (in the HSM: this blocks), in two
+    /// commits: the reservations with `before`, the certificates with the request
     /// moving from `issuing_from` to issued (and its notice).
     pub(crate) async fn issue_for(
         &self,
@@ -92,15 +92,10 @@ impl Ra {
         })
         .collect();
         let after = self.finish_transition(request, issuing_from, actor);
-        let (ca, store) = (self.ca.clone(), self.store.clone());
-        Ok(tokio::task::spawn_blocking(move || {
-            ca.issue(
-                &orders,
-                &Issuance::with(store.as_ref(), before, Some(after)),
-            )
-        })
-        .await
-        .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??)
+        Ok(self.ca.issue(
+            &orders,
+            &Issuance::with(self.store.as_ref(), before, Some(after)),
+        )?)
     }
 
     /// The request becoming issued, with the "certificates issued" notice.

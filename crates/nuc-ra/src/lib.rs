@@ -10,6 +10,9 @@
 //! accept a signed payload twice, never act on a signature it has not fully checked, and
 //! never store anything when the registry cannot be reached.
 //!
+//! It knows nothing of threads: its methods block (HSM, durable commits) and await the
+//! registry; the server runs them off its async workers, in one place (`grpc::offload`).
+//!
 //! What it is given, and nothing more: the storage traits of [`RaStore`], a CA handle that can
 //! only check a key and issue ([`nuc_ca::Issuer`]), the registry, and a clock. Each flow is a
 //! module of its own; [`Ra`] is their common state.

@@ -58,16 +58,13 @@ impl Ra {
             request_number: None,
             key_storage: Default::default(),
         };
-        let (ca, store) = (self.ca.clone(), self.store.clone());
-        let issued = tokio::task::spawn_blocking(move || {
-            ca.issue(
+        let issued = self
+            .ca
+            .issue(
                 std::slice::from_ref(&order),
-                &Issuance::alone(store.as_ref()),
-            )
-        })
-        .await
-        .map_err(|e| RaError::new(ReasonCode::Internal, format!("issuance task: {e}")))??
-        .remove(0);
+                &Issuance::alone(self.store.as_ref()),
+            )?
+            .remove(0);
         let status = match self.store.operator(iin.as_str())? {
             Some(o) if o.status == OperatorStatus::Suspended => OperatorStatus::Suspended,
             _ => OperatorStatus::Active,

@@ -9,7 +9,7 @@ use nuc_ra::RevocationAsk;
 use nuc_store::{CertificateReader, OperatorStore};
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, issued, status};
+use super::{Api, Service, blocking, issued, status};
 
 pub struct AdminApi(pub Arc<Api>);
 
@@ -38,18 +38,17 @@ impl AdminApi {
         })
     }
 
-    fn set_status(
+    async fn set_status(
         &self,
         req: Request<OperatorRef>,
         to: OperatorStatus,
     ) -> Result<Response<Operator>, Status> {
         let caller = self.0.authorize(&req, Service::Admin)?;
         let r = req.into_inner();
-        let row = self
-            .0
-            .ra
-            .set_operator_status(&caller.actor(), &r.iin, to, &r.reason)
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let row =
+            blocking(async move { ra.set_operator_status(&caller.actor(), &r.iin, to, &r.reason) })
+                .await?;
         Ok(Response::new(self.operator(&row.iin)?))
     }
 }
@@ -62,12 +61,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<IssuedCertificate>, Status> {
         let caller = self.0.authorize(&req, Service::Admin)?;
         let r = req.into_inner();
-        let c = self
-            .0
-            .ra
-            .issue_operator(&caller.actor(), &r.iin, &r.role, &r.con, r.csr)
-            .await
-            .map_err(status)?;
+        let ra = self.0.ra.clone();
+        let c = blocking(async move {
+            ra.issue_operator(&caller.actor(), &r.iin, &r.role, &r.con, r.csr)
+                .await
+        })
+        .await?;
         Ok(Response::new(issued(&c.serial_hex, &c.profile, &c.der)))
     }
 
@@ -75,21 +74,21 @@ impl AdminService for AdminApi {
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, OperatorStatus::Suspended)
+        self.set_status(req, OperatorStatus::Suspended).await
     }
 
     async fn resume_operator(
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, OperatorStatus::Active)
+        self.set_status(req, OperatorStatus::Active).await
     }
 
     async fn dismiss_operator(
         &self,
         req: Request<OperatorRef>,
     ) -> Result<Response<Operator>, Status> {
-        self.set_status(req, OperatorStatus::Dismissed)
+        self.set_status(req, OperatorStatus::Dismissed).await
     }
 
     async fn list_operators(
@@ -119,10 +118,9 @@ impl AdminService for AdminApi {
         let invalidity = (r.invalidity_date != 0).then_some(r.invalidity_date);
         let reason = RevocationReason::accepted(i64::from(r.reason))
             .map_err(|e| status(nuc_ra::RaError::invalid("reason", e)))?;
-        let row = self
-            .0
-            .ra
-            .revoke(
+        let ra = self.0.ra.clone();
+        let row = blocking(async move {
+            ra.revoke(
                 &caller.actor(),
                 &RevocationAsk {
                     serial: &r.serial_hex,
@@ -132,7 +130,8 @@ impl AdminService for AdminApi {
                 },
                 None,
             )
-            .map_err(status)?;
+        })
+        .await?;
         Ok(Response::new(RevokeCertificateResponse {
             serial_hex: row.serial,
             revoked_at: row.revoked_at,

@@ -237,16 +237,24 @@ pub fn refusal(reason: ReasonCode, message: &str) -> Status {
     s
 }
 
-/// Runs RA work on the blocking pool: it waits on the HSM and on durable commits (fsync), and
-/// an async worker that waits stalls every other connection it serves (TLS, HTTP/2).
+/// The one place where the async handlers meet blocking work. What a handler asks of a role
+/// waits on the HSM, on durable commits (fsync) or on the registry, and an async worker that
+/// waits stalls every other connection it serves (TLS, HTTP/2): so it runs here, on the
+/// blocking pool. The roles themselves know nothing of threads.
+pub async fn offload<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("INTERNAL: request task failed: {e}")))?
+}
+
+/// RA work (its methods are async where they ask the registry), through [`offload`].
 pub async fn blocking<T: Send + 'static>(
     work: impl Future<Output = Result<T, RaError>> + Send + 'static,
 ) -> Result<T, Status> {
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(work))
-        .await
-        .map_err(|e| Status::internal(format!("INTERNAL: request task failed: {e}")))?
-        .map_err(status)
+    offload(move || handle.block_on(work).map_err(status)).await
 }
 
 pub fn status(e: RaError) -> Status {

@@ -8,7 +8,7 @@ use nuc_core::ReasonCode;
 use nuc_store::{AuditLog, CrlKind, CrlRow};
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, refusal};
+use super::{Api, Service, offload, refusal};
 use crate::publication::Publisher;
 
 pub struct PublisherApi {
@@ -39,10 +39,12 @@ impl PublisherApi {
 
     async fn status(&self) -> Result<CrlStatus, Status> {
         let publisher = self.publisher.clone();
-        let (full, delta) = tokio::task::spawn_blocking(move || publisher.current())
-            .await
-            .map_err(|e| Status::internal(format!("INTERNAL: {e}")))?
-            .map_err(|e| refusal(ReasonCode::StorageFailure, &e.to_string()))?;
+        let (full, delta) = offload(move || {
+            publisher
+                .current()
+                .map_err(|e| refusal(ReasonCode::StorageFailure, &e.to_string()))
+        })
+        .await?;
         Ok(CrlStatus {
             full: self.info(full),
             delta: self.info(delta),
@@ -82,7 +84,7 @@ impl PublisherService for PublisherApi {
         tracing::info!(%actor, %reason, "CRL publication requested");
         let publisher = self.publisher.clone();
         let inst = self.api.inst.clone();
-        tokio::task::spawn_blocking(move || {
+        offload(move || {
             // The request with its reason, then the publication (its own `crl.published`
             // records name the same caller).
             inst.store
@@ -92,15 +94,14 @@ impl PublisherService for PublisherApi {
                     object: "crl:issuing".into(),
                     details: serde_json::json!({ "reason": reason }),
                 })
-                .map_err(nuc_publisher::crl::PublishError::Store)?;
-            publisher.publish(&actor)
+                .map_err(nuc_publisher::crl::PublishError::Store)
+                .and_then(|()| publisher.publish(&actor))
+                .map_err(|e| {
+                    tracing::error!(error = %e, "CRL publication on demand failed");
+                    refusal(failure_reason(&e), &format!("CRL publication failed: {e}"))
+                })
         })
-        .await
-        .map_err(|e| Status::internal(format!("INTERNAL: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "CRL publication on demand failed");
-            refusal(failure_reason(&e), &format!("CRL publication failed: {e}"))
-        })?;
+        .await?;
         Ok(Response::new(self.status().await?))
     }
 

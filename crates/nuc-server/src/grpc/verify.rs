@@ -10,7 +10,7 @@ use nuc_core::{Bin, Iin, ReasonCode};
 use nuc_verify::{Stated, Verdict};
 use tonic::{Request, Response, Status};
 
-use super::{Api, Service, refusal};
+use super::{Api, Service, offload, refusal};
 
 pub struct VerificationApi(pub Arc<Api>);
 
@@ -86,13 +86,12 @@ impl VerificationService for VerificationApi {
         }
         let stated = stated(&r)?;
         let inst = self.0.inst.clone();
-        let verdict = tokio::task::spawn_blocking(move || {
+        let verdict = offload(move || {
             let detached = (!r.detached_content.is_empty()).then_some(&r.detached_content[..]);
             nuc_verify::verify_document(inst.lookups(), &r.cms, detached, &stated, inst.ra.now())
+                .map_err(|e| refusal(ReasonCode::StorageFailure, &e.to_string()))
         })
-        .await
-        .map_err(|e| Status::internal(format!("INTERNAL: verification task failed: {e}")))?
-        .map_err(|e| refusal(ReasonCode::StorageFailure, &e.to_string()))?;
+        .await?;
         match &verdict.failure {
             None => {
                 tracing::info!(caller = %caller.actor(), signer = ?verdict.signer.as_ref().map(|s| &s.serial_hex), "signature verified: valid")
