@@ -260,22 +260,7 @@ impl SqliteStore {
         };
         let mut expired = Vec::new();
         for number in due {
-            let t = Transition {
-                number: number.clone(),
-                from: vec![RequestState::Registered],
-                to: RequestState::Expired,
-                refusal_reason: Some("no CON visit within 30 days".into()),
-                decided_by: None,
-                identification: None,
-                payload_sha256: None,
-                notify: None,
-                audit: AuditEntry {
-                    actor: actor.into(),
-                    action: "request.expired".into(),
-                    object: format!("request:{number}"),
-                    details: serde_json::json!({ "deadline_passed_at": now }),
-                },
-            };
+            let t = Transition::expiry(&number, now, actor);
             match self.transition(&t) {
                 Ok(_) => expired.push(number),
                 Err(DbError::Store(StoreError::RequestState { .. })) => {} // decided meanwhile

@@ -336,22 +336,7 @@ impl RequestStore for MemoryStore {
                 .map(|r| r.number.clone())
                 .collect();
             for number in &due {
-                s.apply(&Transition {
-                    number: number.clone(),
-                    from: vec![RequestState::Registered],
-                    to: RequestState::Expired,
-                    refusal_reason: Some("no CON visit within 30 days".into()),
-                    decided_by: None,
-                    identification: None,
-                    payload_sha256: None,
-                    notify: None,
-                    audit: AuditEntry {
-                        actor: actor.into(),
-                        action: "request.expired".into(),
-                        object: format!("request:{number}"),
-                        details: serde_json::json!({ "deadline_passed_at": now }),
-                    },
-                })?;
+                s.apply(&Transition::expiry(number, now, actor))?;
             }
             Ok(due)
         })

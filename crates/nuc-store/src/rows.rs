@@ -137,6 +137,29 @@ pub struct Transition {
     pub audit: AuditEntry,
 }
 
+impl Transition {
+    /// A registered request expiring at `now`: no CON visit within its deadline. Every
+    /// implementation expires requests with this one transition.
+    pub fn expiry(number: &str, now: i64, actor: &str) -> Self {
+        Self {
+            number: number.to_owned(),
+            from: vec![RequestState::Registered],
+            to: RequestState::Expired,
+            refusal_reason: Some("no CON visit within 30 days".into()),
+            decided_by: None,
+            identification: None,
+            payload_sha256: None,
+            notify: None,
+            audit: AuditEntry {
+                actor: actor.into(),
+                action: "request.expired".into(),
+                object: format!("request:{number}"),
+                details: serde_json::json!({ "deadline_passed_at": now }),
+            },
+        }
+    }
+}
+
 /// A notice in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {

@@ -62,13 +62,7 @@ async fn a_refusal_needs_a_reason_and_tells_the_applicant() {
     let op = rig.operator(SHOKAN).await;
     let (request, _, _) = rig.registered(ABAI).await;
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Refuse, "  "),
-            )
+        rig.decide(&op, &request.number, Decision::Refuse, "  ")
             .await,
         ReasonCode::InvalidArgument,
         "refusal_reason",
@@ -134,23 +128,11 @@ async fn a_decision_on_a_decided_request_is_refused_by_its_state() {
     let rig = Rig::new();
     let op = rig.operator(SHOKAN).await;
     let (request, _, _) = rig.registered(ABAI).await;
-    rig.ra
-        .decide(
-            WORKSTATION,
-            &request.number,
-            &op.serial,
-            &op.decision(&request.number, Decision::Refuse, "no documents"),
-        )
+    rig.decide(&op, &request.number, Decision::Refuse, "no documents")
         .await
         .unwrap();
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::RequestState,
         "is refused, not registered",
@@ -306,13 +288,7 @@ async fn a_suspended_operator_is_refused_until_resumed() {
         .set_operator_status(ADMIN, SHOKAN, OperatorStatus::Suspended, "absent 16 days")
         .unwrap();
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::OperatorSuspended,
         "suspended",
@@ -342,13 +318,7 @@ async fn a_signer_who_is_not_a_registered_operator_is_refused() {
     rig.store.forget_operator(SHOKAN);
     let (request, _, _) = rig.registered(ABAI).await;
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::OperatorSignatureInvalid,
         "is not a registered operator",
@@ -373,13 +343,7 @@ async fn a_revoked_operator_certificate_is_refused() {
         )
         .unwrap();
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::OperatorSignatureInvalid,
         "was revoked",
@@ -468,13 +432,7 @@ async fn a_request_not_confirmed_within_30_days_expires() {
     let (request, _, _) = rig.registered(ABAI).await;
     rig.clock.advance(30 * 86_400 + 1);
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::RequestExpired,
         "expired",
@@ -512,13 +470,7 @@ async fn an_hsm_failure_leaves_a_confirmed_request_that_a_new_confirmation_issue
     let (request, _, _) = rig.registered(ABAI).await;
     rig.ca.fail_next_signing();
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::HsmFailure,
         "token went away",
@@ -556,13 +508,7 @@ async fn an_hsm_failure_leaves_a_confirmed_request_that_a_new_confirmation_issue
     assert_eq!(issued.len(), 2);
     assert!(rig.audit().contains(&"request.issuance_resumed".to_owned()));
     refused(
-        rig.ra
-            .decide(
-                WORKSTATION,
-                &request.number,
-                &op.serial,
-                &op.decision(&request.number, Decision::Confirm, ""),
-            )
+        rig.decide(&op, &request.number, Decision::Confirm, "")
             .await,
         ReasonCode::RequestState,
         "issued",

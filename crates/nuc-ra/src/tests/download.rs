@@ -60,13 +60,7 @@ async fn expiry_takes_registered_requests_past_their_deadline_only() {
     let op = rig.operator(SHOKAN).await;
     let (due, _, _) = rig.registered(ABAI).await;
     let (decided, _, _) = rig.registered(KANYSH).await;
-    rig.ra
-        .decide(
-            WORKSTATION,
-            &decided.number,
-            &op.serial,
-            &op.decision(&decided.number, Decision::Refuse, "no documents"),
-        )
+    rig.decide(&op, &decided.number, Decision::Refuse, "no documents")
         .await
         .unwrap();
     assert!(rig.ra.expire_due().unwrap().is_empty());

@@ -163,6 +163,25 @@ impl Rig {
         }
     }
 
+    /// `op`'s decision on request `number`, signed by `op` and sent from the workstation of
+    /// `op`'s session.
+    pub async fn decide(
+        &self,
+        op: &Operator,
+        number: &str,
+        decision: Decision,
+        refusal_reason: &str,
+    ) -> Result<(RequestRow, Vec<nuc_ca::Issued>), RaError> {
+        self.ra
+            .decide(
+                WORKSTATION,
+                number,
+                &op.serial,
+                &op.decision(number, decision, refusal_reason),
+            )
+            .await
+    }
+
     /// A holder of `iin`: registered, confirmed by an operator, issued.
     pub async fn holder(&self, iin: &str, op: &Operator) -> Holder {
         let (request, auth, sign) = self.registered(iin).await;
