@@ -40,6 +40,8 @@ struct State {
     operators: BTreeMap<String, OperatorRow>,
     audit: Vec<AuditRecord>,
     notifications: Vec<Notification>,
+    /// Ids of the notifications delivered.
+    sent: std::collections::HashSet<i64>,
     crls: Vec<CrlRow>,
     crl_number: i64,
     ca_keys: Vec<CaKeyRow>,
@@ -703,6 +705,7 @@ impl Outbox for MemoryStore {
         Ok(self.read(|s| {
             s.notifications
                 .iter()
+                .filter(|n| !s.sent.contains(&n.id))
                 .take(usize::try_from(limit).unwrap_or(0))
                 .cloned()
                 .collect()
@@ -714,9 +717,12 @@ impl Outbox for MemoryStore {
         outcomes: &[(i64, Option<String>)],
     ) -> Result<(), StoreError> {
         self.change(|s| {
-            for (id, _) in outcomes {
+            for (id, error) in outcomes {
                 if let Some(n) = s.notifications.iter_mut().find(|n| n.id == *id) {
                     n.attempts += 1;
+                    if error.is_none() {
+                        s.sent.insert(*id);
+                    }
                 }
             }
             Ok(())
