@@ -76,6 +76,19 @@ impl Publisher {
         Ok(p)
     }
 
+    /// A publication the scheduler asked for: the request with its reason in the audit log,
+    /// then a complete and a delta CRL (their own `crl.published` records name the same
+    /// caller).
+    pub fn publish_requested(&self, actor: &str, reason: &str) -> Result<Published, PublishError> {
+        self.inst.store.audit(&nuc_store::AuditEntry {
+            actor: actor.to_owned(),
+            action: "crl.publication_requested".into(),
+            object: "crl:issuing".into(),
+            details: serde_json::json!({ "reason": reason }),
+        })?;
+        self.publish(actor)
+    }
+
     /// A delta CRL alone, now; both CRLs when no complete CRL exists yet.
     pub fn publish_delta(&self, actor: &str) -> Result<Option<PublishedDelta>, PublishError> {
         let started = Instant::now();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nuc_api::v1::publisher_service_server::PublisherService;
 use nuc_api::v1::{CrlInfo, CrlStatus, GetCrlStatusRequest, PublishCrlsRequest};
 use nuc_core::ReasonCode;
-use nuc_store::{AuditLog, CrlKind, CrlRow};
+use nuc_store::{CrlKind, CrlRow};
 use tonic::{Request, Response, Status};
 
 use super::{Api, Service, offload, refusal};
@@ -83,23 +83,11 @@ impl PublisherService for PublisherApi {
         let actor = caller.actor();
         tracing::info!(%actor, %reason, "CRL publication requested");
         let publisher = self.publisher.clone();
-        let inst = self.api.inst.clone();
         offload(move || {
-            // The request with its reason, then the publication (its own `crl.published`
-            // records name the same caller).
-            inst.store
-                .audit(&nuc_store::AuditEntry {
-                    actor: actor.clone(),
-                    action: "crl.publication_requested".into(),
-                    object: "crl:issuing".into(),
-                    details: serde_json::json!({ "reason": reason }),
-                })
-                .map_err(nuc_publisher::crl::PublishError::Store)
-                .and_then(|()| publisher.publish(&actor))
-                .map_err(|e| {
-                    tracing::error!(error = %e, "CRL publication on demand failed");
-                    refusal(failure_reason(&e), &format!("CRL publication failed: {e}"))
-                })
+            publisher.publish_requested(&actor, &reason).map_err(|e| {
+                tracing::error!(error = %e, "CRL publication on demand failed");
+                refusal(failure_reason(&e), &format!("CRL publication failed: {e}"))
+            })
         })
         .await?;
         Ok(Response::new(self.status().await?))
