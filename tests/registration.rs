@@ -1417,3 +1417,55 @@ async fn a_confirmed_request_left_by_a_crash_is_issued_on_a_new_confirmation() {
         2
     );
 }
+
+/// Separation of duties (security review, finding 6): an operator who confirms their own
+/// application is refused with SEPARATION_OF_DUTIES, over the API as in the RA, and nothing
+/// changes; a colleague's confirmation issues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_cannot_confirm_their_own_application() {
+    let svc = Service::start();
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let colleague = make_operator(&svc, "900726302864").await;
+    let mut portal = svc.portal().await;
+    let (app, _, _) = application_of("own-application", OPERATOR_IIN, EMAIL);
+    let number = portal
+        .submit_application(app)
+        .await
+        .expect("submitted")
+        .into_inner()
+        .request_number;
+    let mut ws = svc.workstation().await;
+    let records = count(&svc, "SELECT COUNT(*) FROM audit_log");
+    let e = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "SEPARATION_OF_DUTIES", "{e:?}");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(!e.message().contains(OPERATOR_IIN), "{}", e.message());
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM audit_log"), records);
+    assert_eq!(
+        count(
+            &svc,
+            &format!(
+                "SELECT COUNT(*) FROM requests WHERE number = '{number}' AND state = 'registered'"
+            )
+        ),
+        1
+    );
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM used_payloads"), 0);
+    let decided = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: colleague.serial.clone(),
+            signed_decision: decision(&colleague, &number, Decision::Confirm, ""),
+        })
+        .await
+        .expect("a colleague confirms")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+}

@@ -102,8 +102,28 @@ macro_rules! ident_type {
 ident_type!(Iin, "iin", "Individual identification number (ИИН / ЖСН).");
 ident_type!(Bin, "bin", "Business identification number (БИН / БСН).");
 
+/// An IIN (or BIN) as logs and refusal messages may show it: the first four and the last two
+/// digits (`8609******12`), enough to tell two people apart at a counter, not enough to be the
+/// number. Anything that is not twelve digits is masked whole.
+pub fn mask_iin(number: &str) -> String {
+    let n = number.trim();
+    if n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}******{}", &n[..4], &n[10..])
+    } else {
+        "************".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn masked_iins_keep_four_and_two_digits() {
+        assert_eq!(super::mask_iin("860908363012"), "8609******12");
+        assert_eq!(super::mask_iin(" 860908363012 "), "8609******12");
+        assert_eq!(super::mask_iin("86090836301"), "************");
+        assert_eq!(super::mask_iin("86090836301x"), "************");
+    }
+
     use super::*;
 
     #[test]

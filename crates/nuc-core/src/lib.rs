@@ -16,7 +16,7 @@ pub mod storage;
 pub mod subject;
 pub mod time;
 
-pub use ident::{Bin, IdentError, Iin};
+pub use ident::{Bin, IdentError, Iin, mask_iin};
 pub use notice::{Notice, NoticeKind};
 pub use reason::ReasonCode;
 pub use revocation::{ReasonRefused, RevocationReason};

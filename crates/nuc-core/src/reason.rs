@@ -34,6 +34,9 @@ pub enum ReasonCode {
     OperatorSignatureInvalid,
     /// The signing operator is suspended.
     OperatorSuspended,
+    /// An operator acted on their own application or certificate: decided on it, or revoked it
+    /// at the counter. Separation of duties (SPEC §5): another operator must.
+    SeparationOfDuties,
     /// The applicant's CMS signature fails a check.
     ApplicantSignatureInvalid,
     /// The IIN in the signer's certificate is not the request's.
@@ -95,6 +98,7 @@ impl ReasonCode {
             ReasonCode::Unavailable => "UNAVAILABLE",
             ReasonCode::OperatorSignatureInvalid => "OPERATOR_SIGNATURE_INVALID",
             ReasonCode::OperatorSuspended => "OPERATOR_SUSPENDED",
+            ReasonCode::SeparationOfDuties => "SEPARATION_OF_DUTIES",
             ReasonCode::ApplicantSignatureInvalid => "APPLICANT_SIGNATURE_INVALID",
             ReasonCode::IinMismatch => "IIN_MISMATCH",
             ReasonCode::RequestExpired => "REQUEST_EXPIRED",
@@ -131,6 +135,7 @@ impl ReasonCode {
                 | ReasonCode::ApplicantNotInRegistry
                 | ReasonCode::OperatorSignatureInvalid
                 | ReasonCode::OperatorSuspended
+                | ReasonCode::SeparationOfDuties
                 | ReasonCode::ApplicantSignatureInvalid
                 | ReasonCode::IinMismatch
                 | ReasonCode::RequestExpired
@@ -157,7 +162,7 @@ impl ReasonCode {
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 34] = [
+    pub const ALL: [ReasonCode; 35] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -172,6 +177,7 @@ impl ReasonCode {
         ReasonCode::Internal,
         ReasonCode::OperatorSignatureInvalid,
         ReasonCode::OperatorSuspended,
+        ReasonCode::SeparationOfDuties,
         ReasonCode::ApplicantSignatureInvalid,
         ReasonCode::IinMismatch,
         ReasonCode::RequestExpired,

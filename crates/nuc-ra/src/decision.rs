@@ -41,6 +41,18 @@ impl Ra {
                 "the signed content has no nonce",
             ));
         }
+        // Separation of duties: nobody decides on their own application, to confirm or to
+        // refuse it.
+        if operator.iin == request.iin {
+            return Err(RaError::new(
+                ReasonCode::SeparationOfDuties,
+                format!(
+                    "operator {} may not decide on their own application {}: another operator must",
+                    nuc_core::mask_iin(&operator.iin),
+                    request.number
+                ),
+            ));
+        }
         let payload_sha256 = sha256_hex(&s.content);
         if request.state == RequestState::Registered && now > request.expires_at {
             self.store.expire_requests(now, "system:expiry")?;

@@ -112,6 +112,17 @@ impl Ra {
                 "the signed order names another operator or has no nonce",
             ));
         }
+        // Separation of duties: an operator's own certificates (personal or operator) are
+        // revoked at the counter by another operator, or by an administrator.
+        if s.payload.iin.trim() == s.signer.iin {
+            return Err(RaError::new(
+                ReasonCode::SeparationOfDuties,
+                format!(
+                    "operator {} may not revoke their own certificate at the counter: another operator must",
+                    nuc_core::mask_iin(&s.signer.iin)
+                ),
+            ));
+        }
         self.carry_out_order(
             &s.payload,
             &s.content,

@@ -547,3 +547,48 @@ async fn a_card_request_confirmed_at_the_counter_gets_card_validity_profiles() {
             .on_card()
     );
 }
+
+#[tokio::test]
+async fn an_operator_never_decides_on_their_own_application() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let other = rig.operator(YBYRAI).await;
+    let (own, _, _) = rig.registered(SHOKAN).await;
+    let audit = rig.audit_count();
+    for (decision, reason) in [
+        (Decision::Confirm, ""),
+        (Decision::Refuse, "changed my mind"),
+    ] {
+        let r = rig.decide(&op, &own.number, decision, reason).await;
+        refused(r, ReasonCode::SeparationOfDuties, "their own application");
+    }
+    // Nothing happened: the request waits, no certificate, no record, the payloads unspent.
+    assert_eq!(
+        rig.ra.request(&own.number).unwrap().state,
+        RequestState::Registered
+    );
+    assert!(
+        rig.store
+            .certificates_of_request(&own.number)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(rig.audit_count(), audit);
+    // The refusal names the operator masked, never the whole IIN.
+    let e = rig
+        .decide(&op, &own.number, Decision::Confirm, "")
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("7509******71") && !e.message.contains(SHOKAN),
+        "{}",
+        e.message
+    );
+    // Another operator may.
+    let (row, issued) = rig
+        .decide(&other, &own.number, Decision::Confirm, "")
+        .await
+        .unwrap();
+    assert_eq!(row.state, RequestState::Issued);
+    assert_eq!(issued.len(), 2);
+}

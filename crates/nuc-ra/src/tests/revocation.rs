@@ -231,3 +231,31 @@ async fn an_administrators_revocation_is_checked_field_by_field() {
         .unwrap();
     assert_eq!(row.invalidity_date, Some(at));
 }
+
+#[tokio::test]
+async fn an_operator_never_revokes_their_own_certificate_at_the_counter() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let other = rig.operator(YBYRAI).await;
+    // The operator's own personal certificates, confirmed by a colleague.
+    let own = rig.holder(SHOKAN, &other).await;
+    for serial in [&own.sign.0, &op.serial] {
+        refused(
+            rig.ra
+                .revoke_at_counter(WORKSTATION, &op.serial, &op.order(serial, SHOKAN, 1)),
+            ReasonCode::SeparationOfDuties,
+            "their own certificate",
+        );
+        assert!(rig.store.revocation(serial).unwrap().is_none());
+    }
+    // A colleague may.
+    let row = rig
+        .ra
+        .revoke_at_counter(
+            WORKSTATION,
+            &other.serial,
+            &other.order(&own.sign.0, SHOKAN, 1),
+        )
+        .unwrap();
+    assert_eq!(row.revoked_by, format!("operator:{}", other.serial));
+}

@@ -218,9 +218,11 @@ pub fn code_of(reason: ReasonCode) -> Code {
         SignatureMalformed => Code::InvalidArgument,
         SignatureInvalid | SignerUnknown | SignerNotYetValid | SignerExpired | SignerRevoked
         | BinMismatch | SigningTimeInvalid => Code::FailedPrecondition,
-        OperatorSignatureInvalid | ApplicantSignatureInvalid | IinMismatch | PermissionDenied => {
-            Code::PermissionDenied
-        }
+        OperatorSignatureInvalid
+        | ApplicantSignatureInvalid
+        | IinMismatch
+        | PermissionDenied
+        | SeparationOfDuties => Code::PermissionDenied,
         PayloadReplayed => Code::AlreadyExists,
         RequestNotFound | CertificateNotFound | OperatorNotFound => Code::NotFound,
         Unavailable | HsmFailure => Code::Unavailable,
