@@ -305,17 +305,47 @@ pub fn decision(
     d: nuc_api::v1::operator_decision::Decision,
     reason: &str,
 ) -> Vec<u8> {
+    decision_at(op, number, d, reason, nuc_core_now())
+}
+
+/// An operator's decision signed at `at` (the payload's `signed_at` and the CMS signingTime):
+/// a workstation whose clock reads `at`, e.g. when the service's clock was moved forward.
+pub fn decision_at(
+    op: &Signer,
+    number: &str,
+    d: nuc_api::v1::operator_decision::Decision,
+    reason: &str,
+    at: i64,
+) -> Vec<u8> {
     use prost::Message;
     let payload = nuc_api::v1::OperatorDecision {
         request_number: number.into(),
         decision: d as i32,
         refusal_reason: reason.into(),
         operator_serial_hex: op.serial.clone(),
-        signed_at: nuc_core_now(),
+        signed_at: at,
         nonce: rand_suffix(),
         payload_type: "nuc.v1.OperatorDecision".into(),
     };
-    signed(&payload.encode_to_vec(), op)
+    let algorithm = match op.key.id() {
+        openssl::pkey::Id::RSA => nuc_cms::SignatureAlgorithm::RsaPkcs1Sha256,
+        _ => nuc_cms::SignatureAlgorithm::EcdsaSha256,
+    };
+    let key = op.key.clone();
+    nuc_cms::sign_at(
+        &payload.encode_to_vec(),
+        &op.cert_der,
+        &move |attrs: &[u8]| {
+            let mut s =
+                openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+            s.update(attrs).unwrap();
+            Ok(s.sign_to_vec().unwrap())
+        },
+        algorithm,
+        false,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(at as u64),
+    )
+    .unwrap()
 }
 
 pub fn nuc_core_now() -> i64 {

@@ -465,14 +465,20 @@ async fn refusal_by_the_operator_and_expiry_after_thirty_days() {
         .unwrap()
         .into_inner()
         .request_number;
-    // 31 days later (the server's clock moved forward).
+    // 31 days later (the server's clock moved forward; the workstation signs at that time).
     svc.restart(&[("NUC_CLOCK_OFFSET_SECS", &(31 * 86_400).to_string())]);
     let mut ws = svc.workstation().await;
     let e = ws
         .decide_application(DecideApplicationRequest {
             request_number: late.clone(),
             operator_serial_hex: op.serial.clone(),
-            signed_decision: decision(&op, &late, Decision::Confirm, ""),
+            signed_decision: decision_at(
+                &op,
+                &late,
+                Decision::Confirm,
+                "",
+                nuc_core_now() + 31 * 86_400,
+            ),
         })
         .await
         .unwrap_err();
@@ -756,7 +762,7 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
             email: "person1@mail.example.kz".into(),
             auth_csr: auth,
             sign_csr: sign,
-            signed_at: 0,
+            signed_at: nuc_core_now(),
             nonce: rand_suffix(),
             payload_type: "nuc.v1.RenewalApplication".into(),
         }
@@ -1466,6 +1472,97 @@ async fn an_operator_cannot_confirm_their_own_application() {
         })
         .await
         .expect("a colleague confirms")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+}
+
+/// Fresh signed payloads (security review, finding 7): a decision signed 90 days ago, or signed
+/// "tomorrow", or whose CMS and payload disagree on when, is refused with its own reason and
+/// changes nothing; the same decision signed now is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_or_future_decision_is_refused() {
+    let svc = Service::start();
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut portal = svc.portal().await;
+    let number = portal
+        .submit_application(application("stale-decision").0)
+        .await
+        .expect("submitted")
+        .into_inner()
+        .request_number;
+    let mut ws = svc.workstation().await;
+    let records = count(&svc, "SELECT COUNT(*) FROM audit_log");
+    let now = nuc_core_now();
+    for (signed, code) in [
+        (
+            decision_at(&op, &number, Decision::Confirm, "", now - 90 * 86_400),
+            "PAYLOAD_EXPIRED",
+        ),
+        (
+            decision_at(&op, &number, Decision::Confirm, "", now + 86_400),
+            "PAYLOAD_FROM_THE_FUTURE",
+        ),
+        (
+            // signed_at says now, the CMS was signed 90 days ago.
+            {
+                use prost::Message;
+                let d = OperatorDecision {
+                    request_number: number.clone(),
+                    decision: Decision::Confirm as i32,
+                    refusal_reason: String::new(),
+                    operator_serial_hex: op.serial.clone(),
+                    signed_at: now,
+                    nonce: rand_suffix(),
+                    payload_type: "nuc.v1.OperatorDecision".into(),
+                };
+                let key = op.key.clone();
+                nuc_cms::sign_at(
+                    &d.encode_to_vec(),
+                    &op.cert_der,
+                    &move |attrs: &[u8]| {
+                        let mut s = openssl::sign::Signer::new(
+                            openssl::hash::MessageDigest::sha256(),
+                            &key,
+                        )
+                        .unwrap();
+                        s.update(attrs).unwrap();
+                        Ok(s.sign_to_vec().unwrap())
+                    },
+                    if op.key.id() == openssl::pkey::Id::RSA {
+                        nuc_cms::SignatureAlgorithm::RsaPkcs1Sha256
+                    } else {
+                        nuc_cms::SignatureAlgorithm::EcdsaSha256
+                    },
+                    false,
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs((now - 90 * 86_400) as u64),
+                )
+                .unwrap()
+            },
+            "SIGNING_TIME_MISMATCH",
+        ),
+    ] {
+        let e = ws
+            .decide_application(DecideApplicationRequest {
+                request_number: number.clone(),
+                operator_serial_hex: op.serial.clone(),
+                signed_decision: signed,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&e), code, "{e:?}");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    }
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM audit_log"), records);
+    assert_eq!(count(&svc, "SELECT COUNT(*) FROM used_payloads"), 0);
+    let decided = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &number, Decision::Confirm, ""),
+        })
+        .await
+        .expect("a fresh decision")
         .into_inner();
     assert_eq!(decided.state, RequestState::Issued as i32);
 }

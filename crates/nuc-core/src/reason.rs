@@ -51,6 +51,12 @@ pub enum ReasonCode {
     RequestState,
     /// This signed payload was already used.
     PayloadReplayed,
+    /// The payload was signed longer ago than the service's freshness window.
+    PayloadExpired,
+    /// The payload claims to be signed in the future, beyond the allowed clock skew.
+    PayloadFromTheFuture,
+    /// The CMS signingTime and the payload's own `signed_at` disagree (or one is missing).
+    SigningTimeMismatch,
     /// The caller's role does not allow this call.
     PermissionDenied,
     /// No certificate under this serial.
@@ -106,6 +112,9 @@ impl ReasonCode {
             ReasonCode::RequestNotFound => "REQUEST_NOT_FOUND",
             ReasonCode::RequestState => "REQUEST_STATE",
             ReasonCode::PayloadReplayed => "PAYLOAD_REPLAYED",
+            ReasonCode::PayloadExpired => "PAYLOAD_EXPIRED",
+            ReasonCode::PayloadFromTheFuture => "PAYLOAD_FROM_THE_FUTURE",
+            ReasonCode::SigningTimeMismatch => "SIGNING_TIME_MISMATCH",
             ReasonCode::PermissionDenied => "PERMISSION_DENIED",
             ReasonCode::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
             ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
@@ -143,6 +152,9 @@ impl ReasonCode {
                 | ReasonCode::RequestNotFound
                 | ReasonCode::RequestState
                 | ReasonCode::PayloadReplayed
+                | ReasonCode::PayloadExpired
+                | ReasonCode::PayloadFromTheFuture
+                | ReasonCode::SigningTimeMismatch
                 | ReasonCode::PermissionDenied
                 | ReasonCode::CertificateNotFound
                 | ReasonCode::AlreadyRevoked
@@ -162,7 +174,7 @@ impl ReasonCode {
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 35] = [
+    pub const ALL: [ReasonCode; 38] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -185,6 +197,9 @@ impl ReasonCode {
         ReasonCode::RequestNotFound,
         ReasonCode::RequestState,
         ReasonCode::PayloadReplayed,
+        ReasonCode::PayloadExpired,
+        ReasonCode::PayloadFromTheFuture,
+        ReasonCode::SigningTimeMismatch,
         ReasonCode::PermissionDenied,
         ReasonCode::CertificateNotFound,
         ReasonCode::AlreadyRevoked,

@@ -28,12 +28,17 @@ pub trait SignedPayload: prost::Message + Default {
     const TYPE: &'static str;
     /// The `payload_type` it carries.
     fn payload_type(&self) -> &str;
+    /// When the signer says they signed it (unix seconds, the signer's clock).
+    fn signed_at(&self) -> i64;
 }
 
 impl SignedPayload for OperatorDecision {
     const TYPE: &'static str = OPERATOR_DECISION;
     fn payload_type(&self) -> &str {
         &self.payload_type
+    }
+    fn signed_at(&self) -> i64 {
+        self.signed_at
     }
 }
 
@@ -42,12 +47,18 @@ impl SignedPayload for RevocationOrder {
     fn payload_type(&self) -> &str {
         &self.payload_type
     }
+    fn signed_at(&self) -> i64 {
+        self.signed_at
+    }
 }
 
 impl SignedPayload for RenewalApplication {
     const TYPE: &'static str = RENEWAL_APPLICATION;
     fn payload_type(&self) -> &str {
         &self.payload_type
+    }
+    fn signed_at(&self) -> i64 {
+        self.signed_at
     }
 }
 

@@ -79,6 +79,12 @@ impl<T> RaStore for T where
 {
 }
 
+/// Default of [`RaConfig::payload_window_secs`]: ten minutes, time enough for a workstation
+/// to sign and send, not for a payload to be kept and played later.
+pub const DEFAULT_PAYLOAD_WINDOW_SECS: i64 = 600;
+/// Default of [`RaConfig::clock_skew_secs`].
+pub const DEFAULT_CLOCK_SKEW_SECS: i64 = 120;
+
 /// Settings of the RA.
 #[derive(Debug, Clone)]
 pub struct RaConfig {
@@ -86,6 +92,12 @@ pub struct RaConfig {
     pub request_ttl_secs: i64,
     /// Where applicants download their certificates; `{number}` is replaced.
     pub download_url: String,
+    /// How old a signed payload (decision, order, renewal) may be when it arrives: older is
+    /// refused (`PAYLOAD_EXPIRED`). Its CMS signingTime and its `signed_at` are both checked.
+    pub payload_window_secs: i64,
+    /// How far the signer's clock may run ahead of ours (`PAYLOAD_FROM_THE_FUTURE` beyond it),
+    /// and how far the CMS signingTime and `signed_at` may disagree (`SIGNING_TIME_MISMATCH`).
+    pub clock_skew_secs: i64,
 }
 
 impl Default for RaConfig {
@@ -93,6 +105,8 @@ impl Default for RaConfig {
         Self {
             request_ttl_secs: 30 * 86_400,
             download_url: "https://pki.gov.kz/download/{number}".into(),
+            payload_window_secs: DEFAULT_PAYLOAD_WINDOW_SECS,
+            clock_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
         }
     }
 }

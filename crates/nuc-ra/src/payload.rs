@@ -1,6 +1,7 @@
 //! Signed payloads: a CMS whose signer passed every check, whose content decodes as the
 //! payload this call expects and names that type.
 
+use nuc_core::ReasonCode;
 use nuc_payloads::SignedPayload;
 
 use crate::signer::CheckedSigner;
@@ -28,6 +29,61 @@ pub(crate) fn decode<P: SignedPayload>(
     Ok(p)
 }
 
+impl Ra {
+    /// A payload is fresh: signed (by its CMS signingTime and by its own `signed_at`, which
+    /// must agree) no longer than the window ago, and not in the future beyond the skew.
+    fn check_fresh<P: SignedPayload>(
+        &self,
+        payload: &P,
+        signing_time: Option<i64>,
+        now: i64,
+    ) -> Result<(), RaError> {
+        let (window, skew) = (self.config.payload_window_secs, self.config.clock_skew_secs);
+        let claimed = payload.signed_at();
+        let Some(cms_time) = signing_time else {
+            return Err(RaError::new(
+                ReasonCode::SigningTimeMismatch,
+                format!("the {} carries no CMS signingTime", P::TYPE),
+            ));
+        };
+        if (cms_time - claimed).abs() > skew {
+            return Err(RaError::new(
+                ReasonCode::SigningTimeMismatch,
+                format!(
+                    "the CMS says it was signed at {}, the {} says {} (more than {skew} s apart)",
+                    nuc_core::time::rfc3339(cms_time),
+                    P::TYPE,
+                    nuc_core::time::rfc3339(claimed)
+                ),
+            ));
+        }
+        let latest = cms_time.max(claimed);
+        let earliest = cms_time.min(claimed);
+        if latest > now + skew {
+            return Err(RaError::new(
+                ReasonCode::PayloadFromTheFuture,
+                format!(
+                    "the {} claims to be signed at {}, after now ({}) by more than {skew} s",
+                    P::TYPE,
+                    nuc_core::time::rfc3339(latest),
+                    nuc_core::time::rfc3339(now)
+                ),
+            ));
+        }
+        if earliest < now - window {
+            return Err(RaError::new(
+                ReasonCode::PayloadExpired,
+                format!(
+                    "the {} was signed at {}, more than {window} s ago: sign it again",
+                    P::TYPE,
+                    nuc_core::time::rfc3339(earliest)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A payload with the signer who signed it and the signed bytes (for the payload's hash).
 pub(crate) struct Signed<P> {
     pub signer: CheckedSigner,
@@ -51,6 +107,7 @@ impl Ra {
             now,
         )?;
         let payload = decode(&verified.content, RaError::operator_signature::<String>)?;
+        self.check_fresh(&payload, verified.signing_time, now)?;
         Ok(Signed {
             signer,
             payload,
@@ -69,6 +126,7 @@ impl Ra {
             .signer_checks()
             .applicant(&verified.signer_cert_der, now)?;
         let payload = decode(&verified.content, RaError::applicant_signature::<String>)?;
+        self.check_fresh(&payload, verified.signing_time, now)?;
         Ok(Signed {
             signer,
             payload,

@@ -72,6 +72,11 @@ pub struct RaSettings {
     pub request_ttl_days: i64,
     /// Download link sent to applicants; `{number}` is the request number.
     pub download_url: String,
+    /// Seconds a signed payload (operator decision, revocation order, renewal) stays
+    /// acceptable after it was signed (default 600).
+    pub payload_window_secs: i64,
+    /// Seconds a signer's clock may run ahead of the service's (default 120).
+    pub clock_skew_secs: i64,
 }
 
 impl Default for RaSettings {
@@ -79,6 +84,8 @@ impl Default for RaSettings {
         Self {
             request_ttl_days: 30,
             download_url: "https://pki.gov.kz/download/{number}".into(),
+            payload_window_secs: nuc_ra::DEFAULT_PAYLOAD_WINDOW_SECS,
+            clock_skew_secs: nuc_ra::DEFAULT_CLOCK_SKEW_SECS,
         }
     }
 }

@@ -74,6 +74,8 @@ impl Instance {
             RaConfig {
                 request_ttl_secs: cfg.ra.request_ttl_days * 86_400,
                 download_url: cfg.ra.download_url.clone(),
+                payload_window_secs: cfg.ra.payload_window_secs,
+                clock_skew_secs: cfg.ra.clock_skew_secs,
             },
         ));
         Ok(Self {

@@ -199,7 +199,7 @@ async fn the_signed_content_must_name_the_signing_operator_and_a_nonce() {
         decision: Decision::Confirm as i32,
         refusal_reason: String::new(),
         operator_serial_hex: op.serial.clone(),
-        signed_at: 0,
+        signed_at: rig.ra.now(),
         nonce: "n-1".into(),
         payload_type: OPERATOR_DECISION.into(),
     };
@@ -591,4 +591,100 @@ async fn an_operator_never_decides_on_their_own_application() {
         .unwrap();
     assert_eq!(row.state, RequestState::Issued);
     assert_eq!(issued.len(), 2);
+}
+
+/// A decision signed at `at` (CMS signingTime `cms_at`).
+fn decision_signed_at(op: &Operator, number: &str, at: i64, cms_time: i64) -> Vec<u8> {
+    let d = OperatorDecision {
+        request_number: number.into(),
+        decision: Decision::Confirm as i32,
+        refusal_reason: String::new(),
+        operator_serial_hex: op.serial.clone(),
+        signed_at: at,
+        nonce: "fresh?".into(),
+        payload_type: OPERATOR_DECISION.into(),
+    };
+    cms_at(
+        &prost::Message::encode_to_vec(&d),
+        &op.cert,
+        &op.key,
+        cms_time,
+    )
+}
+
+#[tokio::test]
+async fn a_decision_must_be_fresh_and_its_two_times_must_agree() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let (request, _, _) = rig.registered(ABAI).await;
+    let now = rig.ra.now();
+    let window = crate::DEFAULT_PAYLOAD_WINDOW_SECS;
+    let skew = crate::DEFAULT_CLOCK_SKEW_SECS;
+    let audit = rig.audit_count();
+    let cases = [
+        // Kept and played later: 90 days, and just past the window.
+        (
+            now - 90 * 86_400,
+            now - 90 * 86_400,
+            ReasonCode::PayloadExpired,
+            "sign it again",
+        ),
+        (
+            now - window - 1,
+            now - window - 1,
+            ReasonCode::PayloadExpired,
+            "more than 600 s ago",
+        ),
+        // From a clock far ahead.
+        (
+            now + skew + 60,
+            now + skew + 60,
+            ReasonCode::PayloadFromTheFuture,
+            "after now",
+        ),
+        // The payload and its CMS tell different times.
+        (
+            now,
+            now - 3 * skew,
+            ReasonCode::SigningTimeMismatch,
+            "apart",
+        ),
+        (
+            now - 3 * skew,
+            now,
+            ReasonCode::SigningTimeMismatch,
+            "apart",
+        ),
+    ];
+    for (at, cms_time, reason, words) in cases {
+        refused(
+            rig.ra
+                .decide(
+                    WORKSTATION,
+                    &request.number,
+                    &op.serial,
+                    &decision_signed_at(&op, &request.number, at, cms_time),
+                )
+                .await,
+            reason,
+            words,
+        );
+    }
+    // Nothing changed, and a refused payload is not spent: within the window it is accepted.
+    assert_eq!(rig.audit_count(), audit);
+    assert_eq!(
+        rig.ra.request(&request.number).unwrap().state,
+        RequestState::Registered
+    );
+    let (row, _) = rig
+        .ra
+        .decide(
+            WORKSTATION,
+            &request.number,
+            &op.serial,
+            &decision_signed_at(&op, &request.number, now - window + 30, now - window + 40),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.state, RequestState::Issued);
 }

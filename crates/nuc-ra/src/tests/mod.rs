@@ -30,7 +30,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509ReqBuilder;
 use prost::Message;
 
-use crate::{Application, OffsetClock, Ra, RaConfig, RaError};
+use crate::{Application, Clock, OffsetClock, Ra, RaConfig, RaError};
 pub(crate) use soft_ca::SoftCa;
 
 /// Individuals of the built-in registry fixture.
@@ -78,6 +78,8 @@ pub struct Operator {
     pub serial: String,
     pub cert: Vec<u8>,
     pub key: PKey<Private>,
+    /// The workstation signs at the RA's time (tests move it).
+    pub clock: Arc<OffsetClock>,
 }
 
 /// A holder of issued certificates (AUTH and SIGN) and their keys.
@@ -85,6 +87,8 @@ pub struct Holder {
     pub request: RequestRow,
     pub auth: (String, Vec<u8>, PKey<Private>),
     pub sign: (String, Vec<u8>, PKey<Private>),
+    /// The holder signs at the RA's time (tests move it).
+    pub clock: Arc<OffsetClock>,
 }
 
 impl Rig {
@@ -160,6 +164,7 @@ impl Rig {
             serial: issued.serial_hex,
             cert: issued.der,
             key: k.pkey,
+            clock: self.clock.clone(),
         }
     }
 
@@ -209,6 +214,7 @@ impl Rig {
                 issued[1].der.clone(),
                 sign.pkey,
             ),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -219,9 +225,27 @@ fn nonce() -> String {
     hex::encode(b)
 }
 
-/// A CMS SignedData over `content` by `cert`/`key`.
+/// A CMS SignedData over `content` by `cert`/`key`, signed now (wall clock).
 pub fn cms(content: &[u8], cert: &[u8], key: &PKey<Private>) -> Vec<u8> {
     nuc_cms::sign(content, cert, key, false).unwrap()
+}
+
+/// A CMS SignedData over `content` by `cert`/`key` (EC), with signingTime `at`.
+pub fn cms_at(content: &[u8], cert: &[u8], key: &PKey<Private>, at: i64) -> Vec<u8> {
+    let key = key.clone();
+    nuc_cms::sign_at(
+        content,
+        cert,
+        &move |attrs: &[u8]| {
+            let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), &key).unwrap();
+            s.update(attrs).unwrap();
+            Ok(s.sign_to_vec().unwrap())
+        },
+        nuc_cms::SignatureAlgorithm::EcdsaSha256,
+        false,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(at as u64),
+    )
+    .unwrap()
 }
 
 impl Operator {
@@ -232,14 +256,15 @@ impl Operator {
             decision: decision as i32,
             refusal_reason: reason.into(),
             operator_serial_hex: self.serial.clone(),
-            signed_at: nuc_core::time::now_unix(),
+            signed_at: self.clock.now(),
             nonce: nonce(),
             payload_type: OPERATOR_DECISION.into(),
         })
     }
 
+    /// `d` signed with this operator's key, its CMS signingTime = `d.signed_at`.
     pub fn sign_decision(&self, d: OperatorDecision) -> Vec<u8> {
-        cms(&d.encode_to_vec(), &self.cert, &self.key)
+        cms_at(&d.encode_to_vec(), &self.cert, &self.key, d.signed_at)
     }
 
     /// A revocation order at the counter for `serial` of `iin`, signed by this operator.
@@ -249,11 +274,11 @@ impl Operator {
             reason,
             iin: iin.into(),
             operator_serial_hex: self.serial.clone(),
-            signed_at: nuc_core::time::now_unix(),
+            signed_at: self.clock.now(),
             nonce: nonce(),
             payload_type: REVOCATION_ORDER.into(),
         };
-        cms(&o.encode_to_vec(), &self.cert, &self.key)
+        cms_at(&o.encode_to_vec(), &self.cert, &self.key, o.signed_at)
     }
 }
 
@@ -269,11 +294,11 @@ impl Holder {
             reason,
             iin: self.iin().into(),
             operator_serial_hex: String::new(),
-            signed_at: nuc_core::time::now_unix(),
+            signed_at: self.clock.now(),
             nonce: nonce(),
             payload_type: REVOCATION_ORDER.into(),
         };
-        cms(&o.encode_to_vec(), &self.sign.1, &self.sign.2)
+        cms_at(&o.encode_to_vec(), &self.sign.1, &self.sign.2, o.signed_at)
     }
 
     /// A renewal application with two new keys, signed by this holder's SIGN certificate.
@@ -284,12 +309,12 @@ impl Holder {
             email: EMAIL.into(),
             auth_csr: key().csr,
             sign_csr: key().csr,
-            signed_at: nuc_core::time::now_unix(),
+            signed_at: self.clock.now(),
             nonce: nonce(),
             payload_type: RENEWAL_APPLICATION.into(),
         };
         edit(&mut r);
-        cms(&r.encode_to_vec(), &self.sign.1, &self.sign.2)
+        cms_at(&r.encode_to_vec(), &self.sign.1, &self.sign.2, r.signed_at)
     }
 }
 

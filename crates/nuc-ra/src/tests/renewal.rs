@@ -205,3 +205,19 @@ async fn an_expired_holder_certificate_cannot_renew() {
         "expired at",
     );
 }
+
+#[tokio::test]
+async fn an_old_renewal_is_expired() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let signed = holder.renewal(|_| {});
+    rig.clock.advance(crate::DEFAULT_PAYLOAD_WINDOW_SECS + 1);
+    let audit = rig.audit_count();
+    refused(
+        rig.ra.submit_renewal(PORTAL, None, &signed).await,
+        ReasonCode::PayloadExpired,
+        "nuc.v1.RenewalApplication",
+    );
+    assert_eq!(rig.audit_count(), audit);
+}

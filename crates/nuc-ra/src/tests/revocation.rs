@@ -259,3 +259,29 @@ async fn an_operator_never_revokes_their_own_certificate_at_the_counter() {
         .unwrap();
     assert_eq!(row.revoked_by, format!("operator:{}", other.serial));
 }
+
+#[tokio::test]
+async fn an_old_order_is_expired_at_the_counter_and_online() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let (online, at_counter) = (
+        holder.order(&holder.auth.0, 1),
+        op.order(&holder.sign.0, ABAI, 1),
+    );
+    // The orders arrive an hour after they were signed.
+    rig.clock.advance(3600);
+    refused(
+        rig.ra.revoke_online(PORTAL, &online),
+        ReasonCode::PayloadExpired,
+        "nuc.v1.RevocationOrder",
+    );
+    refused(
+        rig.ra
+            .revoke_at_counter(WORKSTATION, &op.serial, &at_counter),
+        ReasonCode::PayloadExpired,
+        "nuc.v1.RevocationOrder",
+    );
+    assert!(rig.store.revocation(&holder.auth.0).unwrap().is_none());
+    assert!(rig.store.revocation(&holder.sign.0).unwrap().is_none());
+}

@@ -224,6 +224,7 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | PermissionDenied
         | SeparationOfDuties => Code::PermissionDenied,
         PayloadReplayed => Code::AlreadyExists,
+        PayloadExpired | PayloadFromTheFuture | SigningTimeMismatch => Code::FailedPrecondition,
         RequestNotFound | CertificateNotFound | OperatorNotFound => Code::NotFound,
         Unavailable | HsmFailure => Code::Unavailable,
         StorageFailure | Internal | LintFailed | CaState => Code::Internal,
