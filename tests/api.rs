@@ -327,14 +327,19 @@ pub fn decision_at(
         nonce: rand_suffix(),
         payload_type: "nuc.v1.OperatorDecision".into(),
     };
-    let algorithm = match op.key.id() {
+    signed_at(&payload.encode_to_vec(), op, at)
+}
+
+/// CMS SignedData over `payload`, by `by`, whose signingTime is `at` (not the clock's).
+pub fn signed_at(payload: &[u8], by: &Signer, at: i64) -> Vec<u8> {
+    let algorithm = match by.key.id() {
         openssl::pkey::Id::RSA => nuc_cms::SignatureAlgorithm::RsaPkcs1Sha256,
         _ => nuc_cms::SignatureAlgorithm::EcdsaSha256,
     };
-    let key = op.key.clone();
+    let key = by.key.clone();
     nuc_cms::sign_at(
-        &payload.encode_to_vec(),
-        &op.cert_der,
+        payload,
+        &by.cert_der,
         &move |attrs: &[u8]| {
             let mut s =
                 openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();

@@ -1515,29 +1515,7 @@ async fn an_old_or_future_decision_is_refused() {
                     nonce: rand_suffix(),
                     payload_type: "nuc.v1.OperatorDecision".into(),
                 };
-                let key = op.key.clone();
-                nuc_cms::sign_at(
-                    &d.encode_to_vec(),
-                    &op.cert_der,
-                    &move |attrs: &[u8]| {
-                        let mut s = openssl::sign::Signer::new(
-                            openssl::hash::MessageDigest::sha256(),
-                            &key,
-                        )
-                        .unwrap();
-                        s.update(attrs).unwrap();
-                        Ok(s.sign_to_vec().unwrap())
-                    },
-                    if op.key.id() == openssl::pkey::Id::RSA {
-                        nuc_cms::SignatureAlgorithm::RsaPkcs1Sha256
-                    } else {
-                        nuc_cms::SignatureAlgorithm::EcdsaSha256
-                    },
-                    false,
-                    std::time::UNIX_EPOCH
-                        + std::time::Duration::from_secs((now - 90 * 86_400) as u64),
-                )
-                .unwrap()
+                signed_at(&d.encode_to_vec(), &op, now - 90 * 86_400)
             },
             "SIGNING_TIME_MISMATCH",
         ),

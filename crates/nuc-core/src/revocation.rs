@@ -68,16 +68,29 @@ impl RevocationReason {
     /// The reason of a code the service accepts for a new revocation, or why not.
     pub fn accepted(code: i64) -> Result<Self, ReasonRefused> {
         match Self::from_code(code) {
-            Some(r) if r.is_accepted() => Ok(r),
-            _ => Err(ReasonRefused(format!(
-                "CRL reason {code} is not accepted ({})",
-                Self::ACCEPTED
-                    .iter()
-                    .map(|r| format!("{} {}", r.code(), r.name()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            Some(r) => r.check_accepted(),
+            None => Err(Self::refusal(code)),
         }
+    }
+
+    /// This reason, if the service revokes for it; why not otherwise.
+    pub fn check_accepted(self) -> Result<Self, ReasonRefused> {
+        if self.is_accepted() {
+            Ok(self)
+        } else {
+            Err(Self::refusal(i64::from(self.code())))
+        }
+    }
+
+    fn refusal(code: i64) -> ReasonRefused {
+        ReasonRefused(format!(
+            "CRL reason {code} is not accepted ({})",
+            Self::ACCEPTED
+                .iter()
+                .map(|r| format!("{} {}", r.code(), r.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     /// Whether the service revokes for this reason.

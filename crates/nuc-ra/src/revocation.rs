@@ -44,7 +44,8 @@ impl Ra {
         payload_sha256: Option<String>,
     ) -> Result<RevocationRow, RaError> {
         let serial = canonical_serial(ask.serial)?;
-        RevocationReason::accepted(i64::from(ask.reason.code()))
+        ask.reason
+            .check_accepted()
             .map_err(|e| RaError::invalid("reason", e))?;
         let now = self.now();
         if let Some(d) = ask.invalidity_date

@@ -156,6 +156,16 @@ impl Config {
         }
     }
 
+    /// The CA's sections, as nuc-ca reads them.
+    pub fn ca_settings(&self) -> CaSettings {
+        CaSettings {
+            publication: self.publication.clone(),
+            hsm: self.hsm.clone(),
+            ca: self.ca.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
     /// Reads `DIR/nuc.toml`, refusing unknown keys.
     pub fn open(dir: &Path) -> Result<Self, HomeError> {
         let path = nuc_ca::Home::config_path(dir);

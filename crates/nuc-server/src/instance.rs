@@ -57,7 +57,10 @@ impl Instance {
     /// registry of the configuration and `clock`.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
         let config = Config::open(dir).map_err(CaError::from)?;
-        let home = Home::open(dir).map_err(CaError::from)?;
+        let home = Home {
+            dir: dir.into(),
+            config: config.ca_settings(),
+        };
         let store = Arc::new(open_store(&home)?);
         let ca = Arc::new(Ca::open(&home, store.as_ref())?);
         let cfg = &config;

@@ -121,21 +121,23 @@ impl SqliteStore {
     }
 }
 
-/// A stored spelling read back as its domain enum; a spelling this build does not know is a
-/// conversion error naming the column, never a silent default.
+/// A stored value this build cannot read, as the conversion error naming its column: never a
+/// silent default.
+fn unreadable(idx: usize, ty: rusqlite::types::Type, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, ty, what.into())
+}
+
+/// A stored spelling read back as its domain enum.
 pub(crate) fn spelled<T>(
     row: &rusqlite::Row<'_>,
     idx: usize,
     parse: fn(&str) -> Option<T>,
 ) -> rusqlite::Result<T> {
-    let text: String = row.get(idx)?;
-    parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            idx,
-            rusqlite::types::Type::Text,
-            format!("unknown stored value {text:?}").into(),
-        )
-    })
+    spelled_opt(row, idx, parse)?.ok_or(rusqlite::Error::InvalidColumnType(
+        idx,
+        "NULL where a value is required".into(),
+        rusqlite::types::Type::Null,
+    ))
 }
 
 /// Like [`spelled`], for a nullable column.
@@ -147,10 +149,10 @@ pub(crate) fn spelled_opt<T>(
     let text: Option<String> = row.get(idx)?;
     text.map(|t| {
         parse(&t).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
+            unreadable(
                 idx,
                 rusqlite::types::Type::Text,
-                format!("unknown stored value {t:?}").into(),
+                format!("unknown stored value {t:?}"),
             )
         })
     })
@@ -164,10 +166,10 @@ pub(crate) fn reason(
 ) -> rusqlite::Result<nuc_core::RevocationReason> {
     let code: i64 = row.get(idx)?;
     nuc_core::RevocationReason::from_code(code).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
+        unreadable(
             idx,
             rusqlite::types::Type::Integer,
-            format!("{code} is not an RFC 5280 CRLReason").into(),
+            format!("{code} is not an RFC 5280 CRLReason"),
         )
     })
 }
