@@ -97,20 +97,24 @@ impl Service {
         self.server.take();
         let mut cmd = Command::new(nuc_bin());
         cmd.args(["serve", "--home", &self.home.home_str()])
+            // INFO by default: every test's log is also checked for personal data (see Drop).
             .env(
                 "RUST_LOG",
-                std::env::var("NUC_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("NUC_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env_remove("SOFTHSM2_CONF")
             .stdout(Stdio::null())
-            // The service's log goes to a file in the home, to read when a test fails.
-            .stderr(
+            // The service's log goes to a file in the home (private like the rest of it), to
+            // read when a test fails.
+            .stderr({
+                use std::os::unix::fs::OpenOptionsExt;
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(self.home.path("serve.log"))
-                    .unwrap(),
-            );
+                    .unwrap()
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -131,6 +135,11 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(30));
         }
+    }
+
+    /// The service's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path("serve.log")).unwrap_or_default()
     }
 
     /// A system certificate of `role`, issued by the CLI, with its key (PEM, PEM).
@@ -199,6 +208,23 @@ impl Service {
     /// Runs `nuc` against this home (the service may be running: SQLite WAL allows it).
     pub fn nuc(&self, args: &[&str]) -> crate::Run {
         nuc(args)
+    }
+}
+
+/// Every test's service log is checked when the service goes away: no IIN of the fixture
+/// registry (every person a test can name) may appear in it unmasked.
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.server.take();
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        let named = crate::unmasked_fixture_iins(&log);
+        assert!(
+            named.is_empty(),
+            "the service log names {named:?} unmasked; its log:\n{log}"
+        );
     }
 }
 

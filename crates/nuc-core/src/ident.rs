@@ -114,8 +114,122 @@ pub fn mask_iin(number: &str) -> String {
     }
 }
 
+/// `text` with every IIN-shaped number in it masked as [`mask_iin`] does: any run of exactly
+/// twelve digits that no other letter or digit touches (so a hex serial that happens to hold
+/// twelve digits in a row is left alone). BINs are masked too: telling them apart would need
+/// the registry, and a masked BIN costs a log reader nothing.
+///
+/// This is the last line of defence for logs (every log line of the binaries goes through
+/// it); the places that know they log a person still mask explicitly.
+pub fn mask_iins_in(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    // The subject's serialNumber attribute writes the number glued to its kind: `IIN860908363012`.
+    let glued_to_kind = |i: usize| {
+        i >= 3 && {
+            let kind = bytes[i - 3..i].to_ascii_uppercase();
+            (kind == b"IIN" || kind == b"BIN") && (i == 3 || !bytes[i - 4].is_ascii_alphanumeric())
+        }
+    };
+    let standalone = |i: usize, j: usize| {
+        (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || glued_to_kind(i))
+            && (j == bytes.len() || !bytes[j].is_ascii_alphanumeric())
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < bytes.len() && bytes[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j - i == 12 && standalone(i, j) {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            o.push_str(&text[copied..i]);
+            o.push_str(&mask_iin(&text[i..j]));
+            copied = j;
+        }
+        i = j;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+    }
+}
+
+/// A log sink that masks IINs ([`mask_iins_in`]) in everything written through it; the
+/// binaries put it between their log formatter and stderr. It does no I/O of its own: each
+/// write (one formatted log line) is masked and handed whole to the inner writer.
+pub struct MaskIins<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for MaskIins<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(mask_iins_in(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_log_line_is_written_masked() {
+        use std::io::Write;
+        let mut sink = super::MaskIins(Vec::new());
+        sink.write_all(b"INFO refused message=\"IIN 860908363012 is not a registered operator\"\n")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(sink.0).unwrap(),
+            "INFO refused message=\"IIN 8609******12 is not a registered operator\"\n"
+        );
+    }
+
+    #[test]
+    fn iins_in_text_are_masked_and_nothing_else() {
+        use super::mask_iins_in;
+        assert_eq!(
+            mask_iins_in("the order names IIN 860908363012, the signer is 921002310220"),
+            "the order names IIN 8609******12, the signer is 9210******20"
+        );
+        assert_eq!(
+            mask_iins_in("operator:860908363012"),
+            "operator:8609******12"
+        );
+        assert_eq!(
+            mask_iins_in("CN=ТЕСТОВ ТЕСТ,SERIALNUMBER=IIN860908363012,C=KZ"),
+            "CN=ТЕСТОВ ТЕСТ,SERIALNUMBER=IIN8609******12,C=KZ"
+        );
+        assert_eq!(mask_iins_in("BIN900726302864"), "BIN9007******64");
+        // Not twelve digits, or part of a longer word (hex serials, timestamps): untouched.
+        for kept in [
+            "serial=1a2b860908363012ff",
+            "serial=860908363012ab",
+            "XIIN860908363012",
+            "at 1764556800 (10 digits)",
+            "micros 1234567890123",
+            "86090836301",
+            "",
+        ] {
+            assert_eq!(mask_iins_in(kept), kept);
+        }
+        assert!(matches!(
+            mask_iins_in("no digits"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(mask_iins_in("860908363012"), "8609******12");
+        assert_eq!(mask_iins_in("«860908363012»"), "«8609******12»");
+    }
+
     #[test]
     fn masked_iins_keep_four_and_two_digits() {
         assert_eq!(super::mask_iin("860908363012"), "8609******12");

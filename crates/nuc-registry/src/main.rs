@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| nuc_core::MaskIins(std::io::stderr()))
         .with_target(false)
         .init();
 

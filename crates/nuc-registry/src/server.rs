@@ -38,11 +38,11 @@ async fn individual(State(data): Data, Path(iin): Path<String>) -> Response {
     };
     match data.person(&iin) {
         Some(p) => {
-            tracing::info!(%iin, "individual found");
+            tracing::info!(iin = %nuc_core::mask_iin(iin.as_str()), "individual found");
             Json(p).into_response()
         }
         None => {
-            tracing::info!(%iin, "individual not found");
+            tracing::info!(iin = %nuc_core::mask_iin(iin.as_str()), "individual not found");
             not_found("individual", iin.as_str())
         }
     }

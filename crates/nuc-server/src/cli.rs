@@ -459,7 +459,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     config.registry.url = r;
                 }
                 config.service.development = development;
-                std::fs::create_dir_all(&home).map_err(|e| Failure {
+                // Private from the start: what init writes next is not readable in between.
+                crate::private_home::create_dir_all(&home).map_err(|e| Failure {
                     code: ReasonCode::CaState,
                     message: format!("{}: {e}", home.display()),
                 })?;
@@ -488,6 +489,12 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             for (role, alg) in &report.algorithms {
                 println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
             }
+            // Everything init made (database, token, nuc.toml with its PINs) is the owner's
+            // alone, whatever the umask was.
+            crate::private_home::restrict(&home.dir).map_err(|e| Failure {
+                code: ReasonCode::Internal,
+                message: format!("{}: making the home private: {e}", home.dir.display()),
+            })?;
             println!("root CA certificate: {}", report.root_pem.display());
             println!("issuing CA certificate: {}", report.issuing_pem.display());
             println!("OCSP signer certificate: {}", report.ocsp_pem.display());

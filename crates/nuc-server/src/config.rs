@@ -183,9 +183,12 @@ impl Config {
         let header = "# NUC RK core service configuration (written by `nuc init`; see README.md).\n\
                       # PINs here are dev defaults: production sets NUC_HSM_PIN / NUC_HSM_SO_PIN instead.\n\n";
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Private from its first byte: it may hold PINs.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::private_home::FILE_MODE)
             .open(&path)
             .map_err(|source| HomeError::Io {
                 path: path.clone(),

@@ -19,10 +19,11 @@ use tokio::sync::watch;
 const PASS_SIZE: i64 = 100;
 
 fn deliver_to_file(dir: &std::path::Path, from: &str, n: &Notification) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::private_home::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let final_path = dir.join(format!("{:08}-{}.eml", n.id, n.kind));
     let tmp = dir.join(format!(".{:08}.tmp", n.id));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut f =
+        crate::private_home::create_file(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     write!(
         f,
         "From: {from}\r\nTo: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Nuc-Request: {}\r\n\r\n{}",

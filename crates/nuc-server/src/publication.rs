@@ -225,7 +225,7 @@ fn ensure_root_crl(inst: &Instance) -> anyhow::Result<()> {
     let next_update = now + 365 * 86_400;
     let der = crl::root_crl(inst.crls(), now, next_update)?;
     let tmp = path.with_extension("crl.tmp");
-    std::fs::write(&tmp, &der)?;
+    std::io::Write::write_all(&mut crate::private_home::create_file(&tmp)?, &der)?;
     std::fs::rename(&tmp, &path)?;
     inst.store.audit(&nuc_store::AuditEntry {
         actor: "system".into(),

@@ -177,6 +177,16 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     let cfg = inst.config.clone();
     let home = inst.home.dir.clone();
+    // A home copied, restored or edited with a loose umask is closed again before we serve.
+    match crate::private_home::restrict(&home) {
+        Ok(changed) if changed.is_empty() => {}
+        Ok(changed) => tracing::warn!(
+            count = changed.len(),
+            paths = %changed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","),
+            "the home was readable by others: made private (directories 0700, files 0600)"
+        ),
+        Err(e) => anyhow::bail!("{}: making the home private: {e}", home.display()),
+    }
     let http_listen = opts
         .http_listen
         .unwrap_or_else(|| cfg.service.http_listen.clone());

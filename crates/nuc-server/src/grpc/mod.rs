@@ -261,10 +261,13 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 pub fn status(e: RaError) -> Status {
+    // The caller gets the message whole (it named those people itself); the log gets it with
+    // the IINs masked.
+    let logged = nuc_core::mask_iins_in(&e.message);
     if e.reason.is_caller_error() {
-        tracing::info!(reason = %e.reason, message = %e.message, "refused");
+        tracing::info!(reason = %e.reason, message = %logged, "refused");
     } else {
-        tracing::error!(reason = %e.reason, message = %e.message, "failed");
+        tracing::error!(reason = %e.reason, message = %logged, "failed");
     }
     refusal(e.reason, &e.message)
 }

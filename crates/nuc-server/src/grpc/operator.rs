@@ -140,7 +140,7 @@ impl OperatorService for OperatorApi {
         let r = req.into_inner();
         let ra = self.0.ra.clone();
         let a = blocking(async move { ra.lookup_applicant(&r.iin, Some(&r.bin)).await }).await?;
-        tracing::info!(caller = %caller.actor(), iin = %a.iin, "applicant looked up in the registry");
+        tracing::info!(caller = %caller.actor(), iin = %nuc_core::mask_iin(&a.iin), "applicant looked up in the registry");
         Ok(Response::new(Applicant {
             iin: a.iin,
             bin: a.bin.unwrap_or_default(),
