@@ -593,6 +593,11 @@ impl Ca {
         &self.ocsp.id
     }
 
+    /// Whether the HSM answers on a pooled, logged-in session (readiness), without signing.
+    pub fn check_hsm(&self) -> Result<(), CaError> {
+        Ok(self.hsm.check_session()?)
+    }
+
     /// The URLs certificates and CRLs carry.
     pub fn publication(&self) -> &PublicationConfig {
         &self.publication

@@ -37,6 +37,8 @@ pub enum HsmError {
         op: &'static str,
         source: cryptoki::error::Error,
     },
+    #[error("the token's session is not logged in (state {0}): the token was reset or removed")]
+    NotLoggedIn(String),
     #[error("public key from the token cannot be encoded: {0}")]
     Encoding(#[from] der::Error),
 }
@@ -255,6 +257,19 @@ impl Hsm {
                 handle,
                 spki,
             })
+        })
+    }
+
+    /// Whether a pooled session still works and is logged in: one C_GetSessionInfo, which
+    /// neither signs nor touches a key (the readiness check of the service).
+    pub fn check_session(&self) -> Result<(), HsmError> {
+        self.with_session(|s| {
+            let info = s.get_session_info().map_err(p11("C_GetSessionInfo"))?;
+            match info.session_state() {
+                cryptoki::session::SessionState::RwUser
+                | cryptoki::session::SessionState::RoUser => Ok(()),
+                other => Err(HsmError::NotLoggedIn(format!("{other:?}"))),
+            }
         })
     }
 

@@ -9,17 +9,27 @@ use std::path::{Path, PathBuf};
 use nuc_ca::home::{CaConfig, CaSettings, HomeError, HsmConfig, PolicyConfig, PublicationConfig};
 use serde::{Deserialize, Serialize};
 
-/// `[service]`: the HTTP listener, and whether this is a development home.
+/// `[service]`: the HTTP listener, how long a stop waits, and whether this is a development
+/// home.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// HTTP for relying parties (OCSP, CRLs, CA certificates) and health. Loopback by default.
     pub http_listen: String,
+    /// Seconds a stop (SIGTERM, Ctrl-C) lets requests in flight finish once the listeners
+    /// stopped accepting (default 10); whatever is still open then is closed and the process
+    /// exits. A request answered before is committed: nothing acknowledged is lost.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
     /// A home for development and tests (`nuc init --development`): only here does the service
     /// accept its test hooks — a clock moved by `NUC_CLOCK_OFFSET_SECS`, and plaintext gRPC
     /// with the caller's role in a header (`[grpc] dev_plaintext`). Never set in production.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub development: bool,
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    10
 }
 
 /// `[grpc]`: the API over mutual TLS. The server's TLS certificate is issued by our own CA
@@ -34,6 +44,18 @@ pub struct GrpcConfig {
     /// Plaintext gRPC for local debugging only; refused unless `listen` is on loopback and the
     /// home is a development home.
     pub dev_plaintext: bool,
+    /// Seconds a new connection has to complete its TLS handshake (default 10): a peer that
+    /// connects and sends no ClientHello holds a connection slot no longer than this. A real
+    /// client on loopback or a LAN handshakes in milliseconds.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may pass without a byte either way before it is closed (default
+    /// 300). Our callers' calls last well under a second; a client keeping a channel open
+    /// reconnects transparently.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once, handshaking or established (default 1024); one more is
+    /// closed as soon as it is accepted. The callers are a known set of systems (the portal,
+    /// the CON workstations, the scheduler), each holding a few HTTP/2 channels.
+    pub max_connections: usize,
 }
 
 impl Default for GrpcConfig {
@@ -43,6 +65,41 @@ impl Default for GrpcConfig {
             tls_cert: "tls/server.pem".into(),
             tls_key: "tls/server.key".into(),
             dev_plaintext: false,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `[http]`: the bounds of the HTTP listener of relying parties (OCSP, CRLs, CA certificates,
+/// health), which anyone who can reach it may open connections to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds within which a request's header must have arrived whole, counted from the
+    /// moment the server waits for it (default 10). This also bounds a keep-alive connection
+    /// waiting idle for its next request: a slow or silent client holds a slot no longer.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may pass without a byte either way, whatever it is doing (a body
+    /// trickled in, an answer the client does not read), before it is closed (default 30).
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (default 4096); one more is closed as soon as it is accepted.
+    /// Each is a file descriptor: the service raises its soft RLIMIT_NOFILE to the hard limit
+    /// at start and warns when the two listeners' limits do not fit.
+    pub max_connections: usize,
+    /// Milliseconds `/readyz` waits for each of its checks (HSM session, database) before
+    /// calling it failed (default 2000).
+    pub readiness_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            max_connections: 4096,
+            readiness_timeout_ms: 2000,
         }
     }
 }
@@ -129,6 +186,8 @@ pub struct Config {
     #[serde(default)]
     pub grpc: GrpcConfig,
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
     pub registry: RegistryConfig,
     #[serde(default)]
     pub ra: RaSettings,
@@ -143,6 +202,7 @@ impl Config {
         Self {
             service: ServiceConfig {
                 http_listen: http_listen.into(),
+                shutdown_grace_secs: default_shutdown_grace_secs(),
                 development: false,
             },
             publication: ca.publication,
@@ -150,6 +210,7 @@ impl Config {
             ca: ca.ca,
             policy: ca.policy,
             grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             registry: RegistryConfig::default(),
             ra: RaSettings::default(),
             notifications: NotificationsConfig::default(),
@@ -173,7 +234,42 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| HomeError::Toml { path, source })
+        let config: Self =
+            toml::from_str(&text).map_err(|source| HomeError::Toml { path, source })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses bounds that would stop a listener from serving at all.
+    fn check(&self) -> Result<(), HomeError> {
+        let positive = [
+            (
+                "[service] shutdown_grace_secs",
+                self.service.shutdown_grace_secs,
+            ),
+            (
+                "[grpc] handshake_timeout_secs",
+                self.grpc.handshake_timeout_secs,
+            ),
+            ("[grpc] idle_timeout_secs", self.grpc.idle_timeout_secs),
+            ("[grpc] max_connections", self.grpc.max_connections as u64),
+            (
+                "[http] header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("[http] idle_timeout_secs", self.http.idle_timeout_secs),
+            ("[http] max_connections", self.http.max_connections as u64),
+            (
+                "[http] readiness_timeout_ms",
+                self.http.readiness_timeout_ms,
+            ),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(HomeError::Invalid(format!(
+                "{name} = 0: must be at least 1 (0 would close every connection or stop at once)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Writes `DIR/nuc.toml` (a new file: never over an existing one).
@@ -222,6 +318,33 @@ mod tests {
         assert_eq!(home.config.hsm.token_label, back.hsm.token_label);
         // Never over an existing file.
         assert!(c.write_new(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_listeners_bounds_have_their_defaults_and_a_zero_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let back = Config::open(dir.path()).unwrap();
+        assert_eq!(back.service.shutdown_grace_secs, 10);
+        assert_eq!(
+            (
+                back.grpc.handshake_timeout_secs,
+                back.grpc.idle_timeout_secs
+            ),
+            (10, 300)
+        );
+        assert_eq!(back.grpc.max_connections, 1024);
+        assert_eq!(back.http.header_read_timeout_secs, 10);
+        assert_eq!(back.http.max_connections, 4096);
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("max_connections = 4096", "max_connections = 0"),
+        )
+        .unwrap();
+        let e = Config::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("[http] max_connections = 0"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 mod cli;
 mod config;
 mod grpc;
+mod health;
 mod instance;
+mod listeners;
 mod outbox;
 mod private_home;
 mod publication;

@@ -1,11 +1,11 @@
-//! The long-running service: gRPC over mutual TLS for callers, HTTP on loopback for health
-//! (CRL and OCSP next), and the notification sender working through the outbox.
+//! The long-running service: gRPC over mutual TLS for callers, HTTP on loopback for relying
+//! parties (OCSP, CRLs, CA certificates) and health, the CRL publisher and the notification
+//! sender working through the outbox; and the stop of all four, within a grace period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use nuc_api::v1::admin_service_server::AdminServiceServer;
@@ -14,18 +14,18 @@ use nuc_api::v1::portal_service_server::PortalServiceServer;
 use nuc_api::v1::publisher_service_server::PublisherServiceServer;
 use nuc_api::v1::verification_service_server::VerificationServiceServer;
 use nuc_ra::OffsetClock;
-use nuc_store::{CertificateReader, CertificateStore, PublicationStore};
+use nuc_store::{CertificateStore, PublicationStore};
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi, PublisherApi, VerificationApi};
 use crate::instance::Instance;
+use crate::listeners::{self, Bounds};
 use crate::outbox;
 use crate::publication::Publisher;
 
 struct AppState {
     inst: Arc<Instance>,
-    started: Instant,
     ocsp: nuc_publisher::ocsp::OcspCache,
 }
 
@@ -133,16 +133,6 @@ fn ca_certificate(der: Vec<u8>) -> axum::response::Response {
         .into_response()
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let counts = state.inst.store.certificate_counts().unwrap_or_default();
-    Json(serde_json::json!({
-        "status": "serving",
-        "uptime_s": state.started.elapsed().as_secs(),
-        "issuing_ca": state.inst.ca.issuing().subject.to_string(),
-        "certificates": counts.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
-    }))
-}
-
 /// Overrides of `nuc.toml` from the command line.
 #[derive(Debug, Default)]
 pub struct ServeOptions {
@@ -242,14 +232,19 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         Some(
             ServerTlsConfig::new()
                 .identity(Identity::from_pem(cert, key))
-                .client_ca_root(Certificate::from_pem(client_ca)),
+                .client_ca_root(Certificate::from_pem(client_ca))
+                .timeout(Duration::from_secs(cfg.grpc.handshake_timeout_secs)),
         )
     };
+
+    // Each connection is a descriptor; the SQLite files, the HSM and the outbox take a few more.
+    listeners::raise_fd_limit((cfg.grpc.max_connections + cfg.http.max_connections) as u64 + 256);
+    let grace = Duration::from_secs(cfg.service.shutdown_grace_secs);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -286,6 +281,15 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             builder = builder.tls_config(tls)?;
         }
         let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await?;
+        let grpc_conns = listeners::accept(
+            grpc_listener,
+            Bounds {
+                name: "gRPC",
+                max_connections: cfg.grpc.max_connections,
+                idle: Duration::from_secs(cfg.grpc.idle_timeout_secs),
+            },
+            stop_rx.clone(),
+        );
         let grpc = builder
             .add_service(health)
             .add_service(reflection)
@@ -298,13 +302,15 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             }))
             .add_service(VerificationServiceServer::new(VerificationApi(api.clone())))
             .serve_with_incoming_shutdown(
-                tokio_stream_wrapper(grpc_listener),
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::ReceiverStream::new(grpc_conns),
+                    Ok::<_, std::io::Error>,
+                ),
                 stopped(stop_rx.clone()),
             );
 
         let state = Arc::new(AppState {
             inst: inst.clone(),
-            started: Instant::now(),
             ocsp: nuc_publisher::ocsp::OcspCache::new(
                 nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
                 100_000,
@@ -315,7 +321,6 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             inst.ca.issuing().cert_der.clone(),
         );
         let app = axum::Router::new()
-            .route("/healthz", get(healthz))
             .route("/ocsp", axum::routing::post(ocsp_post))
             .route("/ocsp/{*request}", get(ocsp_get))
             .route("/crl/root.crl", get(root_crl))
@@ -339,9 +344,26 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             .layer(axum::extract::DefaultBodyLimit::max(
                 nuc_publisher::ocsp::MAX_REQUEST_BYTES,
             ))
-            .with_state(state);
+            .with_state(state)
+            .merge(crate::health::router(
+                inst.clone(),
+                Duration::from_millis(cfg.http.readiness_timeout_ms),
+            ));
         let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
-        let http = axum::serve(http_listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http_conns = listeners::accept(
+            http_listener,
+            Bounds {
+                name: "HTTP",
+                max_connections: cfg.http.max_connections,
+                idle: Duration::from_secs(cfg.http.idle_timeout_secs),
+            },
+            stop_rx.clone(),
+        );
+        let http = listeners::serve_http(
+            http_conns,
+            app,
+            Duration::from_secs(cfg.http.header_read_timeout_secs),
+        );
 
         let sender = outbox::run(
             inst.store.clone(),
@@ -349,29 +371,32 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             home.clone(),
             stop_rx.clone(),
         );
-        tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz, gRPC with mutual TLS");
+        tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz and /readyz, gRPC with mutual TLS");
         let crls = publisher.clone().run(stop_rx.clone());
-        let (g, h, s, c) = tokio::join!(grpc, http, sender, crls);
-        g?;
-        h?;
-        s?;
-        c?;
+        // On a stop, each part stops taking new work and finishes what it holds, for up to the
+        // grace period; whatever is still open then is dropped with its part.
+        let (g, h, s, c) = tokio::join!(
+            listeners::within_grace("gRPC", async { Ok(grpc.await?) }, stop_rx.clone(), grace),
+            listeners::within_grace("HTTP", http, stop_rx.clone(), grace),
+            listeners::within_grace("outbox sender", sender, stop_rx.clone(), grace),
+            listeners::within_grace("CRL publisher", crls, stop_rx.clone(), grace),
+        );
+        let complete = [g?.is_some(), h?.is_some(), s?.is_some(), c?.is_some()];
+        Ok::<_, anyhow::Error>(complete.iter().all(|done| *done))
+    });
+    // Tasks cut off by the grace period go with the runtime; a blocking call still in the HSM
+    // or the database is left to the process's exit (a commit is atomic: it lands whole or
+    // not at all, and an unanswered request was never acknowledged).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if served? {
         tracing::info!("stopped cleanly");
-        Ok(())
-    })
-}
-
-/// Accepted connections as the stream tonic serves from, with TCP_NODELAY: a response written
-/// in several pieces must not wait for the peer's delayed ACK (40 ms a call otherwise).
-fn tokio_stream_wrapper(
-    listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
+    } else {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "stopped: what was still open after the grace period was closed"
+        );
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -112,6 +112,17 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A read on the read connection and an empty change through the group-commit writer:
+    /// proves that reads get a snapshot, that the writer thread lives and that the write lock
+    /// can be had. An empty transaction writes nothing and costs no fsync.
+    pub(crate) fn ping(&self) -> Result<(), DbError> {
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        self.write(|_| Ok(()))
+    }
+
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self

@@ -6,8 +6,8 @@ use nuc_store::{
     AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
     CertificateRow, CertificateStore, CrlRow, NewRequest, Notification, OperatorRow, OperatorStore,
     Outbox, PublicationStore, RequestRow, RequestStore, Reservation, RevocationEntry,
-    RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, Transition,
-    UsedPayloads,
+    RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, StoreHealth,
+    Transition, UsedPayloads,
 };
 
 use crate::SqliteStore;
@@ -112,5 +112,11 @@ impl CaKeyStore for SqliteStore {
     delegate! {
         fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> ();
         fn ca_keys(&self) -> Vec<CaKeyRow>;
+    }
+}
+
+impl StoreHealth for SqliteStore {
+    delegate! {
+        fn ping(&self) -> ();
     }
 }

@@ -27,7 +27,7 @@ pub use rows::{
 };
 pub use traits::{
     AuditLog, CaKeyStore, CertificateReader, CertificateStore, OperatorStore, Outbox,
-    PublicationStore, RequestStore, RevocationReader, RevocationStore, UsedPayloads,
+    PublicationStore, RequestStore, RevocationReader, RevocationStore, StoreHealth, UsedPayloads,
 };
 
 /// Why storage refused or failed.

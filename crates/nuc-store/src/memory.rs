@@ -19,7 +19,7 @@ use crate::rows::{
 };
 use crate::traits::{
     AuditLog, CaKeyStore, CertificateReader, CertificateStore, OperatorStore, Outbox,
-    PublicationStore, RequestStore, RevocationReader, RevocationStore, UsedPayloads,
+    PublicationStore, RequestStore, RevocationReader, RevocationStore, StoreHealth, UsedPayloads,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -741,5 +741,12 @@ impl CaKeyStore for MemoryStore {
 
     fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
         Ok(self.read(|s| s.ca_keys.clone()))
+    }
+}
+
+impl StoreHealth for MemoryStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.read(|_| ());
+        Ok(())
     }
 }

@@ -200,3 +200,9 @@ pub trait CaKeyStore: Send + Sync {
     /// The CA's keys.
     fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError>;
 }
+
+/// Whether the database answers at all (the service's readiness).
+pub trait StoreHealth: Send + Sync {
+    /// A cheap round trip through what every read and every commit needs; changes nothing.
+    fn ping(&self) -> Result<(), StoreError>;
+}
