@@ -280,6 +280,9 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
+        // HTTP is bound first: whoever sees the gRPC port accept (the tests, a supervisor)
+        // finds the OCSP/CRL port bound as well.
+        let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
         let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await?;
         let grpc_conns = listeners::accept(
             grpc_listener,
@@ -349,7 +352,6 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
                 inst.clone(),
                 Duration::from_millis(cfg.http.readiness_timeout_ms),
             ));
-        let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
         let http_conns = listeners::accept(
             http_listener,
             Bounds {
