@@ -47,8 +47,7 @@ fn certificate(
     self_key: Option<&PKey<Private>>,
     serial: &[u8],
     days: u32,
-    eku: &[ObjectIdentifier],
-    ku: &[KeyUsages],
+    (eku, ku): (&[ObjectIdentifier], &[KeyUsages]),
 ) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     for (nid, value) in subject {
@@ -121,8 +120,7 @@ impl SoftCa {
             Some(&root_key),
             &serial(),
             3650,
-            &[],
-            &[],
+            (&[], &[]),
         );
         let issuing_key = ec_key();
         let mut issuing = certificate(
@@ -132,8 +130,7 @@ impl SoftCa {
             None,
             &serial(),
             3650,
-            &[],
-            &[],
+            (&[], &[]),
         );
         // A CA certificate: mark it so (signed by the root above).
         issuing = {
@@ -178,8 +175,7 @@ impl SoftCa {
             None,
             &serial(),
             365,
-            &[],
-            &[],
+            (&[], &[]),
         );
         (cert.to_der().unwrap(), key)
     }
@@ -232,9 +228,11 @@ impl SoftCa {
             None,
             serial,
             profile.validity_days,
-            &eku,
-            // The test keys are EC.
-            profile.key_usage_ec.as_ref().unwrap_or(&profile.key_usage),
+            (
+                &eku,
+                // The test keys are EC.
+                profile.key_usage_ec.as_ref().unwrap_or(&profile.key_usage),
+            ),
         );
         Ok(cert.to_der().unwrap())
     }
