@@ -730,12 +730,12 @@ async fn authorisation_matrix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
+async fn f2_renewal_signed_by_the_applicants_sign_certificate_is_issued_remotely_once() {
     let svc = Service::start();
     let mut portal = svc.portal().await;
     let op = make_operator(&svc, OPERATOR_IIN).await;
     let mut ws = svc.workstation().await;
-    let (app, _auth_key, sign_key) = application("f2-first");
+    let (app, auth_key, sign_key) = application("f2-first");
     let number = portal
         .submit_application(app)
         .await
@@ -751,23 +751,29 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(first.certificates[0].profile, "individual-auth");
+    assert_eq!(first.certificates[1].profile, "individual-sign");
+    let auth_cert = first.certificates[0].der.clone();
     let sign_cert = first.certificates[1].der.clone();
 
-    let renewal = |iin: &str| {
+    // A renewal whose new certificates are announced to `email`, with the new SIGN key.
+    let renewal_to = |iin: &str, email: &str| {
         let (auth, _) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-        let (sign, _) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
-        RenewalApplication {
+        let (sign, sign_key) = csr_der(KeySpec::Ec(Nid::X9_62_PRIME256V1));
+        let payload = RenewalApplication {
             iin: iin.into(),
             bin: String::new(),
-            email: "person1@mail.example.kz".into(),
+            email: email.into(),
             auth_csr: auth,
             sign_csr: sign,
             signed_at: nuc_core_now(),
             nonce: rand_suffix(),
             payload_type: "nuc.v1.RenewalApplication".into(),
         }
-        .encode_to_vec()
+        .encode_to_vec();
+        (payload, sign_key)
     };
+    let renewal = |iin: &str| renewal_to(iin, EMAIL).0;
     let requests_before = count(&svc, "SELECT COUNT(*) FROM requests");
     // Another person's IIN in a renewal signed by this applicant.
     let cms = nuc_cms::sign(&renewal("921002310220"), &sign_cert, &sign_key, false).unwrap();
@@ -802,13 +808,34 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
         .await
         .unwrap_err();
     assert_eq!(reason(&e), "APPLICANT_SIGNATURE_INVALID", "{e:?}");
+    // Signed with the applicant's AUTH certificate (the login key), to another address.
+    let thief = "someone.else@mail.example.kz";
+    let cms = nuc_cms::sign(&renewal_to(IIN, thief).0, &auth_cert, &auth_key, false).unwrap();
+    let e = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-auth".into(),
+            signed_application: cms,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "SIGN_CERTIFICATE_REQUIRED", "{e:?}");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     assert_eq!(
         count(&svc, "SELECT COUNT(*) FROM requests"),
         requests_before
     );
+    assert_eq!(
+        count(
+            &svc,
+            &format!("SELECT COUNT(*) FROM notifications WHERE recipient = '{thief}'")
+        ),
+        0
+    );
 
-    // The real renewal: issued at once, identification "remote".
-    let cms = nuc_cms::sign(&renewal(IIN), &sign_cert, &sign_key, false).unwrap();
+    // The real renewal, to a new address: issued at once, identification "remote".
+    let new_email = "person1.new@mail.example.kz";
+    let (payload, renewed_sign_key) = renewal_to(IIN, new_email);
+    let cms = nuc_cms::sign(&payload, &sign_cert, &sign_key, false).unwrap();
     let renewed = portal
         .submit_renewal(SubmitRenewalRequest {
             idempotency_key: "r-ok".into(),
@@ -834,6 +861,55 @@ async fn f2_renewal_signed_by_the_applicant_is_issued_remotely() {
         );
         assert!(!text.contains("1.2.398.3.3.4.3.1"), "{text}");
     }
+    // The address on record hears of it as well as the new one, and the request keeps the
+    // certificate that signed it and its place in the chain of remote renewals.
+    let db = svc.home.db();
+    let sent: Vec<(String, String)> = db
+        .prepare("SELECT kind, recipient FROM notifications WHERE request_number = ?1 ORDER BY id")
+        .unwrap()
+        .query_map([&renewed.request_number], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        sent,
+        [
+            ("renewal".to_owned(), EMAIL.to_owned()),
+            ("issued".to_owned(), new_email.to_owned())
+        ]
+    );
+    let (renewed_from, remote_renewals): (String, i64) = db
+        .query_row(
+            "SELECT renewed_from, remote_renewals FROM requests WHERE number = ?1",
+            [&renewed.request_number],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(renewed_from, first.certificates[1].serial_hex);
+    assert_eq!(remote_renewals, 1);
+    // A renewal signed by the renewed SIGN certificate: past [ra] max_remote_renewals (1), the
+    // holder must come to a CON.
+    let renewed_sign = renewed
+        .certificates
+        .iter()
+        .find(|c| c.profile == "individual-sign")
+        .unwrap();
+    let second = nuc_cms::sign(
+        &renewal_to(IIN, new_email).0,
+        &renewed_sign.der,
+        &renewed_sign_key,
+        false,
+    )
+    .unwrap();
+    let e = portal
+        .submit_renewal(SubmitRenewalRequest {
+            idempotency_key: "r-second".into(),
+            signed_application: second,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "CON_VISIT_REQUIRED", "{e:?}");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     // The same call again (same key): the same answer, no new certificate.
     let again = portal
         .submit_renewal(SubmitRenewalRequest {

@@ -4,7 +4,7 @@
 use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::Decode;
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::ExtendedKeyUsage;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage};
 
 /// The EKU OIDs of a certificate (empty when it has none or it does not decode).
 pub fn extended_key_usage(cert: &Certificate) -> Vec<ObjectIdentifier> {
@@ -16,6 +16,18 @@ pub fn extended_key_usage(cert: &Certificate) -> Vec<ObjectIdentifier> {
         .and_then(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
         .map(|k| k.0)
         .unwrap_or_default()
+}
+
+/// Whether the certificate's keyUsage asserts nonRepudiation (contentCommitment): the mark of
+/// a SIGN certificate. False when it has no keyUsage or it does not decode.
+pub fn non_repudiation(cert: &Certificate) -> bool {
+    cert.tbs_certificate()
+        .extensions()
+        .into_iter()
+        .flatten()
+        .find(|e| e.extn_id == KeyUsage::OID)
+        .and_then(|e| KeyUsage::from_der(e.extn_value.as_bytes()).ok())
+        .is_some_and(|k| k.non_repudiation())
 }
 
 /// A distinguished name in certificate order (`CN=…, SURNAME=…, SERIALNUMBER=…, C=KZ, G=…`),

@@ -15,6 +15,9 @@ crate::state::spelled! {
         Issued => "issued",
         /// A certificate was revoked.
         Revoked => "revoked",
+        /// F2: a certificate of the holder signed a renewal; sent to the address on record for
+        /// it, so that a holder whose key was stolen learns of the renewal.
+        Renewal => "renewal",
     }
 }
 

@@ -57,6 +57,12 @@ pub enum ReasonCode {
     PayloadFromTheFuture,
     /// The CMS signingTime and the payload's own `signed_at` disagree (or one is missing).
     SigningTimeMismatch,
+    /// A renewal (F2) was signed with a certificate other than the holder's SIGN
+    /// (non-repudiation) certificate, e.g. the AUTH certificate used to log in.
+    SignCertificateRequired,
+    /// The holder renewed remotely as often as `[ra] max_remote_renewals` allows in a row: the
+    /// next certificates need a visit to a CON (F1 or F4).
+    ConVisitRequired,
     /// The caller's role does not allow this call.
     PermissionDenied,
     /// No certificate under this serial.
@@ -115,6 +121,8 @@ impl ReasonCode {
             ReasonCode::PayloadExpired => "PAYLOAD_EXPIRED",
             ReasonCode::PayloadFromTheFuture => "PAYLOAD_FROM_THE_FUTURE",
             ReasonCode::SigningTimeMismatch => "SIGNING_TIME_MISMATCH",
+            ReasonCode::SignCertificateRequired => "SIGN_CERTIFICATE_REQUIRED",
+            ReasonCode::ConVisitRequired => "CON_VISIT_REQUIRED",
             ReasonCode::PermissionDenied => "PERMISSION_DENIED",
             ReasonCode::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
             ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
@@ -155,6 +163,8 @@ impl ReasonCode {
                 | ReasonCode::PayloadExpired
                 | ReasonCode::PayloadFromTheFuture
                 | ReasonCode::SigningTimeMismatch
+                | ReasonCode::SignCertificateRequired
+                | ReasonCode::ConVisitRequired
                 | ReasonCode::PermissionDenied
                 | ReasonCode::CertificateNotFound
                 | ReasonCode::AlreadyRevoked
@@ -174,7 +184,7 @@ impl ReasonCode {
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 38] = [
+    pub const ALL: [ReasonCode; 40] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -200,6 +210,8 @@ impl ReasonCode {
         ReasonCode::PayloadExpired,
         ReasonCode::PayloadFromTheFuture,
         ReasonCode::SigningTimeMismatch,
+        ReasonCode::SignCertificateRequired,
+        ReasonCode::ConVisitRequired,
         ReasonCode::PermissionDenied,
         ReasonCode::CertificateNotFound,
         ReasonCode::AlreadyRevoked,

@@ -66,6 +66,10 @@ pub(crate) struct Registration<'a> {
     pub expires_at: i64,
     pub payload_sha256: Option<String>,
     pub notice: Option<Notice>,
+    /// F2: the certificate that signed the renewal, and how many remote renewals in a row the
+    /// request ends (0 for a request through a CON).
+    pub renewed_from: Option<String>,
+    pub remote_renewals: u32,
 }
 
 pub(crate) fn idempotency_key(k: Option<&str>) -> Result<Option<String>, RaError> {
@@ -212,6 +216,8 @@ impl Ra {
             expires_at,
             payload_sha256,
             notice,
+            renewed_from,
+            remote_renewals,
         } = r;
         let role = subject.role.clone();
         let (row, created) = self.store.register_request(
@@ -231,6 +237,8 @@ impl Ra {
                 expires_at,
                 payload_sha256,
                 key_storage: app.key_storage,
+                renewed_from: renewed_from.clone(),
+                remote_renewals,
             },
             idempotency_key.map(|k| (caller.to_owned(), k)),
             notice,
@@ -245,6 +253,8 @@ impl Ra {
                     "bin": checked.bin.as_ref().map(|b| b.as_str()),
                     "key_storage": app.key_storage.as_str(),
                     "card_serial": app.card_serial,
+                    "renewed_from": renewed_from,
+                    "remote_renewals": remote_renewals,
                 }),
             },
         )?;

@@ -120,6 +120,8 @@ impl Ra {
             expires_at,
             payload_sha256: None,
             notice,
+            renewed_from: None,
+            remote_renewals: 0,
         })?;
         Ok(row)
     }

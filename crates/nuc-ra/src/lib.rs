@@ -85,6 +85,12 @@ pub const DEFAULT_PAYLOAD_WINDOW_SECS: i64 = 600;
 /// Default of [`RaConfig::clock_skew_secs`].
 pub const DEFAULT_CLOCK_SKEW_SECS: i64 = 120;
 
+/// Default of [`RaConfig::max_remote_renewals`]: one. Identity is proved in person at a CON
+/// at least every second certificate lifetime, and a stolen SIGN key is worth at most one
+/// generation of renewed certificates — announced to the address on record — never a chain
+/// that outlives the holder's notice.
+pub const DEFAULT_MAX_REMOTE_RENEWALS: u32 = 1;
+
 /// Settings of the RA.
 #[derive(Debug, Clone)]
 pub struct RaConfig {
@@ -98,6 +104,9 @@ pub struct RaConfig {
     /// How far the signer's clock may run ahead of ours (`PAYLOAD_FROM_THE_FUTURE` beyond it),
     /// and how far the CMS signingTime and `signed_at` may disagree (`SIGNING_TIME_MISMATCH`).
     pub clock_skew_secs: i64,
+    /// How many remote renewals (F2) may follow one another since the holder's last visit to a
+    /// CON (F1, F4); the next is refused (`CON_VISIT_REQUIRED`). 0: no remote renewal at all.
+    pub max_remote_renewals: u32,
 }
 
 impl Default for RaConfig {
@@ -107,6 +116,7 @@ impl Default for RaConfig {
             download_url: "https://pki.gov.kz/download/{number}".into(),
             payload_window_secs: DEFAULT_PAYLOAD_WINDOW_SECS,
             clock_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
+            max_remote_renewals: DEFAULT_MAX_REMOTE_RENEWALS,
         }
     }
 }

@@ -26,6 +26,10 @@ fn templates(kind: NoticeKind) -> (&'static str, &'static str) {
             include_str!("../notices/kk/revoked.txt"),
             include_str!("../notices/ru/revoked.txt"),
         ),
+        NoticeKind::Renewal => (
+            include_str!("../notices/kk/renewal.txt"),
+            include_str!("../notices/ru/renewal.txt"),
+        ),
     }
 }
 
@@ -91,6 +95,16 @@ pub fn revoked(recipient: &str, serial: &str, why: &str) -> Notice {
     )
 }
 
+/// F2: certificate `serial` signed renewal `number`, whose certificates go to `new_email`.
+/// Sent to the address on record for `serial`: a holder whose key was stolen learns of it.
+pub fn renewal(recipient: &str, serial: &str, number: &str, new_email: &str) -> Notice {
+    compose(
+        NoticeKind::Renewal,
+        recipient,
+        &[("serial", serial), ("number", number), ("email", new_email)],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +127,7 @@ mod tests {
             NoticeKind::Refused => vec!["number", "reason"],
             NoticeKind::Issued => vec!["link", "number"],
             NoticeKind::Revoked => vec!["serial", "why"],
+            NoticeKind::Renewal => vec!["email", "number", "serial"],
         }
     }
 
@@ -153,5 +168,9 @@ mod tests {
         assert!(i.body.contains("https://pki.example/R-1"));
         let f = refused("h@mail.kz", "R-2", "documents expired");
         assert!(f.subject.contains("R-2") && f.body.contains("documents expired"));
+        let n = renewal("old@mail.kz", "0c0d", "R-3", "new@mail.kz");
+        assert_eq!(n.recipient, "old@mail.kz");
+        assert!(n.subject.contains("0c0d") && n.body.contains("R-3"));
+        assert!(n.body.contains("new@mail.kz"), "{}", n.body);
     }
 }

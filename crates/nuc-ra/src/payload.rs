@@ -4,7 +4,7 @@
 use nuc_core::ReasonCode;
 use nuc_payloads::SignedPayload;
 
-use crate::signer::CheckedSigner;
+use crate::signer::{CheckedSigner, HolderKey};
 use crate::{Ra, RaError};
 
 /// Decodes a signed payload and checks that it is of the type this call expects: a signature
@@ -115,16 +115,18 @@ impl Ra {
         })
     }
 
-    /// A payload in a CMS signed by a holder's own currently valid certificate (F2, F3).
+    /// A payload in a CMS signed by a holder's own currently valid certificate, of the kind
+    /// `key` allows (F2: SIGN only; F3: AUTH or SIGN).
     pub(crate) fn applicant_signed<P: SignedPayload>(
         &self,
         signed: &[u8],
+        key: HolderKey,
         now: i64,
     ) -> Result<Signed<P>, RaError> {
         let verified = nuc_cms::verify(signed, None).map_err(RaError::applicant_signature)?;
         let signer = self
             .signer_checks()
-            .applicant(&verified.signer_cert_der, now)?;
+            .holder(&verified.signer_cert_der, key, now)?;
         let payload = decode(&verified.content, RaError::applicant_signature::<String>)?;
         self.check_fresh(&payload, verified.signing_time, now)?;
         Ok(Signed {

@@ -6,6 +6,7 @@ use nuc_core::{ReasonCode, RevocationReason};
 use nuc_payloads::RevocationOrder;
 use nuc_store::{AuditEntry, RevocationRow};
 
+use crate::signer::HolderKey;
 use crate::{Ra, RaError, notices, sha256_hex};
 
 /// A revocation as an administrator, an order or a dismissal asks for it.
@@ -135,7 +136,7 @@ impl Ra {
     /// F3: a revocation signed online by the holder's own (valid) certificate.
     pub fn revoke_online(&self, caller: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
         let now = self.now();
-        let s = self.applicant_signed::<RevocationOrder>(signed, now)?;
+        let s = self.applicant_signed::<RevocationOrder>(signed, HolderKey::Any, now)?;
         if s.payload.iin != s.signer.iin {
             return Err(RaError::new(
                 ReasonCode::IinMismatch,

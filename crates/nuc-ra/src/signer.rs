@@ -14,6 +14,19 @@ use crate::error::RaError;
 pub struct CheckedSigner {
     pub serial_hex: String,
     pub iin: String,
+    /// The profile the NUC issued it under.
+    pub profile: String,
+    /// The request it answers, if it came through the RA.
+    pub request_number: Option<String>,
+}
+
+/// Which of a holder's certificates may sign a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HolderKey {
+    /// AUTH or SIGN (F3: a holder may revoke with either).
+    Any,
+    /// Only SIGN (F2): new certificates are not given for a login key.
+    Sign,
 }
 
 /// The profiles of a holder's own certificates, with which an applicant signs (F2, F3).
@@ -23,6 +36,10 @@ const HOLDER_PROFILES: [&str; 4] = [
     "legal-auth",
     "legal-sign",
 ];
+
+/// The profiles of a holder's SIGN (non-repudiation) certificates: the only ones that sign a
+/// renewal (F2).
+const HOLDER_SIGN_PROFILES: [&str; 2] = ["individual-sign", "legal-sign"];
 
 /// What a signer is checked against: our issuing CA, our certificates and revocations, our
 /// operators, and the role OIDs of NUC staff.
@@ -91,7 +108,12 @@ impl SignerChecks<'_> {
         }
         let iin = nuc_ca::cert::iin_of(&cert)
             .ok_or_else(|| fail(format!("certificate {serial_hex} names no IIN")))?;
-        Ok(CheckedSigner { serial_hex, iin })
+        Ok(CheckedSigner {
+            serial_hex,
+            iin,
+            profile: row.profile,
+            request_number: row.request_number,
+        })
     }
 
     /// Applicant checks: a personal certificate of ours (AUTH or SIGN, individual or legal).
@@ -102,6 +124,46 @@ impl SignerChecks<'_> {
             now,
             RaError::applicant_signature::<String>,
         )
+    }
+
+    /// Holder checks for `key`: the applicant's, and for [`HolderKey::Sign`] the certificate
+    /// being a SIGN certificate, by the profile the NUC issued it under and by its keyUsage
+    /// (nonRepudiation). The AUTH key is the one that logs in, kept where logins happen: stolen,
+    /// it must not be worth a fresh pair of certificates.
+    pub fn holder(
+        &self,
+        signer_der: &[u8],
+        key: HolderKey,
+        now: i64,
+    ) -> Result<CheckedSigner, RaError> {
+        let signer = self.applicant(signer_der, now)?;
+        if key == HolderKey::Any {
+            return Ok(signer);
+        }
+        if !HOLDER_SIGN_PROFILES.contains(&signer.profile.as_str()) {
+            return Err(RaError::new(
+                ReasonCode::SignCertificateRequired,
+                format!(
+                    "certificate {} is a {} certificate: sign with the holder's SIGN certificate ({})",
+                    signer.serial_hex,
+                    signer.profile,
+                    HOLDER_SIGN_PROFILES.join(" or ")
+                ),
+            ));
+        }
+        let non_repudiation = Certificate::from_der(signer_der)
+            .map(|c| nuc_ca::cert::non_repudiation(&c))
+            .unwrap_or(false);
+        if !non_repudiation {
+            return Err(RaError::new(
+                ReasonCode::SignCertificateRequired,
+                format!(
+                    "certificate {} does not assert keyUsage nonRepudiation",
+                    signer.serial_hex
+                ),
+            ));
+        }
+        Ok(signer)
     }
 
     /// Operator checks on top of the signer's: an operator role OID in the EKU, the operator

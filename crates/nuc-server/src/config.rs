@@ -134,6 +134,10 @@ pub struct RaSettings {
     pub payload_window_secs: i64,
     /// Seconds a signer's clock may run ahead of the service's (default 120).
     pub clock_skew_secs: i64,
+    /// Remote renewals (F2) that may follow one another since the holder's last visit to a
+    /// CON; the next one is refused with CON_VISIT_REQUIRED (default 1; 0 turns remote renewal
+    /// off).
+    pub max_remote_renewals: u32,
 }
 
 impl Default for RaSettings {
@@ -143,6 +147,7 @@ impl Default for RaSettings {
             download_url: "https://pki.gov.kz/download/{number}".into(),
             payload_window_secs: nuc_ra::DEFAULT_PAYLOAD_WINDOW_SECS,
             clock_skew_secs: nuc_ra::DEFAULT_CLOCK_SKEW_SECS,
+            max_remote_renewals: nuc_ra::DEFAULT_MAX_REMOTE_RENEWALS,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Instance {
                 download_url: cfg.ra.download_url.clone(),
                 payload_window_secs: cfg.ra.payload_window_secs,
                 clock_skew_secs: cfg.ra.clock_skew_secs,
+                max_remote_renewals: cfg.ra.max_remote_renewals,
             },
         ));
         Ok(Self {

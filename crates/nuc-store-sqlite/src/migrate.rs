@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_registration.sql"),
     include_str!("migrations/0003_publication.sql"),
     include_str!("migrations/0004_key_storage.sql"),
+    include_str!("migrations/0005_renewal_chain.sql"),
 ];
 
 /// The schema version this build migrates to.
@@ -32,4 +33,55 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), DbError> {
         tracing::info!(version, "database migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::MIGRATIONS;
+
+    /// A database made before renewals kept their chain: its renewals count as remote ones
+    /// (at least one each), its other requests as CON visits.
+    #[test]
+    fn renewals_made_before_the_chain_was_kept_count_as_remote() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (idx, sql) in MIGRATIONS.iter().take(4).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", idx as i64 + 1)
+                .unwrap();
+        }
+        for (number, kind) in [("R1", "first"), ("R2", "renewal"), ("R3", "card")] {
+            conn.execute(
+                "INSERT INTO requests (number, kind, state, iin, subject_json, auth_csr, sign_csr, \
+                 registered_at, expires_at, updated_at) VALUES (?1, ?2, 'issued', '860908363012', '{}', x'01', x'02', 0, 0, 0)",
+                [number, kind],
+            )
+            .unwrap();
+        }
+        super::run(&mut conn).unwrap();
+        let rows: Vec<(String, Option<String>, i64)> = conn
+            .prepare("SELECT number, renewed_from, remote_renewals FROM requests ORDER BY number")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("R1".to_owned(), None, 0),
+                ("R2".to_owned(), None, 1),
+                ("R3".to_owned(), None, 0)
+            ]
+        );
+        assert!(
+            conn.execute(
+                "UPDATE requests SET remote_renewals = -1 WHERE number = 'R1'",
+                []
+            )
+            .is_err(),
+            "a negative count is refused"
+        );
+    }
 }

@@ -21,7 +21,8 @@ use crate::{DbError, SqliteStore, reason, spelled, spelled_opt};
 use nuc_store::StoreError;
 
 const REQUEST_COLUMNS: &str = "number, kind, state, iin, bin, role, email, subject_json, auth_csr, sign_csr, \
-     identification, refusal_reason, decided_by, registered_at, expires_at, updated_at, key_storage";
+     identification, refusal_reason, decided_by, registered_at, expires_at, updated_at, key_storage, \
+     renewed_from, remote_renewals";
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
     Ok(RequestRow {
@@ -42,6 +43,8 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
         expires_at: r.get(14)?,
         updated_at: r.get(15)?,
         key_storage: spelled(r, 16, KeyStorage::parse)?,
+        renewed_from: r.get(17)?,
+        remote_renewals: r.get(18)?,
     })
 }
 
@@ -171,7 +174,7 @@ impl SqliteStore {
                 use_payload(tx, h, &format!("request {}", r.number), now)?;
             }
             tx.prepare_cached(&format!(
-                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12, ?13, ?12, ?14)"
+                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, ?12, ?13, ?12, ?14, ?15, ?16)"
             ))?
             .execute(params![
                 r.number,
@@ -187,7 +190,9 @@ impl SqliteStore {
                 r.identification.map(|i| i.as_str()),
                 r.registered_at,
                 r.expires_at,
-                r.key_storage.as_str()
+                r.key_storage.as_str(),
+                r.renewed_from,
+                r.remote_renewals
             ])?;
             if let Some((caller, key)) = &idempotency {
                 tx.execute(

@@ -3,7 +3,7 @@
 //! traits, and run on both, so the fake cannot drift from the real store unnoticed: a
 //! transition refused by its state, a payload accepted once, a reservation that commits with
 //! its transition or not at all, a key certified once, a request revoked with its last
-//! certificate, expiry, operators.
+//! certificate, expiry, operators, the link of a renewal to what signed it.
 
 use nuc_core::{
     CertificateState, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind, RequestState,
@@ -78,6 +78,8 @@ fn request(number: &str, expires_at: i64) -> NewRequest {
         expires_at,
         payload_sha256: None,
         key_storage: KeyStorage::File,
+        renewed_from: None,
+        remote_renewals: 0,
     }
 }
 
@@ -520,5 +522,43 @@ fn the_outbox_hands_out_what_was_not_delivered_yet() {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, pending[1].id);
         assert_eq!(left[0].attempts, 1);
+    });
+}
+
+#[test]
+fn a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain() {
+    on_both(|s| {
+        s.register_request(&request("R1", 100), None, None, &audit("r"))
+            .unwrap();
+        issue(s, "0a", "k1", Some("R1"));
+        let first = s.request("R1").unwrap().unwrap();
+        assert_eq!(first.renewed_from, None);
+        assert_eq!(first.remote_renewals, 0);
+        let renewal = NewRequest {
+            kind: RequestKind::Renewal,
+            state: RequestState::Verified,
+            renewed_from: Some("0a".into()),
+            remote_renewals: 3,
+            ..request("R2", 100)
+        };
+        let (row, created) = s
+            .register_request(&renewal, Some(("p".into(), "k".into())), None, &audit("r"))
+            .unwrap();
+        assert!(created);
+        assert_eq!(row.renewed_from.as_deref(), Some("0a"));
+        assert_eq!(row.remote_renewals, 3);
+        // As read back by number and by idempotency key, and after a transition.
+        assert_eq!(s.request("R2").unwrap().unwrap(), row);
+        assert_eq!(s.request_by_idempotency("p", "k").unwrap().unwrap(), row);
+        let moved = s
+            .transition(&transition(
+                "R2",
+                RequestState::Verified,
+                RequestState::Issued,
+                None,
+            ))
+            .unwrap();
+        assert_eq!(moved.renewed_from.as_deref(), Some("0a"));
+        assert_eq!(moved.remote_renewals, 3);
     });
 }

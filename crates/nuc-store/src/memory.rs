@@ -293,6 +293,8 @@ impl RequestStore for MemoryStore {
                 expires_at: r.expires_at,
                 updated_at: r.registered_at,
                 key_storage: r.key_storage,
+                renewed_from: r.renewed_from.clone(),
+                remote_renewals: r.remote_renewals,
             };
             s.requests.insert(r.number.clone(), row.clone());
             if let Some(k) = idempotency {

@@ -96,6 +96,12 @@ pub struct NewRequest {
     pub payload_sha256: Option<String>,
     /// Where the applicant's keys live.
     pub key_storage: KeyStorage,
+    /// F2: the serial (lowercase hex) of the certificate that signed the renewal this request
+    /// is; `None` for a request that came through a CON (F1, F4).
+    pub renewed_from: Option<String>,
+    /// How many remote renewals in a row this request ends: 0 for a request that came through
+    /// a CON (F1, F4), one more than its predecessor's for a renewal. The RA bounds it.
+    pub remote_renewals: u32,
 }
 
 /// A stored request.
@@ -118,6 +124,10 @@ pub struct RequestRow {
     pub expires_at: i64,
     pub updated_at: i64,
     pub key_storage: KeyStorage,
+    /// See [`NewRequest::renewed_from`].
+    pub renewed_from: Option<String>,
+    /// See [`NewRequest::remote_renewals`].
+    pub remote_renewals: u32,
 }
 
 /// A state change of a request, with everything that must commit with it.

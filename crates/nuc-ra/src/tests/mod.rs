@@ -97,6 +97,15 @@ impl Rig {
     }
 
     pub fn with_registry(registry: FixtureRegistry) -> Self {
+        Self::with(registry, RaConfig::default())
+    }
+
+    /// An RA with settings other than the defaults.
+    pub fn with_config(config: RaConfig) -> Self {
+        Self::with(FixtureRegistry::builtin(), config)
+    }
+
+    fn with(registry: FixtureRegistry, config: RaConfig) -> Self {
         let store = Arc::new(MemoryStore::new());
         let ca = Arc::new(SoftCa::new());
         let clock = Arc::new(OffsetClock::default());
@@ -105,7 +114,7 @@ impl Rig {
             ca.clone(),
             Arc::new(registry),
             clock.clone(),
-            RaConfig::default(),
+            config,
         );
         Self {
             ra,
@@ -303,6 +312,15 @@ impl Holder {
 
     /// A renewal application with two new keys, signed by this holder's SIGN certificate.
     pub fn renewal(&self, edit: impl FnOnce(&mut RenewalApplication)) -> Vec<u8> {
+        self.renewal_by(&self.sign, edit)
+    }
+
+    /// A renewal application with two new keys, signed by `(_, cert, key)` (e.g. the AUTH pair).
+    pub fn renewal_by(
+        &self,
+        signer: &(String, Vec<u8>, PKey<Private>),
+        edit: impl FnOnce(&mut RenewalApplication),
+    ) -> Vec<u8> {
         let mut r = RenewalApplication {
             iin: self.iin().into(),
             bin: String::new(),
@@ -314,7 +332,7 @@ impl Holder {
             payload_type: RENEWAL_APPLICATION.into(),
         };
         edit(&mut r);
-        cms_at(&r.encode_to_vec(), &self.sign.1, &self.sign.2, r.signed_at)
+        cms_at(&r.encode_to_vec(), &signer.1, &signer.2, r.signed_at)
     }
 }
 

@@ -1,7 +1,11 @@
-//! F2: renewal signed by the holder's currently valid certificate.
+//! F2: renewal signed by the holder's currently valid SIGN certificate, told to the address
+//! on record, and bounded in how often it may follow itself before a visit to a CON.
 
-use nuc_core::{Identification, ReasonCode, RequestKind, RequestState, RevocationReason};
-use nuc_store::RequestStore;
+use nuc_core::{
+    Identification, Iin, NoticeKind, ReasonCode, RequestKind, RequestState, RevocationReason,
+    SubjectInfo,
+};
+use nuc_store::{AuditLog, Issuance, RequestStore};
 
 use super::*;
 
@@ -220,4 +224,222 @@ async fn an_old_renewal_is_expired() {
         "nuc.v1.RenewalApplication",
     );
     assert_eq!(rig.audit_count(), audit);
+}
+
+/// The address a thief who holds a stolen key would have the new certificates sent to.
+const THIEF: &str = "someone.else@mail.example.kz";
+
+/// A renewal by `holder` with two fresh keys, the new certificates announced to `email`: the
+/// holder of the renewed certificates.
+async fn renew(rig: &Rig, holder: &Holder, email: &str) -> Result<Holder, RaError> {
+    let (auth, sign) = (key(), key());
+    let signed = holder.renewal(|r| {
+        r.auth_csr = auth.csr.clone();
+        r.sign_csr = sign.csr.clone();
+        r.email = email.into();
+    });
+    let (request, issued) = rig.ra.submit_renewal(PORTAL, None, &signed).await?;
+    assert_eq!(issued.len(), 2);
+    Ok(Holder {
+        request,
+        auth: (
+            issued[0].serial_hex.clone(),
+            issued[0].der.clone(),
+            auth.pkey,
+        ),
+        sign: (
+            issued[1].serial_hex.clone(),
+            issued[1].der.clone(),
+            sign.pkey,
+        ),
+        clock: rig.clock.clone(),
+    })
+}
+
+#[tokio::test]
+async fn the_auth_certificate_cannot_sign_a_renewal() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let (audit, notices) = (rig.audit_count(), rig.store.notices().len());
+    refused(
+        rig.ra
+            .submit_renewal(
+                PORTAL,
+                None,
+                &holder.renewal_by(&holder.auth, |r| r.email = THIEF.into()),
+            )
+            .await,
+        ReasonCode::SignCertificateRequired,
+        &format!(
+            "certificate {} is a individual-auth certificate",
+            holder.auth.0
+        ),
+    );
+    // Nothing registered, nobody told, nothing spent: the same holder's SIGN certificate renews.
+    assert_eq!(rig.audit_count(), audit);
+    assert_eq!(rig.store.notices().len(), notices);
+    renew(&rig, &holder, EMAIL).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_renewal_is_told_to_the_address_on_record_as_well_as_to_the_new_one() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    assert_eq!(holder.request.email.as_deref(), Some(EMAIL));
+    let before = rig.store.notices().len();
+    let renewed = renew(&rig, &holder, THIEF).await.unwrap();
+    let notices = rig.store.notices().split_off(before);
+    let sent: Vec<(NoticeKind, &str, Option<&str>)> = notices
+        .iter()
+        .map(|n| (n.kind, n.recipient.as_str(), n.request_number.as_deref()))
+        .collect();
+    let number = renewed.request.number.as_str();
+    assert_eq!(
+        sent,
+        [
+            (NoticeKind::Renewal, EMAIL, Some(number)),
+            (NoticeKind::Issued, THIEF, Some(number)),
+        ]
+    );
+    // The holder of record learns which certificate signed, for which request, and where the
+    // new certificates went.
+    let told = &notices[0];
+    for what in [holder.sign.0.as_str(), number, THIEF] {
+        assert!(told.body.contains(what), "{what} not in {}", told.body);
+    }
+    // The registration's audit record names the certificate that signed the renewal.
+    let registered = rig
+        .store
+        .audit_records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.action == "request.registered" && r.object == format!("request:{number}"))
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&registered.details).unwrap();
+    assert_eq!(details["renewed_from"], holder.sign.0.as_str());
+    assert_eq!(details["remote_renewals"], 1);
+}
+
+#[tokio::test]
+async fn after_max_remote_renewals_in_a_row_a_con_visit_is_required() {
+    let rig = Rig::new();
+    assert_eq!(crate::DEFAULT_MAX_REMOTE_RENEWALS, 1);
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    assert_eq!(holder.request.remote_renewals, 0);
+    let renewed = renew(&rig, &holder, EMAIL).await.unwrap();
+    assert_eq!(
+        renewed.request.renewed_from.as_deref(),
+        Some(holder.sign.0.as_str())
+    );
+    assert_eq!(renewed.request.remote_renewals, 1);
+    let (audit, notices) = (rig.audit_count(), rig.store.notices().len());
+    refused(
+        renew(&rig, &renewed, THIEF).await.map(|h| h.request),
+        ReasonCode::ConVisitRequired,
+        "1 remote renewal(s) in a row since the last visit to a CON, and [ra] max_remote_renewals allows 1",
+    );
+    assert_eq!(rig.audit_count(), audit);
+    assert_eq!(rig.store.notices().len(), notices);
+}
+
+#[tokio::test]
+async fn the_number_of_remote_renewals_in_a_row_is_a_setting() {
+    let rig = Rig::with_config(crate::RaConfig {
+        max_remote_renewals: 2,
+        ..Default::default()
+    });
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let first = renew(&rig, &holder, EMAIL).await.unwrap();
+    let second = renew(&rig, &first, EMAIL).await.unwrap();
+    assert_eq!(second.request.remote_renewals, 2);
+    assert_eq!(
+        second.request.renewed_from.as_deref(),
+        Some(first.sign.0.as_str())
+    );
+    refused(
+        renew(&rig, &second, EMAIL).await.map(|h| h.request),
+        ReasonCode::ConVisitRequired,
+        "allows 2",
+    );
+
+    // 0: no remote renewal at all.
+    let rig = Rig::with_config(crate::RaConfig {
+        max_remote_renewals: 0,
+        ..Default::default()
+    });
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    refused(
+        renew(&rig, &holder, EMAIL).await.map(|h| h.request),
+        ReasonCode::ConVisitRequired,
+        "allows 0",
+    );
+}
+
+#[tokio::test]
+async fn certificates_issued_at_a_con_start_the_count_again() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let renewed = renew(&rig, &holder, EMAIL).await.unwrap();
+    refused(
+        renew(&rig, &renewed, EMAIL).await.map(|h| h.request),
+        ReasonCode::ConVisitRequired,
+        "apply at a CON",
+    );
+    // The holder applies again and is confirmed at a CON (F1): the new certificates renew.
+    let visited = rig.holder(ABAI, &op).await;
+    assert_eq!(visited.request.remote_renewals, 0);
+    let again = renew(&rig, &visited, EMAIL).await.unwrap();
+    assert_eq!(again.request.remote_renewals, 1);
+    assert_eq!(
+        again.request.renewed_from.as_deref(),
+        Some(visited.sign.0.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_sign_certificate_issued_outside_a_request_has_no_con_visit_on_record() {
+    let rig = Rig::new();
+    let k = key();
+    // An administrator's `nuc cert issue`: a SIGN certificate that no request of the RA produced.
+    let issued = nuc_ca::Issuer::issue(
+        rig.ca.as_ref(),
+        &[nuc_ca::IssueRequest {
+            profile: "individual-sign".into(),
+            csr: k.csr,
+            subject: SubjectInfo {
+                iin: Some(Iin::parse(ABAI).unwrap()),
+                surname: Some("ҚҰНАНБАЕВ".into()),
+                name: Some("АБАЙ".into()),
+                patronymic: None,
+                organization: None,
+                email: None,
+                common_name: None,
+            },
+            role: None,
+            identification: None,
+            dns_names: vec![],
+            actor: ADMIN.into(),
+            request_number: None,
+            key_storage: Default::default(),
+        }],
+        &Issuance::alone(rig.store.as_ref()),
+    )
+    .unwrap()
+    .remove(0);
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    let signer = (issued.serial_hex.clone(), issued.der.clone(), k.pkey);
+    refused(
+        rig.ra
+            .submit_renewal(PORTAL, None, &holder.renewal_by(&signer, |_| {}))
+            .await,
+        ReasonCode::ConVisitRequired,
+        "no visit to a CON is on record",
+    );
 }

@@ -1,6 +1,6 @@
 //! A CA in software for the RA's unit tests: real X.509 certificates (subject, serialNumber
 //! "IIN…", EKU with the profile's OIDs, role and identification method) signed by an EC key
-//! in memory, under a root of its own. It issues through the ledger it is given, in the CA's
+//! in memory, under a root of its own, with the profile's keyUsage. It issues through the ledger it is given, in the CA's
 //! order (reserve, sign, record), so what the RA composes with each commit is exercised; it
 //! can be told to fail its next signing, as an HSM that went away.
 
@@ -16,8 +16,9 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private, Public};
-use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509, X509NameBuilder, X509Req};
+use x509_cert::ext::pkix::KeyUsages;
 
 pub struct SoftCa {
     policy: Policy,
@@ -46,7 +47,7 @@ fn certificate(
     self_key: Option<&PKey<Private>>,
     serial: &[u8],
     days: u32,
-    eku: &[ObjectIdentifier],
+    (eku, ku): (&[ObjectIdentifier], &[KeyUsages]),
 ) -> X509 {
     let mut name = X509NameBuilder::new().unwrap();
     for (nid, value) in subject {
@@ -64,6 +65,24 @@ fn certificate(
     b.set_not_after(&Asn1Time::from_unix(now + i64::from(days) * 86_400).unwrap())
         .unwrap();
     b.set_pubkey(public).unwrap();
+    if !ku.is_empty() {
+        let mut k = KeyUsage::new();
+        k.critical();
+        for u in ku {
+            match u {
+                KeyUsages::DigitalSignature => k.digital_signature(),
+                KeyUsages::NonRepudiation => k.non_repudiation(),
+                KeyUsages::KeyEncipherment => k.key_encipherment(),
+                KeyUsages::DataEncipherment => k.data_encipherment(),
+                KeyUsages::KeyAgreement => k.key_agreement(),
+                KeyUsages::KeyCertSign => k.key_cert_sign(),
+                KeyUsages::CRLSign => k.crl_sign(),
+                KeyUsages::EncipherOnly => k.encipher_only(),
+                KeyUsages::DecipherOnly => k.decipher_only(),
+            };
+        }
+        b.append_extension(k.build().unwrap()).unwrap();
+    }
     if !eku.is_empty() {
         let mut e = ExtendedKeyUsage::new();
         for oid in eku {
@@ -101,7 +120,7 @@ impl SoftCa {
             Some(&root_key),
             &serial(),
             3650,
-            &[],
+            (&[], &[]),
         );
         let issuing_key = ec_key();
         let mut issuing = certificate(
@@ -111,7 +130,7 @@ impl SoftCa {
             None,
             &serial(),
             3650,
-            &[],
+            (&[], &[]),
         );
         // A CA certificate: mark it so (signed by the root above).
         issuing = {
@@ -156,7 +175,7 @@ impl SoftCa {
             None,
             &serial(),
             365,
-            &[],
+            (&[], &[]),
         );
         (cert.to_der().unwrap(), key)
     }
@@ -209,7 +228,11 @@ impl SoftCa {
             None,
             serial,
             profile.validity_days,
-            &eku,
+            (
+                &eku,
+                // The test keys are EC.
+                profile.key_usage_ec.as_ref().unwrap_or(&profile.key_usage),
+            ),
         );
         Ok(cert.to_der().unwrap())
     }

@@ -212,7 +212,8 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | DocumentsRejected
         | OperatorSuspended
         | AlreadyRevoked
-        | OperatorDismissed => Code::FailedPrecondition,
+        | OperatorDismissed
+        | ConVisitRequired => Code::FailedPrecondition,
         // Verdicts of the verification service travel in its answer, not as a status; should
         // one ever be a status, it is the caller's document that failed.
         SignatureMalformed => Code::InvalidArgument,
@@ -222,7 +223,8 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | ApplicantSignatureInvalid
         | IinMismatch
         | PermissionDenied
-        | SeparationOfDuties => Code::PermissionDenied,
+        | SeparationOfDuties
+        | SignCertificateRequired => Code::PermissionDenied,
         PayloadReplayed => Code::AlreadyExists,
         PayloadExpired | PayloadFromTheFuture | SigningTimeMismatch => Code::FailedPrecondition,
         RequestNotFound | CertificateNotFound | OperatorNotFound => Code::NotFound,
