@@ -11,6 +11,7 @@ mod grpc;
 mod instance;
 mod outbox;
 mod publication;
+mod root_crl;
 mod serve;
 mod tls;
 
