@@ -113,14 +113,16 @@ fn init_builds_a_verifiable_hierarchy_and_refuses_a_second_init() {
         issuing.contains(&format!("URI:http://{}/crl/root.crl", h.http)),
         "{issuing}"
     );
-    // Init also issued the service's own TLS certificate (profile system), and audited it.
+    // Init also issued the service's own TLS certificate (profile system), and signed the
+    // first root CRL (the root key's first ceremony), and audited both.
     let actions: Vec<String> = h.audit_actions().into_iter().map(|(_, a)| a).collect();
     assert_eq!(
         actions,
         [
             "ca.initialised",
             "certificate.reserved",
-            "certificate.issued"
+            "certificate.issued",
+            "crl.published"
         ]
     );
 
@@ -618,8 +620,9 @@ fn tampering_with_one_audit_row_is_found_and_named() {
     }
     let ok = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
-    // init (CA + the service's TLS certificate: 3 records) + 2 issuances × 2.
-    assert_eq!(ok.stdout.trim(), "audit chain intact: 7 records");
+    // init (CA + the service's TLS certificate + the first root CRL: 4 records) + 2 issuances
+    // × 2.
+    assert_eq!(ok.stdout.trim(), "audit chain intact: 8 records");
 
     // An auditor's nightmare: someone edits record 3 by hand.
     let n = h

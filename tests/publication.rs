@@ -486,3 +486,208 @@ async fn scheduler_publishes_on_demand_and_a_revocation_reaches_the_delta_at_onc
     assert!(text.contains("Affiliation Changed"), "{text}");
     assert!(text.contains("Delta CRL Indicator: critical"), "{text}");
 }
+
+/// The CRL number of a DER CRL file, as `openssl crl -crlnumber` reads it.
+fn openssl_crl_number(path: &std::path::Path) -> u64 {
+    let r = outside(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path.to_str().unwrap(),
+            "-noout",
+            "-crlnumber",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let hex = r
+        .stdout
+        .trim()
+        .strip_prefix("crlNumber=0x")
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// `nuc root crl --home H [more]`: the ceremony.
+fn root_ceremony(svc: &Service, more: &[&str]) -> Run {
+    let home = svc.home.home_str();
+    let mut args = vec!["root", "crl", "--home", home.as_str()];
+    args.extend_from_slice(more);
+    svc.nuc(&args)
+}
+
+/// The served root CRL, written to `name`: judged by openssl against the root certificate
+/// (and pkilint), and its number.
+fn served_root_crl(svc: &Service, name: &str) -> (Vec<u8>, u64) {
+    let (head, der) = http_get(&svc.home.http, "/crl/root.crl");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let path = svc.home.path(name);
+    std::fs::write(&path, &der).unwrap();
+    judge_crl(&path, &svc.home.root_pem());
+    (der, openssl_crl_number(&path))
+}
+
+fn root_crl_audits(svc: &Service) -> i64 {
+    svc.home.count(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'crl.published' AND object = 'crl:root'",
+    )
+}
+
+/// Review finding 10, an offline root: the root CRL is the ceremony's (`nuc root crl`), its
+/// number rises with each ceremony, and the service — by default — never looks the root key
+/// up: with the root key deleted from the token it still starts, publishes the issuing CA's
+/// CRLs and serves the ceremony's root CRL untouched, even when that CRL is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_crl_is_the_ceremonys_and_the_service_runs_without_the_root_key() {
+    use nuc_api::v1::publisher_service_client::PublisherServiceClient;
+    let mut svc = Service::start();
+    let file = svc.home.home().join("ca/root.crl");
+    // `nuc init` was the root key's first ceremony: a root CRL is served from the start.
+    let (_, n0) = served_root_crl(&svc, "root-0.crl");
+    assert_eq!(root_crl_audits(&svc), 1);
+
+    // A ceremony: a new CRL, numbered higher, signed by the root, served as written, audited.
+    let r = root_ceremony(&svc, &["--next-update-days", "10"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let (der1, n1) = served_root_crl(&svc, "root-1.crl");
+    assert!(n1 > n0, "{n1} after {n0}");
+    assert_eq!(der1, std::fs::read(&file).unwrap());
+    assert!(r.stdout.contains(&format!("number={n1} ")), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&hex::encode(openssl::sha::sha256(&der1))),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(root_crl_audits(&svc), 2);
+    let crl = openssl::x509::X509Crl::from_der(&der1).unwrap();
+    let validity = crl.last_update().diff(crl.next_update().unwrap()).unwrap();
+    assert_eq!((validity.days, validity.secs), (10, 0));
+
+    // Due in 10 days (less than the 30 of root_crl_due_days): the service says the ceremony is
+    // due, and leaves the CRL as the ceremony made it.
+    svc.restart(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let log = std::fs::read_to_string(svc.home.path("serve.log")).unwrap();
+        if log.contains("the root CRL ceremony is due") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(served_root_crl(&svc, "root-1b.crl").0, der1);
+    assert_eq!(root_crl_audits(&svc), 2);
+
+    // A second ceremony, while the service runs: the number rises again.
+    let r = root_ceremony(&svc, &[]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let (der2, n2) = served_root_crl(&svc, "root-2.crl");
+    assert!(n2 > n1, "{n2} after {n1}");
+
+    // The root key leaves the token (as it would stay in an offline HSM): its private and its
+    // public key object are deleted.
+    svc.server.take();
+    let conf = svc.home.home().join("hsm/softhsm2.conf");
+    let pkcs11 = |args: &[&str]| -> Run {
+        let mut all = vec![
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "nuc-ca",
+            "--login",
+            "--pin",
+            "nuc-dev-user-pin",
+        ];
+        all.extend_from_slice(args);
+        std::process::Command::new("pkcs11-tool")
+            .args(&all)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("pkcs11-tool (make deps)")
+            .into()
+    };
+    for kind in ["privkey", "pubkey"] {
+        let d = pkcs11(&["--delete-object", "--type", kind, "--label", "nuc-root"]);
+        assert_eq!(d.code, Some(0), "{kind}: {}{}", d.stdout, d.stderr);
+    }
+    let left = pkcs11(&["--list-objects"]);
+    assert!(!left.stdout.contains("nuc-root"), "{}", left.stdout);
+    assert!(left.stdout.contains("nuc-issuing"), "{}", left.stdout);
+
+    // The service starts without it, and publishes the issuing CA's CRLs on demand.
+    svc.restart(&[]);
+    let ch = svc
+        .channel(Some(svc.system_identity(Some("scheduler"))))
+        .await
+        .unwrap();
+    let published = PublisherServiceClient::new(ch)
+        .publish_crls(PublishCrlsRequest {
+            reason: "finding 10: no root key".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let full = published.full.unwrap();
+    let (_, served) = http_get(&svc.home.http, "/crl/issuing.crl");
+    assert_eq!(hex::encode(openssl::sha::sha256(&served)), full.sha256);
+    let text = crl_text(&svc, "issuing-no-root.crl", &served);
+    assert!(text.contains("Certificate Revocation List"), "{text}");
+    // The root CRL is still the second ceremony's, byte for byte.
+    assert_eq!(served_root_crl(&svc, "root-2b.crl").0, der2);
+    assert_eq!(root_crl_audits(&svc), 3);
+
+    // Without the root key, the ceremony itself fails, and changes nothing.
+    let r = root_ceremony(&svc, &[]);
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.error_lines().len(), 1, "{}", r.stderr);
+    assert!(
+        r.error_lines()[0].starts_with("error: HSM_FAILURE: ") && r.stderr.contains("nuc-root"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), der2);
+    assert_eq!(root_crl_audits(&svc), 3);
+    let log = std::fs::read_to_string(svc.home.path("serve.log")).unwrap();
+    assert!(!log.contains("root CRL could not be published"), "{log}");
+}
+
+/// `[publication] root_crl_by = "service"`, the online root: the service signs the next root
+/// CRL itself when the one served is due, above the ceremony's number, under its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_home_re_signs_the_root_crl_when_it_is_due() {
+    let mut svc = Service::start();
+    let config = svc.home.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("root_crl_by = \"ceremony\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("root_crl_by = \"ceremony\"", "root_crl_by = \"service\""),
+    )
+    .unwrap();
+    let r = root_ceremony(&svc, &["--next-update-days", "10"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let (_, n1) = served_root_crl(&svc, "root-1.crl");
+    svc.restart(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let n2 = loop {
+        let (_, n) = served_root_crl(&svc, "root-2.crl");
+        if n != n1 {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "not re-signed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(n2 > n1, "{n2} after {n1}");
+    let actor: String = svc
+        .home
+        .db()
+        .query_row(
+            "SELECT actor FROM audit_log WHERE object = 'crl:root' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(actor, "system:publisher");
+}

@@ -9,6 +9,10 @@
 //! steps, the caller (the RA) decides what commits with each of them. The CA knows no request
 //! state. Its keys and the HSM are private; what other roles may ask of it is a trait each —
 //! [`Issuer`] for the RA, [`CrlSigner`] and [`OcspSigner`] for the publisher.
+//!
+//! The root key is not the service's: by default ([`Ca::open`] with `[publication] root_crl_by
+//! = "ceremony"`) the CA never even looks it up, and what the root signs is made by an
+//! administrator's ceremony ([`Ca::open_for_ceremony`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -24,7 +28,7 @@ use x509_cert::name::Name;
 
 use crate::csr::{self, CheckedCsr};
 use crate::error::CaError;
-use crate::home::{CaSettings, Home, PublicationConfig};
+use crate::home::{CaSettings, Home, PublicationConfig, RootCrlBy};
 use crate::lint::{LintContext, lint};
 use crate::policy::{DEFAULT_PROFILES, Policy, Profile};
 use crate::subject::distinguished_name;
@@ -98,27 +102,33 @@ struct CaSigner {
     key: HsmKey,
 }
 
-impl CaSigner {
-    fn new(key: HsmKey, cert_der: Vec<u8>) -> Result<Self, CaError> {
+impl CaIdentity {
+    /// What a CA certificate says about its key, without the key.
+    fn from_certificate(cert_der: Vec<u8>, algorithm: KeyAlgorithm) -> Result<Self, CaError> {
         let cert = Certificate::from_der(&cert_der)?;
         let tbs = cert.tbs_certificate();
-        if tbs.subject_public_key_info().to_der()? != key.spki.to_der()? {
+        let spki = tbs.subject_public_key_info().clone();
+        Ok(Self {
+            key_id: key_identifier(&spki),
+            subject: tbs.subject().clone(),
+            not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
+            algorithm,
+            spki,
+            cert_der,
+        })
+    }
+}
+
+impl CaSigner {
+    fn new(key: HsmKey, cert_der: Vec<u8>) -> Result<Self, CaError> {
+        let id = CaIdentity::from_certificate(cert_der, key.algorithm)?;
+        if id.spki.to_der()? != key.spki.to_der()? {
             return Err(CaError::CaState(format!(
                 "the certificate stored for HSM key {:?} does not match the key in the token",
                 key.label
             )));
         }
-        Ok(Self {
-            id: CaIdentity {
-                key_id: key_identifier(&key.spki),
-                subject: tbs.subject().clone(),
-                not_after: tbs.validity().not_after.to_unix_duration().as_secs() as i64,
-                algorithm: key.algorithm,
-                spki: key.spki.clone(),
-                cert_der,
-            },
-            key,
-        })
+        Ok(Self { id, key })
     }
 
     /// A signature over `data` by this key, in the encoding certificates and CRLs carry.
@@ -128,16 +138,31 @@ impl CaSigner {
 }
 
 /// An opened CA: its policy, the publication URLs it writes into certificates, the HSM session
-/// pool, and its three keys. Nothing here is public: the roles reach it through [`Issuer`],
+/// pool, and its keys. Nothing here is public: the roles reach it through [`Issuer`],
 /// [`CrlSigner`] and [`OcspSigner`].
+///
+/// The root key is held only when this opening may sign with it (see [`RootKey`]); otherwise
+/// the root is its certificate alone, and the token's root key object is never looked up.
 pub struct Ca {
     policy: Policy,
     publication: PublicationConfig,
     hsm: Hsm,
     issuing: CaSigner,
-    root: CaSigner,
+    root: CaIdentity,
+    root_key: Option<HsmKey>,
     /// The delegated OCSP responder (key `OCSP_LABEL`, role `ocsp-signer`).
     ocsp: CaSigner,
+}
+
+/// Whether an opening of the CA looks up the root key in the HSM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKey {
+    /// Never: the root is its certificate alone, and any signature by it is refused
+    /// ([`CaError::RootKeyOffline`]).
+    Offline,
+    /// Found in the token and held: for the root's ceremonies, or the service when
+    /// `[publication] root_crl_by = "service"`.
+    Online,
 }
 
 /// Opens (creating) the store at the path a new home wants: the CA opens no database itself.
@@ -526,9 +551,29 @@ impl Ca {
         })
     }
 
-    /// Opens an initialised home: policy, HSM login, and the CA's keys (their certificates
-    /// read from `keys`).
+    /// Opens an initialised home as the service does: policy, HSM login, and the CA's keys
+    /// (their certificates read from `keys`). The root key is looked up only when
+    /// `[publication] root_crl_by = "service"`; by default it stays offline.
     pub fn open(home: &Home, keys: &dyn CaKeyStore) -> Result<Self, CaError> {
+        let root_key = match home.config.publication.root_crl_by {
+            RootCrlBy::Ceremony => RootKey::Offline,
+            RootCrlBy::Service => RootKey::Online,
+        };
+        Self::open_with(home, keys, root_key)
+    }
+
+    /// Opens an initialised home for one of the root's ceremonies: the root key must be in
+    /// the token, whatever `[publication] root_crl_by` says.
+    pub fn open_for_ceremony(home: &Home, keys: &dyn CaKeyStore) -> Result<Self, CaError> {
+        Self::open_with(home, keys, RootKey::Online)
+    }
+
+    /// Opens an initialised home, with the root key or without it.
+    pub fn open_with(
+        home: &Home,
+        keys: &dyn CaKeyStore,
+        root_key: RootKey,
+    ) -> Result<Self, CaError> {
         if !home.db_path().exists() {
             return Err(CaError::CaState(format!(
                 "{} has no CA: run `nuc init` first",
@@ -566,14 +611,31 @@ impl Ca {
             CaSigner::new(key, row.cert_der.clone())
         };
         let issuing = signer("issuing")?;
-        let root = signer("root")?;
         let ocsp = signer("ocsp-signer")?;
+        let (root, root_key) = match root_key {
+            RootKey::Online => {
+                let root = signer("root")?;
+                (root.id, Some(root.key))
+            }
+            RootKey::Offline => {
+                let row = keys
+                    .iter()
+                    .find(|k| k.role == "root")
+                    .ok_or_else(|| CaError::CaState("database has no root CA key".into()))?;
+                let root = CaIdentity::from_certificate(
+                    row.cert_der.clone(),
+                    key_alg("algorithm", &row.algorithm)?,
+                )?;
+                (root, None)
+            }
+        };
         Ok(Self {
             policy,
             publication: home.config.publication.clone(),
             hsm,
             issuing,
             root,
+            root_key,
             ocsp,
         })
     }
@@ -585,7 +647,16 @@ impl Ca {
 
     /// The root CA's certificate and key names.
     pub fn root(&self) -> &CaIdentity {
-        &self.root.id
+        &self.root
+    }
+
+    /// Whether this opening holds the root key (it signs the root CRL) or left it offline.
+    pub fn root_key(&self) -> RootKey {
+        if self.root_key.is_some() {
+            RootKey::Online
+        } else {
+            RootKey::Offline
+        }
     }
 
     /// The delegated OCSP responder's certificate and key names.
@@ -608,7 +679,8 @@ impl Ca {
     }
 
     pub(crate) fn sign_with_root(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        self.root.sign(&self.hsm, data)
+        let key = self.root_key.as_ref().ok_or(CaError::RootKeyOffline)?;
+        Ok(self.hsm.sign(key, data)?)
     }
 
     pub(crate) fn sign_with_ocsp(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {

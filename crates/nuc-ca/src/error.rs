@@ -22,6 +22,12 @@ pub enum CaError {
     LintFailed(String),
     #[error("{0}")]
     CaState(String),
+    /// A signature by the root key was asked of a CA opened without it.
+    #[error(
+        "the root CA key is offline here ([publication] root_crl_by = \"ceremony\"): \
+         what the root signs is made by a ceremony command (`nuc root crl`)"
+    )]
+    RootKeyOffline,
     #[error("hsm: {0}")]
     Hsm(#[from] HsmError),
     #[error("storage: {0}")]
@@ -62,7 +68,10 @@ impl CaError {
             CaError::KeyRejected(_) => ReasonCode::KeyRejected,
             CaError::KeyAlreadyCertified { .. } => ReasonCode::KeyAlreadyCertified,
             CaError::LintFailed(_) => ReasonCode::LintFailed,
-            CaError::CaState(_) | CaError::Policy(_) | CaError::Home(_) => ReasonCode::CaState,
+            CaError::CaState(_)
+            | CaError::RootKeyOffline
+            | CaError::Policy(_)
+            | CaError::Home(_) => ReasonCode::CaState,
             CaError::Hsm(_) => ReasonCode::HsmFailure,
             CaError::Store(_) => ReasonCode::StorageFailure,
             CaError::Encoding(_) => ReasonCode::Internal,

@@ -66,6 +66,36 @@ pub struct PublicationConfig {
     /// (default 1000): revocations that arrive together go out in one delta.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_after_revocation_ms: Option<u64>,
+    /// Who signs the root CA's CRL (default `ceremony`: the service never opens the root key).
+    #[serde(default)]
+    pub root_crl_by: RootCrlBy,
+    /// Days before the root CRL's nextUpdate from which it is due again (default 30): the
+    /// service warns in its log (`ceremony`) or signs the next one itself (`service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_crl_due_days: Option<i64>,
+}
+
+/// Who signs the root CA's CRL, and so whether the service may hold the root key at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootCrlBy {
+    /// An administrator, with `nuc root crl`, while the root key is present for the ceremony.
+    /// The service serves the file that made and never looks the root key up: the root can stay
+    /// offline, as production CAs keep it.
+    #[default]
+    Ceremony,
+    /// The service itself, on its publication timer: it opens the root key at start and keeps
+    /// it. Only for homes whose root is not meant to be offline.
+    Service,
+}
+
+impl RootCrlBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootCrlBy::Ceremony => "ceremony",
+            RootCrlBy::Service => "service",
+        }
+    }
 }
 
 impl PublicationConfig {
@@ -188,6 +218,8 @@ impl CaSettings {
                 crl_interval_secs: None,
                 delta_validity_secs: None,
                 delta_after_revocation_ms: None,
+                root_crl_by: RootCrlBy::Ceremony,
+                root_crl_due_days: None,
             },
             hsm: HsmConfig {
                 module: std::env::var_os("NUC_PKCS11_MODULE")

@@ -19,8 +19,8 @@ mod roles;
 pub mod subject;
 pub mod tbs;
 
-pub use ca::{Ca, CaIdentity, InitOptions, InitReport, IssueRequest, Issued};
+pub use ca::{Ca, CaIdentity, InitOptions, InitReport, IssueRequest, Issued, RootKey};
 pub use error::CaError;
-pub use home::{CaSettings, Home};
+pub use home::{CaSettings, Home, RootCrlBy};
 pub use nuc_hsm::{HsmError, KeyAlgorithm};
 pub use roles::{CrlSigner, Issuer, OcspSigner};

@@ -421,10 +421,12 @@ pub fn publish_delta(
 }
 
 /// The root CA's CRL: the root certifies only the issuing CA, and revoking that is a ceremony
-/// outside this service, so the list is empty. It is signed by the root key; its CRL number is
-/// the Unix time of its thisUpdate, which increases without any stored sequence.
+/// outside this service, so the list is empty. It is signed by the root key, so it fails with
+/// the CA's `RootKeyOffline` when the CA was opened without it. The caller numbers it (the
+/// ceremony keeps the numbers increasing; nothing here stores a sequence).
 pub fn root_crl(
     ca: CrlContext<'_>,
+    number: u64,
     this_update: i64,
     next_update: i64,
 ) -> Result<Vec<u8>, PublishError> {
@@ -433,9 +435,11 @@ pub fn root_crl(
             "root CRL: nextUpdate must follow thisUpdate".into(),
         ));
     }
-    let number = u64::try_from(this_update).map_err(|_| {
-        PublishError::Invalid(format!("root CRL: thisUpdate {this_update} is before 1970"))
-    })?;
+    if this_update < 0 {
+        return Err(PublishError::Invalid(format!(
+            "root CRL: thisUpdate {this_update} is before 1970"
+        )));
+    }
     let exts = vec![
         ext(
             &AuthorityKeyIdentifier {

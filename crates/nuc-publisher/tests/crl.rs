@@ -116,6 +116,17 @@ fn child(home: &Path) {
     let out = home.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let now = nuc_core::time::now_unix();
+    // The service's opening leaves the root key offline (`root_crl_by = "ceremony"`, the
+    // default): a root CRL is refused before anything is signed. A ceremony's opening signs it.
+    assert_eq!(ca.root_key(), nuc_ca::RootKey::Offline);
+    let refused = nuc_publisher::crl::root_crl(crls, 1, now, now + 86_400).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            nuc_publisher::crl::PublishError::Hsm(nuc_ca::CaError::RootKeyOffline)
+        ),
+        "{refused}"
+    );
     let serials: Vec<String> = (0..4).map(|_| issue(&ca, &store)).collect();
     // Before the first publication: key compromise, and unspecified (no reasonCode entry).
     revoke(&store, &serials[0], 1, now - 7200, None);
@@ -151,6 +162,22 @@ fn child(home: &Path) {
         "bases": [first.base_number, second.base_number],
     });
     std::fs::write(out.join("facts.json"), facts.to_string()).unwrap();
+
+    // One PKCS#11 module per process: the service's opening goes before the ceremony's.
+    drop(ca);
+    let ceremony = Ca::open_for_ceremony(&home_cfg, &store).unwrap();
+    assert_eq!(ceremony.root_key(), nuc_ca::RootKey::Online);
+    let root_crl = nuc_publisher::crl::root_crl(
+        CrlContext {
+            ca: &ceremony,
+            store: &store,
+        },
+        1,
+        now,
+        now + 86_400,
+    )
+    .unwrap();
+    std::fs::write(out.join("root.crl"), root_crl).unwrap();
 }
 
 /// Entry point of the child process; a no-op in a normal test run.
@@ -263,7 +290,14 @@ fn check_home(issuing_key: &str) {
 
     let chain = home.join("ca").join("chain.pem");
     let lint = lint_crl();
-    for name in ["full1.crl", "delta1.crl", "full2.crl", "delta2.crl"] {
+    // The root CRL the ceremony's opening signed, too (issuer: the root, in the chain).
+    for name in [
+        "full1.crl",
+        "delta1.crl",
+        "full2.crl",
+        "delta2.crl",
+        "root.crl",
+    ] {
         let file = out.join(name);
         let verify = openssl_crl(
             &["-noout", "-verify", "-CAfile", chain.to_str().unwrap()],

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest};
+use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest, RootKey};
 use nuc_core::{
     Bin, Identification, Iin, LegalEntity, OperatorStatus, ReasonCode, RevocationReason,
     SubjectInfo,
@@ -69,6 +69,13 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The root CA's ceremonies: what only the root key signs, done by an administrator while
+    /// the root key is present. The service does none of it (unless `[publication]
+    /// root_crl_by = "service"`).
+    Root {
+        #[command(subcommand)]
+        command: RootCommand,
     },
     /// Run the service in the foreground until SIGTERM or Ctrl-C.
     Serve {
@@ -192,6 +199,19 @@ enum OperatorCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum RootCommand {
+    /// Sign the next root CRL with the root key, audit it, and put it where the service
+    /// serves /crl/root.crl (HOME/ca/root.crl).
+    Crl {
+        #[arg(long)]
+        home: PathBuf,
+        /// Days from now to the CRL's nextUpdate (1 to 365).
+        #[arg(long, default_value_t = crate::root_crl::DEFAULT_NEXT_UPDATE_DAYS)]
+        next_update_days: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Check the whole hash chain; name the first broken record.
     Verify {
@@ -208,6 +228,15 @@ struct Failure {
 
 impl From<CaError> for Failure {
     fn from(e: CaError) -> Self {
+        Failure {
+            code: e.reason(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::root_crl::RootCrlError> for Failure {
+    fn from(e: crate::root_crl::RootCrlError) -> Self {
         Failure {
             code: e.reason(),
             message: e.to_string(),
@@ -246,6 +275,9 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
         },
         Command::Audit {
             command: AuditCommand::Verify { home },
+        }
+        | Command::Root {
+            command: RootCommand::Crl { home, .. },
         } => Some(home),
     }
 }
@@ -421,12 +453,33 @@ fn status_change(
     Ok(())
 }
 
-/// The home at `dir`, its store and its CA (no RA, no registry).
-fn open_ca(dir: &Path) -> Result<(Home, SqliteStore, Ca), Failure> {
+/// The home at `dir`, its store and its CA (no RA, no registry), with the root key or without.
+fn open_ca(dir: &Path, root_key: RootKey) -> Result<(Home, SqliteStore, Ca), Failure> {
     let home = Home::open(dir).map_err(CaError::from)?;
     let store = open_store(&home)?;
-    let ca = Ca::open(&home, &store)?;
+    let ca = Ca::open_with(&home, &store, root_key)?;
     Ok((home, store, ca))
+}
+
+/// The root CRL ceremony: the next root CRL, signed with the root key of `ca`, audited under
+/// `actor`, put where the service serves it.
+fn root_crl_ceremony(
+    home: &Home,
+    store: &SqliteStore,
+    ca: &Ca,
+    actor: &str,
+    next_update_days: i64,
+) -> Result<crate::root_crl::Made, Failure> {
+    let crls = nuc_publisher::CrlContext { ca, store };
+    let made = crate::root_crl::make(
+        home,
+        crls,
+        store,
+        actor,
+        next_update_days,
+        nuc_core::time::now_unix(),
+    )?;
+    Ok(made)
 }
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
@@ -479,13 +532,21 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 }
             })?;
             let config = Config::open(&home).map_err(CaError::from)?;
-            let (home, store, ca) = open_ca(&home)?;
+            // Init is the root key's first ceremony: it also signs the first root CRL.
+            let (home, store, ca) = open_ca(&home, RootKey::Online)?;
             crate::tls::create_server_identity(&home, &config.grpc, &ca, &store).map_err(|e| {
                 Failure {
                     code: ReasonCode::Internal,
                     message: format!("TLS identity of the service: {e}"),
                 }
             })?;
+            let root_crl = root_crl_ceremony(
+                &home,
+                &store,
+                &ca,
+                "cli:init",
+                crate::root_crl::DEFAULT_NEXT_UPDATE_DAYS,
+            )?;
             for (role, alg) in &report.algorithms {
                 println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
             }
@@ -501,6 +562,12 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             println!(
                 "gRPC TLS certificate of the service: {}",
                 home.dir.join(&config.grpc.tls_cert).display()
+            );
+            println!(
+                "root CRL: {} (number {}, next update {}; renew it with `nuc root crl`)",
+                root_crl.path.display(),
+                root_crl.number,
+                nuc_core::time::rfc3339(root_crl.next_update)
             );
             Ok(())
         }
@@ -555,7 +622,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 .map(|m| m.parse::<Identification>())
                 .transpose()
                 .map_err(|e| invalid(format!("identification: {e}")))?;
-            let (_, store, ca) = open_ca(&home)?;
+            let (_, store, ca) = open_ca(&home, RootKey::Offline)?;
             let order = IssueRequest {
                 profile,
                 csr: csr_bytes,
@@ -621,6 +688,25 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Operator { command } => operator_command(command),
+        Command::Root {
+            command:
+                RootCommand::Crl {
+                    home,
+                    next_update_days,
+                },
+        } => {
+            let (home, store, ca) = open_ca(&home, RootKey::Online)?;
+            let made = root_crl_ceremony(&home, &store, &ca, &actor(), next_update_days)?;
+            println!(
+                "root CRL number={} this_update={} next_update={} sha256={} path={}",
+                made.number,
+                nuc_core::time::rfc3339(made.this_update),
+                nuc_core::time::rfc3339(made.next_update),
+                made.sha256,
+                made.path.display()
+            );
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Verify { home },
         } => {

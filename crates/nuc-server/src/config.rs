@@ -353,6 +353,38 @@ mod tests {
     }
 
     #[test]
+    fn the_root_crl_is_the_ceremonys_unless_the_home_says_service() {
+        use nuc_ca::RootCrlBy;
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Written out by `nuc init`, so an administrator sees the choice.
+        assert!(text.contains("root_crl_by = \"ceremony\"\n"), "{text}");
+        let with = |line: &str| {
+            std::fs::write(&path, text.replace("root_crl_by = \"ceremony\"\n", line)).unwrap();
+            Config::open(dir.path())
+        };
+        // A home written before the setting existed keeps its root offline.
+        let c = with("").unwrap();
+        assert_eq!(c.publication.root_crl_by, RootCrlBy::Ceremony);
+        assert_eq!(
+            nuc_ca::Home::open(dir.path())
+                .unwrap()
+                .config
+                .publication
+                .root_crl_by,
+            RootCrlBy::Ceremony
+        );
+        let c = with("root_crl_by = \"service\"\n").unwrap();
+        assert_eq!(c.publication.root_crl_by, RootCrlBy::Service);
+        let e = with("root_crl_by = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("root_crl_by") && e.contains("ceremony"), "{e}");
+    }
+
+    #[test]
     fn a_typo_in_a_service_section_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();

@@ -14,6 +14,7 @@ mod listeners;
 mod outbox;
 mod private_home;
 mod publication;
+mod root_crl;
 mod serve;
 mod tls;
 

@@ -1,13 +1,19 @@
 //! When CRLs go out: at start when none is current, a complete and a delta CRL every
 //! `[publication] crl_interval_secs`, a delta shortly after each revocation, and whenever the
 //! scheduler asks (PublisherService). Building and signing them is nuc-publisher's; this module
-//! only decides the moments, keeps two publications from racing for one CRL number, and keeps
-//! the root's CRL fresh.
+//! only decides the moments, and keeps two publications from racing for one CRL number.
+//!
+//! The root's CRL is a ceremony's (`crate::root_crl`): at each of these moments the publisher
+//! only looks at the one served and warns when its next ceremony is due. It signs one itself
+//! only in a home with `[publication] root_crl_by = "service"`, the one case where the CA was
+//! opened with the root key.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::instance::Instance;
+use crate::root_crl;
+use nuc_ca::RootCrlBy;
 use nuc_publisher::crl::{self, PublishError, Published, PublishedDelta, Validity};
 use nuc_store::{AuditLog, CrlRow, PublicationStore};
 use tokio::sync::watch;
@@ -24,6 +30,9 @@ pub struct Publisher {
     validity: Validity,
     interval: Duration,
     delta_delay: Duration,
+    /// Who signs the root CRL, and how long before its nextUpdate the next one is due.
+    root_crl_by: RootCrlBy,
+    root_crl_due_secs: i64,
     /// One publication at a time: two would build CRLs with the same number, and the database
     /// would refuse the second after its HSM signature was spent.
     one_at_a_time: Mutex<()>,
@@ -47,11 +56,19 @@ impl Publisher {
             cfg.delta_after_revocation_ms
                 .unwrap_or(DEFAULT_DELTA_AFTER_REVOCATION_MS),
         );
+        let root_crl_by = cfg.root_crl_by;
+        let root_crl_due_secs = cfg
+            .root_crl_due_days
+            .unwrap_or(root_crl::DEFAULT_DUE_DAYS)
+            .max(0)
+            * 86_400;
         Self {
             inst,
             validity,
             interval,
             delta_delay,
+            root_crl_by,
+            root_crl_due_secs,
             one_at_a_time: Mutex::new(()),
         }
     }
@@ -127,7 +144,7 @@ impl Publisher {
         let revocations = self.inst.ra.revocations();
         let me = self.clone();
         let stale = blocking(move || {
-            me.ensure_root_crl();
+            me.root_crl();
             match me.inst.store.latest_full_crl_info() {
                 Ok(Some(row)) => row.next_update <= now(),
                 _ => true,
@@ -154,7 +171,7 @@ impl Publisher {
                     // The complete publication carries a delta too.
                     delta_at = None;
                     let me = self.clone();
-                    blocking(move || me.ensure_root_crl()).await;
+                    blocking(move || me.root_crl()).await;
                     self.publish_in_background("system:publisher").await;
                 }
                 _ = revocations.notified(), if delta_at.is_none() => {
@@ -185,12 +202,55 @@ impl Publisher {
         .await;
     }
 
-    /// The root's CRL lives in `HOME/ca/root.crl`; it is made anew, valid one year, when
-    /// missing or within 30 days of its nextUpdate. Failures are logged: the issuing CA's
-    /// publication does not depend on it.
-    fn ensure_root_crl(&self) {
-        if let Err(e) = ensure_root_crl(&self.inst) {
-            tracing::error!(error = %e, "root CRL could not be published");
+    /// Looks at the root CRL served: in a ceremony home, warns when the ceremony is due (or
+    /// overdue); in a `service` home, signs the next one then. Nothing here stops the issuing
+    /// CA's publication.
+    fn root_crl(&self) {
+        let now = now();
+        let served = match root_crl::current(&self.inst.home) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "root CRL: the one served cannot be read");
+                return;
+            }
+        };
+        let due = served.is_none_or(|c| c.next_update - self.root_crl_due_secs <= now);
+        if !due {
+            return;
+        }
+        match self.root_crl_by {
+            RootCrlBy::Ceremony => match served {
+                None => tracing::warn!(
+                    path = %root_crl::path(&self.inst.home).display(),
+                    "no root CRL is served: the root CRL ceremony is due (`nuc root crl`)"
+                ),
+                Some(c) if c.next_update <= now => tracing::error!(
+                    number = c.number,
+                    next_update = %nuc_core::time::rfc3339(c.next_update),
+                    "the root CRL served is past its nextUpdate: the root CRL ceremony is overdue (`nuc root crl`)"
+                ),
+                Some(c) => tracing::warn!(
+                    number = c.number,
+                    next_update = %nuc_core::time::rfc3339(c.next_update),
+                    days_left = (c.next_update - now) / 86_400,
+                    "the root CRL served comes close to its nextUpdate: the root CRL ceremony is due (`nuc root crl`)"
+                ),
+            },
+            RootCrlBy::Service => match root_crl::make(
+                &self.inst.home,
+                self.inst.crls(),
+                self.inst.store.as_ref(),
+                "system:publisher",
+                root_crl::DEFAULT_NEXT_UPDATE_DAYS,
+                now,
+            ) {
+                Ok(m) => tracing::info!(
+                    number = m.number,
+                    next_update = m.next_update,
+                    "root CRL published by the service"
+                ),
+                Err(e) => tracing::error!(error = %e, "root CRL could not be published"),
+            },
         }
     }
 }
@@ -209,31 +269,4 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
             None
         }
     }
-}
-
-fn ensure_root_crl(inst: &Instance) -> anyhow::Result<()> {
-    use der::Decode;
-    let path = inst.home.ca_dir().join("root.crl");
-    let now = nuc_core::time::now_unix();
-    if let Ok(der) = std::fs::read(&path)
-        && let Ok(crl) = <x509_cert::crl::CertificateList>::from_der(&der)
-        && let Some(next) = crl.tbs_cert_list.next_update
-        && next.to_unix_duration().as_secs() as i64 > now + 30 * 86_400
-    {
-        return Ok(());
-    }
-    let next_update = now + 365 * 86_400;
-    let der = crl::root_crl(inst.crls(), now, next_update)?;
-    let tmp = path.with_extension("crl.tmp");
-    std::io::Write::write_all(&mut crate::private_home::create_file(&tmp)?, &der)?;
-    std::fs::rename(&tmp, &path)?;
-    inst.store.audit(&nuc_store::AuditEntry {
-        actor: "system".into(),
-        action: "crl.published".into(),
-        object: "crl:root".into(),
-        details: serde_json::json!({ "kind": "root", "number": now, "next_update": next_update,
-            "sha256": hex::encode(openssl::sha::sha256(&der)) }),
-    })?;
-    tracing::info!(next_update, "root CRL published");
-    Ok(())
 }
