@@ -691,3 +691,130 @@ async fn a_service_home_re_signs_the_root_crl_when_it_is_due() {
         .unwrap();
     assert_eq!(actor, "system:publisher");
 }
+
+/// The status of a DER OCSPResponse: the ENUMERATED right after the outer SEQUENCE header.
+fn ocsp_status(der: &[u8]) -> Option<u8> {
+    let at = match *der.get(1)? {
+        n if n < 0x80 => 2,
+        n => 2 + usize::from(n & 0x7f),
+    };
+    match der.get(at..at + 3)? {
+        [0x0a, 0x01, s] => Some(*s),
+        _ => None,
+    }
+}
+
+/// A DER OCSP request made by `openssl ocsp` (with a nonce) for `serial_hex` under our
+/// issuing CA.
+fn ocsp_request(svc: &Service, serial_hex: &str, name: &str) -> Vec<u8> {
+    let out = svc.home.path(name);
+    let r = outside(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            svc.home.issuing_pem().to_str().unwrap(),
+            "-serial",
+            &format!("0x{serial_hex}"),
+            "-reqout",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(out.exists(), "openssl ocsp: {}{}", r.stdout, r.stderr);
+    std::fs::read(out).unwrap()
+}
+
+fn post_ocsp(addr: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let head = format!(
+        "POST /ocsp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/ocsp-request\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    http(addr, &[head.as_bytes(), body].concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_longer_than_20_octets_gets_an_unsigned_malformed_request() {
+    let svc = Service::start();
+    let addr = svc.home.http.clone();
+    // 2,000 octets, as the review sent, and 21, just over RFC 5280's bound; with a nonce, so
+    // that not even a cache could have saved a signature.
+    for octets in [2000, 21] {
+        let req = ocsp_request(&svc, &"7e".repeat(octets), &format!("long{octets}.req"));
+        let (status, body) = post_ocsp(&addr, &req);
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            [0x30, 0x03, 0x0a, 0x01, 0x01],
+            "{octets}-octet serial: the bare malformedRequest, nothing signed"
+        );
+    }
+    // 20 octets (what our CA issues) is answered and signed.
+    let req = ocsp_request(&svc, &"7e".repeat(20), "twenty.req");
+    let (_, body) = post_ocsp(&addr, &req);
+    assert_eq!(ocsp_status(&body), Some(0), "successful");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_flood_beyond_the_signing_lane_gets_try_later_not_a_queue() {
+    let mut svc = Service::start();
+    // One OCSP signing session and no queue: the second signature at a time is turned away.
+    let conf = svc.home.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text = if text.contains("[ocsp]") {
+        text.replace("signing_sessions = 2", "signing_sessions = 1")
+            .replace("signing_queue = 16", "signing_queue = 0")
+    } else {
+        format!("{text}\n[ocsp]\nsigning_sessions = 1\nsigning_queue = 0\n")
+    };
+    assert!(text.contains("signing_sessions = 1") && text.contains("signing_queue = 0"));
+    std::fs::write(&conf, text).unwrap();
+    svc.restart(&[]);
+
+    let addr = svc.home.http.clone();
+    let req = std::sync::Arc::new(ocsp_request(&svc, "0badc0ffee", "nonce.req"));
+    let (threads, each) = (32, 10);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let answers: Vec<Vec<u8>> = (0..threads)
+        .map(|_| {
+            let (addr, req, barrier) = (addr.clone(), req.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..each)
+                    .map(|_| {
+                        let (status, body) = post_ocsp(&addr, &req);
+                        assert_eq!(status, 200);
+                        body
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let mut counts = std::collections::BTreeMap::<Option<u8>, usize>::new();
+    for a in &answers {
+        *counts.entry(ocsp_status(a)).or_default() += 1;
+        if ocsp_status(a) == Some(3) {
+            assert_eq!(
+                a,
+                &[0x30, 0x03, 0x0a, 0x01, 0x03],
+                "tryLater is bare, unsigned"
+            );
+        }
+    }
+    let ok = counts.get(&Some(0)).copied().unwrap_or(0);
+    let later = counts.get(&Some(3)).copied().unwrap_or(0);
+    assert_eq!(
+        ok + later,
+        threads * each,
+        "only successful or tryLater: {counts:?}"
+    );
+    assert!(later > 0, "no tryLater under the flood: {counts:?}");
+    assert!(ok > 0, "the lane still signs: {counts:?}");
+    // Once the flood is over, the lane signs again.
+    let (_, body) = post_ocsp(&addr, &req);
+    assert_eq!(ocsp_status(&body), Some(0));
+    println!("nonce flood of {} requests: {counts:?}", threads * each);
+}

@@ -113,14 +113,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     let started = Instant::now();
     let (clients, operator) = runtime.block_on(async {
         let operator = Arc::new(svc.make_operator().await?);
-        let mut clients = Vec::with_capacity(args.clients);
-        for _ in 0..args.clients {
-            clients.push(Client {
-                portal: PortalServiceClient::new(svc.channel(&svc.portal_identity).await?),
-                ws: OperatorServiceClient::new(svc.channel(&svc.workstation_identity).await?),
-            });
-        }
-        anyhow::Ok((clients, operator))
+        anyhow::Ok((svc.clients(args.clients).await?, operator))
     })?;
     let connect_time = started.elapsed();
     out!(
@@ -250,13 +243,13 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
 
 /// One client: its own mTLS connections as the portal and as a CON workstation.
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     portal: PortalServiceClient<Channel>,
     ws: OperatorServiceClient<Channel>,
 }
 
 /// An operator: certificate issued through the admin service, key kept by the "workstation".
-struct Operator {
+pub(crate) struct Operator {
     serial: String,
     cert_der: Vec<u8>,
     key: PKey<Private>,
@@ -270,10 +263,10 @@ struct Sample {
 }
 
 /// A timed run of F1s: the latencies of each call and of the whole F1, over the same wall time.
-struct F1Run {
+pub(crate) struct F1Run {
     submit: Run,
     decide: Run,
-    total: Run,
+    pub(crate) total: Run,
 }
 
 /// A failed call, with its code, message and reason.
@@ -365,7 +358,7 @@ async fn one_f1(
 }
 
 /// F1s `start..start + n`, by all clients at once taking F1s from a shared counter.
-async fn run_f1s(
+pub(crate) async fn run_f1s(
     clients: &[Client],
     op: &Arc<Operator>,
     csrs: &Arc<Vec<Vec<u8>>>,
@@ -602,6 +595,8 @@ pub(crate) struct Service {
     registry: Proc,
     pub(crate) home: PathBuf,
     pub(crate) grpc: String,
+    /// The HTTP listener (OCSP, CRLs), `host:port`.
+    pub(crate) http: String,
     root_pem: String,
     portal_identity: PemIdentity,
     pub(crate) workstation_identity: PemIdentity,
@@ -779,6 +774,7 @@ impl Service {
             registry,
             home,
             grpc,
+            http,
             root_pem,
             portal_identity,
             workstation_identity,
@@ -810,8 +806,20 @@ impl Service {
             .with_context(|| format!("connecting to {} with mutual TLS", self.grpc))
     }
 
+    /// `n` F1 clients, each with its own mTLS connections as the portal and a workstation.
+    pub(crate) async fn clients(&self, n: usize) -> Result<Vec<Client>> {
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            clients.push(Client {
+                portal: PortalServiceClient::new(self.channel(&self.portal_identity).await?),
+                ws: OperatorServiceClient::new(self.channel(&self.workstation_identity).await?),
+            });
+        }
+        Ok(clients)
+    }
+
     /// An operator certificate through the admin service; the key stays here.
-    async fn make_operator(&self) -> Result<Operator> {
+    pub(crate) async fn make_operator(&self) -> Result<Operator> {
         let (key, req) = p256_csr("nuc-bench operator")?;
         let cert = AdminServiceClient::new(self.channel(&self.admin_identity).await?)
             .issue_operator_certificate(IssueOperatorCertificateRequest {

@@ -64,7 +64,11 @@
 //!   every enrollment measured must be under it). Needs pcscd (started as root if none runs)
 //!   and vpcd (`vsmartcard-vpcd`).
 //!
-//! All run by default, in this order; `--only issue|f1|ocsp|crl|f4` selects one. The ones that
+//! * [`ocsp_flood`]: **OCSP under attack**: F1 p50/p99 without and with a concurrent OCSP nonce
+//!   flood, in the same service and run, and the peak RSS (VmHWM) of `nuc serve` after 100,000
+//!   OCSP requests with unique CertIDs, half with 2,000-octet serials. No target: figures.
+//!
+//! All run by default, in this order; `--only issue|f1|ocsp|crl|f4|ocsp-flood` selects one. The ones that
 //! run the service need the release `nuc` (and for F1 and F4 `nuc-registry`; for F4
 //! `nuc-station` and `card-sim`) next to this binary, which `make bench` builds first.
 //!
@@ -113,8 +117,9 @@ const BREAKDOWN_MAX: usize = 200;
 struct Args {
     /// Run only this benchmark: `issue` (Ca::issue vs the bare signature), `f1` (F1 over gRPC
     /// with mutual TLS vs raw rate / 2), `ocsp` (cached OCSP vs openssl ocsp), `crl` (CRL
-    /// publication time and memory) or `f4` (enrollment onto a card over pcscd+vpcd, APDU round
-    /// trips). Default: all five, in that order.
+    /// publication time and memory), `f4` (enrollment onto a card over pcscd+vpcd, APDU round
+    /// trips) or `ocsp-flood` (F1 latency under an OCSP nonce flood, memory under unique
+    /// CertIDs). Default: all six, in that order.
     #[arg(long, value_enum, value_name = "BENCH")]
     only: Option<Bench>,
     /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
@@ -179,6 +184,19 @@ struct Args {
     /// and SIM alternating), after one checked enrollment not counted.
     #[arg(long, default_value_t = 10)]
     f4_count: usize,
+    /// OCSP flood benchmark: F1s measured without the flood, and as many with it.
+    #[arg(long, default_value_t = 100)]
+    flood_f1_count: usize,
+    /// OCSP flood benchmark: HTTP clients flooding `/ocsp` (nonce requests, then the unique
+    /// CertIDs).
+    #[arg(long, default_value_t = 16)]
+    flood_clients: usize,
+    /// OCSP flood benchmark: requests with unique CertIDs (no nonce) before peak RSS is read.
+    #[arg(long, default_value_t = 100_000)]
+    flood_unique: usize,
+    /// OCSP flood benchmark: octets of the long serials (one request in two).
+    #[arg(long, default_value_t = 2000)]
+    flood_long_octets: usize,
     /// F4 benchmark: APDU round trips measured through pcscd+vpcd+card-sim.
     #[arg(long, default_value_t = 5000)]
     f4_apdus: u32,
@@ -218,6 +236,8 @@ enum Bench {
     Crl,
     /// F4 enrollment onto an emulated card over pcscd+vpcd, and APDU round trips per second.
     F4,
+    /// F1 p50/p99 without and with an OCSP nonce flood; peak RSS after unique CertIDs.
+    OcspFlood,
 }
 
 /// The parent's `println!` that survives a closed stdout (`| head`): it keeps draining the
@@ -237,6 +257,7 @@ mod crl;
 mod f1;
 mod f4;
 mod ocsp;
+mod ocsp_flood;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -294,6 +315,14 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
         "--crl-sizes must all be at least 1"
     );
     ensure!(args.f4_count >= 1, "--f4-count must be at least 1");
+    ensure!(
+        args.flood_f1_count >= 1 && args.flood_clients >= 1,
+        "--flood-f1-count and --flood-clients must be at least 1"
+    );
+    ensure!(
+        (21..=60_000).contains(&args.flood_long_octets),
+        "--flood-long-octets must be in [21, 60000] (longer than RFC 5280's 20, within a request)"
+    );
     ensure!(args.f4_apdus >= 1, "--f4-apdus must be at least 1");
     args.algs
         .iter()
@@ -305,12 +334,13 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
 /// cannot be made does not stop the next one; the exit code says that one failed.
 fn benches(args: &Args) -> Result<()> {
     type BenchFn = fn(&Args) -> Result<()>;
-    let all: [(Bench, &str, BenchFn); 5] = [
+    let all: [(Bench, &str, BenchFn); 6] = [
         (Bench::Issue, "issue", parent),
         (Bench::F1, "f1", f1::bench),
         (Bench::Ocsp, "ocsp", ocsp::bench),
         (Bench::Crl, "crl", crl::bench),
         (Bench::F4, "f4", f4::bench),
+        (Bench::OcspFlood, "ocsp-flood", ocsp_flood::bench),
     ];
     let mut failed = Vec::new();
     let mut first = true;

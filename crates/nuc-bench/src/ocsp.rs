@@ -936,7 +936,7 @@ fn same_as_before(t: &Target, before: &[Vec<u8>]) -> Result<usize> {
 
 /// How the load generator uses connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Conn {
+pub(crate) enum Conn {
     /// One connection per client, kept open across requests (HTTP/1.1 keep-alive).
     KeepAlive,
     /// A new connection per request, `Connection: close`; the server closes it first.
@@ -990,7 +990,7 @@ impl Target {
 
 /// A minimal HTTP/1.x client: one request at a time, `Content-Length` or read-to-close
 /// bodies, keep-alive when both sides want it.
-struct Client {
+pub(crate) struct Client {
     addr: SocketAddr,
     conn: Conn,
     stream: Option<TcpStream>,
@@ -1054,7 +1054,7 @@ fn parse_head(head: &[u8]) -> Result<Head> {
 }
 
 impl Client {
-    fn new(addr: SocketAddr, conn: Conn) -> Self {
+    pub(crate) fn new(addr: SocketAddr, conn: Conn) -> Self {
         Self {
             addr,
             conn,
@@ -1066,13 +1066,13 @@ impl Client {
     }
 
     /// The body of the last response.
-    fn body(&self) -> &[u8] {
+    pub(crate) fn body(&self) -> &[u8] {
         &self.buf[self.body.clone()]
     }
 
     /// Sends one request and reads its response; returns the time from the first byte sent
     /// to the last byte of the body. The response must be HTTP 200.
-    fn exchange(&mut self, message: &[u8]) -> Result<Duration> {
+    pub(crate) fn exchange(&mut self, message: &[u8]) -> Result<Duration> {
         let started = Instant::now();
         let (mut stream, reused) = match self.stream.take() {
             Some(s) => (s, true),

@@ -33,7 +33,7 @@ use crate::lint::{LintContext, lint};
 use crate::policy::{DEFAULT_PROFILES, Policy, Profile};
 use crate::subject::distinguished_name;
 use crate::tbs::{self, TbsInput, encode_name, fixed_attr, key_identifier};
-use nuc_hsm::{Hsm, HsmKey, KeyAlgorithm};
+use nuc_hsm::{Hsm, HsmKey, HsmLane, KeyAlgorithm};
 
 /// HSM labels of the CA's own keys.
 pub const ROOT_LABEL: &str = "nuc-root";
@@ -152,6 +152,9 @@ pub struct Ca {
     root_key: Option<HsmKey>,
     /// The delegated OCSP responder (key `OCSP_LABEL`, role `ocsp-signer`).
     ocsp: CaSigner,
+    /// Sessions set apart for OCSP signatures ([`Ca::set_ocsp_lane`]): anyone on the network
+    /// can ask for one, so they must never queue in front of issuance.
+    ocsp_lane: Option<HsmLane>,
 }
 
 /// Whether an opening of the CA looks up the root key in the HSM.
@@ -637,7 +640,23 @@ impl Ca {
             root,
             root_key,
             ocsp,
+            ocsp_lane: None,
         })
+    }
+
+    /// Signs OCSP responses from now on on `sessions` HSM sessions of their own, with at most
+    /// `queue` responses waiting for one; beyond that a signature is refused at once
+    /// (`HsmError::Saturated`, reason `UNAVAILABLE`) instead of waiting. Without a lane, OCSP
+    /// signs on the shared pool.
+    pub fn set_ocsp_lane(&mut self, sessions: usize, queue: usize) -> Result<(), CaError> {
+        if sessions == 0 {
+            return Err(CaError::invalid(
+                "[ocsp] signing_sessions",
+                "must be at least 1 (OCSP responses need a signature)",
+            ));
+        }
+        self.ocsp_lane = Some(self.hsm.lane(sessions, queue)?);
+        Ok(())
     }
 
     /// The issuing CA's certificate and key names.
@@ -684,7 +703,10 @@ impl Ca {
     }
 
     pub(crate) fn sign_with_ocsp(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        self.ocsp.sign(&self.hsm, data)
+        match &self.ocsp_lane {
+            Some(lane) => Ok(lane.sign(&self.ocsp.key, data)?),
+            None => self.ocsp.sign(&self.hsm, data),
+        }
     }
 
     /// The certificate profiles and OIDs this CA issues by.

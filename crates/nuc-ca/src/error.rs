@@ -72,6 +72,8 @@ impl CaError {
             | CaError::RootKeyOffline
             | CaError::Policy(_)
             | CaError::Home(_) => ReasonCode::CaState,
+            // Too many OCSP signatures at once: refused, not failed; the caller may retry.
+            CaError::Hsm(HsmError::Saturated { .. }) => ReasonCode::Unavailable,
             CaError::Hsm(_) => ReasonCode::HsmFailure,
             CaError::Store(_) => ReasonCode::StorageFailure,
             CaError::Encoding(_) => ReasonCode::Internal,

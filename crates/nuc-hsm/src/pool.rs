@@ -15,6 +15,7 @@ use sha2::Digest;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
 use crate::KeyAlgorithm;
+use crate::lane::HsmLane;
 
 /// What went wrong with the HSM. PINs never appear in these messages.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,11 @@ pub enum HsmError {
     NotLoggedIn(String),
     #[error("public key from the token cannot be encoded: {0}")]
     Encoding(#[from] der::Error),
+    #[error(
+        "the signing lane is saturated: all its {sessions} sessions busy and {queue} callers \
+         already waiting"
+    )]
+    Saturated { sessions: usize, queue: usize },
 }
 
 fn p11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
@@ -276,13 +282,21 @@ impl Hsm {
     /// Signs `data` with `key`; returns the signature as it goes into a BIT STRING
     /// (PKCS#1 v1.5 bytes for RSA, a DER Ecdsa-Sig-Value for ECDSA).
     pub fn sign(&self, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, HsmError> {
-        self.with_session(|s| match key.algorithm {
-            KeyAlgorithm::Rsa { .. } => s
-                .sign(&Mechanism::Sha256RsaPkcs, key.handle, data)
-                .map_err(p11("C_Sign")),
-            KeyAlgorithm::EcdsaP256 => ecdsa(s, key, &sha2::Sha256::digest(data)),
-            KeyAlgorithm::EcdsaP384 => ecdsa(s, key, &sha2::Sha384::digest(data)),
-        })
+        self.with_session(|s| sign_on(s, key, data))
+    }
+
+    /// A lane of `sessions` sessions of its own (opened now, logged in with the token) with at
+    /// most `queue` callers waiting for one: signing there never takes a session of this pool,
+    /// and a caller finding the lane full is refused at once.
+    pub fn lane(&self, sessions: usize, queue: usize) -> Result<HsmLane, HsmError> {
+        let opened = (0..sessions)
+            .map(|_| {
+                self.pkcs11
+                    .open_rw_session(self.slot)
+                    .map_err(p11("C_OpenSession"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HsmLane::new(opened, queue))
     }
 
     /// The raw signing operation alone, on a digest or message as the mechanism wants it:
@@ -295,6 +309,17 @@ impl Hsm {
             };
             s.sign(&mechanism, key.handle, data).map_err(p11("C_Sign"))
         })
+    }
+}
+
+/// A signature by `key` on session `s`, as it goes into a BIT STRING.
+pub(crate) fn sign_on(s: &Session, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    match key.algorithm {
+        KeyAlgorithm::Rsa { .. } => s
+            .sign(&Mechanism::Sha256RsaPkcs, key.handle, data)
+            .map_err(p11("C_Sign")),
+        KeyAlgorithm::EcdsaP256 => ecdsa(s, key, &sha2::Sha256::digest(data)),
+        KeyAlgorithm::EcdsaP384 => ecdsa(s, key, &sha2::Sha384::digest(data)),
     }
 }
 

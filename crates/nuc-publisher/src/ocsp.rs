@@ -4,7 +4,13 @@
 //! - `malformedRequest` (1) for anything that does not decode as one DER `OCSPRequest`
 //!   (garbage, truncated, trailing bytes, empty, over [`MAX_REQUEST_BYTES`]), a version other
 //!   than v1, no request or more than [`MAX_CERTS`], a nonce of the wrong size or given twice,
-//!   an extension marked critical other than the nonce (we cannot honour what we do not know);
+//!   an extension marked critical other than the nonce (we cannot honour what we do not know),
+//!   a CertID whose serialNumber is longer than [`MAX_SERIAL_OCTETS`] (RFC 5280 §4.1.2.2: no
+//!   conforming certificate has one, so the question is malformed, and answering it would
+//!   sign and cache whatever an attacker makes up);
+//! - `tryLater` (3) when the OCSP signer's HSM sessions are all busy and its queue is full
+//!   (`[ocsp] signing_sessions`, `signing_queue`): a flood of nonces is turned away at once
+//!   instead of queueing without limit;
 //! - `unauthorized` (6) when a CertID names another issuer than our issuing CA. A CertID whose
 //!   hashAlgorithm is neither SHA-1 nor SHA-256 also gets `unauthorized`: the request is well
 //!   formed, we just cannot tell it is about our CA (RFC 6960 §2.3 allows either answer);
@@ -14,9 +20,15 @@
 //!
 //! The status of a serial is read from storage on every call: `revoked` when a revocation row
 //! exists, `good` when the certificate is issued, `unknown` when we never issued that serial.
+//!
+//! Every answer but `successful` is the bare status, unsigned, made without the HSM.
+//!
+//! The [`OcspCache`] holds signed responses to requests without a nonce, bounded in bytes (key,
+//! response and bookkeeping counted), the oldest evicted first. This module must never sign
+//! for a request it refuses, cache a refusal, or let the cache grow past its byte cap.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use const_oid::ObjectIdentifier;
@@ -48,6 +60,11 @@ pub const MAX_CERTS: usize = 32;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// How long a response is valid: nextUpdate = thisUpdate + this.
 pub const DEFAULT_VALIDITY_SECS: i64 = 3600;
+/// Longest serialNumber a CertID may carry, in content octets of its INTEGER (RFC 5280
+/// §4.1.2.2; our CA's serials are exactly 20).
+pub const MAX_SERIAL_OCTETS: usize = 20;
+/// Default byte cap of the [`OcspCache`] (`[ocsp] cache_bytes`).
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 // ------------------------------------------------------------------------- RFC 6960 types
 
@@ -229,6 +246,14 @@ fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
     {
         return Err(M);
     }
+    // No certificate has a longer serial: refused before anything is looked up or signed.
+    if tbs
+        .request_list
+        .iter()
+        .any(|r| r.req_cert.serial_number.as_bytes().len() > MAX_SERIAL_OCTETS)
+    {
+        return Err(M);
+    }
     let mut nonce = None;
     for ext in tbs.request_extensions.iter().flatten() {
         if ext.extn_id != ID_PKIX_OCSP_NONCE {
@@ -359,6 +384,11 @@ fn sign(
     };
     let tbs_der = data.to_der().map_err(|_| E)?;
     let signature = ca.ca.sign_ocsp(&tbs_der).map_err(|e| {
+        // Saturation is the bound doing its work: the client is told to come back.
+        if e.reason() == nuc_core::ReasonCode::Unavailable {
+            tracing::debug!(error = %e, "OCSP signing turned away");
+            return OcspResponseStatus::TryLater;
+        }
         tracing::error!(error = %e, "OCSP signing failed");
         E
     })?;
@@ -427,41 +457,123 @@ pub fn respond_with_validity(
 
 // ----------------------------------------------------------------------------------- cache
 
-/// Pre-signed responses for requests without a nonce.
+/// What one cached response costs beyond its key and DER: the map's slot and its spare room,
+/// the allocators' headers of key and response, the time and sequence number.
+pub const ENTRY_OVERHEAD_BYTES: usize = 192;
+/// What one place in the eviction order costs (a shared key pointer and a sequence number, with
+/// the queue's spare room).
+pub const SLOT_OVERHEAD_BYTES: usize = 48;
+
+/// Pre-signed responses for requests without a nonce, at most `max_bytes` of them.
 ///
 /// The key is the request's CertIDs *and* the status of each serial as read from storage on
 /// this very request (cheap point lookups), so a revocation changes the key at once: a stale
 /// `good` can never be served after a revocation. Entries are reused for half their
 /// validity, then signed again.
+///
+/// Attackers choose CertIDs, so the cap counts bytes, not entries: key, DER and
+/// [`ENTRY_OVERHEAD_BYTES`] per entry, [`SLOT_OVERHEAD_BYTES`] per place in the eviction
+/// order. When a new response would pass the cap, the oldest entries go first; a response
+/// larger than the whole cap is served but not kept.
 pub struct OcspCache {
     validity: i64,
-    capacity: usize,
-    entries: Mutex<HashMap<Vec<u8>, Signed>>,
+    max_bytes: usize,
+    entries: Mutex<Entries>,
     issuer: std::sync::OnceLock<IssuerHashes>,
 }
 
-/// When a cached response was signed, and its DER.
-type Signed = (i64, Vec<u8>);
+/// The cached responses and their eviction order.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Arc<[u8]>, Entry>,
+    /// Keys in the order they were (re)signed, oldest first. A key signed again leaves its old
+    /// place behind, told apart by its sequence number and dropped when it reaches the front.
+    order: VecDeque<(Arc<[u8]>, u64)>,
+    /// What `map` and `order` cost, as counted against the cap.
+    bytes: usize,
+    next_seq: u64,
+}
+
+struct Entry {
+    /// When it was signed (Unix seconds).
+    at: i64,
+    der: Vec<u8>,
+    seq: u64,
+}
+
+fn entry_cost(key: &[u8], der: &[u8]) -> usize {
+    key.len()
+        .saturating_add(der.len())
+        .saturating_add(ENTRY_OVERHEAD_BYTES)
+}
+
+impl Entries {
+    /// Keeps `der` under `key`, then evicts the oldest until the total is within `max_bytes`.
+    fn insert(&mut self, key: Vec<u8>, at: i64, der: Vec<u8>, max_bytes: usize) {
+        let cost = entry_cost(&key, &der).saturating_add(SLOT_OVERHEAD_BYTES);
+        if cost > max_bytes {
+            return;
+        }
+        // A key signed again keeps its one shared allocation.
+        let key: Arc<[u8]> = match self.map.remove_entry(key.as_slice()) {
+            Some((k, old)) => {
+                self.bytes = self.bytes.saturating_sub(entry_cost(&k, &old.der));
+                k
+            }
+            None => key.into(),
+        };
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.bytes = self.bytes.saturating_add(cost);
+        self.order.push_back((key.clone(), seq));
+        self.map.insert(key, Entry { at, der, seq });
+        while self.bytes > max_bytes {
+            let Some((oldest, seq)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(SLOT_OVERHEAD_BYTES);
+            if self.map.get(&oldest).is_some_and(|e| e.seq == seq)
+                && let Some(e) = self.map.remove(&oldest)
+            {
+                self.bytes = self.bytes.saturating_sub(entry_cost(&oldest, &e.der));
+            }
+        }
+    }
+}
 
 impl OcspCache {
-    /// A cache of at most `capacity` responses valid `validity` seconds each.
-    pub fn new(validity: i64, capacity: usize) -> Self {
+    /// A cache of responses valid `validity` seconds each, holding at most `max_bytes`.
+    pub fn new(validity: i64, max_bytes: usize) -> Self {
         Self {
             validity,
-            capacity,
-            entries: Mutex::new(HashMap::new()),
+            max_bytes,
+            entries: Mutex::new(Entries::default()),
             issuer: std::sync::OnceLock::new(),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Number of responses held.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().map.len()
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes held, as counted against the cap (see the type's documentation).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The byte cap.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     fn issuer(&self, ca: OcspContext<'_>) -> &IssuerHashes {
@@ -473,19 +585,30 @@ impl OcspCache {
         (self.validity / 2).max(0)
     }
 
-    /// The cached answer to `request_der`, when there is a fresh one for exactly these serials
-    /// in exactly their current status; `None` otherwise (a nonce, a miss, anything to sign).
-    /// It signs nothing and only reads storage (one point lookup per serial), so a server can
-    /// answer hits at once and send only misses to where signing may block.
+    /// The answer to `request_der` when it needs no signature: a fresh cached response for
+    /// exactly these serials in exactly their current status, or a refusal (malformed, not
+    /// about our CA), which is unsigned. `None` when something must be signed (a nonce, a
+    /// miss). It only reads storage (one point lookup per serial), so a server can answer
+    /// these at once and send only the rest to where signing may block.
     pub fn cached(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
-        let parsed = parse(request_der).ok()?;
+        let parsed = match parse(request_der) {
+            Ok(p) => p,
+            Err(s) => return Some(status_only(s)),
+        };
+        if parsed
+            .cert_ids
+            .iter()
+            .any(|id| !self.issuer(ca).names_us(id))
+        {
+            return Some(status_only(OcspResponseStatus::Unauthorized));
+        }
         if parsed.nonce.is_some() {
             return None;
         }
         let key = self.key(ca, &parsed).ok()?;
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(&key) {
-            Some((at, der)) if *at <= now && now - *at < self.fresh_for() => Some(der.clone()),
+        let entries = self.lock();
+        match entries.map.get(key.as_slice()) {
+            Some(e) if e.at <= now && now - e.at < self.fresh_for() => Some(e.der.clone()),
             _ => None,
         }
     }
@@ -508,28 +631,19 @@ impl OcspCache {
         };
         let fresh_for = self.fresh_for();
         {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, der)) = entries.get(&key)
-                && *at <= now
-                && now - *at < fresh_for
+            let entries = self.lock();
+            if let Some(e) = entries.map.get(key.as_slice())
+                && e.at <= now
+                && now - e.at < fresh_for
             {
-                return der.clone();
+                return e.der.clone();
             }
         }
         let der = match respond_inner(ca, issuer, parsed, now, self.validity) {
             Ok(d) => d,
             Err(s) => return status_only(s),
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (at, _)| *at <= now && now - *at < fresh_for);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        if self.capacity > 0 {
-            entries.insert(key, (now, der.clone()));
-        }
+        self.lock().insert(key, now, der.clone(), self.max_bytes);
         der
     }
 

@@ -230,7 +230,7 @@ fn fuzz(ca: OcspContext<'_>, valid: &[u8], now: i64) {
 
 /// The cache serves a stale "good" never: revoke in between, same request, same instant.
 fn cache(ca: OcspContext<'_>, store: &SqliteStore, req: &[u8], now: i64) {
-    let cache = OcspCache::new(3600, 16);
+    let cache = OcspCache::new(3600, 1 << 20);
     let serial = {
         let r = OcspRequest::from_der(req).unwrap();
         hex::encode(

@@ -5,7 +5,8 @@
 //! - `malformedRequest` for whatever does not decode as one DER OCSPRequest, a version other than
 //!   v1, no CertID or more than `MAX_CERTS`, a nonce that is not an OCTET STRING of 1..=32
 //!   octets (RFC 8954) or more than one nonce, an extension marked critical other than the
-//!   nonce; the answer is then the bare status;
+//!   nonce, a serialNumber longer than `MAX_SERIAL_OCTETS` (20); the answer is then the bare
+//!   status;
 //! - `unauthorized` when a CertID does not name our issuing CA with SHA-1 or SHA-256 (any other
 //!   hash algorithm, parameters other than absent or NULL, another issuer);
 //! - else `successful`: one SingleResponse per CertID, in order, `revoked` / `good` / `unknown`
@@ -37,8 +38,9 @@ use der::{Decode, Encode};
 use nuc_publisher::OcspContext;
 use nuc_publisher::ocsp::{
     BasicOcspResponse, CertId, CertStatus, DEFAULT_VALIDITY_SECS, ID_PKIX_OCSP_BASIC,
-    ID_PKIX_OCSP_NONCE, ID_SHA1, ID_SHA256, MAX_CERTS, MAX_REQUEST_BYTES, OcspCache, OcspRequest,
-    OcspResponse, OcspResponseStatus, Request, ResponderId, TbsRequest, respond,
+    ID_PKIX_OCSP_NONCE, ID_SHA1, ID_SHA256, MAX_CERTS, MAX_REQUEST_BYTES, MAX_SERIAL_OCTETS,
+    OcspCache, OcspRequest, OcspResponse, OcspResponseStatus, Request, ResponderId, TbsRequest,
+    respond,
 };
 use nuc_store_sqlite::SqliteStore;
 use openssl::pkey::{PKey, Public};
@@ -391,6 +393,12 @@ impl Ctx {
             _ => return Want::Status(MalformedRequest),
         };
         let ids: Vec<CertId> = tbs.request_list.into_iter().map(|r| r.req_cert).collect();
+        if ids
+            .iter()
+            .any(|id| id.serial_number.as_bytes().len() > MAX_SERIAL_OCTETS)
+        {
+            return Want::Status(MalformedRequest);
+        }
         if !ids.iter().all(|id| self.ours(id)) {
             return Want::Status(Unauthorized);
         }
@@ -879,7 +887,7 @@ fn der_of(r: &OcspRequest) -> Result<Vec<u8>, TestCaseError> {
 /// either path panic, and always get a DER OCSPResponse with an RFC 6960 status, without
 /// responseBytes unless successful, as the model says.
 fn prop_bytes(ctx: &Ctx) {
-    let cache = OcspCache::new(3600, 8);
+    let cache = OcspCache::new(3600, 1 << 20);
     let t = now();
     let bytes = prop_oneof![
         4 => vec(any::<u8>(), 0..=4096),
@@ -971,7 +979,7 @@ impl Mutation {
 /// point and trailing bytes are malformedRequest exactly; single bit flips, byte changes,
 /// length octet changes and stacks of up to four mutations get what the model says.
 fn prop_mutations(ctx: &Ctx) {
-    let cache = OcspCache::new(3600, 8);
+    let cache = OcspCache::new(3600, 1 << 20);
     let t = now();
     let base = 0..ctx.bases.len();
     let valid = |i: usize| ctx.bases[i].1.clone();
@@ -1070,7 +1078,7 @@ fn prop_mutations(ctx: &Ctx) {
 /// a time (with the expected status spelled out here, not only by the model), then all at once.
 fn prop_structured(ctx: &Ctx) {
     use OcspResponseStatus::{MalformedRequest, Successful, Unauthorized};
-    let cache = OcspCache::new(600, 8);
+    let cache = OcspCache::new(600, 1 << 20);
     // The clock moves 37 s a case, so cached responses go stale (after 300 s) and are signed again.
     let clock = Cell::new(now());
     let tick = || {
@@ -1103,7 +1111,8 @@ fn prop_structured(ctx: &Ctx) {
         },
     );
 
-    // Serials: any INTEGER is answered; never issued → `unknown`.
+    // Serials: any INTEGER of at most 20 octets is answered, never issued → `unknown`; a
+    // longer one is no certificate's (RFC 5280 §4.1.2.2) → the bare `malformedRequest`.
     let b = base.clone();
     check(
         "arbitrary serial",
@@ -1122,6 +1131,10 @@ fn prop_structured(ctx: &Ctx) {
             let der = der_of(&r)?;
             let t = tick();
             let st = ctx.both(&cache, 600, &der, t)?;
+            if serial.as_bytes().len() > MAX_SERIAL_OCTETS {
+                prop_assert_eq!(st, OcspResponseStatus::MalformedRequest);
+                return Ok(name(st));
+            }
             prop_assert_eq!(st, Successful);
             let resp = respond(ctx.ocsp(), &der, t);
             let basic = basic_of(&resp);
@@ -1199,7 +1212,8 @@ fn prop_structured(ctx: &Ctx) {
     );
 
     // Number of CertIDs: 1..=MAX_CERTS (32) answered one by one in order; 0 or 33 and more →
-    // malformedRequest; one foreign CertID among them → unauthorized.
+    // malformedRequest, and so does a serial of over 20 octets; one foreign CertID among them →
+    // unauthorized.
     let ours = vec![
         ctx.good.clone(),
         ctx.revoked.clone(),
@@ -1233,7 +1247,10 @@ fn prop_structured(ctx: &Ctx) {
             let der = der_of(&request(ids.clone(), exts))?;
             let t = tick();
             let st = ctx.both(&cache, 600, &der, t)?;
-            let want = if n == 0 || n > MAX_CERTS {
+            let long_serial = ids
+                .iter()
+                .any(|id| id.serial_number.as_bytes().len() > MAX_SERIAL_OCTETS);
+            let want = if n == 0 || n > MAX_CERTS || long_serial {
                 MalformedRequest
             } else if foreign_at.is_some() {
                 Unauthorized
@@ -1413,10 +1430,13 @@ fn prop_verify(ctx: &Ctx, dir: &Path) {
     let one = prop_oneof![
         3 => select(ours),
         1 => (select(vec![ctx.good.clone(), ctx.good256.clone()]), arb_serial(ctx))
+            .prop_filter("a serial a certificate can have", |(_, s)| {
+                s.as_bytes().len() <= MAX_SERIAL_OCTETS
+            })
             .prop_map(|(t, s)| CertId { serial_number: s, ..t }),
     ];
     let nonce = proptest::option::of((1usize..=32).prop_flat_map(|n| vec(any::<u8>(), n)));
-    let cache = OcspCache::new(DEFAULT_VALIDITY_SECS, 64);
+    let cache = OcspCache::new(DEFAULT_VALIDITY_SECS, 1 << 20);
     check(
         "successful responses verify",
         256,

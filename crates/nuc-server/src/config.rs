@@ -1,5 +1,6 @@
 //! The whole of `nuc.toml`, as the service reads it: the CA's sections (owned by nuc-ca,
-//! [`CaSettings`]) and the service's own — listeners, the registry, the RA, notifications.
+//! [`CaSettings`]) and the service's own — listeners, the registry, the RA, notifications,
+//! the OCSP responder's bounds.
 //!
 //! The CA reads only its sections; the service reads the whole file and refuses unknown keys,
 //! so a typo is an error at start, not a silently ignored setting.
@@ -179,6 +180,37 @@ impl Default for NotificationsConfig {
     }
 }
 
+/// `[ocsp]`: what the OCSP responder may spend. Anyone who reaches the HTTP listener chooses
+/// the CertIDs and nonces, so both the cache and the signing are bounded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspSettings {
+    /// Bytes the cache of signed responses may hold, bookkeeping counted (default 64 MiB);
+    /// the oldest go first. 0 caches nothing.
+    pub cache_bytes: usize,
+    /// HSM sessions of OCSP's own (default 2): OCSP signatures never use the sessions
+    /// issuance signs on, nor more than these.
+    pub signing_sessions: usize,
+    /// Responses that may wait for one of those sessions (default 16); beyond, the answer is
+    /// an unsigned `tryLater` at once.
+    pub signing_queue: usize,
+}
+
+/// Default of `[ocsp] signing_sessions`.
+pub const DEFAULT_OCSP_SIGNING_SESSIONS: usize = 2;
+/// Default of `[ocsp] signing_queue`.
+pub const DEFAULT_OCSP_SIGNING_QUEUE: usize = 16;
+
+impl Default for OcspSettings {
+    fn default() -> Self {
+        Self {
+            cache_bytes: nuc_publisher::ocsp::DEFAULT_CACHE_BYTES,
+            signing_sessions: DEFAULT_OCSP_SIGNING_SESSIONS,
+            signing_queue: DEFAULT_OCSP_SIGNING_QUEUE,
+        }
+    }
+}
+
 /// The whole of `nuc.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +230,8 @@ pub struct Config {
     pub ra: RaSettings,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub ocsp: OcspSettings,
 }
 
 impl Config {
@@ -219,6 +253,7 @@ impl Config {
             registry: RegistryConfig::default(),
             ra: RaSettings::default(),
             notifications: NotificationsConfig::default(),
+            ocsp: OcspSettings::default(),
         }
     }
 
@@ -397,5 +432,36 @@ mod tests {
         .unwrap();
         let e = Config::open(dir.path()).unwrap_err().to_string();
         assert!(e.contains("timeout_msec"), "{e}");
+    }
+
+    #[test]
+    fn ocsp_bounds_default_and_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let c = Config::open(dir.path()).unwrap();
+        assert_eq!(c.ocsp.cache_bytes, 64 * 1024 * 1024);
+        assert_eq!((c.ocsp.signing_sessions, c.ocsp.signing_queue), (2, 16));
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("[ocsp]\n", "");
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("cache_bytes") && !l.starts_with("signing_"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(
+            &path,
+            format!("{text}\n[ocsp]\ncache_bytes = 1024\nsigning_queue = 0\n"),
+        )
+        .unwrap();
+        let c = Config::open(dir.path()).unwrap();
+        assert_eq!(
+            (
+                c.ocsp.cache_bytes,
+                c.ocsp.signing_sessions,
+                c.ocsp.signing_queue
+            ),
+            (1024, 2, 0)
+        );
     }
 }

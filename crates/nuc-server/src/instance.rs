@@ -62,8 +62,11 @@ impl Instance {
             config: config.ca_settings(),
         };
         let store = Arc::new(open_store(&home)?);
-        let ca = Arc::new(Ca::open(&home, store.as_ref())?);
         let cfg = &config;
+        let mut ca = Ca::open(&home, store.as_ref())?;
+        // OCSP signs on sessions of its own, so a nonce flood cannot hold issuance up.
+        ca.set_ocsp_lane(cfg.ocsp.signing_sessions, cfg.ocsp.signing_queue)?;
+        let ca = Arc::new(ca);
         let registry = nuc_registry::HttpRegistry::new(
             &cfg.registry.url,
             std::time::Duration::from_millis(cfg.registry.timeout_ms),

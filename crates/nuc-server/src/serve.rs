@@ -35,8 +35,9 @@ const OCSP_RESPONSE: &str = "application/ocsp-response";
 async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let started = Instant::now();
-    // A fresh pre-signed answer costs a parse and a point lookup: served here. Whatever must
-    // be signed goes to the blocking pool, where waiting on the HSM stalls no connection.
+    // A fresh pre-signed answer or a refusal costs a parse and a point lookup: served here.
+    // Whatever must be signed goes to the blocking pool, where waiting on the HSM stalls no
+    // connection; the OCSP signer's own bounded lane turns the excess away with tryLater.
     if let Some(answer) = state
         .ocsp
         .cached(state.inst.ocsp(), &request, nuc_core::time::now_unix())
@@ -316,7 +317,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             inst: inst.clone(),
             ocsp: nuc_publisher::ocsp::OcspCache::new(
                 nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
-                100_000,
+                cfg.ocsp.cache_bytes,
             ),
         });
         let (root_der, issuing_der) = (
