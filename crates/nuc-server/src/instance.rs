@@ -25,7 +25,8 @@ pub enum OpenError {
     Ca(#[from] CaError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error("[registry] url: {0}")]
+    /// The `[registry]` section is refused; the message names the setting.
+    #[error("[registry] {0}")]
     Registry(String),
 }
 
@@ -64,11 +65,10 @@ impl Instance {
         let store = Arc::new(open_store(&home)?);
         let ca = Arc::new(Ca::open(&home, store.as_ref())?);
         let cfg = &config;
-        let registry = nuc_registry::HttpRegistry::new(
-            &cfg.registry.url,
-            std::time::Duration::from_millis(cfg.registry.timeout_ms),
-        )
-        .map_err(|e| OpenError::Registry(e.to_string()))?;
+        let registry = cfg
+            .registry
+            .client(dir)
+            .map_err(|e| OpenError::Registry(e.to_string()))?;
         let ra = Arc::new(Ra::new(
             store.clone(),
             ca.clone(),
