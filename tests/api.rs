@@ -31,8 +31,15 @@ fn sibling_bin(name: &str) -> PathBuf {
 
 /// The registry service with the built-in fixture, on a free port.
 pub fn start_registry() -> (Proc, String) {
+    start_registry_with(&[], "http")
+}
+
+/// The registry service with extra arguments (e.g. `--tls-cert`, `--tls-key` and `https`);
+/// its base URL names `localhost`.
+pub fn start_registry_with(extra: &[&str], scheme: &str) -> (Proc, String) {
     let mut child = Command::new(sibling_bin("nuc-registry"))
         .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -47,7 +54,11 @@ pub fn start_registry() -> (Proc, String) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("registry said {line:?}"))
         .to_owned();
-    (Proc(child), format!("http://{addr}"))
+    let url = match scheme {
+        "http" => format!("http://{addr}"),
+        _ => format!("{scheme}://{}", addr.replace("127.0.0.1", "localhost")),
+    };
+    (Proc(child), url)
 }
 
 /// A CA home with a running service and registry.
@@ -72,6 +83,16 @@ impl Service {
     }
 
     fn start_with_registry(registry: Option<Proc>, registry_url: String) -> Self {
+        Self::start_with_registry_config(registry, registry_url, &[])
+    }
+
+    /// With `[registry]` settings added to `nuc.toml` before the service starts (e.g.
+    /// `ca_cert = "…"`) and files copied into the home: (path in the home, from).
+    pub fn start_with_registry_config(
+        registry: Option<Proc>,
+        registry_url: String,
+        settings: &[(&str, &std::path::Path)],
+    ) -> Self {
         let grpc = format!("127.0.0.1:{}", free_port());
         // A development home: the tests move the service's clock (NUC_CLOCK_OFFSET_SECS).
         let home = TestHome::init_with(&[
@@ -81,6 +102,20 @@ impl Service {
             &registry_url,
             "--development",
         ]);
+        if !settings.is_empty() {
+            let mut lines = String::from("[registry]\n");
+            for (key, from) in settings {
+                let name = from.file_name().unwrap().to_str().unwrap();
+                let dir = home.home().join("registry-tls");
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::copy(from, dir.join(name)).unwrap();
+                lines.push_str(&format!("{key} = \"registry-tls/{name}\"\n"));
+            }
+            let toml = home.home().join("nuc.toml");
+            let text = std::fs::read_to_string(&toml).unwrap();
+            assert!(text.contains("[registry]\n"), "{text}");
+            std::fs::write(&toml, text.replacen("[registry]\n", &lines, 1)).unwrap();
+        }
         let mut s = Service {
             home,
             grpc,

@@ -247,6 +247,96 @@ pub fn outside(cmd: &str, args: &[&str]) -> Run {
         .into()
 }
 
+/// The Python of the workspace's `.venv` (made by `make deps`, with `cryptography` as
+/// pkilint's dependency), else `python3` from PATH.
+pub fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// A test PKI made by the openssl command in `dir`: `CA.pem`/`CA.key`, a self-signed CA.
+pub fn openssl_ca(dir: &Path, ca: &str) {
+    let r = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={ca}")])
+        .args([
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .output()
+        .expect("openssl");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// `NAME.pem`/`NAME.key` in `dir`: a TLS server certificate for 127.0.0.1 and localhost, issued
+/// by the CA `ca` of [`openssl_ca`].
+pub fn openssl_server_cert(dir: &Path, name: &str, ca: &str) {
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    ] {
+        let r = Command::new("openssl")
+            .current_dir(dir)
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+}
+
 /// `openssl verify` of a leaf against the home's chain.
 pub fn openssl_verify(home: &TestHome, leaf: &Path) -> Run {
     outside(

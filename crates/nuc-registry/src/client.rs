@@ -1,10 +1,14 @@
-//! [`HttpRegistry`]: the registry over HTTP, as the `nuc-registry` service (or a gateway that
-//! speaks its protocol) serves it.
+//! [`HttpRegistry`]: the registry over HTTP or HTTPS, as the `nuc-registry` service (or a
+//! gateway that speaks its protocol) serves it.
 //!
 //! Protocol: `GET {base}/v1/individuals/{iin}` and `GET {base}/v1/legal-entities/{bin}` answer
 //! 200 with the record as JSON, or 404 with `{"error": "not-found", ...}`. Anything else is a
 //! failure of the registry, never a refusal of the applicant: a 404 without that body (a wrong
 //! base URL, a proxy's error page) is [`RegistryError::Invalid`], not "not found".
+//!
+//! Personal data never crosses a network in clear: plain http is accepted only to a loopback
+//! address (a local stand-in or TLS gateway), https only with a configured CA bundle
+//! ([`ClientTls`]) and never with the system's roots.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -13,16 +17,16 @@ use nuc_core::{Bin, Iin};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::{BoxFuture, LegalEntity, Person, Registry, RegistryError};
+use crate::{BoxFuture, ClientTls, LegalEntity, Person, Registry, RegistryError};
 
 /// The largest answer read, in bytes; a record is a few hundred.
 const MAX_BODY: usize = 1 << 20;
 
-/// A [`Registry`] reached over plain HTTP.
+/// A [`Registry`] reached over HTTP (loopback only) or HTTPS.
 ///
-/// The timeout bounds both the connection and the whole exchange. Environment proxies
-/// (`HTTP_PROXY`…) are ignored: the registry is reached directly at the configured URL, and
-/// redirects are not followed.
+/// The timeout bounds both the connection (with its TLS handshake) and the whole exchange.
+/// Environment proxies (`HTTP_PROXY`…) are ignored: the registry is reached directly at the
+/// configured URL, and redirects are not followed.
 #[derive(Debug, Clone)]
 pub struct HttpRegistry {
     client: reqwest::Client,
@@ -33,37 +37,95 @@ pub struct HttpRegistry {
     timeout: Duration,
 }
 
+fn url_refused(base_url: &str, reason: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Setting {
+        setting: "url".into(),
+        reason: format!("{base_url:?}: {reason}"),
+    }
+}
+
+/// Whether the URL's host is this machine: an IP loopback address or `localhost`.
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 impl HttpRegistry {
-    /// A client of the registry at `base_url` (`http://host:port[/prefix]`). Refuses a URL that
-    /// does not parse or is not http(s) with [`RegistryError::Invalid`].
+    /// A client of the registry at `base_url` over plain http, which must be on loopback
+    /// (`http://127.0.0.1:port[/prefix]`): an https URL needs [`HttpRegistry::with_tls`].
     pub fn new(base_url: &str, timeout: Duration) -> Result<HttpRegistry, RegistryError> {
-        let url = Url::parse(base_url)
-            .map_err(|e| RegistryError::Invalid(format!("registry URL {base_url:?}: {e}")))?;
-        // This build's HTTP client has no TLS (the workspace builds reqwest without it): an
-        // https URL is refused here, at configuration time, rather than failing every look-up.
-        if url.scheme() != "http" {
-            return Err(RegistryError::Invalid(format!(
-                "registry URL {base_url:?}: only http is supported (this build has no TLS; \
-                 reach an https registry through a local TLS gateway)"
-            )));
-        }
+        HttpRegistry::with_tls(base_url, timeout, None)
+    }
+
+    /// A client of the registry at `base_url`: `https://…` with `tls` (the CA bundle the
+    /// registry's certificate must chain to), or `http://` on loopback without it. Refuses,
+    /// with [`RegistryError::Setting`], a URL that does not parse, is neither, carries a query
+    /// or fragment, is plain http to another machine, is https without `tls`, or is http with
+    /// it (a CA bundle that would never be used is a configuration mistake).
+    pub fn with_tls(
+        base_url: &str,
+        timeout: Duration,
+        tls: Option<ClientTls>,
+    ) -> Result<HttpRegistry, RegistryError> {
+        let url = Url::parse(base_url).map_err(|e| url_refused(base_url, e))?;
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(RegistryError::Invalid(format!(
-                "registry URL {base_url:?}: must not carry a query or fragment"
-            )));
+            return Err(url_refused(base_url, "must not carry a query or fragment"));
         }
+        let builder = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        let builder = match (url.scheme(), tls) {
+            ("https", Some(tls)) => builder
+                .tls_backend_preconfigured(tls.into_config())
+                .https_only(true),
+            ("https", None) => {
+                return Err(url_refused(
+                    base_url,
+                    "https needs the CA bundle the registry's certificate is issued under \
+                     ([registry] ca_cert); the system's roots are not trusted for personal data",
+                ));
+            }
+            // A plain client still gets a TLS configuration of ours, which trusts nothing: it
+            // is never used (redirects are off), and reqwest would otherwise look for a
+            // process-wide crypto provider.
+            ("http", None) if is_loopback(&url) => {
+                builder.tls_backend_preconfigured(ClientTls::trusting_nothing()?.into_config())
+            }
+            ("http", None) => {
+                return Err(url_refused(
+                    base_url,
+                    "plain http only to a loopback address: personal data must not cross a \
+                     network in clear (use https with [registry] ca_cert)",
+                ));
+            }
+            ("http", Some(_)) => {
+                return Err(url_refused(
+                    base_url,
+                    "a CA bundle ([registry] ca_cert) is set but the URL is plain http: \
+                     use https",
+                ));
+            }
+            (other, _) => {
+                return Err(url_refused(
+                    base_url,
+                    format!("scheme {other:?}: only https (or http on loopback)"),
+                ));
+            }
+        };
         let host = url.host_str().unwrap_or_default();
         let endpoint = match url.port_or_known_default() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        let client = builder
             .build()
-            .map_err(|e| RegistryError::Invalid(format!("registry client: {e}")))?;
+            .map_err(|e| url_refused(base_url, format!("registry client: {e}")))?;
         Ok(HttpRegistry {
             client,
             base: url.as_str().trim_end_matches('/').to_owned(),
@@ -160,6 +222,16 @@ impl HttpRegistry {
                 RegistryError::Unavailable(format!("registry at {ep} did not answer within {t:?}"))
             };
         }
+        if let Some(tls) = tls_failure(e) {
+            return RegistryError::Unavailable(format!(
+                "registry at {ep} refused over TLS: {tls} (its certificate must chain to the \
+                 configured CA bundle and name {host})",
+                host = self
+                    .endpoint
+                    .rsplit_once(':')
+                    .map_or(ep.as_str(), |(h, _)| h)
+            ));
+        }
         let cause = root_cause(e);
         if e.is_connect() {
             return RegistryError::Unavailable(format!("registry at {ep} unreachable: {cause}"));
@@ -198,6 +270,26 @@ fn root_cause(e: &reqwest::Error) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// The TLS failure behind a failed exchange, if that is what it was (an untrusted or
+/// misnamed certificate, a refused client certificate). rustls's error travels inside
+/// `io::Error`s, whose `source()` skips what they wrap, so each is opened by hand.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| find(inner));
+        if inner.is_some() {
+            return inner;
+        }
+        err.source().and_then(find)
+    }
+    e.source().and_then(find).map(|tls| tls.to_string())
 }
 
 /// Whether the exchange failed because the peer's bytes were not HTTP (as opposed to the

@@ -3,8 +3,9 @@
 //!
 //! This crate owns three things: the registry's interface ([`Registry`], the records
 //! [`Person`] and [`LegalEntity`], the refusals of [`RegistryError`]); its HTTP client
-//! ([`HttpRegistry`]); and a small HTTP registry service ([`router`], the `nuc-registry` binary)
-//! that serves fixture data ([`Fixture`], built in from `fixtures/registry.json`, other files
+//! ([`HttpRegistry`], over https with a configured CA bundle: [`ClientTls`]); and a small HTTP
+//! registry service ([`router`], the `nuc-registry` binary, over TLS with [`TlsListener`]) that
+//! serves fixture data ([`Fixture`], built in from `fixtures/registry.json`, other files
 //! by flag). Swapping the fixture service for the real registry is a matter of configuration:
 //! the service names the base URL, nothing else changes. [`FixtureRegistry`] answers from
 //! memory for the unit tests of other crates.
@@ -19,6 +20,7 @@ mod client;
 mod fixture;
 mod model;
 mod server;
+mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +31,7 @@ pub use client::HttpRegistry;
 pub use fixture::{Fixture, FixtureError, FixtureRegistry};
 pub use model::{Employee, LegalEntity, Person, Role, UnknownRole};
 pub use server::router;
+pub use tls::{ClientTls, HANDSHAKE_TIMEOUT, TlsListener, server_config};
 
 /// A boxed, sendable future: what the methods of [`Registry`] return, so that the trait can be
 /// used as `dyn Registry`.
@@ -53,6 +56,11 @@ pub enum RegistryError {
     /// The registry answered something we cannot read (or a record for another number).
     #[error("registry answer unreadable: {0}")]
     Invalid(String),
+    /// How the registry is to be reached is refused before anything is asked: a URL that is
+    /// not http(s), plain http beyond loopback, https without a CA bundle, an unreadable
+    /// certificate or key file. `setting` names it (`url`, `ca_cert`, `client_cert`, …).
+    #[error("{setting}: {reason}")]
+    Setting { setting: String, reason: String },
 }
 
 impl RegistryError {
@@ -61,6 +69,7 @@ impl RegistryError {
         match self {
             RegistryError::NotFound { .. } => ReasonCode::ApplicantNotInRegistry,
             RegistryError::Unavailable(_) | RegistryError::Invalid(_) => ReasonCode::Unavailable,
+            RegistryError::Setting { .. } => ReasonCode::InvalidArgument,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `nuc-registry`: the fixture registry service (ГБД ФЛ/ЮЛ stand-in) for dev and tests.
 //!
-//! Serves the built-in fixture, or `--fixture FILE`, on a loopback address. Prints
+//! Serves the built-in fixture, or `--fixture FILE`, on a loopback address: over TLS with
+//! `--tls-cert FILE --tls-key FILE` (PEM; `--tls-client-ca FILE` to demand client
+//! certificates issued under that CA), else plain HTTP. Prints
 //! `listening on ADDR` (the bound address, so `--listen 127.0.0.1:0` works) to stdout once it
 //! accepts connections; logs to stderr; stops cleanly on SIGTERM or Ctrl-C. Exit codes: 0 after
 //! a clean stop, 2 when the arguments or the fixture are refused, 1 when serving failed.
@@ -9,9 +11,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use nuc_registry::Fixture;
+use nuc_registry::{Fixture, TlsListener};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +32,15 @@ struct Args {
     /// Allow listening on an address other than loopback. The registry holds personal data.
     #[arg(long)]
     allow_non_loopback: bool,
+    /// Serve over TLS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Demand a client certificate issued under a CA of this PEM file (needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +71,18 @@ fn main() -> ExitCode {
             }
         },
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match nuc_registry::server_config(cert, key, args.tls_client_ca.as_deref()) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,7 +93,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(args.listen, fixture)) {
+    match runtime.block_on(serve(args.listen, fixture, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -78,7 +102,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, fixture: Fixture) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    fixture: Fixture,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
     let (people, entities) = (
         fixture.individuals().count(),
         fixture.legal_entities().count(),
@@ -90,15 +118,26 @@ async fn serve(listen: SocketAddr, fixture: Fixture) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "serving beyond loopback");
     }
-    tracing::info!(%addr, individuals = people, legal_entities = entities, "registry serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, individuals = people, legal_entities = entities, "registry serving");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
     }
-    axum::serve(listener, nuc_registry::router(fixture))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let router = nuc_registry::router(fixture);
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown())
+                .await?
+        }
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, router)
+                .with_graceful_shutdown(shutdown())
+                .await?
+        }
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nuc_core::{Bin, Iin, ReasonCode};
-use nuc_registry::{Fixture, HttpRegistry, Registry, RegistryError, Role, employee_role, router};
+use nuc_registry::{
+    ClientTls, Fixture, HttpRegistry, Registry, RegistryError, Role, employee_role, router,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -58,6 +60,22 @@ async fn serve_raw(reply: &'static [u8]) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A reqwest client for plain http: this build has no process-wide crypto provider, so even a
+/// plain client is handed a TLS configuration (on ring, trusting nothing).
+fn plain_http_client() -> reqwest::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
 }
 
 fn client(base: &str) -> HttpRegistry {
@@ -147,7 +165,7 @@ async fn employee_role_of_a_non_employee_is_not_found() {
 #[tokio::test]
 async fn the_service_validates_the_path_and_answers_json() {
     let base = serve_fixture().await;
-    let http = reqwest::Client::new();
+    let http = plain_http_client();
     let get = |path: &str| http.get(format!("{base}{path}")).send();
 
     let r = get("/v1/individuals/860908363013").await.unwrap();
@@ -346,7 +364,11 @@ fn bad_base_urls_are_refused() {
         "http://127.0.0.1:1/?x=1",
     ] {
         let err = HttpRegistry::new(url, TIMEOUT).unwrap_err();
-        assert!(matches!(err, RegistryError::Invalid(_)), "{url}: {err:?}");
+        assert!(
+            matches!(&err, RegistryError::Setting { setting, .. } if setting == "url"),
+            "{url}: {err:?}"
+        );
+        assert_eq!(err.reason(), ReasonCode::InvalidArgument);
     }
     let reg = HttpRegistry::new("http://127.0.0.1:8087/shep/", TIMEOUT).unwrap();
     assert_eq!(reg.base_url(), "http://127.0.0.1:8087/shep");
@@ -485,4 +507,357 @@ async fn the_binary_serves_another_fixture_by_flag() {
         .status()
         .unwrap();
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+// ---- over TLS ----
+
+/// Look-ups over TLS: a handshake on a busy machine beside the openssl runs of the test PKI.
+const TLS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A test PKI made by openssl: a CA, and certificates it issues for 127.0.0.1/localhost.
+struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        TestPki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `NAME.pem`, `NAME.key`: a self-signed CA.
+    fn ca(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    /// `NAME.pem`, `NAME.key`: a leaf issued by the CA `ca`, for `usage` (serverAuth or
+    /// clientAuth), naming 127.0.0.1 and localhost.
+    fn leaf(&self, name: &str, ca: &str, usage: &str) {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.path(&ext),
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            ),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    fn trust(&self, ca: &str) -> ClientTls {
+        ClientTls::from_pem_files(&self.path(&format!("{ca}.pem")), None).unwrap()
+    }
+}
+
+/// The real binary over TLS with `NAME.pem`/`NAME.key` of `pki`, and extra arguments.
+fn spawn_tls(pki: &TestPki, name: &str, extra: &[&str]) -> (std::process::Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(pki.path(&format!("{name}.pem")))
+        .arg("--tls-key")
+        .arg(pki.path(&format!("{name}.key")))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = wait_listening(&mut child);
+    (child, addr)
+}
+
+fn stop(mut child: std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn the_binary_serves_over_tls_to_a_client_trusting_its_ca() {
+    let pki = TestPki::new();
+    pki.ca("registry-ca");
+    pki.leaf("registry", "registry-ca", "serverAuth");
+    let (child, addr) = spawn_tls(&pki, "registry", &[]);
+
+    for host in ["127.0.0.1".to_owned(), "localhost".to_owned()] {
+        let url = format!("https://{host}:{}", addr.port());
+        let reg =
+            HttpRegistry::with_tls(&url, TLS_TIMEOUT, Some(pki.trust("registry-ca"))).unwrap();
+        let p = reg.person(&iin("860908363012")).await.unwrap();
+        assert_eq!(p.surname, "ҚҰНАНБАЙ");
+        let (_, role) = employee_role(&reg, &bin("120340240006"), &iin("921002310220"))
+            .await
+            .unwrap();
+        assert_eq!(role, Role::Signer);
+        let err = reg.person(&iin("860908363022")).await.unwrap_err();
+        assert!(matches!(err, RegistryError::NotFound { .. }), "{err:?}");
+    }
+
+    // Plain HTTP to the TLS port is not mistaken for an answer.
+    let err = client(&format!("http://{addr}"))
+        .person(&iin("860908363012"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), ReasonCode::Unavailable, "{err:?}");
+    stop(child);
+}
+
+#[tokio::test]
+async fn a_registry_certificate_from_another_ca_is_refused_naming_the_registry() {
+    let pki = TestPki::new();
+    pki.ca("registry-ca");
+    pki.ca("other-ca");
+    pki.leaf("impostor", "other-ca", "serverAuth");
+    let (child, addr) = spawn_tls(&pki, "impostor", &[]);
+
+    let url = format!("https://{addr}");
+    let reg = HttpRegistry::with_tls(&url, TLS_TIMEOUT, Some(pki.trust("registry-ca"))).unwrap();
+    let err = reg.person(&iin("860908363012")).await.unwrap_err();
+    let RegistryError::Unavailable(msg) = &err else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert!(msg.contains(&format!("registry at {addr}")), "{msg}");
+    assert!(msg.contains("refused over TLS"), "{msg}");
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(msg.contains("configured CA bundle"), "{msg}");
+    assert_eq!(err.reason(), ReasonCode::Unavailable);
+    // Nothing of the record came through.
+    assert!(!msg.contains("ҚҰНАНБАЙ"), "{msg}");
+
+    // A certificate of the right CA for another name is refused as well.
+    pki.ca("registry-ca-2");
+    let ext = "misnamed.ext";
+    std::fs::write(
+        pki.path(ext),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=DNS:shep.example.kz\n",
+    )
+    .unwrap();
+    pki.openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "misnamed.key",
+        "-out",
+        "misnamed.csr",
+        "-subj",
+        "/CN=shep.example.kz",
+    ]);
+    pki.openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "misnamed.csr",
+        "-CA",
+        "registry-ca-2.pem",
+        "-CAkey",
+        "registry-ca-2.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        "-out",
+        "misnamed.pem",
+    ]);
+    let (misnamed, addr2) = spawn_tls(&pki, "misnamed", &[]);
+    let reg = HttpRegistry::with_tls(
+        &format!("https://{addr2}"),
+        TLS_TIMEOUT,
+        Some(pki.trust("registry-ca-2")),
+    )
+    .unwrap();
+    let err = reg.person(&iin("860908363012")).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("registry at {addr2}")), "{msg}");
+    assert!(msg.contains("not valid for name"), "{msg}");
+    stop(misnamed);
+    stop(child);
+}
+
+#[tokio::test]
+async fn a_registry_demanding_a_client_certificate_gets_ours() {
+    let pki = TestPki::new();
+    pki.ca("registry-ca");
+    pki.leaf("registry", "registry-ca", "serverAuth");
+    pki.ca("client-ca");
+    pki.leaf("nuc", "client-ca", "clientAuth");
+    let client_ca = pki.path("client-ca.pem");
+    let (child, addr) = spawn_tls(
+        &pki,
+        "registry",
+        &["--tls-client-ca", client_ca.to_str().unwrap()],
+    );
+    let url = format!("https://{addr}");
+
+    let with_cert = ClientTls::from_pem_files(
+        &pki.path("registry-ca.pem"),
+        Some((&pki.path("nuc.pem"), &pki.path("nuc.key"))),
+    )
+    .unwrap();
+    let reg = HttpRegistry::with_tls(&url, TLS_TIMEOUT, Some(with_cert)).unwrap();
+    assert_eq!(
+        reg.person(&iin("921002310220")).await.unwrap().surname,
+        "СӘТБАЕВ"
+    );
+
+    // Without one, the registry refuses us; the failure names it and is not "not found".
+    let reg = HttpRegistry::with_tls(&url, TLS_TIMEOUT, Some(pki.trust("registry-ca"))).unwrap();
+    let err = reg.person(&iin("921002310220")).await.unwrap_err();
+    assert_eq!(err.reason(), ReasonCode::Unavailable, "{err:?}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    stop(child);
+}
+
+#[test]
+fn tls_settings_are_checked_before_anything_is_asked() {
+    let pki = TestPki::new();
+    pki.ca("registry-ca");
+    pki.leaf("registry", "registry-ca", "serverAuth");
+    let setting_of = |e: RegistryError| match e {
+        RegistryError::Setting { setting, reason } => (setting, reason),
+        other => panic!("expected Setting, got {other:?}"),
+    };
+
+    // https without a CA bundle: refused, not the system's roots.
+    let (s, why) = setting_of(HttpRegistry::new("https://127.0.0.1:1/", TIMEOUT).unwrap_err());
+    assert_eq!(s, "url");
+    assert!(why.contains("ca_cert"), "{why}");
+    // Plain http beyond loopback.
+    for url in [
+        "http://10.0.0.7:8472/",
+        "http://shep.example.kz/",
+        "http://[2001:db8::1]/",
+    ] {
+        let (s, why) = setting_of(HttpRegistry::new(url, TIMEOUT).unwrap_err());
+        assert_eq!(s, "url");
+        assert!(why.contains("loopback"), "{url}: {why}");
+    }
+    for url in [
+        "http://localhost:8472",
+        "http://[::1]:8472",
+        "http://127.0.0.2:8472",
+    ] {
+        HttpRegistry::new(url, TIMEOUT).unwrap();
+    }
+    // A CA bundle for a plain URL is a mistake, not silently unused.
+    let (_, why) = setting_of(
+        HttpRegistry::with_tls(
+            "http://127.0.0.1:1",
+            TIMEOUT,
+            Some(pki.trust("registry-ca")),
+        )
+        .unwrap_err(),
+    );
+    assert!(why.contains("use https"), "{why}");
+
+    // Files: missing, not PEM, a key that is not the certificate's.
+    let missing = pki.path("nope.pem");
+    let (s, why) = setting_of(ClientTls::from_pem_files(&missing, None).unwrap_err());
+    assert_eq!(s, "ca_cert");
+    assert!(why.contains("nope.pem"), "{why}");
+    std::fs::write(pki.path("junk.pem"), "not a certificate\n").unwrap();
+    let (s, why) = setting_of(ClientTls::from_pem_files(&pki.path("junk.pem"), None).unwrap_err());
+    assert_eq!(s, "ca_cert");
+    assert!(why.contains("no PEM certificate"), "{why}");
+    let (s, _) = setting_of(
+        ClientTls::from_pem_files(
+            &pki.path("registry-ca.pem"),
+            Some((&pki.path("registry.pem"), &pki.path("registry-ca.key"))),
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(s, "client_key");
+
+    // The binary refuses a key that does not go with its certificate, and says so.
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(pki.path("registry.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("registry-ca.key"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "must not claim to listen");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-key"), "{err}");
 }

@@ -360,7 +360,7 @@ impl From<OpenError> for Failure {
         match e {
             OpenError::Ca(e) => e.into(),
             OpenError::Store(e) => e.into(),
-            OpenError::Registry(m) => invalid(format!("[registry] url: {m}")),
+            OpenError::Registry(m) => invalid(format!("[registry] {m}")),
         }
     }
 }

@@ -105,12 +105,25 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[registry]`: the state registry (ГБД ФЛ/ЮЛ through SHEP), over HTTP.
+/// `[registry]`: the state registry (ГБД ФЛ/ЮЛ through SHEP). Over https with a CA bundle of
+/// its own (`ca_cert`; never the system's roots), or plain http to a loopback address only
+/// (the fixture service, or a local TLS gateway).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     pub url: String,
     pub timeout_ms: u64,
+    /// PEM file of the CA certificate(s) the registry's TLS certificate must chain to,
+    /// relative to the home. Required when `url` is https; refused when it is http. No default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate chain presented to the registry when it asks for one (with
+    /// `client_key`), relative to the home. No default: no client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`, relative to the home.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -118,7 +131,49 @@ impl Default for RegistryConfig {
         Self {
             url: "http://127.0.0.1:8472".into(),
             timeout_ms: 3000,
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
         }
+    }
+}
+
+impl RegistryConfig {
+    /// The registry client this section describes, its files read relative to `home`.
+    pub fn client(
+        &self,
+        home: &Path,
+    ) -> Result<nuc_registry::HttpRegistry, nuc_registry::RegistryError> {
+        use nuc_registry::RegistryError;
+        let identity = match (&self.client_cert, &self.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((home.join(cert), home.join(key))),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(RegistryError::Setting {
+                    setting: "client_cert".into(),
+                    reason: "client_cert and client_key go together: set both or neither".into(),
+                });
+            }
+        };
+        let tls = match &self.ca_cert {
+            Some(ca) => Some(nuc_registry::ClientTls::from_pem_files(
+                &home.join(ca),
+                identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            )?),
+            None if identity.is_some() => {
+                return Err(RegistryError::Setting {
+                    setting: "client_cert".into(),
+                    reason: "a client certificate is only presented over https, with ca_cert"
+                        .into(),
+                });
+            }
+            None => None,
+        };
+        nuc_registry::HttpRegistry::with_tls(
+            &self.url,
+            std::time::Duration::from_millis(self.timeout_ms),
+            tls,
+        )
     }
 }
 

@@ -25,7 +25,8 @@ pub enum OpenError {
     Ca(#[from] CaError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error("[registry] url: {0}")]
+    /// The `[registry]` section is refused; the message names the setting.
+    #[error("[registry] {0}")]
     Registry(String),
 }
 
@@ -67,11 +68,10 @@ impl Instance {
         // OCSP signs on sessions of its own, so a nonce flood cannot hold issuance up.
         ca.set_ocsp_lane(cfg.ocsp.signing_sessions, cfg.ocsp.signing_queue)?;
         let ca = Arc::new(ca);
-        let registry = nuc_registry::HttpRegistry::new(
-            &cfg.registry.url,
-            std::time::Duration::from_millis(cfg.registry.timeout_ms),
-        )
-        .map_err(|e| OpenError::Registry(e.to_string()))?;
+        let registry = cfg
+            .registry
+            .client(dir)
+            .map_err(|e| OpenError::Registry(e.to_string()))?;
         let ra = Arc::new(Ra::new(
             store.clone(),
             ca.clone(),
