@@ -157,3 +157,106 @@ pub fn random_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
         b
     })
 }
+
+/// One field of a protobuf message changed, the message still well framed: a varint field gets
+/// `varint`, a length-delimited one (string, bytes, inner message) gets its value mutated by
+/// `ms` and its length fixed. Reaches the checks of what a payload says, past its decoding.
+#[derive(Debug, Clone)]
+pub struct ProtoEdit {
+    pub field: Index,
+    pub varint: u64,
+    pub value: Vec<Mutation>,
+}
+
+pub fn proto_edit() -> impl Strategy<Value = ProtoEdit> {
+    let varint = prop_oneof![0u64..8, any::<u64>(), Just(u64::MAX), Just(1 << 63)];
+    (any::<Index>(), varint, mutations()).prop_map(|(field, varint, value)| ProtoEdit {
+        field,
+        varint,
+        value,
+    })
+}
+
+/// `message` with `edit` applied; unchanged if it is not a plain protobuf message.
+pub fn apply_proto(message: &[u8], edit: &ProtoEdit) -> Vec<u8> {
+    let fields = proto_fields(message);
+    let Some(&(start, value_at, end, wire)) = fields.get(edit.field.index(fields.len().max(1)))
+    else {
+        return message.to_vec();
+    };
+    let mut out = message[..start].to_vec();
+    // The key (field number and wire type) as it was.
+    let key_end = if wire == 2 {
+        let (_, after_key) = varint(message, start).unwrap_or((0, value_at));
+        after_key
+    } else {
+        value_at
+    };
+    out.extend_from_slice(&message[start..key_end]);
+    if wire == 0 {
+        put_varint(&mut out, edit.varint);
+    } else {
+        let value = apply(&message[value_at..end], &edit.value);
+        put_varint(&mut out, value.len() as u64);
+        out.extend_from_slice(&value);
+    }
+    out.extend_from_slice(&message[end..]);
+    out
+}
+
+/// Each field as (start, value start, end, wire type), for varint and length-delimited fields.
+fn proto_fields(m: &[u8]) -> Vec<(usize, usize, usize, u8)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < m.len() {
+        let Some((key, after_key)) = varint(m, at) else {
+            break;
+        };
+        match key & 7 {
+            0 => {
+                let Some((_, end)) = varint(m, after_key) else {
+                    break;
+                };
+                out.push((at, after_key, end, 0));
+                at = end;
+            }
+            2 => {
+                let Some((len, body)) = varint(m, after_key) else {
+                    break;
+                };
+                let Some(end) = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| body.checked_add(l))
+                    .filter(|e| *e <= m.len())
+                else {
+                    break;
+                };
+                out.push((at, body, end, 2));
+                at = end;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn varint(m: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *m.get(at)?;
+        at += 1;
+        v |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return Some((v, at));
+        }
+    }
+    None
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
