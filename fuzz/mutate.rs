@@ -120,7 +120,10 @@ fn walk(b: &[u8], mut at: usize, end: usize, out: &mut Vec<(usize, usize)>, dept
                 let Some(octets) = b.get(l + 1..l + 1 + k) else {
                     return;
                 };
-                (1 + k, octets.iter().fold(0, |a, o| a << 8 | usize::from(*o)))
+                (
+                    1 + k,
+                    octets.iter().fold(0, |a, o| a << 8 | usize::from(*o)),
+                )
             }
             _ => return,
         };

@@ -68,9 +68,7 @@ fn judge(input: &[u8], seed_key: &str, profile: &Profile) -> Result<(), TestCase
             CaError::CsrMalformed(_) | CaError::CsrSignatureInvalid(_) | CaError::KeyRejected(_),
         ) => {}
         Err(other) => {
-            return Err(TestCaseError::fail(format!(
-                "not a CSR refusal: {other:?}"
-            )));
+            return Err(TestCaseError::fail(format!("not a CSR refusal: {other:?}")));
         }
     }
     Ok(())

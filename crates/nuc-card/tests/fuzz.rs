@@ -14,9 +14,9 @@ mod mutate;
 
 use der::Decode;
 use der::asn1::UintRef;
+use nuc_card::CardKind;
 use nuc_card::keys::{certificate_spki, ecdsa_der_from_plain, spki_from_template};
 use nuc_card::profile::historical_bytes;
-use nuc_card::CardKind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -34,7 +34,9 @@ fn config(cases: u32) -> Config {
 
 /// GENERATE KEY's answer: 7F49 { 06 P-256, 86 04 ‖ X ‖ Y }.
 fn template() -> Vec<u8> {
-    let mut inner = vec![0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x86, 65];
+    let mut inner = vec![
+        0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x86, 65,
+    ];
     inner.push(0x04);
     inner.extend((0..64u8).map(|i| i.wrapping_mul(37) | 1));
     let mut t = vec![0x7F, 0x49, 0x81, inner.len() as u8];
@@ -78,7 +80,11 @@ fn judge(which: usize, b: &[u8]) -> Result<(), TestCaseError> {
             let kind = CardKind::from_atr(b);
             if let Some(k) = kind {
                 let h = historical_bytes(b).unwrap();
-                let id = if k == CardKind::IdCard { "NUCKZ-ID" } else { "NUCKZ-SIM" };
+                let id = if k == CardKind::IdCard {
+                    "NUCKZ-ID"
+                } else {
+                    "NUCKZ-SIM"
+                };
                 prop_assert!(h.windows(id.len()).any(|w| w == id.as_bytes()));
             }
             let order = CardKind::selection_order(b);
@@ -95,12 +101,7 @@ fn judge(which: usize, b: &[u8]) -> Result<(), TestCaseError> {
 fn mutated_card_answers_are_refused_typed_or_well_formed() {
     let mut plain = vec![0x80; 32];
     plain.extend([0x01; 32]);
-    let seeds = [
-        template(),
-        plain,
-        atr(b"NUCKZ-ID"),
-        atr(b"NUCKZ-SIM"),
-    ];
+    let seeds = [template(), plain, atr(b"NUCKZ-ID"), atr(b"NUCKZ-SIM")];
     TestRunner::new(config(20_000))
         .run(&(0..seeds.len(), mutate::mutations()), |(i, ms)| {
             judge(i.min(2), &mutate::apply(&seeds[i], &ms))
@@ -111,6 +112,8 @@ fn mutated_card_answers_are_refused_typed_or_well_formed() {
 #[test]
 fn random_card_answers_are_refused_typed_or_well_formed() {
     TestRunner::new(config(5_000))
-        .run(&(0usize..4, mutate::random_bytes(300)), |(i, b)| judge(i, &b))
+        .run(&(0usize..4, mutate::random_bytes(300)), |(i, b)| {
+            judge(i, &b)
+        })
         .unwrap();
 }

@@ -8,13 +8,13 @@
 //! Cases are fixed below (PROPTEST_CASES overrides them); cargo-fuzz runs `verify` unbounded
 //! (`fuzz/fuzz_targets/cms.rs`).
 
+mod common;
 #[path = "../../../fuzz/mutate.rs"]
 mod mutate;
-mod common;
 
 use common::*;
-use nuc_cms::{sign, signer_chains_to, verify};
 use der::{Decode, Encode};
+use nuc_cms::{sign, signer_chains_to, verify};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -30,8 +30,11 @@ fn config(cases: u32) -> Config {
     }
 }
 
-/// (cms, detached content, signer certificate) for each key type, attached and detached.
-fn seeds() -> Vec<(Vec<u8>, Option<&'static [u8]>, Vec<u8>)> {
+/// A CMS, its detached content if any, and its signer's certificate.
+type Seed = (Vec<u8>, Option<&'static [u8]>, Vec<u8>);
+
+/// A seed for each key type, attached and detached.
+fn seeds() -> Vec<Seed> {
     let mut out = Vec::new();
     for kind in ALL_KEY_TYPES {
         let id = identity(kind);
@@ -75,12 +78,7 @@ fn random_bytes_are_refused_typed() {
 #[test]
 fn a_mutated_signer_certificate_chains_only_if_what_the_issuer_signed_is_intact() {
     let ca = identity(KeyType::P256);
-    let leaf = certificate(
-        key(KeyType::P256),
-        "leaf",
-        7,
-        Some((&ca.cert, &ca.key)),
-    );
+    let leaf = certificate(key(KeyType::P256), "leaf", 7, Some((&ca.cert, &ca.key)));
     let (leaf_der, ca_der) = (leaf.cert_der(), ca.cert_der());
     signer_chains_to(&leaf_der, &ca_der).unwrap();
     TestRunner::new(config(3000))

@@ -11,12 +11,12 @@
 mod mutate;
 
 use nuc_payloads::{
-    OPERATOR_DECISION, OperatorDecision, RENEWAL_APPLICATION, REVOCATION_ORDER,
-    RenewalApplication, RevocationOrder, SignedPayload,
+    OPERATOR_DECISION, OperatorDecision, RENEWAL_APPLICATION, REVOCATION_ORDER, RenewalApplication,
+    RevocationOrder, SignedPayload,
 };
-use prost::Message;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use prost::Message;
 
 fn seeds() -> Vec<Vec<u8>> {
     let csr = |n: u8| {

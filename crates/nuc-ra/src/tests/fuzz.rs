@@ -180,7 +180,11 @@ fn fuzzed_applications_are_refused_with_a_reason_and_no_partial_row() {
             _ => a.email = text(&a.email),
         }
         let before = snapshot(&rig);
-        judge(&rig, &before, rt.block_on(rig.ra.submit_application(PORTAL, a)))?;
+        judge(
+            &rig,
+            &before,
+            rt.block_on(rig.ra.submit_application(PORTAL, a)),
+        )?;
         Ok(())
     });
 }
@@ -293,7 +297,9 @@ fn signed_at_at_any_distance_from_the_cms_time_is_judged_by_that_distance() {
         let r = rt.block_on(rig.ra.decide(WORKSTATION, &row.number, &op.serial, &cms));
         let far = (i128::from(now) - i128::from(signed_at)).abs() > i128::from(skew);
         let Err(e) = r else {
-            return Err(TestCaseError::fail(format!("signed_at {signed_at} accepted")));
+            return Err(TestCaseError::fail(format!(
+                "signed_at {signed_at} accepted"
+            )));
         };
         count(e.reason.to_string());
         prop_assert!(snapshot(&rig) == before, "refused, but the store changed");
@@ -324,13 +330,14 @@ async fn a_signed_at_two_to_the_63_seconds_away_is_a_signing_time_mismatch() {
         d.signed_at = signed_at;
         let before = snapshot(&rig);
         refused(
-            rig.ra.decide(
-                WORKSTATION,
-                &row.number,
-                &op.serial,
-                &cms_at(&d.encode_to_vec(), &op.cert, &op.key, now),
-            )
-            .await,
+            rig.ra
+                .decide(
+                    WORKSTATION,
+                    &row.number,
+                    &op.serial,
+                    &cms_at(&d.encode_to_vec(), &op.cert, &op.key, now),
+                )
+                .await,
             ReasonCode::SigningTimeMismatch,
             "more than 120 s apart",
         );
