@@ -46,7 +46,9 @@ impl Ra {
                 format!("the {} carries no CMS signingTime", P::TYPE),
             ));
         };
-        if (cms_time - claimed).abs() > skew {
+        // Both times come from outside: their distance is taken without overflow, so that one
+        // at the far end of i64 is a mismatch, not a wrapped difference (or a panic).
+        if cms_time.abs_diff(claimed) > skew.unsigned_abs() {
             return Err(RaError::new(
                 ReasonCode::SigningTimeMismatch,
                 format!(
@@ -59,7 +61,7 @@ impl Ra {
         }
         let latest = cms_time.max(claimed);
         let earliest = cms_time.min(claimed);
-        if latest > now + skew {
+        if latest > now.saturating_add(skew) {
             return Err(RaError::new(
                 ReasonCode::PayloadFromTheFuture,
                 format!(
@@ -70,7 +72,7 @@ impl Ra {
                 ),
             ));
         }
-        if earliest < now - window {
+        if earliest < now.saturating_sub(window) {
             return Err(RaError::new(
                 ReasonCode::PayloadExpired,
                 format!(

@@ -7,6 +7,7 @@
 
 mod decision;
 mod download;
+mod fuzz;
 mod intake;
 mod operators;
 mod renewal;
