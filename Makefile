@@ -85,7 +85,7 @@ run: build
 test: deps
 	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
 	@set -o pipefail; mkdir -p "$(TARGET_DIR)"; status=0; \
-	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace 2>&1 \
+	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace --no-fail-fast 2>&1 \
 	  | tee "$(TARGET_DIR)/test.log" || status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' \
 	  "$(TARGET_DIR)/test.log"; \

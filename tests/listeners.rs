@@ -114,29 +114,40 @@ async fn grpc_connections_without_a_client_hello_are_bounded_and_closed_after_th
     restart_with(
         &mut svc,
         &[
-            ("handshake_timeout_secs = 10", "handshake_timeout_secs = 2"),
+            ("handshake_timeout_secs = 10", "handshake_timeout_secs = 4"),
             ("max_connections = 1024", "max_connections = 50"),
         ],
     );
     let since = Instant::now();
+    // Each connection's own opening time: on a loaded machine opening the 400 takes seconds,
+    // and how long one lived counts from its own connect.
+    let mut opened_at = Vec::with_capacity(400);
     let mut conns: Vec<TcpStream> = (0..400)
-        .map(|_| TcpStream::connect(&svc.grpc).unwrap())
+        .map(|_| {
+            let c = TcpStream::connect(&svc.grpc).unwrap();
+            opened_at.push(since.elapsed());
+            c
+        })
         .collect();
-    let times = close_times(&mut conns, since, Duration::from_secs(8));
+    let times: Vec<Option<Duration>> = close_times(&mut conns, since, Duration::from_secs(16))
+        .into_iter()
+        .zip(&opened_at)
+        .map(|(closed, opened)| closed.map(|c| c.saturating_sub(*opened)))
+        .collect();
     let still_open = times.iter().filter(|t| t.is_none()).count();
     let at_once = times
         .iter()
-        .filter(|t| t.is_some_and(|d| d < Duration::from_millis(1500)))
+        .filter(|t| t.is_some_and(|d| d < Duration::from_millis(3000)))
         .count();
     let held: Vec<Duration> = times
         .iter()
         .flatten()
         .copied()
-        .filter(|d| *d >= Duration::from_millis(1500))
+        .filter(|d| *d >= Duration::from_millis(3000))
         .collect();
     let slowest = held.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "gRPC: 400 silent connections, {at_once} closed at once (over the limit), {} held until the handshake timeout (slowest closed after {slowest:?}), {still_open} still open after 8 s",
+        "gRPC: 400 silent connections, {at_once} closed at once (over the limit), {} held until the handshake timeout (slowest closed after {slowest:?}), {still_open} still open after 16 s",
         held.len()
     );
     assert_eq!(
@@ -154,8 +165,8 @@ async fn grpc_connections_without_a_client_hello_are_bounded_and_closed_after_th
         held.len()
     );
     assert!(at_once >= 350, "{at_once} closed at once");
-    // 2 s of handshake timeout, plus the time the 400 took to connect and to be watched.
-    assert!(slowest < Duration::from_secs(5), "{slowest:?}");
+    // 4 s of handshake timeout from its own connect, plus the watch.
+    assert!(slowest < Duration::from_secs(8), "{slowest:?}");
     drop(conns);
 
     // A real caller still gets through, and its role still comes from its certificate.
@@ -169,14 +180,9 @@ async fn grpc_connections_without_a_client_hello_are_bounded_and_closed_after_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ocsp_answers_while_a_thousand_slow_headers_are_open_and_they_are_closed_after_the_header_timeout()
  {
-    let mut svc = Service::start();
-    restart_with(
-        &mut svc,
-        &[(
-            "header_read_timeout_secs = 10",
-            "header_read_timeout_secs = 3",
-        )],
-    );
+    // The default header timeout (10 s): a loaded machine took 3.1 s to open the 1,000, so a
+    // shorter one would close the first before the OCSP check below had run.
+    let svc = Service::start();
     let leaf = a_leaf(&svc);
     assert!(ocsp_status(&svc, &leaf).contains(": good"));
 
@@ -207,13 +213,13 @@ async fn ocsp_answers_while_a_thousand_slow_headers_are_open_and_they_are_closed
     assert!(status.contains(": good"), "{status}");
     assert_eq!(health, 200);
 
-    let times = close_times(&mut slow, since, Duration::from_secs(10));
+    let times = close_times(&mut slow, since, Duration::from_secs(25));
     let still_open = times.iter().filter(|t| t.is_none()).count();
     let last = times.iter().flatten().max().copied().unwrap_or_default();
     eprintln!("HTTP: the slow connections were closed, the last {last:?} after the first opened");
     assert_eq!(still_open, 0, "slow headers outlived the header timeout");
-    // 3 s of header timeout, after the last of them opened, plus the watch.
-    assert!(last < opened + Duration::from_secs(6), "{last:?}");
+    // 10 s of header timeout, after the last of them opened, plus the watch.
+    assert!(last < opened + Duration::from_secs(14), "{last:?}");
     assert!(ocsp_status(&svc, &leaf).contains(": good"));
 }
 
@@ -367,7 +373,7 @@ async fn healthz_never_touches_the_store_and_readyz_names_the_database_when_it_i
     let (status, body) = get(&addr, "/healthz");
     assert_eq!(status, 200, "{body}");
     assert!(
-        since.elapsed() < Duration::from_secs(1),
+        since.elapsed() < Duration::from_secs(3),
         "{:?}",
         since.elapsed()
     );
