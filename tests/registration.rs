@@ -1624,7 +1624,7 @@ async fn an_old_or_future_decision_is_refused() {
 /// Personal data kept private (security review, finding 9): a fresh home and everything the
 /// service writes into it while it works (database and its WAL, the outbox's e-mails, the
 /// log) are the owner's alone, and the log masks every IIN it mentions — here a registry
-/// lookup and a refusal whose message names the signer. `stat` and the fixture's IINs are
+/// lookup and a refusal whose message names the applicant. `stat` and the fixture's IINs are
 /// the judges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_is_private_and_the_log_names_nobody() {
