@@ -319,25 +319,7 @@ fn an_individual_certificate_is_laid_out_as_the_spec_says() {
 #[test]
 fn ca_private_keys_live_only_in_the_hsm_as_sensitive_and_non_extractable() {
     let h = TestHome::init();
-    let conf = h.home().join("hsm/softhsm2.conf");
-    let pkcs11 = |args: &[&str]| -> Run {
-        let mut all = vec![
-            "--module",
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "--token-label",
-            "nuc-ca",
-            "--login",
-            "--pin",
-            "nuc-dev-user-pin",
-        ];
-        all.extend_from_slice(args);
-        std::process::Command::new("pkcs11-tool")
-            .args(&all)
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("pkcs11-tool (make deps)")
-            .into()
-    };
+    let pkcs11 = |args: &[&str]| h.pkcs11_tool(args);
     let list = pkcs11(&["--list-objects", "--type", "privkey"]);
     assert_eq!(list.code, Some(0), "{}", list.stderr);
     let blocks: Vec<&str> = list.stdout.split("Private Key Object").skip(1).collect();

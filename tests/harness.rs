@@ -155,6 +155,27 @@ impl TestHome {
         self.dir.path().join(name)
     }
 
+    /// OpenSC's `pkcs11-tool`, logged in to this home's SoftHSM2 token as its user (the dev
+    /// PIN), with `args` after: an outside judge of what the token holds.
+    pub fn pkcs11_tool(&self, args: &[&str]) -> Run {
+        let mut all = vec![
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "nuc-ca",
+            "--login",
+            "--pin",
+            "nuc-dev-user-pin",
+        ];
+        all.extend_from_slice(args);
+        Command::new("pkcs11-tool")
+            .args(&all)
+            .env("SOFTHSM2_CONF", self.home().join("hsm/softhsm2.conf"))
+            .output()
+            .expect("pkcs11-tool (make deps)")
+            .into()
+    }
+
     pub fn root_pem(&self) -> PathBuf {
         self.home().join("ca/root.pem")
     }

@@ -589,25 +589,7 @@ async fn the_root_crl_is_the_ceremonys_and_the_service_runs_without_the_root_key
     // The root key leaves the token (as it would stay in an offline HSM): its private and its
     // public key object are deleted.
     svc.server.take();
-    let conf = svc.home.home().join("hsm/softhsm2.conf");
-    let pkcs11 = |args: &[&str]| -> Run {
-        let mut all = vec![
-            "--module",
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "--token-label",
-            "nuc-ca",
-            "--login",
-            "--pin",
-            "nuc-dev-user-pin",
-        ];
-        all.extend_from_slice(args);
-        std::process::Command::new("pkcs11-tool")
-            .args(&all)
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("pkcs11-tool (make deps)")
-            .into()
-    };
+    let pkcs11 = |args: &[&str]| svc.home.pkcs11_tool(args);
     for kind in ["privkey", "pubkey"] {
         let d = pkcs11(&["--delete-object", "--type", kind, "--label", "nuc-root"]);
         assert_eq!(d.code, Some(0), "{kind}: {}{}", d.stdout, d.stderr);
