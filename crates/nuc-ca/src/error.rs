@@ -75,6 +75,7 @@ impl CaError {
             // Too many OCSP signatures at once: refused, not failed; the caller may retry.
             CaError::Hsm(HsmError::Saturated { .. }) => ReasonCode::Unavailable,
             CaError::Hsm(_) => ReasonCode::HsmFailure,
+            CaError::Store(nuc_store::StoreError::Unavailable(_)) => ReasonCode::Unavailable,
             CaError::Store(_) => ReasonCode::StorageFailure,
             CaError::Encoding(_) => ReasonCode::Internal,
         }

@@ -73,6 +73,8 @@ impl From<StoreError> for RaError {
             StoreError::AlreadyRevoked(_) => ReasonCode::AlreadyRevoked,
             StoreError::OperatorNotFound(_) => ReasonCode::OperatorNotFound,
             StoreError::KeyAlreadyCertified { .. } => ReasonCode::KeyRejected,
+            // The database is away: nothing was stored, the caller may retry.
+            StoreError::Unavailable(_) => ReasonCode::Unavailable,
             _ => ReasonCode::StorageFailure,
         };
         Self::new(reason, e.to_string())

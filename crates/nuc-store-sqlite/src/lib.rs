@@ -53,6 +53,8 @@ impl From<DbError> for StoreError {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     writer: writer::Writer,
+    /// Revocations as they commit: this process is the only writer of its file.
+    feed: nuc_store::LocalStatusFeed,
 }
 
 fn connect(path: &Path) -> Result<Connection, DbError> {
@@ -79,6 +81,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             writer: writer::Writer::start(write),
+            feed: nuc_store::LocalStatusFeed::default(),
         })
     }
 

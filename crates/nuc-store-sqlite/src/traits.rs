@@ -9,6 +9,7 @@ use nuc_store::{
     RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, StoreHealth,
     Transition, UsedPayloads,
 };
+use nuc_store::{PublisherLease, StatusChange, StatusFeed, StatusListener};
 
 use crate::SqliteStore;
 
@@ -54,8 +55,20 @@ impl CertificateReader for SqliteStore {
 }
 
 impl RevocationStore for SqliteStore {
-    delegate! {
-        fn revoke(&self, revocation: &RevocationRow, payload_sha256: Option<String>, notice: Option<Notice>, audit: &AuditEntry) -> ();
+    fn revoke(
+        &self,
+        revocation: &RevocationRow,
+        payload_sha256: Option<String>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        SqliteStore::revoke(self, revocation, payload_sha256, notice, audit)?;
+        self.feed.publish(&StatusChange::Revoked {
+            serial: revocation.serial.clone(),
+            reason: revocation.reason,
+            revoked_at: revocation.revoked_at,
+        });
+        Ok(())
     }
 }
 
@@ -118,5 +131,20 @@ impl CaKeyStore for SqliteStore {
 impl StoreHealth for SqliteStore {
     delegate! {
         fn ping(&self) -> ();
+    }
+}
+
+impl StatusFeed for SqliteStore {
+    fn subscribe_status(&self, listener: StatusListener) -> Result<(), StoreError> {
+        self.feed.subscribe(listener);
+        Ok(())
+    }
+}
+
+/// One process writes the file (WAL allows no other writer to share it safely as a second
+/// service), so it is the publisher.
+impl PublisherLease for SqliteStore {
+    fn hold_publisher_lease(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }

@@ -13,12 +13,14 @@
 //! payload mark, its notice, the request transition composed with it) commit together or not
 //! at all.
 
+mod cluster;
 mod ledger;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod rows;
 mod traits;
 
+pub use cluster::{LocalStatusFeed, PublisherLease, StatusChange, StatusFeed, StatusListener};
 pub use ledger::{Issuance, IssuanceLedger};
 pub use rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
@@ -29,6 +31,45 @@ pub use traits::{
     AuditLog, CaKeyStore, CertificateReader, CertificateStore, OperatorStore, Outbox,
     PublicationStore, RequestStore, RevocationReader, RevocationStore, StoreHealth, UsedPayloads,
 };
+
+/// Everything a running instance of the service asks of its store: each role is then handed
+/// the narrow traits it uses out of it (see `docs/architecture.md`). Implemented by every
+/// store that can back `nuc serve`.
+pub trait ServiceStore:
+    RequestStore
+    + CertificateStore
+    + CertificateReader
+    + RevocationStore
+    + RevocationReader
+    + UsedPayloads
+    + OperatorStore
+    + AuditLog
+    + PublicationStore
+    + Outbox
+    + CaKeyStore
+    + StoreHealth
+    + StatusFeed
+    + PublisherLease
+{
+}
+
+impl<T> ServiceStore for T where
+    T: RequestStore
+        + CertificateStore
+        + CertificateReader
+        + RevocationStore
+        + RevocationReader
+        + UsedPayloads
+        + OperatorStore
+        + AuditLog
+        + PublicationStore
+        + Outbox
+        + CaKeyStore
+        + StoreHealth
+        + StatusFeed
+        + PublisherLease
+{
+}
 
 /// Why storage refused or failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +105,10 @@ pub enum StoreError {
     AlreadyRevoked(String),
     #[error("operator {0} not found")]
     OperatorNotFound(String),
+    /// The database cannot be reached (stopped, network down, failing over): nothing of this
+    /// change was stored, and the same call may succeed once it is back.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored value that this build cannot read (a state or reason it does not know).
     #[error("stored data unreadable: {0}")]
     Corrupt(String),

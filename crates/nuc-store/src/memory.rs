@@ -188,6 +188,7 @@ impl State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    feed: crate::LocalStatusFeed,
 }
 
 impl MemoryStore {
@@ -548,7 +549,13 @@ impl RevocationStore for MemoryStore {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.feed.publish(&crate::StatusChange::Revoked {
+            serial: r.serial.clone(),
+            reason: r.reason,
+            revoked_at: r.revoked_at,
+        });
+        Ok(())
     }
 }
 
@@ -750,5 +757,19 @@ impl StoreHealth for MemoryStore {
     fn ping(&self) -> Result<(), StoreError> {
         self.read(|_| ());
         Ok(())
+    }
+}
+
+impl crate::StatusFeed for MemoryStore {
+    fn subscribe_status(&self, listener: crate::StatusListener) -> Result<(), StoreError> {
+        self.feed.subscribe(listener);
+        Ok(())
+    }
+}
+
+/// One process, one publisher.
+impl crate::PublisherLease for MemoryStore {
+    fn hold_publisher_lease(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }
