@@ -554,6 +554,92 @@ impl Ca {
         })
     }
 
+    /// Makes `dir` (its `nuc.toml` already written) another home of the CA whose keys `keys`
+    /// holds: the policy, the CA certificates as files, and a check that the token this home
+    /// names holds every key of the CA. No key is made; nothing in the store changes. Removes
+    /// what it wrote if anything fails.
+    pub fn join(dir: &Path, keys: &dyn CaKeyStore) -> Result<InitReport, CaError> {
+        let mut rollback = InitRollback {
+            created: vec![],
+            armed: true,
+        };
+        let home = Home::open(dir)?;
+        if home.ca_dir().join("root.pem").exists() {
+            rollback.armed = false;
+            return Err(CaError::CaState(format!(
+                "{} already has a CA; nothing was changed",
+                dir.display()
+            )));
+        }
+        let rows = keys.ca_keys()?;
+        if rows.is_empty() {
+            rollback.armed = false;
+            return Err(CaError::CaState(
+                "the store holds no CA to join: run `nuc init` without --join first".into(),
+            ));
+        }
+        if !home.softhsm2_env_ok() {
+            return Err(CaError::CaState(format!(
+                "SOFTHSM2_CONF must point at {} before the PKCS#11 module loads",
+                home.softhsm2_conf()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        let policy_path = home.policy_path();
+        if !policy_path.exists() {
+            let parent = policy_path.parent().expect("policy file has a directory");
+            if !parent.exists() {
+                mkdir(parent)?;
+                rollback.created.push(parent.into());
+            }
+            write_file(&policy_path, DEFAULT_PROFILES.as_bytes())?;
+            rollback.created.push(policy_path.clone());
+        }
+        let ca_dir = home.ca_dir();
+        mkdir(&ca_dir)?;
+        rollback.created.push(ca_dir.clone());
+        let pem = |role: &str| -> Result<String, CaError> {
+            let row = rows
+                .iter()
+                .find(|k| k.role == role)
+                .ok_or_else(|| CaError::CaState(format!("the store has no {role} CA key")))?;
+            Ok(Certificate::from_der(&row.cert_der)?.to_pem(der::pem::LineEnding::LF)?)
+        };
+        let (root_pem, issuing_pem, ocsp_pem) =
+            (pem("root")?, pem("issuing")?, pem("ocsp-signer")?);
+        let paths = [
+            ca_dir.join("root.pem"),
+            ca_dir.join("issuing.pem"),
+            ca_dir.join("ocsp-signer.pem"),
+        ];
+        write_file(&paths[0], root_pem.as_bytes())?;
+        write_file(&paths[1], issuing_pem.as_bytes())?;
+        write_file(&paths[2], ocsp_pem.as_bytes())?;
+        write_file(
+            &ca_dir.join("chain.pem"),
+            format!("{issuing_pem}{root_pem}").as_bytes(),
+        )?;
+        // The token must hold the CA's keys: the service's two, and the root's unless this
+        // home leaves it to ceremonies.
+        Self::open(&home, keys)?;
+        let algorithm = |role: &str| {
+            rows.iter()
+                .find(|k| k.role == role)
+                .map(|k| k.algorithm.clone())
+                .unwrap_or_default()
+        };
+        rollback.armed = false;
+        let [r, i, o] = paths;
+        Ok(InitReport {
+            root_pem: r,
+            issuing_pem: i,
+            ocsp_pem: o,
+            algorithms: ["root", "issuing", "ocsp-signer"]
+                .map(|role| (role.to_string(), algorithm(role))),
+        })
+    }
+
     /// Opens an initialised home as the service does: policy, HSM login, and the CA's keys
     /// (their certificates read from `keys`). The root key is looked up only when
     /// `[publication] root_crl_by = "service"`; by default it stays offline.
@@ -577,12 +663,6 @@ impl Ca {
         keys: &dyn CaKeyStore,
         root_key: RootKey,
     ) -> Result<Self, CaError> {
-        if !home.db_path().exists() {
-            return Err(CaError::CaState(format!(
-                "{} has no CA: run `nuc init` first",
-                home.dir.display()
-            )));
-        }
         if !home.softhsm2_env_ok() {
             return Err(CaError::CaState(
                 "SOFTHSM2_CONF does not point at this home's token".into(),

@@ -14,6 +14,7 @@ pub mod crl;
 mod crl_lint;
 pub mod ocsp;
 mod reason;
+pub mod status;
 
 use nuc_ca::{CrlSigner, OcspSigner};
 use nuc_store::{PublicationStore, RevocationReader};

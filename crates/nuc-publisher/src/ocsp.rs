@@ -351,7 +351,12 @@ fn lookup(ca: OcspContext<'_>, serial: &Int) -> Result<CertStatus, OcspResponseS
     let Some(hex) = serial_hex(serial) else {
         return Ok(CertStatus::Unknown(Null));
     };
-    Ok(match ca.store.serial_status(&hex).map_err(|_| E)? {
+    // The database away (stopped, failing over): the client should ask again shortly.
+    let status = ca.store.serial_status(&hex).map_err(|e| match e {
+        nuc_store::StoreError::Unavailable(_) => OcspResponseStatus::TryLater,
+        _ => E,
+    })?;
+    Ok(match status {
         Some(nuc_store::SerialStatus {
             revocation: Some((reason, revoked_at)),
             ..

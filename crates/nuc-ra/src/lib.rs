@@ -128,8 +128,6 @@ pub struct Ra {
     registry: Arc<dyn Registry>,
     clock: Arc<dyn Clock>,
     config: RaConfig,
-    /// Woken after every revocation: the publisher listens to put out a delta CRL at once.
-    revoked: Arc<tokio::sync::Notify>,
 }
 
 impl Ra {
@@ -146,14 +144,7 @@ impl Ra {
             registry,
             clock,
             config,
-            revoked: Arc::new(tokio::sync::Notify::new()),
         }
-    }
-
-    /// Wakes (once, however many revocations happened meanwhile) after a revocation is
-    /// recorded. OCSP needs no such signal: it reads the revocations as they are stored.
-    pub fn revocations(&self) -> Arc<tokio::sync::Notify> {
-        self.revoked.clone()
     }
 
     /// The RA's time (unix seconds): deadlines and signature validity are judged by it.

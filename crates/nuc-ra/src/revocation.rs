@@ -91,7 +91,6 @@ impl Ra {
             },
         )?;
         tracing::info!(%serial, reason = %ask.reason, "certificate revoked");
-        self.revoked.notify_one();
         Ok(row)
     }
 

@@ -4,17 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nuc_ca::{Ca, CaError, Home, InitOptions, IssueRequest, RootKey};
+use nuc_ca::{Ca, CaError, Home, IssueRequest, RootKey};
 use nuc_core::{
     Bin, Identification, Iin, LegalEntity, OperatorStatus, ReasonCode, RevocationReason,
     SubjectInfo,
 };
 use nuc_ra::RevocationAsk;
 use nuc_store::{AuditLog, CertificateReader, Issuance, OperatorStore};
-use nuc_store_sqlite::SqliteStore;
 
-use crate::config::Config;
 use crate::instance::{Instance, OpenError, open_store};
+use crate::store::Store;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +53,24 @@ enum Command {
         /// (NUC_CLOCK_OFFSET_SECS, [grpc] dev_plaintext). For tests and demos, never production.
         #[arg(long)]
         development: bool,
+        /// Where the records go: `sqlite` (the default: HOME/nuc.db) or a PostgreSQL URL
+        /// without password (postgres://USER@HOST:PORT/DATABASE[?sslmode=require]); the
+        /// password comes from NUC_STORE_PASSWORD. Written into `[store] url`.
+        #[arg(long)]
+        store_url: Option<String>,
+        /// Make HOME another instance of the CA already in the store (`--store-url`): same
+        /// database, same HSM token and keys, its own configuration and TLS identity. No key
+        /// is made.
+        #[arg(long, requires = "store_url")]
+        join: bool,
+        /// With --join: the SoftHSM2 configuration of the CA's token (written into `[hsm]
+        /// softhsm2_conf`); other HSMs are named by `[hsm]` (module, token label).
+        #[arg(long, requires = "join")]
+        softhsm2_conf: Option<PathBuf>,
+        /// With --join: the latest root CRL (the file `nuc root crl` made), to serve it from
+        /// this instance too.
+        #[arg(long, requires = "join")]
+        root_crl: Option<PathBuf>,
     },
     /// Certificates.
     Cert {
@@ -221,9 +238,9 @@ enum AuditCommand {
 }
 
 /// A failure with its reason code, printed as one line.
-struct Failure {
-    code: ReasonCode,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: ReasonCode,
+    pub(crate) message: String,
 }
 
 impl From<CaError> for Failure {
@@ -247,13 +264,30 @@ impl From<crate::root_crl::RootCrlError> for Failure {
 impl From<nuc_store::StoreError> for Failure {
     fn from(e: nuc_store::StoreError) -> Self {
         Failure {
-            code: ReasonCode::StorageFailure,
+            code: match e {
+                nuc_store::StoreError::Unavailable(_) => ReasonCode::Unavailable,
+                _ => ReasonCode::StorageFailure,
+            },
             message: e.to_string(),
         }
     }
 }
 
-fn invalid(message: String) -> Failure {
+impl From<crate::store::OpenStoreError> for Failure {
+    fn from(e: crate::store::OpenStoreError) -> Self {
+        use crate::store::OpenStoreError as E;
+        match e {
+            E::Setting { .. } => invalid(e.to_string()),
+            E::NoCa(_) => Failure {
+                code: ReasonCode::CaState,
+                message: e.to_string(),
+            },
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+pub(crate) fn invalid(message: String) -> Failure {
     Failure {
         code: ReasonCode::InvalidArgument,
         message,
@@ -290,9 +324,16 @@ fn reexec_for_softhsm(cmd: &Command) -> Option<ExitCode> {
     let conf = match Home::open(dir) {
         Ok(home) if !home.softhsm2_env_ok() => home.softhsm2_conf()?,
         Ok(_) => return None,
-        // No config yet: `init` writes a dev one with the conf under hsm/.
-        Err(_) if matches!(cmd, Command::Init { .. }) => dir.join("hsm/softhsm2.conf"),
-        Err(_) => return None,
+        // No config yet: `init --join` names the CA's token; `init` writes a dev home with
+        // the conf under hsm/.
+        Err(_) => match cmd {
+            Command::Init {
+                softhsm2_conf: Some(conf),
+                ..
+            } => conf.clone(),
+            Command::Init { .. } => dir.join("hsm/softhsm2.conf"),
+            _ => return None,
+        },
     };
     if std::env::var_os("NUC_REEXECED").is_some() {
         return None; // never loop; the library reports the mismatch
@@ -360,6 +401,7 @@ impl From<OpenError> for Failure {
         match e {
             OpenError::Ca(e) => e.into(),
             OpenError::Store(e) => e.into(),
+            OpenError::OpenStore(e) => e.into(),
             OpenError::Registry(m) => invalid(format!("[registry] {m}")),
         }
     }
@@ -454,18 +496,18 @@ fn status_change(
 }
 
 /// The home at `dir`, its store and its CA (no RA, no registry), with the root key or without.
-fn open_ca(dir: &Path, root_key: RootKey) -> Result<(Home, SqliteStore, Ca), Failure> {
+pub(crate) fn open_ca(dir: &Path, root_key: RootKey) -> Result<(Home, Store, Ca), Failure> {
     let home = Home::open(dir).map_err(CaError::from)?;
     let store = open_store(&home)?;
-    let ca = Ca::open_with(&home, &store, root_key)?;
+    let ca = Ca::open_with(&home, store.as_ref(), root_key)?;
     Ok((home, store, ca))
 }
 
 /// The root CRL ceremony: the next root CRL, signed with the root key of `ca`, audited under
 /// `actor`, put where the service serves it.
-fn root_crl_ceremony(
+pub(crate) fn root_crl_ceremony(
     home: &Home,
-    store: &SqliteStore,
+    store: &Store,
     ca: &Ca,
     actor: &str,
     next_update_days: i64,
@@ -492,85 +534,23 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             grpc_listen,
             registry_url,
             development,
-        } => {
-            // The whole nuc.toml first (only if absent): the CA reads its sections of it.
-            let created_dir = !home.exists();
-            let wrote_config = if Home::config_path(&home).exists() {
-                false
-            } else {
-                let mut config = Config::dev(http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
-                if let Some(k) = root_key {
-                    config.ca.root_key = k;
-                }
-                if let Some(k) = issuing_key {
-                    config.ca.issuing_key = k;
-                }
-                if let Some(g) = grpc_listen {
-                    config.grpc.listen = g;
-                }
-                if let Some(r) = registry_url {
-                    config.registry.url = r;
-                }
-                config.service.development = development;
-                // Private from the start: what init writes next is not readable in between.
-                crate::private_home::create_dir_all(&home).map_err(|e| Failure {
-                    code: ReasonCode::CaState,
-                    message: format!("{}: {e}", home.display()),
-                })?;
-                config.write_new(&home).map_err(CaError::from)?;
-                true
-            };
-            let report = Ca::init(&home, &InitOptions::default(), &|path| {
-                Ok(Box::new(SqliteStore::open(path)?))
-            })
-            .inspect_err(|_| {
-                // Nothing of a failed init stays behind, the configuration included.
-                if created_dir {
-                    let _ = std::fs::remove_dir_all(&home);
-                } else if wrote_config {
-                    let _ = std::fs::remove_file(Home::config_path(&home));
-                }
-            })?;
-            let config = Config::open(&home).map_err(CaError::from)?;
-            // Init is the root key's first ceremony: it also signs the first root CRL.
-            let (home, store, ca) = open_ca(&home, RootKey::Online)?;
-            crate::tls::create_server_identity(&home, &config.grpc, &ca, &store).map_err(|e| {
-                Failure {
-                    code: ReasonCode::Internal,
-                    message: format!("TLS identity of the service: {e}"),
-                }
-            })?;
-            let root_crl = root_crl_ceremony(
-                &home,
-                &store,
-                &ca,
-                "cli:init",
-                crate::root_crl::DEFAULT_NEXT_UPDATE_DAYS,
-            )?;
-            for (role, alg) in &report.algorithms {
-                println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
-            }
-            // Everything init made (database, token, nuc.toml with its PINs) is the owner's
-            // alone, whatever the umask was.
-            crate::private_home::restrict(&home.dir).map_err(|e| Failure {
-                code: ReasonCode::Internal,
-                message: format!("{}: making the home private: {e}", home.dir.display()),
-            })?;
-            println!("root CA certificate: {}", report.root_pem.display());
-            println!("issuing CA certificate: {}", report.issuing_pem.display());
-            println!("OCSP signer certificate: {}", report.ocsp_pem.display());
-            println!(
-                "gRPC TLS certificate of the service: {}",
-                home.dir.join(&config.grpc.tls_cert).display()
-            );
-            println!(
-                "root CRL: {} (number {}, next update {}; renew it with `nuc root crl`)",
-                root_crl.path.display(),
-                root_crl.number,
-                nuc_core::time::rfc3339(root_crl.next_update)
-            );
-            Ok(())
-        }
+            store_url,
+            join,
+            softhsm2_conf,
+            root_crl,
+        } => crate::init::run(crate::init::InitArgs {
+            home,
+            http_listen,
+            root_key,
+            issuing_key,
+            grpc_listen,
+            registry_url,
+            development,
+            store_url,
+            join,
+            softhsm2_conf,
+            root_crl,
+        }),
         Command::Cert {
             command:
                 CertCommand::Issue {
@@ -643,7 +623,10 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 key_storage: Default::default(),
             };
             let issued = ca
-                .issue(std::slice::from_ref(&order), &Issuance::alone(&store))?
+                .issue(
+                    std::slice::from_ref(&order),
+                    &Issuance::alone(store.as_ref()),
+                )?
                 .remove(0);
             std::fs::write(&out, issued.pem()).map_err(|e| Failure {
                 code: ReasonCode::Internal,
@@ -711,13 +694,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             command: AuditCommand::Verify { home },
         } => {
             let home = Home::open(&home).map_err(CaError::from)?;
-            if !home.db_path().exists() {
-                return Err(Failure {
-                    code: ReasonCode::CaState,
-                    message: format!("{} has no database", home.db_path().display()),
-                });
-            }
-            let store = SqliteStore::open(&home.db_path())?;
+            let store = open_store(&home)?;
             match store.verify_audit()? {
                 Ok(n) => {
                     println!("audit chain intact: {n} records");

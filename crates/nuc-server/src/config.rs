@@ -235,6 +235,57 @@ impl Default for NotificationsConfig {
     }
 }
 
+/// `[store]`: where the records are. Absent, the embedded default: SQLite in `HOME/nuc.db`, one
+/// instance. A PostgreSQL URL lets several instances (each with its own home) share one
+/// database; the password is never in the URL nor on a command line, but in the environment
+/// (`NUC_STORE_PASSWORD`) or in `password_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (the default) or `postgres://USER@HOST:PORT/DATABASE[?sslmode=require]`.
+    pub url: String,
+    /// A hot standby for the reads that may lag the primary (see docs/cluster.md): the CRLs
+    /// served over HTTP. Unset: every read goes to `url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_url: Option<String>,
+    /// A file (relative to the home, readable by the owner only) holding the database
+    /// password; `NUC_STORE_PASSWORD` takes precedence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA that issued the database server's certificate: with it, the server's
+    /// certificate is verified (use with `sslmode=require`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Read connections kept open (default 8); changes go through one more, the writer's.
+    pub pool_size: usize,
+    /// Seconds to wait for a connection to the database (default 5): past it, a call is
+    /// answered UNAVAILABLE.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: SQLITE.into(),
+            read_url: None,
+            password_file: None,
+            tls_ca: None,
+            pool_size: 8,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+/// `[store] url` of the embedded default.
+pub const SQLITE: &str = "sqlite";
+
+impl StoreConfig {
+    /// Whether this is the embedded default (no `[store]` written).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// `[ocsp]`: what the OCSP responder may spend. Anyone who reaches the HTTP listener chooses
 /// the CertIDs and nonces, so both the cache and the signing are bounded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,6 +300,10 @@ pub struct OcspSettings {
     /// Responses that may wait for one of those sessions (default 16); beyond, the answer is
     /// an unsigned `tryLater` at once.
     pub signing_queue: usize,
+    /// Serials known to be issued that OCSP keeps in memory (default 1,000,000; about 100
+    /// bytes each); past it the set starts over. A serial not in it costs one database read,
+    /// then answers from memory. Revocations are all kept, whatever this says.
+    pub known_serials: usize,
 }
 
 /// Default of `[ocsp] signing_sessions`.
@@ -262,6 +317,7 @@ impl Default for OcspSettings {
             cache_bytes: nuc_publisher::ocsp::DEFAULT_CACHE_BYTES,
             signing_sessions: DEFAULT_OCSP_SIGNING_SESSIONS,
             signing_queue: DEFAULT_OCSP_SIGNING_QUEUE,
+            known_serials: 1_000_000,
         }
     }
 }
@@ -287,6 +343,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub ocsp: OcspSettings,
+    #[serde(default, skip_serializing_if = "StoreConfig::is_default")]
+    pub store: StoreConfig,
 }
 
 impl Config {
@@ -309,6 +367,7 @@ impl Config {
             ra: RaSettings::default(),
             notifications: NotificationsConfig::default(),
             ocsp: OcspSettings::default(),
+            store: StoreConfig::default(),
         }
     }
 
@@ -357,6 +416,11 @@ impl Config {
             (
                 "[http] readiness_timeout_ms",
                 self.http.readiness_timeout_ms,
+            ),
+            ("[store] pool_size", self.store.pool_size as u64),
+            (
+                "[store] connect_timeout_secs",
+                self.store.connect_timeout_secs,
             ),
         ];
         match positive.iter().find(|(_, v)| *v == 0) {

@@ -1,22 +1,22 @@
 //! One instance of the service, opened: its home (configuration, directories), its store, its
 //! CA and its RA. Every part of the server — CLI commands, gRPC handlers, the HTTP listener,
 //! the CRL publisher, the outbox sender — is handed what it needs from here, as the narrow
-//! handle of its role: the RA as [`Ra`], the publisher a [`CrlContext`], OCSP an
-//! [`OcspContext`], verification read-only [`Lookups`], the sender an [`Outbox`].
+//! handle of its role: the RA as [`Ra`], the publisher a [`CrlContext`], verification
+//! read-only [`Lookups`], the sender an [`Outbox`].
 //!
-//! This is the only place where the SQLite store is opened for the service.
+//! The store is opened here, through [`crate::store`], as `[store]` of the home says.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use nuc_ca::{Ca, CaError, Home};
-use nuc_publisher::{CrlContext, OcspContext};
+use nuc_publisher::CrlContext;
 use nuc_ra::{Clock, Ra, RaConfig};
 use nuc_store::StoreError;
-use nuc_store_sqlite::SqliteStore;
 use nuc_verify::Lookups;
 
 use crate::config::Config;
+use crate::store::{OpenStoreError, Store};
 
 /// Why an instance could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum OpenError {
     Ca(#[from] CaError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    OpenStore(#[from] OpenStoreError),
     /// The `[registry]` section is refused; the message names the setting.
     #[error("[registry] {0}")]
     Registry(String),
@@ -36,21 +38,15 @@ pub struct Instance {
     pub config: Config,
     /// The home as the CA sees it (its sections of `nuc.toml`, its paths).
     pub home: Home,
-    pub store: Arc<SqliteStore>,
+    pub store: Store,
     pub ca: Arc<Ca>,
     pub ra: Arc<Ra>,
 }
 
-/// The store of an initialised home. A home without a database has no CA: opening would create
-/// an empty one, and `nuc init` would then refuse the home.
-pub fn open_store(home: &Home) -> Result<SqliteStore, CaError> {
-    if !home.db_path().exists() {
-        return Err(CaError::CaState(format!(
-            "{} has no CA: run `nuc init` first",
-            home.dir.display()
-        )));
-    }
-    SqliteStore::open(&home.db_path()).map_err(CaError::from)
+/// The store of an initialised home, as its `[store]` says.
+pub fn open_store(home: &Home) -> Result<Store, OpenError> {
+    let config = Config::open(&home.dir).map_err(CaError::from)?;
+    Ok(crate::store::open(&home.dir, &config.store)?)
 }
 
 impl Instance {
@@ -62,7 +58,7 @@ impl Instance {
             dir: dir.into(),
             config: config.ca_settings(),
         };
-        let store = Arc::new(open_store(&home)?);
+        let store = crate::store::open(dir, &config.store)?;
         let cfg = &config;
         let mut ca = Ca::open(&home, store.as_ref())?;
         // OCSP signs on sessions of its own, so a nonce flood cannot hold issuance up.
@@ -73,7 +69,7 @@ impl Instance {
             .client(dir)
             .map_err(|e| OpenError::Registry(e.to_string()))?;
         let ra = Arc::new(Ra::new(
-            store.clone(),
+            Arc::new(store.clone()),
             ca.clone(),
             Arc::new(registry),
             clock,
@@ -98,15 +94,7 @@ impl Instance {
     pub fn crls(&self) -> CrlContext<'_> {
         CrlContext {
             ca: self.ca.as_ref(),
-            store: self.store.as_ref(),
-        }
-    }
-
-    /// What OCSP responses are made with: the CA's OCSP signer and the revocations.
-    pub fn ocsp(&self) -> OcspContext<'_> {
-        OcspContext {
-            ca: self.ca.as_ref(),
-            store: self.store.as_ref(),
+            store: &self.store,
         }
     }
 

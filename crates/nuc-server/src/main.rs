@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod grpc;
 mod health;
+mod init;
 mod instance;
 mod listeners;
 mod outbox;
@@ -16,6 +17,7 @@ mod private_home;
 mod publication;
 mod root_crl;
 mod serve;
+mod store;
 mod tls;
 
 use std::process::ExitCode;

@@ -15,7 +15,7 @@ use crate::instance::Instance;
 use crate::root_crl;
 use nuc_ca::RootCrlBy;
 use nuc_publisher::crl::{self, PublishError, Published, PublishedDelta, Validity};
-use nuc_store::{AuditLog, CrlRow, PublicationStore};
+use nuc_store::{AuditLog, CrlRow, PublicationStore, PublisherLease, StatusChange, StatusFeed};
 use tokio::sync::watch;
 
 /// Default `[publication]` settings.
@@ -36,10 +36,38 @@ pub struct Publisher {
     /// One publication at a time: two would build CRLs with the same number, and the database
     /// would refuse the second after its HSM signature was spent.
     one_at_a_time: Mutex<()>,
+    /// Woken by every revocation that any instance on the store commits (the store's status
+    /// feed), for the delta CRL that reports it.
+    revoked: Arc<tokio::sync::Notify>,
+}
+
+/// Why a publication did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicationError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Another instance on the store holds the publisher lease: it publishes, this one does
+    /// not (CRL numbers stay one sequence, signed by one instance at a time).
+    #[error("CRLs are published by another instance of this CA (it holds the publisher lease)")]
+    NotPublisher,
+}
+
+impl From<nuc_store::StoreError> for PublicationError {
+    fn from(e: nuc_store::StoreError) -> Self {
+        Self::Publish(e.into())
+    }
 }
 
 impl Publisher {
-    pub fn new(inst: Arc<Instance>) -> Self {
+    pub fn new(inst: Arc<Instance>) -> Result<Self, nuc_store::StoreError> {
+        let revoked = Arc::new(tokio::sync::Notify::new());
+        let wake = revoked.clone();
+        inst.store
+            .subscribe_status(Arc::new(move |change: &StatusChange| {
+                if let StatusChange::Revoked { .. } = change {
+                    wake.notify_one();
+                }
+            }))?;
         let cfg = &inst.home.config.publication;
         let validity = Validity {
             full_secs: cfg.crl_validity_secs.unwrap_or(DEFAULT_FULL_VALIDITY_SECS),
@@ -62,7 +90,7 @@ impl Publisher {
             .unwrap_or(root_crl::DEFAULT_DUE_DAYS)
             .max(0)
             * 86_400;
-        Self {
+        Ok(Self {
             inst,
             validity,
             interval,
@@ -70,6 +98,16 @@ impl Publisher {
             root_crl_by,
             root_crl_due_secs,
             one_at_a_time: Mutex::new(()),
+            revoked,
+        })
+    }
+
+    /// Refuses unless this instance holds the publisher lease (taking it if it is free).
+    fn lease(&self) -> Result<(), PublicationError> {
+        if self.inst.store.hold_publisher_lease()? {
+            Ok(())
+        } else {
+            Err(PublicationError::NotPublisher)
         }
     }
 
@@ -78,8 +116,9 @@ impl Publisher {
     }
 
     /// A complete and a delta CRL, now (blocking: HSM and durable commit).
-    pub fn publish(&self, actor: &str) -> Result<Published, PublishError> {
+    pub fn publish(&self, actor: &str) -> Result<Published, PublicationError> {
         let _one = self.lock();
+        self.lease()?;
         let started = Instant::now();
         let p = crl::publish_as(self.inst.crls(), now(), self.validity, actor)?;
         tracing::info!(
@@ -96,7 +135,12 @@ impl Publisher {
     /// A publication the scheduler asked for: the request with its reason in the audit log,
     /// then a complete and a delta CRL (their own `crl.published` records name the same
     /// caller).
-    pub fn publish_requested(&self, actor: &str, reason: &str) -> Result<Published, PublishError> {
+    pub fn publish_requested(
+        &self,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Published, PublicationError> {
+        self.lease()?;
         self.inst.store.audit(&nuc_store::AuditEntry {
             actor: actor.to_owned(),
             action: "crl.publication_requested".into(),
@@ -107,10 +151,11 @@ impl Publisher {
     }
 
     /// A delta CRL alone, now; both CRLs when no complete CRL exists yet.
-    pub fn publish_delta(&self, actor: &str) -> Result<Option<PublishedDelta>, PublishError> {
+    pub fn publish_delta(&self, actor: &str) -> Result<Option<PublishedDelta>, PublicationError> {
         let started = Instant::now();
         let delta = {
             let _one = self.lock();
+            self.lease()?;
             crl::publish_delta(self.inst.crls(), now(), self.validity.delta_secs, actor)?
         };
         match &delta {
@@ -141,7 +186,7 @@ impl Publisher {
     /// past its nextUpdate, then every interval, and a delta `delta_after_revocation_ms` after
     /// a revocation (revocations arriving meanwhile go out in the same delta).
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let revocations = self.inst.ra.revocations();
+        let revocations = self.revoked.clone();
         let me = self.clone();
         let stale = blocking(move || {
             me.root_crl();
@@ -181,8 +226,12 @@ impl Publisher {
                     delta_at = None;
                     let me = self.clone();
                     blocking(move || {
-                        if let Err(e) = me.publish_delta("system:publisher") {
-                            tracing::error!(error = %e, "delta CRL after a revocation failed; the next publication covers it");
+                        match me.publish_delta("system:publisher") {
+                            Ok(_) => {}
+                            Err(PublicationError::NotPublisher) => tracing::debug!("another instance publishes the delta CRL"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "delta CRL after a revocation failed; the next publication covers it");
+                            }
                         }
                     })
                     .await;
@@ -195,8 +244,14 @@ impl Publisher {
     async fn publish_in_background(self: &Arc<Self>, actor: &'static str) {
         let me = self.clone();
         blocking(move || {
-            if let Err(e) = me.publish(actor) {
-                tracing::error!(error = %e, "CRL publication failed; will retry at the next interval");
+            match me.publish(actor) {
+                Ok(_) => {}
+                Err(PublicationError::NotPublisher) => {
+                    tracing::debug!("another instance publishes CRLs")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "CRL publication failed; will retry at the next interval")
+                }
             }
         })
         .await;
@@ -236,6 +291,9 @@ impl Publisher {
                     "the root CRL served comes close to its nextUpdate: the root CRL ceremony is due (`nuc root crl`)"
                 ),
             },
+            RootCrlBy::Service if self.lease().is_err() => {
+                tracing::debug!("another instance publishes the root CRL")
+            }
             RootCrlBy::Service => match root_crl::make(
                 &self.inst.home,
                 self.inst.crls(),

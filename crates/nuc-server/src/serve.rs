@@ -13,8 +13,10 @@ use nuc_api::v1::operator_service_server::OperatorServiceServer;
 use nuc_api::v1::portal_service_server::PortalServiceServer;
 use nuc_api::v1::publisher_service_server::PublisherServiceServer;
 use nuc_api::v1::verification_service_server::VerificationServiceServer;
+use nuc_publisher::OcspContext;
+use nuc_publisher::status::StatusSnapshot;
 use nuc_ra::OffsetClock;
-use nuc_store::{CertificateStore, PublicationStore};
+use nuc_store::{CertificateStore, PublicationStore, RevocationReader};
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
@@ -27,6 +29,20 @@ use crate::publication::Publisher;
 struct AppState {
     inst: Arc<Instance>,
     ocsp: nuc_publisher::ocsp::OcspCache,
+    /// Every serial's status as OCSP reads it: in memory, current with every instance's
+    /// revocations through the store's feed.
+    status: Arc<StatusSnapshot>,
+}
+
+impl AppState {
+    /// What OCSP signs with and reads from; `memory_only` for the answers that must not wait
+    /// on the database.
+    fn ocsp_context<'a>(&'a self, store: &'a dyn RevocationReader) -> OcspContext<'a> {
+        OcspContext {
+            ca: self.inst.ca.as_ref(),
+            store,
+        }
+    }
 }
 
 const OCSP_RESPONSE: &str = "application/ocsp-response";
@@ -35,19 +51,24 @@ const OCSP_RESPONSE: &str = "application/ocsp-response";
 async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let started = Instant::now();
-    // A fresh pre-signed answer or a refusal costs a parse and a point lookup: served here.
-    // Whatever must be signed goes to the blocking pool, where waiting on the HSM stalls no
-    // connection; the OCSP signer's own bounded lane turns the excess away with tryLater.
-    if let Some(answer) = state
-        .ocsp
-        .cached(state.inst.ocsp(), &request, nuc_core::time::now_unix())
-    {
+    // A fresh pre-signed answer or a refusal costs a parse and a look in memory: served here.
+    // Whatever must be signed or asked of the database goes to the blocking pool, where
+    // waiting stalls no connection; the OCSP signer's own bounded lane turns the excess away
+    // with tryLater.
+    let in_memory = state.status.memory_only();
+    if let Some(answer) = state.ocsp.cached(
+        state.ocsp_context(&in_memory),
+        &request,
+        nuc_core::time::now_unix(),
+    ) {
         return ([(axum::http::header::CONTENT_TYPE, OCSP_RESPONSE)], answer).into_response();
     }
     let answer = tokio::task::spawn_blocking(move || {
-        state
-            .ocsp
-            .respond(state.inst.ocsp(), &request, nuc_core::time::now_unix())
+        state.ocsp.respond(
+            state.ocsp_context(state.status.as_ref()),
+            &request,
+            nuc_core::time::now_unix(),
+        )
     })
     .await
     .unwrap_or_else(|_| {
@@ -256,7 +277,15 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         };
 
         let api = Arc::new(Api::new(inst.clone(), cfg.grpc.dev_plaintext));
-        let publisher = Arc::new(Publisher::new(inst.clone()));
+        let publisher = Arc::new(Publisher::new(inst.clone())?);
+        let status = {
+            let store = inst.store.clone();
+            let known = cfg.ocsp.known_serials;
+            tokio::task::spawn_blocking(move || {
+                StatusSnapshot::start(Arc::new(store.clone()), &store, known)
+            })
+            .await??
+        };
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<PortalServiceServer<PortalApi>>()
@@ -319,6 +348,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
                 nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
                 cfg.ocsp.cache_bytes,
             ),
+            status,
         });
         let (root_der, issuing_der) = (
             inst.ca.root().cert_der.clone(),

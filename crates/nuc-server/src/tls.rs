@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use nuc_ca::{Ca, Home, IssueRequest};
 use nuc_core::SubjectInfo;
 use nuc_store::Issuance;
-use nuc_store_sqlite::SqliteStore;
+use nuc_store::ServiceStore;
 
 use crate::config::GrpcConfig;
 use openssl::ec::{EcGroup, EcKey};
@@ -22,7 +22,7 @@ pub fn create_server_identity(
     home: &Home,
     cfg: &GrpcConfig,
     ca: &Ca,
-    store: &SqliteStore,
+    store: &dyn ServiceStore,
 ) -> anyhow::Result<()> {
     let (key_path, cert_path) = (home.dir.join(&cfg.tls_key), home.dir.join(&cfg.tls_cert));
     if key_path.exists() || cert_path.exists() {

@@ -14,6 +14,7 @@
 //! at all.
 
 mod cluster;
+mod forward;
 mod ledger;
 #[cfg(feature = "memory")]
 pub mod memory;

@@ -1,6 +1,8 @@
 //! F3 (online, by the holder), F5 (at a CON counter, by an operator), and an administrator's
 //! revocation.
 
+use std::sync::Arc;
+
 use nuc_core::{NoticeKind, ReasonCode, RequestState, RevocationReason};
 use nuc_store::{RevocationReader, UsedPayloads};
 
@@ -22,17 +24,28 @@ async fn a_holder_revokes_online_and_the_request_follows_its_certificates() {
     let rig = Rig::new();
     let op = rig.operator(SHOKAN).await;
     let holder = rig.holder(ABAI, &op).await;
-    let woken = rig.ra.revocations();
+    let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = changes.clone();
+    nuc_store::StatusFeed::subscribe_status(
+        rig.store.as_ref(),
+        Arc::new(move |c: &nuc_store::StatusChange| seen.lock().unwrap().push(c.clone())),
+    )
+    .unwrap();
     let row = rig
         .ra
         .revoke_online(PORTAL, &holder.order(&holder.auth.0, 1))
         .unwrap();
     assert_eq!(row.reason, RevocationReason::KeyCompromise);
     assert_eq!(row.revoked_by, format!("holder:{}", holder.sign.0));
-    // The publisher is woken for a delta CRL.
-    tokio::time::timeout(std::time::Duration::from_secs(1), woken.notified())
-        .await
-        .expect("a revocation wakes the publisher");
+    // Every instance learns of it before the call returns (OCSP, the delta CRL publisher).
+    assert_eq!(
+        *changes.lock().unwrap(),
+        [nuc_store::StatusChange::Revoked {
+            serial: holder.auth.0.clone(),
+            reason: RevocationReason::KeyCompromise,
+            revoked_at: row.revoked_at,
+        }]
+    );
     let n = rig.store.notices().pop().unwrap();
     assert_eq!(n.kind, NoticeKind::Revoked);
     assert!(n.subject.contains(&holder.auth.0));

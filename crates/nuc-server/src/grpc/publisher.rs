@@ -9,7 +9,7 @@ use nuc_store::{CrlKind, CrlRow};
 use tonic::{Request, Response, Status};
 
 use super::{Api, Service, offload, refusal};
-use crate::publication::Publisher;
+use crate::publication::{PublicationError, Publisher};
 
 pub struct PublisherApi {
     pub api: Arc<Api>,
@@ -53,16 +53,23 @@ impl PublisherApi {
 }
 
 /// Why a publication failed, as the caller should read it: the HSM or the database may come
-/// back (retry later); anything else is a bug of ours. Nothing was published either way.
-fn failure_reason(e: &nuc_publisher::crl::PublishError) -> ReasonCode {
+/// back, or the instance that publishes may be asked (retry later); anything else is a bug of
+/// ours. Nothing was published either way.
+fn failure_reason(e: &PublicationError) -> ReasonCode {
     use nuc_publisher::crl::PublishError;
     match e {
-        PublishError::Hsm(_) => ReasonCode::HsmFailure,
-        PublishError::Store(_) => ReasonCode::StorageFailure,
-        PublishError::Encoding(_)
-        | PublishError::BadRevocation { .. }
-        | PublishError::Invalid(_)
-        | PublishError::LintFailed(_) => ReasonCode::Internal,
+        PublicationError::NotPublisher => ReasonCode::Unavailable,
+        PublicationError::Publish(PublishError::Hsm(_)) => ReasonCode::HsmFailure,
+        PublicationError::Publish(PublishError::Store(nuc_store::StoreError::Unavailable(_))) => {
+            ReasonCode::Unavailable
+        }
+        PublicationError::Publish(PublishError::Store(_)) => ReasonCode::StorageFailure,
+        PublicationError::Publish(
+            PublishError::Encoding(_)
+            | PublishError::BadRevocation { .. }
+            | PublishError::Invalid(_)
+            | PublishError::LintFailed(_),
+        ) => ReasonCode::Internal,
     }
 }
 
