@@ -109,9 +109,8 @@ impl PgStore {
 /// The check of `nuc-store-sqlite`, over records in `seq` order.
 pub(crate) fn verify(records: &[AuditRecord]) -> Result<Result<u64, AuditBreak>, DbError> {
     let mut expected_prev = GENESIS_HASH.to_owned();
-    let mut expected_seq = 1i64;
     let mut count = 0u64;
-    for r in records {
+    for (expected_seq, r) in (1i64..).zip(records) {
         let broken = |reason: String| Ok(Err(AuditBreak { seq: r.seq, reason }));
         if r.seq != expected_seq {
             return broken(format!(
@@ -134,7 +133,6 @@ pub(crate) fn verify(records: &[AuditRecord]) -> Result<Result<u64, AuditBreak>,
             return broken("content does not match its hash (the record was edited)".into());
         }
         expected_prev = r.hash.clone();
-        expected_seq += 1;
         count += 1;
     }
     Ok(Ok(count))

@@ -34,10 +34,13 @@ const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
 const B: Type = Type::BYTEA;
 
+/// A table's name, its columns with their types, and the order of its rows.
+type Table = (&'static str, &'static [(&'static str, Type)], &'static str);
+
 /// Each table in an order its foreign keys accept: its name, its columns with their types in
 /// PostgreSQL (as read from SQLite: `rowid AS ord` gives the certificates' order), and the order
 /// of the rows.
-const TABLES: &[(&str, &[(&str, Type)], &str)] = &[
+const TABLES: &[Table] = &[
     (
         "ca_keys",
         &[

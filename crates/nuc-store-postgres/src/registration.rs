@@ -162,13 +162,13 @@ impl PgStore {
         let (r, audit) = (r.clone(), audit.clone());
         let (number, created) = self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
-            if let Some((caller, key)) = &idempotency {
-                if let Some(row) = tx.query_opt(
+            if let Some((caller, key)) = &idempotency
+                && let Some(row) = tx.query_opt(
                     "SELECT request_number FROM idempotency_keys WHERE caller = $1 AND key = $2",
                     &[caller, key],
-                )? {
-                    return Ok((row.try_get::<_, String>(0)?, false));
-                }
+                )?
+            {
+                return Ok((row.try_get::<_, String>(0)?, false));
             }
             if let Some(h) = &r.payload_sha256 {
                 use_payload(tx, h, &format!("request {}", r.number), now)?;

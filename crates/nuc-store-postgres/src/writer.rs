@@ -142,10 +142,10 @@ fn fail_batch(
             StoreError::Unavailable(m)
         }
         other => {
-            if let Some(c) = conn.as_mut() {
-                if c.client.batch_execute("ROLLBACK").is_err() {
-                    *conn = None;
-                }
+            if let Some(c) = conn.as_mut()
+                && c.client.batch_execute("ROLLBACK").is_err()
+            {
+                *conn = None;
             }
             StoreError::CommitFailed(other.to_string())
         }
