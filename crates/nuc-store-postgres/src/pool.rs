@@ -45,8 +45,8 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is a list and a count, consistent at every await point: a panic elsewhere
-        // cannot leave it half-changed.
+        // The state is a list and a count, each changed in one step under the lock: a panic
+        // elsewhere cannot leave it half-changed.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
