@@ -384,3 +384,105 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1 issued by it (PEM), and the CA's PEM.
+fn tls_material(cn: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = || PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let name = |cn: &str| {
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        n.build()
+    };
+    let (ca_key, leaf_key) = (key(), key());
+    let mut ca = X509::builder().unwrap();
+    ca.set_version(2).unwrap();
+    ca.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    ca.set_subject_name(&name(cn)).unwrap();
+    ca.set_issuer_name(&name(cn)).unwrap();
+    ca.set_pubkey(&ca_key).unwrap();
+    ca.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    ca.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    ca.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let ca = ca.build();
+    let mut leaf = X509::builder().unwrap();
+    leaf.set_version(2).unwrap();
+    leaf.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    leaf.set_subject_name(&name("127.0.0.1")).unwrap();
+    leaf.set_issuer_name(ca.subject_name()).unwrap();
+    leaf.set_pubkey(&leaf_key).unwrap();
+    leaf.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    leaf.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&leaf.x509v3_context(Some(&ca), None))
+        .unwrap();
+    leaf.append_extension(san).unwrap();
+    leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    (
+        leaf.build().to_pem().unwrap(),
+        leaf_key.private_key_to_pem_pkcs8().unwrap(),
+        ca.to_pem().unwrap(),
+    )
+}
+
+#[test]
+fn with_a_ca_file_the_server_certificate_is_verified() {
+    let cluster = common::cluster();
+    let (cert, key, ca) = tls_material("test CA");
+    cluster.enable_tls(&cert, &key).unwrap();
+    cluster.create_database("nuc").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (good, other) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&good, ca).unwrap();
+    std::fs::write(&other, tls_material("another CA").2).unwrap();
+    let url = cluster
+        .url("nuc")
+        .replace("sslmode=disable", "sslmode=require");
+    // The server takes TCP only over TLS: without it, no way in.
+    assert!(PgStore::open(&cluster.url("nuc"), &common::options(&cluster)).is_err());
+    // Encrypted but unverified (libpq's `require`): accepted.
+    PgStore::open(&url, &common::options(&cluster)).unwrap();
+    // Verified against the right CA, even from a URL that only prefers TLS.
+    let verified = PgOptions {
+        tls_ca_file: Some(good),
+        ..common::options(&cluster)
+    };
+    let prefer = cluster
+        .url("nuc")
+        .replace("sslmode=disable", "sslmode=prefer");
+    let store = PgStore::open(&prefer, &verified).unwrap();
+    store.audit(&audit("over TLS")).unwrap();
+    assert_eq!(store.verify_audit().unwrap(), Ok(1));
+    // A server whose certificate another CA issued is refused.
+    let wrong = PgOptions {
+        tls_ca_file: Some(other),
+        ..common::options(&cluster)
+    };
+    match PgStore::open(&url, &wrong) {
+        Err(StoreError::Database(m)) => assert!(m.contains("TLS"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A CA file with TLS switched off in the URL is a contradiction, said as such.
+    match PgStore::open(&cluster.url("nuc"), &verified) {
+        Err(StoreError::Database(m)) => assert!(m.contains("sslmode=disable"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -330,6 +330,38 @@ impl Cluster {
         }
     }
 
+    /// Turns TLS on with this certificate and key (PEM) and restarts: from then on TCP
+    /// connections are accepted only over TLS (`hostssl` in `pg_hba.conf`), so a client that
+    /// gets in is known to have used it.
+    pub fn enable_tls(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&cert, cert_pem).map_err(io("write the server certificate"))?;
+        std::fs::write(&key, key_pem).map_err(io("write the server key"))?;
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(io("restrict the server key"))?;
+        if let Some(user) = &self.run_as {
+            let mut chown = Command::new("chown");
+            chown.arg(user).arg(&cert).arg(&key);
+            run(chown, "chown of the server's certificate and key")?;
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(io("read postgresql.conf"))?;
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).map_err(io("write postgresql.conf"))?;
+        let hba = data.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).map_err(io("read pg_hba.conf"))?;
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, text).map_err(io("write pg_hba.conf"))?;
+        self.restart()
+    }
+
     /// Stops the server if it runs, and starts it again on the same port and data.
     pub fn restart(&self) -> Result<(), ClusterError> {
         self.stop()?;
