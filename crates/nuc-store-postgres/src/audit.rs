@@ -1,0 +1,139 @@
+//! The audit log: one record per state change, each carrying the hash of the one before, hashed
+//! exactly as `nuc-store-sqlite` hashes it (a JSON array of every column and the previous
+//! hash), so that a chain copied from SQLite keeps verifying here and one verifier reads both.
+//!
+//! Every write transaction of every instance holds the write advisory lock before it appends
+//! (see `writer.rs`), so the head read here is the last committed record: one chain, no fork.
+
+use sha2::{Digest, Sha256};
+
+use nuc_store::{AuditBreak, AuditEntry, AuditRecord, StoreError};
+
+use crate::{DbError, PgStore, Sql};
+
+/// The `prev_hash` of the first record (the same as SQLite's).
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub(crate) fn record_hash(
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    details: &str,
+    prev: &str,
+) -> Result<String, DbError> {
+    let canonical = serde_json::to_vec(&(seq, at, actor, action, object, details, prev))
+        .map_err(|e| DbError::Store(StoreError::Database(format!("audit record: {e}"))))?;
+    Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+/// Appends `entry` inside the writer's transaction; the record commits or vanishes with the
+/// change it describes.
+pub(crate) fn append(
+    tx: &mut Sql<'_, postgres::Client>,
+    entry: &AuditEntry,
+    at: i64,
+) -> Result<i64, DbError> {
+    let (last_seq, prev_hash): (i64, String) = match tx.query_opt(
+        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        &[],
+    )? {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    let seq = last_seq + 1;
+    let details = entry.details.to_string();
+    let hash = record_hash(
+        seq,
+        at,
+        &entry.actor,
+        &entry.action,
+        &entry.object,
+        &details,
+        &prev_hash,
+    )?;
+    tx.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &seq,
+            &at,
+            &entry.actor,
+            &entry.action,
+            &entry.object,
+            &details,
+            &prev_hash,
+            &hash,
+        ],
+    )?;
+    Ok(seq)
+}
+
+fn record(r: &postgres::Row) -> Result<AuditRecord, DbError> {
+    Ok(AuditRecord {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        object: r.try_get(4)?,
+        details: r.try_get(5)?,
+        prev_hash: r.try_get(6)?,
+        hash: r.try_get(7)?,
+    })
+}
+
+const ALL: &str =
+    "SELECT seq, at, actor, action, object, details, prev_hash, hash FROM audit_log ORDER BY seq";
+
+impl PgStore {
+    /// Appends one audit record on its own (a refusal, an administrator's act).
+    pub(crate) fn audit(&self, entry: &AuditEntry) -> Result<(), DbError> {
+        let entry = entry.clone();
+        self.write(move |tx| append(tx, &entry, nuc_core::time::now_unix()).map(drop))
+    }
+
+    /// All records in order.
+    pub(crate) fn audit_records(&self) -> Result<Vec<AuditRecord>, DbError> {
+        self.read(|s| s.query(ALL, &[])?.iter().map(record).collect())
+    }
+
+    /// Walks the whole chain, from one snapshot. `Ok(n)`: `n` records, all intact.
+    /// `Err(break)`: the first record edited, removed, inserted or reordered.
+    pub(crate) fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, DbError> {
+        let records = self.audit_records()?;
+        verify(&records)
+    }
+}
+
+/// The check of `nuc-store-sqlite`, over records in `seq` order.
+pub(crate) fn verify(records: &[AuditRecord]) -> Result<Result<u64, AuditBreak>, DbError> {
+    let mut expected_prev = GENESIS_HASH.to_owned();
+    let mut count = 0u64;
+    for (expected_seq, r) in (1i64..).zip(records) {
+        let broken = |reason: String| Ok(Err(AuditBreak { seq: r.seq, reason }));
+        if r.seq != expected_seq {
+            return broken(format!(
+                "expected sequence number {expected_seq} (a record is missing or inserted)"
+            ));
+        }
+        if r.prev_hash != expected_prev {
+            return broken("prev_hash does not match the hash of the record before".into());
+        }
+        if record_hash(
+            r.seq,
+            r.at,
+            &r.actor,
+            &r.action,
+            &r.object,
+            &r.details,
+            &r.prev_hash,
+        )? != r.hash
+        {
+            return broken("content does not match its hash (the record was edited)".into());
+        }
+        expected_prev = r.hash.clone();
+        count += 1;
+    }
+    Ok(Ok(count))
+}

@@ -1,0 +1,185 @@
+//! Publication: the CRLs signed (numbers, times, bytes) and the streaming read of revocations
+//! they are built from.
+//!
+//! CRL numbers come from the `crl_numbers` sequence, so two instances never draw the same one,
+//! and the database refuses a recorded number that does not exceed every number recorded
+//! before (a trigger, as in SQLite): a publisher that lost a race has its CRLs refused, never
+//! published. Recording advances the sequence past what was recorded (a delta takes the number
+//! after its complete CRL's without drawing it).
+
+use nuc_store::{AuditEntry, CrlKind, CrlRow, RevocationEntry, StoreError};
+
+use crate::audit::append;
+use crate::{DbError, PgStore, reason};
+
+const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at";
+/// The same columns without the CRL itself (an empty `der`).
+const CRL_INFO_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, '\\x'::BYTEA, sha256, published_at";
+
+/// Revocations fetched per round trip while streaming: bounds the memory of a CRL build.
+const FETCH: i32 = 4096;
+
+fn crl_row(r: &postgres::Row) -> Result<CrlRow, DbError> {
+    let kind: String = r.try_get(1)?;
+    Ok(CrlRow {
+        crl_number: r.try_get(0)?,
+        kind: match kind.as_str() {
+            "full" => CrlKind::Full,
+            "delta" => CrlKind::Delta,
+            other => {
+                return Err(DbError::Store(StoreError::Corrupt(format!(
+                    "CRL kind {other:?}"
+                ))));
+            }
+        },
+        base_crl_number: r.try_get(2)?,
+        this_update: r.try_get(3)?,
+        next_update: r.try_get(4)?,
+        entries: r.try_get(5)?,
+        der: r.try_get(6)?,
+        sha256: r.try_get(7)?,
+        published_at: r.try_get(8)?,
+    })
+}
+
+impl PgStore {
+    /// A number drawn from the sequence, and never below one above every recorded number.
+    pub(crate) fn next_crl_number(&self) -> Result<i64, DbError> {
+        self.read(|s| {
+            Ok(s.query_one(
+                "SELECT GREATEST(nextval('crl_numbers'), (SELECT COALESCE(MAX(crl_number), 0) + 1 FROM crls))",
+                &[],
+            )?
+            .try_get(0)?)
+        })
+    }
+
+    pub(crate) fn record_crls(
+        &self,
+        crls: Vec<CrlRow>,
+        actor: &str,
+    ) -> Result<Vec<CrlRow>, DbError> {
+        let actor = actor.to_owned();
+        self.write_returning(move |tx| {
+            let now = nuc_core::time::now_unix();
+            for c in &crls {
+                tx.execute(
+                    "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &c.crl_number,
+                        &c.kind.as_str(),
+                        &c.base_crl_number,
+                        &c.this_update,
+                        &c.next_update,
+                        &c.entries,
+                        &c.der,
+                        &c.sha256,
+                        &now,
+                    ],
+                )?;
+                let mut details = serde_json::json!({
+                    "kind": c.kind.as_str(),
+                    "number": c.crl_number,
+                    "entries": c.entries,
+                    "sha256": c.sha256,
+                });
+                if let Some(b) = c.base_crl_number {
+                    details["base"] = b.into();
+                }
+                append(
+                    tx,
+                    &AuditEntry {
+                        actor: actor.clone(),
+                        action: "crl.published".into(),
+                        object: format!("crl:{}", c.crl_number),
+                        details,
+                    },
+                    now,
+                )?;
+            }
+            if let Some(top) = crls.iter().map(|c| c.crl_number).max() {
+                // Sequences are not transactional: if this batch rolls back, the sequence stays
+                // ahead, which costs a gap in the numbers and never a reuse.
+                tx.execute(
+                    "SELECT setval('crl_numbers', $1) FROM crl_numbers WHERE last_value < $1 OR NOT is_called",
+                    &[&top],
+                )?;
+            }
+            Ok(crls)
+        })
+    }
+
+    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, DbError> {
+        let sql =
+            format!("SELECT {columns} FROM crls WHERE kind = $1 ORDER BY crl_number DESC LIMIT 1");
+        self.read(|s| {
+            s.query_opt(&sql, &[&kind.as_str()])?
+                .map(|r| crl_row(&r))
+                .transpose()
+        })
+    }
+
+    pub(crate) fn latest_full_crl(&self) -> Result<Option<CrlRow>, DbError> {
+        self.latest_crl(CrlKind::Full, CRL_COLUMNS)
+    }
+
+    pub(crate) fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
+        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS)
+    }
+
+    pub(crate) fn latest_delta_crl(&self) -> Result<Option<CrlRow>, DbError> {
+        self.latest_crl(CrlKind::Delta, CRL_COLUMNS)
+    }
+
+    pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
+        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS)
+    }
+
+    /// Calls `f` for every revocation (with `revoked_at >= since` when given) from one
+    /// snapshot (one portal of a read-only transaction), fetched a few thousand at a time:
+    /// memory does not grow with the number of revocations.
+    pub(crate) fn for_each_revocation(
+        &self,
+        since: Option<i64>,
+        f: &mut dyn FnMut(RevocationEntry<'_>),
+    ) -> Result<(), DbError> {
+        self.read(|s| {
+            let mut tx = s.c.build_transaction().read_only(true).start()?;
+            let portal = match since {
+                None => tx.bind(
+                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations",
+                    &[],
+                )?,
+                Some(t) => tx.bind(
+                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations WHERE revoked_at >= $1",
+                    &[&t],
+                )?,
+            };
+            let mut delivered = false;
+            loop {
+                let rows = match tx.query_portal(&portal, FETCH) {
+                    Ok(rows) => rows,
+                    // Once entries were handed out, a failure must not start the scan again
+                    // (the pool retries a read whose connection died): say it plainly.
+                    Err(e) if delivered => return Err(DbError::Store(crate::classify(&e))),
+                    Err(e) => return Err(e.into()),
+                };
+                if rows.is_empty() {
+                    break;
+                }
+                for r in &rows {
+                    delivered = true;
+                    f(RevocationEntry {
+                        serial_hex: r.try_get(0)?,
+                        reason: reason(r, 1)?,
+                        revoked_at: r.try_get(2)?,
+                        invalidity_date: r.try_get(3)?,
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}

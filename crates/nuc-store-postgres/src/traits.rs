@@ -1,0 +1,150 @@
+//! The storage traits of nuc-store, over PostgreSQL: each method is the inherent one of
+//! [`PgStore`] with its error turned into the traits' [`StoreError`].
+
+use nuc_core::{Notice, OperatorStatus};
+use nuc_store::{
+    AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
+    CertificateRow, CertificateStore, CrlRow, NewRequest, Notification, OperatorRow, OperatorStore,
+    Outbox, PublicationStore, RequestRow, RequestStore, Reservation, RevocationEntry,
+    RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, StoreHealth,
+    Transition, UsedPayloads,
+};
+use nuc_store::{PublisherLease, StatusFeed, StatusListener};
+
+use crate::PgStore;
+
+/// `fn name(&self, args…) -> Result<T, StoreError>` calling the inherent method of the same
+/// name.
+macro_rules! delegate {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;)*) => {
+        $(
+            fn $name(&self $(, $arg: $ty)*) -> Result<$out, StoreError> {
+                Ok(PgStore::$name(self $(, $arg)*)?)
+            }
+        )*
+    };
+}
+
+impl RequestStore for PgStore {
+    delegate! {
+        fn register_request(&self, request: &NewRequest, idempotency: Option<(String, String)>, notice: Option<Notice>, audit: &AuditEntry) -> (RequestRow, bool);
+        fn request_by_idempotency(&self, caller: &str, key: &str) -> Option<RequestRow>;
+        fn request(&self, number: &str) -> Option<RequestRow>;
+        fn transition(&self, t: &Transition) -> RequestRow;
+        fn expire_requests(&self, now: i64, actor: &str) -> Vec<String>;
+    }
+}
+
+impl CertificateStore for PgStore {
+    delegate! {
+        fn reserve_batch(&self, items: &[(Reservation, AuditEntry)], before: Option<Transition>) -> ();
+        fn record_batch(&self, items: &[(String, Vec<u8>, AuditEntry)], after: Option<Transition>) -> ();
+        fn abandon(&self, serial: &str, audit: &AuditEntry) -> ();
+        fn abandon_stale_reservations(&self, before: i64, actor: &str) -> Vec<String>;
+    }
+}
+
+impl CertificateReader for PgStore {
+    delegate! {
+        fn key_certified(&self, spki_sha256: &str) -> Option<String>;
+        fn certificate(&self, serial: &str) -> Option<CertificateRow>;
+        fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
+        fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
+        fn certificate_counts(&self) -> Vec<(String, i64)>;
+    }
+}
+
+impl RevocationStore for PgStore {
+    fn revoke(
+        &self,
+        revocation: &RevocationRow,
+        payload_sha256: Option<String>,
+        notice: Option<Notice>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        // The feed hears of it from PostgreSQL, as every other instance does.
+        Ok(PgStore::revoke(
+            self,
+            revocation,
+            payload_sha256,
+            notice,
+            audit,
+        )?)
+    }
+}
+
+impl RevocationReader for PgStore {
+    delegate! {
+        fn revocation(&self, serial: &str) -> Option<RevocationRow>;
+        fn serial_status(&self, serial: &str) -> Option<SerialStatus>;
+        fn for_each_revocation(&self, since: Option<i64>, f: &mut dyn FnMut(RevocationEntry<'_>)) -> ();
+    }
+}
+
+impl UsedPayloads for PgStore {
+    delegate! {
+        fn payload_used(&self, sha256: &str) -> Option<String>;
+    }
+}
+
+impl OperatorStore for PgStore {
+    delegate! {
+        fn put_operator(&self, operator: &OperatorRow, audit: &AuditEntry) -> ();
+        fn set_operator_status(&self, iin: &str, status: OperatorStatus, audit: &AuditEntry) -> ();
+        fn operator(&self, iin: &str) -> Option<OperatorRow>;
+        fn operators(&self) -> Vec<OperatorRow>;
+    }
+}
+
+impl AuditLog for PgStore {
+    delegate! {
+        fn audit(&self, entry: &AuditEntry) -> ();
+        fn audit_records(&self) -> Vec<AuditRecord>;
+        fn verify_audit(&self) -> Result<u64, AuditBreak>;
+    }
+}
+
+impl PublicationStore for PgStore {
+    delegate! {
+        fn next_crl_number(&self) -> i64;
+        fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Vec<CrlRow>;
+        fn latest_full_crl(&self) -> Option<CrlRow>;
+        fn latest_full_crl_info(&self) -> Option<CrlRow>;
+        fn latest_delta_crl(&self) -> Option<CrlRow>;
+        fn latest_delta_crl_info(&self) -> Option<CrlRow>;
+    }
+}
+
+impl Outbox for PgStore {
+    delegate! {
+        fn pending_notifications(&self, limit: i64) -> Vec<Notification>;
+        fn notifications_attempted(&self, outcomes: &[(i64, Option<String>)]) -> ();
+    }
+}
+
+impl CaKeyStore for PgStore {
+    delegate! {
+        fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> ();
+        fn ca_keys(&self) -> Vec<CaKeyRow>;
+    }
+}
+
+impl StoreHealth for PgStore {
+    delegate! {
+        fn ping(&self) -> ();
+    }
+}
+
+impl StatusFeed for PgStore {
+    fn subscribe_status(&self, listener: StatusListener) -> Result<(), StoreError> {
+        self.feed.subscribe(listener);
+        Ok(())
+    }
+}
+
+/// A session advisory lock: one instance at a time, until it stops or loses its connection.
+impl PublisherLease for PgStore {
+    fn hold_publisher_lease(&self) -> Result<bool, StoreError> {
+        self.lease.hold(&self.connector)
+    }
+}

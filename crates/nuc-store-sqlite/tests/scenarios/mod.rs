@@ -1,0 +1,551 @@
+//! The scenarios of the storage conformance suite: the promises every implementation of the
+//! storage traits keeps, written once over the traits — a transition refused by its state, a
+//! payload accepted once, a reservation that commits with its transition or not at all, a key
+//! certified once, a request revoked with its last certificate, expiry, operators, the outbox,
+//! the link of a renewal to what signed it.
+//!
+//! Included (`mod scenarios;`, or with `#[path]` from another crate) by each store's test:
+//! SQLite and memory here, PostgreSQL in `nuc-store-postgres`. Each runs every scenario of
+//! [`for_each_scenario`] on a fresh store of its kind.
+
+#![allow(dead_code)]
+
+use nuc_core::{
+    CertificateState, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind, RequestState,
+    RevocationReason,
+};
+use nuc_store::{
+    AuditEntry, AuditLog, CertificateReader, CertificateStore, NewRequest, OperatorRow,
+    OperatorStore, Outbox, RequestStore, Reservation, RevocationReader, RevocationRow,
+    RevocationStore, StoreError, Transition, UsedPayloads,
+};
+
+/// Everything the scenarios use.
+pub trait Store:
+    RequestStore
+    + CertificateStore
+    + CertificateReader
+    + RevocationStore
+    + RevocationReader
+    + OperatorStore
+    + UsedPayloads
+    + AuditLog
+    + Outbox
+{
+}
+
+impl<T> Store for T where
+    T: RequestStore
+        + CertificateStore
+        + CertificateReader
+        + RevocationStore
+        + RevocationReader
+        + OperatorStore
+        + UsedPayloads
+        + AuditLog
+        + Outbox
+{
+}
+
+/// Calls macro `$m` with the names of every scenario, so that each store's test lists them
+/// all without repeating the list.
+macro_rules! for_each_scenario {
+    ($m:ident) => {
+        $m! {
+        a_transition_leaves_only_the_states_it_names_and_carries_its_notice,
+        a_signed_payload_is_accepted_once_and_a_refused_change_spends_nothing,
+        a_reservation_commits_with_its_transition_or_not_at_all,
+        an_abandoned_reservation_burns_its_serial_and_frees_its_key,
+        a_request_is_revoked_with_its_last_certificate_once,
+        expiry_takes_only_registered_requests_past_their_deadline,
+        operators_keep_their_status,
+        the_outbox_hands_out_what_was_not_delivered_yet,
+        a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain
+        }
+    };
+}
+pub(crate) use for_each_scenario;
+
+pub fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        actor: "test".into(),
+        action: action.into(),
+        object: "x".into(),
+        details: serde_json::json!({}),
+    }
+}
+
+pub fn request(number: &str, expires_at: i64) -> NewRequest {
+    NewRequest {
+        number: number.into(),
+        kind: RequestKind::First,
+        state: RequestState::Registered,
+        iin: "860908363012".into(),
+        bin: None,
+        role: None,
+        email: Some("a@mail.example.kz".into()),
+        subject_json: "{}".into(),
+        auth_csr: vec![1],
+        sign_csr: vec![2],
+        identification: None,
+        registered_at: 0,
+        expires_at,
+        payload_sha256: None,
+        key_storage: KeyStorage::File,
+        renewed_from: None,
+        remote_renewals: 0,
+    }
+}
+
+pub fn transition(
+    number: &str,
+    from: RequestState,
+    to: RequestState,
+    payload: Option<&str>,
+) -> Transition {
+    Transition {
+        number: number.into(),
+        from: vec![from],
+        to,
+        refusal_reason: None,
+        decided_by: Some("0a".into()),
+        identification: None,
+        payload_sha256: payload.map(str::to_owned),
+        notify: Some(Notice {
+            kind: NoticeKind::Issued,
+            recipient: "a@mail.example.kz".into(),
+            subject: "s".into(),
+            body: "b".into(),
+        }),
+        audit: audit("request.moved"),
+    }
+}
+
+pub fn reservation(serial: &str, key: &str, number: Option<&str>) -> (Reservation, AuditEntry) {
+    (
+        Reservation {
+            serial: serial.into(),
+            profile: "individual-auth".into(),
+            subject: "CN=T".into(),
+            iin: Some("860908363012".into()),
+            bin: None,
+            spki_sha256: key.into(),
+            not_before: 0,
+            not_after: 1,
+            request_number: number.map(str::to_owned),
+        },
+        audit("certificate.reserved"),
+    )
+}
+
+pub fn issue(s: &dyn Store, serial: &str, key: &str, number: Option<&str>) {
+    s.reserve_batch(&[reservation(serial, key, number)], None)
+        .unwrap();
+    s.record_batch(
+        &[(serial.into(), b"der".to_vec(), audit("certificate.issued"))],
+        None,
+    )
+    .unwrap();
+}
+
+pub fn a_transition_leaves_only_the_states_it_names_and_carries_its_notice(s: &dyn Store) {
+    let (row, created) = s
+        .register_request(
+            &request("R1", 100),
+            Some(("p".into(), "k".into())),
+            None,
+            &audit("r"),
+        )
+        .unwrap();
+    assert!(created && row.state == RequestState::Registered);
+    let (again, created) = s
+        .register_request(
+            &request("R2", 100),
+            Some(("p".into(), "k".into())),
+            None,
+            &audit("r"),
+        )
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.number, "R1");
+    assert!(s.request("R2").unwrap().is_none());
+    let moved = s
+        .transition(&transition(
+            "R1",
+            RequestState::Registered,
+            RequestState::Refused,
+            None,
+        ))
+        .unwrap();
+    assert_eq!(moved.state, RequestState::Refused);
+    assert_eq!(moved.decided_by.as_deref(), Some("0a"));
+    match s.transition(&transition(
+        "R1",
+        RequestState::Registered,
+        RequestState::Confirmed,
+        None,
+    )) {
+        Err(StoreError::RequestState { current, .. }) => assert_eq!(current, "refused"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.transition(&transition(
+            "R9",
+            RequestState::Registered,
+            RequestState::Refused,
+            None
+        )),
+        Err(StoreError::RequestNotFound(_))
+    ));
+    assert_eq!(s.pending_notifications(10).unwrap().len(), 1);
+    let actions: Vec<String> = s
+        .audit_records()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(actions, ["r", "request.moved"]);
+}
+
+pub fn a_signed_payload_is_accepted_once_and_a_refused_change_spends_nothing(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.register_request(&request("R2", 100), None, None, &audit("r"))
+        .unwrap();
+    // Refused by its state: the payload is not spent, nothing is written.
+    let before = s.audit_records().unwrap().len();
+    assert!(
+        s.transition(&transition(
+            "R1",
+            RequestState::Issued,
+            RequestState::Revoked,
+            Some("h1")
+        ))
+        .is_err()
+    );
+    assert_eq!(s.audit_records().unwrap().len(), before);
+    s.transition(&transition(
+        "R1",
+        RequestState::Registered,
+        RequestState::Refused,
+        Some("h1"),
+    ))
+    .unwrap();
+    assert!(s.payload_used("h1").unwrap().is_some());
+    match s.transition(&transition(
+        "R2",
+        RequestState::Registered,
+        RequestState::Refused,
+        Some("h1"),
+    )) {
+        Err(StoreError::PayloadReplayed { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.request("R2").unwrap().unwrap().state,
+        RequestState::Registered
+    );
+}
+
+pub fn a_reservation_commits_with_its_transition_or_not_at_all(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    issue(s, "01", "k1", None);
+    let audit_before = s.audit_records().unwrap().len();
+    // The second reservation reuses a certified key: the confirmation is not applied either.
+    let r = s.reserve_batch(
+        &[
+            reservation("02", "k2", Some("R1")),
+            reservation("03", "k1", Some("R1")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Registered,
+            RequestState::Confirmed,
+            Some("h"),
+        )),
+    );
+    match r {
+        Err(StoreError::KeyAlreadyCertified { serial }) => assert_eq!(serial, "01"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Registered
+    );
+    assert!(s.certificate("02").unwrap().is_none());
+    assert!(s.key_certified("k2").unwrap().is_none());
+    assert!(s.payload_used("h").unwrap().is_none());
+    assert_eq!(s.audit_records().unwrap().len(), audit_before);
+    // The same, with fresh keys: all of it.
+    s.reserve_batch(
+        &[
+            reservation("02", "k2", Some("R1")),
+            reservation("03", "k3", Some("R1")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Registered,
+            RequestState::Confirmed,
+            Some("h"),
+        )),
+    )
+    .unwrap();
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Confirmed
+    );
+    assert_eq!(
+        s.certificate("02").unwrap().unwrap().state,
+        CertificateState::Reserved
+    );
+    s.record_batch(
+        &[
+            ("02".into(), b"a".to_vec(), audit("certificate.issued")),
+            ("03".into(), b"b".to_vec(), audit("certificate.issued")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Confirmed,
+            RequestState::Issued,
+            None,
+        )),
+    )
+    .unwrap();
+    let certs = s.certificates_of_request("R1").unwrap();
+    assert_eq!(
+        certs.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["02", "03"]
+    );
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Issued
+    );
+    // Recording what is not reserved is refused.
+    assert!(matches!(
+        s.record_batch(&[("09".into(), vec![], audit("x"))], None),
+        Err(StoreError::NotReserved(_))
+    ));
+}
+
+pub fn an_abandoned_reservation_burns_its_serial_and_frees_its_key(s: &dyn Store) {
+    s.reserve_batch(&[reservation("01", "k1", None)], None)
+        .unwrap();
+    s.abandon("01", &audit("certificate.abandoned")).unwrap();
+    assert_eq!(
+        s.certificate("01").unwrap().unwrap().state,
+        CertificateState::Abandoned
+    );
+    assert!(s.key_certified("k1").unwrap().is_none());
+    assert!(matches!(
+        s.reserve_batch(&[reservation("01", "k9", None)], None),
+        Err(StoreError::SerialExists(_))
+    ));
+    s.reserve_batch(&[reservation("02", "k1", None)], None)
+        .unwrap();
+}
+
+pub fn a_request_is_revoked_with_its_last_certificate_once(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.reserve_batch(
+        &[
+            reservation("01", "k1", Some("R1")),
+            reservation("02", "k2", Some("R1")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Registered,
+            RequestState::Confirmed,
+            None,
+        )),
+    )
+    .unwrap();
+    s.record_batch(
+        &[
+            ("01".into(), b"a".to_vec(), audit("certificate.issued")),
+            ("02".into(), b"b".to_vec(), audit("certificate.issued")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Confirmed,
+            RequestState::Issued,
+            None,
+        )),
+    )
+    .unwrap();
+    let revoke = |serial: &str, payload: Option<&str>| {
+        s.revoke(
+            &RevocationRow {
+                serial: serial.into(),
+                reason: RevocationReason::KeyCompromise,
+                revoked_at: 10,
+                invalidity_date: None,
+                revoked_by: "test".into(),
+            },
+            payload.map(str::to_owned),
+            None,
+            &audit("certificate.revoked"),
+        )
+    };
+    revoke("01", Some("p1")).unwrap();
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Issued
+    );
+    assert!(matches!(
+        revoke("01", None),
+        Err(StoreError::AlreadyRevoked(_))
+    ));
+    assert!(matches!(
+        revoke("02", Some("p1")),
+        Err(StoreError::PayloadReplayed { .. })
+    ));
+    assert!(matches!(
+        revoke("77", None),
+        Err(StoreError::CertificateNotFound(_))
+    ));
+    revoke("02", None).unwrap();
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Revoked
+    );
+    let status = s.serial_status("01").unwrap().unwrap();
+    assert_eq!(
+        status.revocation,
+        Some((RevocationReason::KeyCompromise, 10))
+    );
+    let mut listed = vec![];
+    s.for_each_revocation(None, &mut |e| listed.push(e.serial_hex.to_owned()))
+        .unwrap();
+    listed.sort();
+    assert_eq!(listed, ["01", "02"]);
+    assert!(
+        s.audit_records()
+            .unwrap()
+            .iter()
+            .any(|r| r.action == "request.revoked")
+    );
+}
+
+pub fn expiry_takes_only_registered_requests_past_their_deadline(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.register_request(&request("R2", 300), None, None, &audit("r"))
+        .unwrap();
+    s.register_request(&request("R3", 100), None, None, &audit("r"))
+        .unwrap();
+    s.transition(&transition(
+        "R3",
+        RequestState::Registered,
+        RequestState::Refused,
+        None,
+    ))
+    .unwrap();
+    assert_eq!(s.expire_requests(200, "system:expiry").unwrap(), ["R1"]);
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Expired
+    );
+    assert_eq!(
+        s.request("R2").unwrap().unwrap().state,
+        RequestState::Registered
+    );
+    assert_eq!(
+        s.request("R3").unwrap().unwrap().state,
+        RequestState::Refused
+    );
+}
+
+pub fn operators_keep_their_status(s: &dyn Store) {
+    let o = OperatorRow {
+        iin: "750909384771".into(),
+        surname: "В".into(),
+        name: "Ш".into(),
+        role: "operator".into(),
+        con: "ЦОН".into(),
+        status: OperatorStatus::Active,
+    };
+    s.put_operator(&o, &audit("operator.registered")).unwrap();
+    s.set_operator_status(
+        &o.iin,
+        OperatorStatus::Suspended,
+        &audit("operator.suspended"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.operator(&o.iin).unwrap().unwrap().status,
+        OperatorStatus::Suspended
+    );
+    assert!(matches!(
+        s.set_operator_status("000000000000", OperatorStatus::Active, &audit("x")),
+        Err(StoreError::OperatorNotFound(_))
+    ));
+    assert_eq!(s.operators().unwrap().len(), 1);
+    issue(s, "0a", "k", None);
+    assert!(s.serials_for("860908363012", "individual-auth").unwrap() == ["0a"]);
+}
+
+pub fn the_outbox_hands_out_what_was_not_delivered_yet(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.register_request(&request("R2", 100), None, None, &audit("r"))
+        .unwrap();
+    for n in ["R1", "R2"] {
+        s.transition(&transition(
+            n,
+            RequestState::Registered,
+            RequestState::Refused,
+            None,
+        ))
+        .unwrap();
+    }
+    let pending = s.pending_notifications(10).unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].kind, NoticeKind::Issued);
+    assert_eq!(pending[0].request_number.as_deref(), Some("R1"));
+    s.notifications_attempted(&[
+        (pending[0].id, None),
+        (pending[1].id, Some("relay down".into())),
+    ])
+    .unwrap();
+    let left = s.pending_notifications(10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, pending[1].id);
+    assert_eq!(left[0].attempts, 1);
+}
+
+pub fn a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    issue(s, "0a", "k1", Some("R1"));
+    let first = s.request("R1").unwrap().unwrap();
+    assert_eq!(first.renewed_from, None);
+    assert_eq!(first.remote_renewals, 0);
+    let renewal = NewRequest {
+        kind: RequestKind::Renewal,
+        state: RequestState::Verified,
+        renewed_from: Some("0a".into()),
+        remote_renewals: 3,
+        ..request("R2", 100)
+    };
+    let (row, created) = s
+        .register_request(&renewal, Some(("p".into(), "k".into())), None, &audit("r"))
+        .unwrap();
+    assert!(created);
+    assert_eq!(row.renewed_from.as_deref(), Some("0a"));
+    assert_eq!(row.remote_renewals, 3);
+    // As read back by number and by idempotency key, and after a transition.
+    assert_eq!(s.request("R2").unwrap().unwrap(), row);
+    assert_eq!(s.request_by_idempotency("p", "k").unwrap().unwrap(), row);
+    let moved = s
+        .transition(&transition(
+            "R2",
+            RequestState::Verified,
+            RequestState::Issued,
+            None,
+        ))
+        .unwrap();
+    assert_eq!(moved.renewed_from.as_deref(), Some("0a"));
+    assert_eq!(moved.remote_renewals, 3);
+}
