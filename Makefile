@@ -13,8 +13,10 @@ SHELL := /bin/bash
 
 # Debian packages needed to build (openssl-sys, pcsc) and to test (SoftHSM2, pkcs11-tool,
 # pcscd + the virtual reader vpcd). python3-venv is needed to create .venv/ for pkilint.
+# postgresql: the shared store of several instances; the tests start throwaway clusters of
+# their own (initdb + pg_ctl in a temporary directory), never the system's one.
 DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
-                python3 python3-venv
+                python3 python3-venv postgresql
 
 # apt-get runs through sudo only when we are not root (CI runs as root, without sudo).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

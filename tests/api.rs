@@ -13,7 +13,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::{KeySpec, TestHome, csr_for, free_port, key, nuc, nuc_bin};
+use crate::{KeySpec, TestHome, csr_for, free_port, key, nuc, nuc_bin, nuc_command};
 
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
@@ -130,7 +130,7 @@ impl Service {
     /// (Re)starts `nuc serve`, with extra environment (e.g. a clock offset).
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         self.server.take();
-        let mut cmd = Command::new(nuc_bin());
+        let mut cmd = nuc_command();
         cmd.args(["serve", "--home", &self.home.home_str()])
             // INFO by default: every test's log is also checked for personal data (see Drop).
             .env(

@@ -662,7 +662,7 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 #[test]
 fn serve_reports_health_and_stops_cleanly_on_sigterm() {
     let h = TestHome::init();
-    let mut child = std::process::Command::new(nuc_bin())
+    let mut child = nuc_command()
         .args(["serve", "--home", &h.home_str()])
         .env("RUST_LOG", "info")
         .env_remove("SOFTHSM2_CONF")
@@ -722,7 +722,7 @@ fn serve_reports_health_and_stops_cleanly_on_sigterm() {
 fn test_hooks_are_refused_outside_a_development_home() {
     let h = TestHome::init();
     let serve = |env: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(nuc_bin());
+        let mut cmd = nuc_command();
         cmd.args(["serve", "--home", &h.home_str()])
             .env("RUST_LOG", "warn")
             .env_remove("SOFTHSM2_CONF")

@@ -83,9 +83,73 @@ impl Run {
     }
 }
 
+/// Which store the suite runs on: `NUC_TEST_STORE=postgres` puts every test home's records
+/// in a database of a throwaway PostgreSQL cluster; SQLite (each home's file) otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub fn engine() -> Engine {
+    match std::env::var("NUC_TEST_STORE").as_deref() {
+        Ok("postgres") => Engine::Postgres,
+        Ok("sqlite") | Err(_) => Engine::Sqlite,
+        Ok(other) => panic!("NUC_TEST_STORE={other}: sqlite or postgres"),
+    }
+}
+
+/// The cluster the test homes of this process share, while any of them lives: started by the
+/// first, stopped (by pid, its files removed) when the last one is dropped.
+pub fn shared_cluster() -> std::sync::Arc<pg_cluster::Cluster> {
+    static SHARED: std::sync::Mutex<std::sync::Weak<pg_cluster::Cluster>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = shared.upgrade() {
+        return c;
+    }
+    let c = std::sync::Arc::new(
+        pg_cluster::Cluster::start().expect("a PostgreSQL cluster for the tests (make deps)"),
+    );
+    *shared = std::sync::Arc::downgrade(&c);
+    c
+}
+
+/// A database of its own in `cluster`, as the URL a home names (no password in it).
+pub fn new_database(cluster: &pg_cluster::Cluster) -> String {
+    let mut b = [0u8; 8];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    let name = format!("nuc_{}", hex::encode(b));
+    cluster.create_database(&name).unwrap();
+    cluster.url(&name)
+}
+
+/// The database password every `nuc` of the suite is given (`NUC_STORE_PASSWORD`): the test
+/// cluster's, when the suite runs on PostgreSQL.
+static STORE_PASSWORD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn remember_password(cluster: &pg_cluster::Cluster) {
+    *STORE_PASSWORD.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster.password().into());
+}
+
+/// `nuc` as the tests run it: the binary under test, with the database password when the
+/// suite runs on PostgreSQL, and no SOFTHSM2_CONF of ours (the binary sets its home's).
+pub fn nuc_command() -> Command {
+    let mut cmd = Command::new(nuc_bin());
+    cmd.env_remove("SOFTHSM2_CONF");
+    if let Some(p) = STORE_PASSWORD
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        cmd.env("NUC_STORE_PASSWORD", p);
+    }
+    cmd
+}
+
 /// Runs `nuc` with arguments; logs quiet unless asked.
 pub fn nuc(args: &[&str]) -> Run {
-    Command::new(nuc_bin())
+    nuc_command()
         .args(args)
         .env(
             "RUST_LOG",
@@ -114,6 +178,9 @@ pub fn free_port() -> u16 {
 pub struct TestHome {
     pub dir: tempfile::TempDir,
     pub http: String,
+    /// On PostgreSQL: the cluster holding this home's database, and the database's URL.
+    pub cluster: Option<std::sync::Arc<pg_cluster::Cluster>>,
+    pub store_url: Option<String>,
 }
 
 impl TestHome {
@@ -138,9 +205,26 @@ impl TestHome {
         if !extra.contains(&"--grpc-listen") {
             args.extend(["--grpc-listen", grpc.as_str()]);
         }
+        let (cluster, store_url) = match engine() {
+            Engine::Sqlite => (None, None),
+            Engine::Postgres => {
+                let cluster = shared_cluster();
+                remember_password(&cluster);
+                let url = new_database(&cluster);
+                (Some(cluster), Some(url))
+            }
+        };
+        if let Some(url) = &store_url {
+            args.extend(["--store-url", url.as_str()]);
+        }
         let r = nuc(&args);
         assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
-        TestHome { dir, http }
+        TestHome {
+            dir,
+            http,
+            cluster,
+            store_url,
+        }
     }
 
     pub fn home(&self) -> PathBuf {

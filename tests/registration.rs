@@ -1856,7 +1856,7 @@ async fn the_registry_is_reached_over_tls_trusting_only_the_configured_ca() {
 
     // https without ca_cert: `serve` refuses to start, naming the setting.
     let home = TestHome::init_with(&["--registry-url", &url]);
-    let out = std::process::Command::new(nuc_bin())
+    let out = nuc_command()
         .args(["serve", "--home", &home.home_str()])
         .env_remove("SOFTHSM2_CONF")
         .output()

@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Where the records are kept.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -229,6 +234,21 @@ enum RootCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Copy an embedded (SQLite) home's records into an empty PostgreSQL database, in one
+    /// transaction: everything or nothing. Stop the service first; afterwards point `[store]
+    /// url` at the database. The SQLite file is left as it was.
+    Copy {
+        #[arg(long)]
+        home: PathBuf,
+        /// The target, without password (postgres://USER@HOST:PORT/DATABASE); the password
+        /// comes from NUC_STORE_PASSWORD.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Check the whole hash chain; name the first broken record.
     Verify {
@@ -309,6 +329,9 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
         },
         Command::Audit {
             command: AuditCommand::Verify { home },
+        }
+        | Command::Store {
+            command: StoreCommand::Copy { home, .. },
         }
         | Command::Root {
             command: RootCommand::Crl { home, .. },
@@ -408,7 +431,10 @@ impl From<OpenError> for Failure {
 }
 
 fn operator_command(cmd: OperatorCommand) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded, with one worker: a blocking store (PostgreSQL's client) may then wait
+    // inside the RA's async calls (`block_in_place`), which a single-threaded runtime forbids.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Failure {
@@ -706,6 +732,9 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 }),
             }
         }
+        Command::Store {
+            command: StoreCommand::Copy { home, to },
+        } => crate::store::copy(&home, &to).map_err(Failure::from),
         Command::Serve {
             home,
             http_listen,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nuc_store::{ServiceStore, StoreError};
+use nuc_store_postgres::{PgOptions, PgStore};
 use nuc_store_sqlite::SqliteStore;
 
 use crate::config::{SQLITE, StoreConfig};
@@ -149,6 +150,16 @@ pub fn password(dir: &Path, cfg: &StoreConfig) -> Result<Option<String>, OpenSto
     Ok(Some(line))
 }
 
+/// How to reach PostgreSQL, from `[store]` and the environment.
+fn pg_options(dir: &Path, cfg: &StoreConfig) -> Result<PgOptions, OpenStoreError> {
+    Ok(PgOptions {
+        password: password(dir, cfg)?,
+        tls_ca_file: cfg.tls_ca.as_ref().map(|p| dir.join(p)),
+        pool_size: cfg.pool_size,
+        connect_timeout: std::time::Duration::from_secs(cfg.connect_timeout_secs),
+    })
+}
+
 /// Opens the store of an initialised home: refuses a home whose store holds no CA.
 pub fn open(dir: &Path, cfg: &StoreConfig) -> Result<Store, OpenStoreError> {
     let location = Location::of(dir, cfg)?;
@@ -168,11 +179,41 @@ pub fn connect(
 ) -> Result<Store, OpenStoreError> {
     match location {
         Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        Location::Postgres { .. } => {
-            let _ = password(dir, cfg)?;
-            Err(setting("url", "PostgreSQL is not built into this binary"))
-        }
+        Location::Postgres { url, .. } => Ok(Arc::new(PgStore::open(url, &pg_options(dir, cfg)?)?)),
     }
+}
+
+/// `nuc store copy`: the SQLite store of the home at `dir` into the empty PostgreSQL database
+/// at `to`, in one transaction (an interrupted copy leaves the target empty, so it can simply
+/// be run again). Prints what was copied and what to change in `nuc.toml`.
+pub fn copy(dir: &Path, to: &str) -> Result<(), OpenStoreError> {
+    check_postgres_url("url", to)?;
+    let config = crate::config::Config::open(dir).map_err(|e| setting("url", e.to_string()))?;
+    let Location::Sqlite(path) = Location::of(dir, &config.store)? else {
+        return Err(setting(
+            "url",
+            "this home already keeps its records in PostgreSQL; `nuc store copy` moves a SQLite home",
+        ));
+    };
+    if !path.exists() {
+        return Err(OpenStoreError::NoCa(dir.display().to_string()));
+    }
+    // Opening it first brings an older file to the schema the copy reads.
+    drop(SqliteStore::open(&path)?);
+    let target = PgStore::open(to, &pg_options(dir, &config.store)?)?;
+    let started = std::time::Instant::now();
+    let copied = nuc_store_postgres::copy_from_sqlite(&path, &target)?;
+    let total: u64 = copied.iter().map(|(_, n)| n).sum();
+    for (table, rows) in &copied {
+        println!("{table}: {rows} rows");
+    }
+    println!(
+        "copied {total} rows from {} to {to} in {} ms; to serve from it, set in {}:\n[store]\nurl = \"{to}\"",
+        path.display(),
+        started.elapsed().as_millis(),
+        nuc_ca::Home::config_path(dir).display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

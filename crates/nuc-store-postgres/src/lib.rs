@@ -279,6 +279,28 @@ pub(crate) fn reason(row: &Row, idx: usize) -> Result<nuc_core::RevocationReason
     })
 }
 
+/// Runs `f`, which waits on the database through rust-postgres' blocking client, where that
+/// client may run: the client drives its connection with a runtime of its own, which cannot
+/// start on a thread already running an async runtime (the server's handlers, a command's
+/// `block_on`). On a worker of a multi-threaded runtime the worker is handed over for the
+/// time of the call (`block_in_place`); elsewhere outside any runtime, `f` runs as it is. Inside
+/// a single-threaded runtime it is refused with an error instead of the client's panic.
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> Result<T, DbError>) -> Result<T, DbError> {
+    match tokio::runtime::Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) => match h.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => {
+                Err(DbError::Store(StoreError::Database(
+                    "the PostgreSQL store was called inside a single-threaded async runtime; \
+                     call it from a multi-threaded runtime or a blocking thread"
+                        .into(),
+                )))
+            }
+            _ => tokio::task::block_in_place(f),
+        },
+    }
+}
+
 /// Makes connections, all with the same settings.
 pub(crate) struct Connector {
     config: postgres::Config,
@@ -383,6 +405,10 @@ impl PgStore {
     /// starting together do not race; a newer schema is refused), and starts the writer and
     /// the status listener. The URL carries no password ([`PgOptions::password`]).
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
+        off_runtime(|| Self::open_here(url, opts).map_err(DbError::Store)).map_err(StoreError::from)
+    }
+
+    fn open_here(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let connector = Arc::new(Connector::new(url, opts)?);
         let mut write = connector.connect()?;
         migrate::run(&mut write)?;
@@ -442,7 +468,7 @@ impl PgStore {
         &self,
         f: impl FnMut(&mut Sql<'_, postgres::Client>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        self.pool.read(f)
+        off_runtime(|| self.pool.read(f))
     }
 
     /// A round trip on a read connection and an empty change through the writer (which takes

@@ -145,6 +145,11 @@ impl StatusFeed for PgStore {
 /// A session advisory lock: one instance at a time, until it stops or loses its connection.
 impl PublisherLease for PgStore {
     fn hold_publisher_lease(&self) -> Result<bool, StoreError> {
-        self.lease.hold(&self.connector)
+        crate::off_runtime(|| {
+            self.lease
+                .hold(&self.connector)
+                .map_err(crate::DbError::Store)
+        })
+        .map_err(StoreError::from)
     }
 }
