@@ -93,9 +93,24 @@ impl Service {
         registry_url: String,
         settings: &[(&str, &std::path::Path)],
     ) -> Self {
+        Self::start_on(crate::engine(), registry, registry_url, settings)
+    }
+
+    /// A service with its registry on `engine`, whatever `NUC_TEST_STORE` says.
+    pub fn start_with_registry_on(engine: crate::Engine) -> Self {
+        let (registry, registry_url) = start_registry();
+        Self::start_on(engine, Some(registry), registry_url, &[])
+    }
+
+    fn start_on(
+        engine: crate::Engine,
+        registry: Option<Proc>,
+        registry_url: String,
+        settings: &[(&str, &std::path::Path)],
+    ) -> Self {
         let grpc = format!("127.0.0.1:{}", free_port());
         // A development home: the tests move the service's clock (NUC_CLOCK_OFFSET_SECS).
-        let home = TestHome::init_with(&[
+        let home = TestHome::init_on(engine, &[
             "--grpc-listen",
             &grpc,
             "--registry-url",
@@ -238,6 +253,65 @@ impl Service {
                 .await
                 .unwrap(),
         )
+    }
+
+    /// Another instance of this service's CA (`nuc init --join`: same database, same token,
+    /// its own home, ports and TLS identity), started, using the same registry. Only for a
+    /// service on PostgreSQL.
+    pub fn join(&self) -> Service {
+        let url = self
+            .home
+            .store_url
+            .clone()
+            .expect("--join needs a shared store: start the first service on PostgreSQL");
+        let dir = tempfile::tempdir().unwrap();
+        let http = format!("127.0.0.1:{}", free_port());
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let home = dir.path().join("home");
+        let token = self.home.home().join("hsm/softhsm2.conf");
+        let root_crl = self.home.home().join("ca/root.crl");
+        let r = nuc(&[
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--http-listen",
+            &http,
+            "--grpc-listen",
+            &grpc,
+            "--registry-url",
+            &self.registry_url,
+            "--development",
+            "--store-url",
+            &url,
+            "--join",
+            "--softhsm2-conf",
+            token.to_str().unwrap(),
+            "--root-crl",
+            root_crl.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, Some(0), "join failed: {}{}", r.stdout, r.stderr);
+        let mut s = Service {
+            home: TestHome {
+                dir,
+                http,
+                cluster: self.home.cluster.clone(),
+                store_url: Some(url),
+            },
+            grpc,
+            registry_url: self.registry_url.clone(),
+            _registry: None,
+            server: None,
+        };
+        s.restart(&[]);
+        s
+    }
+
+    /// Sends SIGKILL to the running `nuc serve` (no stop, no flush: a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.server.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
     }
 
     /// Runs `nuc` against this home (the service may be running: SQLite WAL allows it).

@@ -189,6 +189,11 @@ impl TestHome {
     }
 
     pub fn init_with(extra: &[&str]) -> Self {
+        Self::init_on(engine(), extra)
+    }
+
+    /// A home on `engine`, whatever `NUC_TEST_STORE` says.
+    pub fn init_on(engine: Engine, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
         let home = dir.path().join("home");
@@ -205,7 +210,7 @@ impl TestHome {
         if !extra.contains(&"--grpc-listen") {
             args.extend(["--grpc-listen", grpc.as_str()]);
         }
-        let (cluster, store_url) = match engine() {
+        let (cluster, store_url) = match engine {
             Engine::Sqlite => (None, None),
             Engine::Postgres => {
                 let cluster = shared_cluster();

@@ -1,0 +1,370 @@
+//! Two instances of the service on one PostgreSQL database (always PostgreSQL, whatever
+//! `NUC_TEST_STORE` says): F1 under load through both, each instance seeing the other's work
+//! at once (a request submitted on one is confirmed on the other; a revocation through one is
+//! answered `revoked` by the other's OCSP, judged by `openssl ocsp`), one CRL publisher at a
+//! time, and an instance killed in the middle of the load without losing anything it
+//! acknowledged.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nuc_api::v1::operator_decision::Decision;
+use nuc_api::v1::operator_service_client::OperatorServiceClient;
+use nuc_api::v1::portal_service_client::PortalServiceClient;
+use nuc_api::v1::publisher_service_client::PublisherServiceClient;
+use nuc_api::v1::*;
+use nuc_e2e::api::*;
+use nuc_e2e::*;
+use tonic::transport::Channel;
+
+/// An F1 issuance as its caller saw it acknowledged.
+#[derive(Debug, Clone)]
+struct Acknowledged {
+    number: String,
+    serials: Vec<String>,
+    pems: Vec<String>,
+}
+
+/// The clients of one instance: a portal and a CON workstation with its operator.
+#[derive(Clone)]
+struct Counter {
+    portal: PortalServiceClient<Channel>,
+    workstation: OperatorServiceClient<Channel>,
+}
+
+impl Counter {
+    async fn of(svc: &Service) -> Self {
+        Self {
+            portal: svc.portal().await,
+            workstation: svc.workstation().await,
+        }
+    }
+}
+
+/// F1: submitted at `submit`'s portal, confirmed at `decide`'s counter by `op`.
+async fn f1(
+    submit: &mut Counter,
+    decide: &mut Counter,
+    op: &Signer,
+    key: &str,
+) -> Result<Acknowledged, tonic::Status> {
+    let (app, _, _) = application(key);
+    let number = submit
+        .portal
+        .submit_application(app)
+        .await?
+        .into_inner()
+        .request_number;
+    let decided = decide
+        .workstation
+        .decide_application(DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(op, &number, Decision::Confirm, ""),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32, "{number}");
+    assert_eq!(decided.certificates.len(), 2, "{number}");
+    Ok(Acknowledged {
+        number,
+        serials: decided
+            .certificates
+            .iter()
+            .map(|c| c.serial_hex.clone())
+            .collect(),
+        pems: decided.certificates.iter().map(|c| c.pem.clone()).collect(),
+    })
+}
+
+/// Rows of a query on the shared database (on a thread of its own: the blocking client may
+/// not run inside the test's async runtime).
+fn sql(svc: &Service, query: &str) -> Vec<Vec<Option<String>>> {
+    let url = svc.home.store_url.clone().unwrap();
+    let password = svc.home.cluster.as_ref().unwrap().password().to_owned();
+    let query = query.to_owned();
+    std::thread::spawn(move || {
+        let mut config: postgres::Config = url.parse().unwrap();
+        config.password(&password);
+        let mut client = config.connect(postgres::NoTls).unwrap();
+        client
+            .query(&query, &[])
+            .unwrap()
+            .iter()
+            .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// `openssl ocsp` asked about `pem` at `svc`'s responder: its stdout and stderr.
+fn ocsp(svc: &Service, pem: &str, name: &str) -> Run {
+    let leaf = svc.home.path(&format!("{name}.pem"));
+    std::fs::write(&leaf, pem).unwrap();
+    let ca = svc.home.home().join("ca");
+    outside(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            ca.join("issuing.pem").to_str().unwrap(),
+            "-cert",
+            leaf.to_str().unwrap(),
+            "-url",
+            &format!("http://{}/ocsp", svc.home.http),
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+        ],
+    )
+}
+
+fn says(run: &Run, pem_name: &str, status: &str) -> bool {
+    run.stdout.contains(&format!("{pem_name}.pem: {status}"))
+        && run.stderr.contains("Response verify OK")
+}
+
+/// The CRL scheduler's client of `svc`.
+async fn scheduler(svc: &Service) -> PublisherServiceClient<Channel> {
+    let channel = svc
+        .channel(Some(svc.system_identity(Some("scheduler"))))
+        .await
+        .unwrap();
+    PublisherServiceClient::new(channel)
+}
+
+async fn publish(client: &mut PublisherServiceClient<Channel>) -> Result<CrlStatus, tonic::Status> {
+    client
+        .publish_crls(PublishCrlsRequest {
+            reason: "cluster test".into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The numbers of the CRLs in the order their records were committed.
+fn crl_numbers_in_commit_order(svc: &Service) -> Vec<i64> {
+    sql(
+        svc,
+        "SELECT object FROM audit_log WHERE action = 'crl.published' AND object <> 'crl:root' \
+         ORDER BY seq",
+    )
+    .into_iter()
+    .map(|r| {
+        r[0].as_deref()
+            .unwrap()
+            .strip_prefix("crl:")
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledged() {
+    let mut a = Service::start_with_registry_on(Engine::Postgres);
+    let b = a.join();
+    // Joining made no key: the token still holds the three of the CA, once each.
+    let keys = a.home.pkcs11_tool(&["--list-objects", "--type", "privkey"]);
+    assert_eq!(keys.stdout.matches("Private Key Object").count(), 3, "{}", keys.stdout);
+
+    let op = make_operator(&a, OPERATOR_IIN).await;
+    let counters = [Counter::of(&a).await, Counter::of(&b).await];
+
+    // Phase 1: 16 clients, 8 per instance, each submitting on one and confirming on the other.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let (mut submit, mut decide) = (
+            counters[client % 2].clone(),
+            counters[(client + 1) % 2].clone(),
+        );
+        let op = Signer {
+            serial: op.serial.clone(),
+            cert_der: op.cert_der.clone(),
+            key: op.key.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            for i in 0..3 {
+                let key = format!("cluster-1-{client}-{i}-{}", rand_suffix());
+                done.push(
+                    f1(&mut submit, &mut decide, &op, &key)
+                        .await
+                        .expect("both instances up: every F1 succeeds"),
+                );
+            }
+            done
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    eprintln!(
+        "phase 1: {} F1 through two instances in {} ms",
+        acknowledged.len(),
+        started.elapsed().as_millis()
+    );
+    assert_eq!(acknowledged.len(), 48);
+
+    // A revocation acknowledged by one instance is answered `revoked` by the other at once.
+    for (by, judge, which) in [(&a, &b, 0usize), (&b, &a, 1usize)] {
+        let target = &acknowledged[which];
+        let name = format!("leaf-{which}");
+        assert!(
+            says(&ocsp(judge, &target.pems[0], &name), &name, "good"),
+            "before the revocation"
+        );
+        by.admin()
+            .await
+            .revoke_certificate(RevokeCertificateRequest {
+                serial_hex: target.serials[0].clone(),
+                reason: RevocationReason::KeyCompromise as i32,
+                invalidity_date: 0,
+            })
+            .await
+            .expect("revoked");
+        let seen = ocsp(judge, &target.pems[0], &name);
+        assert!(
+            says(&seen, &name, "revoked"),
+            "the other instance answers revoked right after: {}{}",
+            seen.stdout,
+            seen.stderr
+        );
+    }
+
+    // One publisher: the first instance took the lease at its start, so the second refuses a
+    // publication as UNAVAILABLE and names why.
+    let mut scheduler_b = scheduler(&b).await;
+    publish(&mut scheduler(&a).await)
+        .await
+        .expect("the publisher publishes");
+    let refused = publish(&mut scheduler_b).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(reason(&refused), "UNAVAILABLE");
+    assert!(
+        refused.message().contains("another instance"),
+        "{}",
+        refused.message()
+    );
+
+    // Phase 2: 8 clients per instance, each on its own; the publisher (a) is killed once it
+    // has acknowledged a few.
+    let on_a = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let on_a = on_a.clone();
+        let mut counter = counters[client % 2].clone();
+        let op = Signer {
+            serial: op.serial.clone(),
+            cert_der: op.cert_der.clone(),
+            key: op.key.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let (mut done, mut failed) = (Vec::new(), 0);
+            for i in 0..6 {
+                let key = format!("cluster-2-{client}-{i}-{}", rand_suffix());
+                let mut decide = counter.clone();
+                match f1(&mut counter, &mut decide, &op, &key).await {
+                    Ok(d) => {
+                        if client % 2 == 0 {
+                            on_a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        done.push(d)
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (client % 2, done, failed)
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while on_a.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "the first instance acknowledged nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill();
+    let acknowledged_by_a_before_the_kill = on_a.load(std::sync::atomic::Ordering::SeqCst);
+    let killed_at = Instant::now();
+    // The lease of the dead publisher is freed: the survivor publishes (while its clients go
+    // on), numbers going on.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let published = loop {
+        match publish(&mut scheduler_b).await {
+            Ok(s) => break s,
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("the survivor never became the publisher: {e:?}"),
+        }
+    };
+    eprintln!(
+        "the survivor publishes {} ms after the kill",
+        killed_at.elapsed().as_millis()
+    );
+    let mut failed_on = [0, 0];
+    for t in tasks {
+        let (instance, done, failed) = t.await.unwrap();
+        failed_on[instance] += failed;
+        acknowledged.extend(done);
+    }
+    eprintln!(
+        "phase 2: {} acknowledged in all, failures per instance {failed_on:?}",
+        acknowledged.len()
+    );
+    assert_eq!(failed_on[1], 0, "the surviving instance kept serving");
+    assert!(acknowledged_by_a_before_the_kill >= 4);
+    assert!(failed_on[0] > 0, "the killed instance was killed mid-load");
+
+    let numbers = crl_numbers_in_commit_order(&b);
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "CRL numbers strictly increase in commit order: {numbers:?}"
+    );
+    let survivors = published.delta.as_ref().map(|d| d.crl_number).unwrap();
+    assert!(
+        numbers.contains(&survivors) && numbers.iter().filter(|&&n| n < survivors).count() >= 2,
+        "the survivor's CRL follows the dead publisher's: {numbers:?}"
+    );
+
+    // Restart the killed one: everything either acknowledged is there, once.
+    a.restart(&[]);
+    let serials: Vec<&String> = acknowledged.iter().flat_map(|d| &d.serials).collect();
+    let distinct: HashSet<&String> = serials.iter().copied().collect();
+    assert_eq!(distinct.len(), serials.len(), "no serial acknowledged twice");
+    let issued: HashSet<String> = sql(
+        &a,
+        "SELECT serial FROM certificates WHERE state = 'issued' AND request_number IS NOT NULL",
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect();
+    for s in &serials {
+        assert!(issued.contains(s.as_str()), "acknowledged serial {s} is stored");
+    }
+    let twice = sql(
+        &a,
+        "SELECT request_number FROM certificates WHERE state = 'issued' \
+         AND request_number IS NOT NULL GROUP BY request_number HAVING COUNT(*) <> 2",
+    );
+    assert!(twice.is_empty(), "a request issued twice or in part: {twice:?}");
+    let mut portal = Counter::of(&a).await.portal;
+    for d in &acknowledged {
+        let dl = portal
+            .download_certificates(DownloadCertificatesRequest {
+                request_number: d.number.clone(),
+            })
+            .await
+            .expect("an acknowledged request downloads")
+            .into_inner();
+        let got: Vec<String> = dl.certificates.iter().map(|c| c.serial_hex.clone()).collect();
+        assert_eq!(got, d.serials, "{}", d.number);
+    }
+    for svc in [&a, &b] {
+        let v = svc.nuc(&["audit", "verify", "--home", &svc.home.home_str()]);
+        assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+        assert!(v.stdout.contains("audit chain intact"), "{}", v.stdout);
+    }
+}
