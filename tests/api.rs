@@ -102,15 +102,35 @@ impl Service {
         Self::start_on(engine, Some(registry), registry_url, &[])
     }
 
+    /// A service with its registry whose records are in a new database of `cluster`: for a
+    /// test that stops or kills the database, which the other tests must not share.
+    pub fn start_in(cluster: std::sync::Arc<pg_cluster::Cluster>) -> Self {
+        let (registry, registry_url) = start_registry();
+        Self::start_in_cluster(Some(cluster), Some(registry), registry_url, &[])
+    }
+
     fn start_on(
         engine: crate::Engine,
         registry: Option<Proc>,
         registry_url: String,
         settings: &[(&str, &std::path::Path)],
     ) -> Self {
+        let cluster = match engine {
+            crate::Engine::Sqlite => None,
+            crate::Engine::Postgres => Some(crate::shared_cluster()),
+        };
+        Self::start_in_cluster(cluster, registry, registry_url, settings)
+    }
+
+    fn start_in_cluster(
+        cluster: Option<std::sync::Arc<pg_cluster::Cluster>>,
+        registry: Option<Proc>,
+        registry_url: String,
+        settings: &[(&str, &std::path::Path)],
+    ) -> Self {
         let grpc = format!("127.0.0.1:{}", free_port());
         // A development home: the tests move the service's clock (NUC_CLOCK_OFFSET_SECS).
-        let home = TestHome::init_on(engine, &[
+        let home = TestHome::init_in(cluster, &[
             "--grpc-listen",
             &grpc,
             "--registry-url",

@@ -368,3 +368,155 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
         assert!(v.stdout.contains("audit chain intact"), "{}", v.stdout);
     }
 }
+
+/// `GET path` on `addr`: the status code.
+fn http_status(addr: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopped_gives_unavailable_with_nothing_half_written_and_the_service_recovers_by_itself()
+ {
+    // A cluster of its own: stopping the shared one would stop the other tests' databases.
+    let cluster = std::sync::Arc::new(pg_cluster::Cluster::start().unwrap());
+    let svc = Service::start_in(cluster.clone());
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut counter = Counter::of(&svc).await;
+    let before = f1(&mut counter.clone(), &mut counter, &op, &format!("up-{}", rand_suffix()))
+        .await
+        .expect("F1 with the database up");
+    let (waiting, _, _) = application(&format!("waiting-{}", rand_suffix()));
+    let waiting = counter
+        .portal
+        .submit_application(waiting)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    let requests_before = sql(&svc, "SELECT COUNT(*)::TEXT FROM requests");
+
+    cluster.stop().unwrap();
+    let outage = Instant::now();
+    let key = format!("during-{}", rand_suffix());
+    let (app, _, _) = application(&key);
+    let e = counter.portal.submit_application(app.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert_eq!(reason(&e), "UNAVAILABLE", "{e:?}");
+    let e = counter
+        .workstation
+        .decide_application(DecideApplicationRequest {
+            request_number: waiting.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &waiting, Decision::Confirm, ""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(
+        outage.elapsed() < Duration::from_secs(30),
+        "refusals come within the connect timeout, not after a hang"
+    );
+    assert_eq!(http_status(&svc.home.http, "/readyz"), 503);
+    assert_eq!(http_status(&svc.home.http, "/healthz"), 200);
+    // OCSP says tryLater rather than a status it cannot vouch for.
+    let judged = ocsp(&svc, &before.pems[0], "during");
+    assert!(
+        judged.stdout.contains("trylater") || judged.stderr.contains("trylater"),
+        "{}{}",
+        judged.stdout,
+        judged.stderr
+    );
+
+    // Back: the same process serves again, with nothing of the refused calls stored.
+    cluster.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resubmitted = loop {
+        match counter.portal.submit_application(app.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("the service did not recover by itself: {e:?}"),
+        }
+    };
+    assert_eq!(resubmitted.state, RequestState::Registered as i32);
+    let requests_after = sql(&svc, "SELECT COUNT(*)::TEXT FROM requests");
+    assert_eq!(
+        requests_after[0][0].as_deref().unwrap().parse::<i64>().unwrap(),
+        requests_before[0][0].as_deref().unwrap().parse::<i64>().unwrap() + 1,
+        "the refused submission left nothing; its retry made one request"
+    );
+    let still = sql(
+        &svc,
+        &format!("SELECT state FROM requests WHERE number = '{waiting}'"),
+    );
+    assert_eq!(still[0][0].as_deref(), Some("registered"), "the refused decision left nothing");
+    let decided = counter
+        .workstation
+        .decide_application(DecideApplicationRequest {
+            request_number: waiting.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &waiting, Decision::Confirm, ""),
+        })
+        .await
+        .expect("the decision goes through once the database is back")
+        .into_inner();
+    assert_eq!(decided.state, RequestState::Issued as i32);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http_status(&svc.home.http, "/readyz") != 200 {
+        assert!(Instant::now() < deadline, "/readyz stays unready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let judged = ocsp(&svc, &before.pems[0], "after");
+    assert!(says(&judged, "after", "good"), "{}{}", judged.stdout, judged.stderr);
+    let v = svc.nuc(&["audit", "verify", "--home", &svc.home.home_str()]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn wrong_credentials_or_an_unreachable_database_at_start_give_one_line_and_a_non_zero_exit() {
+    let home = TestHome::init_on(Engine::Postgres, &["--development"]);
+    let serve = |password: &str| {
+        let started = Instant::now();
+        let out = nuc_command()
+            .args(["serve", "--home", &home.home_str()])
+            .env("NUC_STORE_PASSWORD", password)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (Run::from(out), started.elapsed())
+    };
+    let (run, took) = serve("not-the-password");
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    assert!(run.error_lines()[0].contains("authentication"), "{}", run.stderr);
+    assert!(!run.stderr.contains("not-the-password"), "{}", run.stderr);
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    // The database's address points where nothing listens.
+    let toml = home.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let port = home.cluster.as_ref().unwrap().port().to_string();
+    let closed = free_port().to_string();
+    std::fs::write(&toml, text.replace(&format!(":{port}/"), &format!(":{closed}/"))).unwrap();
+    let password = home.cluster.as_ref().unwrap().password().to_owned();
+    let (run, took) = serve(&password);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    assert!(
+        run.error_lines()[0].starts_with("error: UNAVAILABLE:"),
+        "{}",
+        run.stderr
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}

@@ -194,6 +194,15 @@ impl TestHome {
 
     /// A home on `engine`, whatever `NUC_TEST_STORE` says.
     pub fn init_on(engine: Engine, extra: &[&str]) -> Self {
+        let cluster = match engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(shared_cluster()),
+        };
+        Self::init_in(cluster, extra)
+    }
+
+    /// A home whose records are in a new database of `cluster` (SQLite when `None`).
+    pub fn init_in(cluster: Option<std::sync::Arc<pg_cluster::Cluster>>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
         let home = dir.path().join("home");
@@ -210,15 +219,10 @@ impl TestHome {
         if !extra.contains(&"--grpc-listen") {
             args.extend(["--grpc-listen", grpc.as_str()]);
         }
-        let (cluster, store_url) = match engine {
-            Engine::Sqlite => (None, None),
-            Engine::Postgres => {
-                let cluster = shared_cluster();
-                remember_password(&cluster);
-                let url = new_database(&cluster);
-                (Some(cluster), Some(url))
-            }
-        };
+        let store_url = cluster.as_ref().map(|c| {
+            remember_password(c);
+            new_database(c)
+        });
         if let Some(url) = &store_url {
             args.extend(["--store-url", url.as_str()]);
         }

@@ -746,9 +746,14 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 grpc_listen,
             },
         )
-        .map_err(|e| Failure {
-            code: ReasonCode::Internal,
-            message: e.to_string(),
+        // What kept the instance from opening keeps its own reason (a setting refused, the
+        // database unreachable or refusing our credentials); the rest is ours.
+        .map_err(|e| match e.downcast::<OpenError>() {
+            Ok(open) => Failure::from(open),
+            Err(e) => Failure {
+                code: ReasonCode::Internal,
+                message: e.to_string(),
+            },
         }),
     }
 }
