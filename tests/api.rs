@@ -420,3 +420,35 @@ pub fn nuc_core_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+impl Service {
+    /// A development home on a new database of `cluster` (whatever `NUC_TEST_STORE` says),
+    /// with its registry; `configure` sees the home before the service first starts.
+    pub fn start_on(
+        cluster: std::sync::Arc<pg_cluster::Cluster>,
+        configure: impl FnOnce(&TestHome),
+    ) -> Self {
+        let (registry, registry_url) = start_registry();
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let home = TestHome::init_on(
+            cluster,
+            &[
+                "--grpc-listen",
+                &grpc,
+                "--registry-url",
+                &registry_url,
+                "--development",
+            ],
+        );
+        configure(&home);
+        let mut s = Service {
+            home,
+            grpc,
+            registry_url,
+            _registry: Some(registry),
+            server: None,
+        };
+        s.restart(&[]);
+        s
+    }
+}

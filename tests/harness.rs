@@ -495,3 +495,65 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+impl TestHome {
+    /// A home initialised with `extra` whose records are in a new database of `cluster`,
+    /// whatever `NUC_TEST_STORE` says (for the tests that need a cluster of their own, e.g.
+    /// one with a standby).
+    pub fn init_on(cluster: std::sync::Arc<pg_cluster::Cluster>, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = format!("127.0.0.1:{}", free_port());
+        let home = dir.path().join("home");
+        remember_password(&cluster);
+        let url = new_database(&cluster);
+        let mut args = vec![
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--http-listen",
+            &http,
+            "--store-url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        let r = nuc(&args);
+        assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
+        TestHome {
+            dir,
+            http,
+            cluster: Some(cluster),
+            store_url: Some(url),
+        }
+    }
+
+    /// Points the home at other databases: `[store] url` and `[store] read_url` (none: every
+    /// read from `url`) rewritten in its `nuc.toml`; a running service sees it on restart.
+    pub fn set_store_urls(&self, url: &str, read_url: Option<&str>) {
+        let path = self.home().join("nuc.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        let mut in_store = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_store = line.trim() == "[store]";
+                out.push_str(line);
+                out.push('\n');
+                if in_store {
+                    out.push_str(&format!("url = \"{url}\"\n"));
+                    if let Some(r) = read_url {
+                        out.push_str(&format!("read_url = \"{r}\"\n"));
+                    }
+                }
+                continue;
+            }
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if in_store && (key == "url" || key == "read_url") {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        assert!(text.contains("[store]"), "{text}");
+        std::fs::write(&path, out).unwrap();
+    }
+}
