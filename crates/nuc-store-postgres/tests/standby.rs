@@ -67,7 +67,10 @@ fn crls_come_from_the_synchronous_standby_and_are_never_older_than_what_was_reco
     // What the publisher decides by stays on the primary: nothing has connected to the
     // standby yet.
     let (full, delta) = publish(&store);
-    assert_eq!(store.latest_full_crl_info().unwrap().unwrap().crl_number, full);
+    assert_eq!(
+        store.latest_full_crl_info().unwrap().unwrap().crl_number,
+        full
+    );
     assert_eq!(
         store.latest_delta_crl_info().unwrap().unwrap().crl_number,
         delta
@@ -81,7 +84,10 @@ fn crls_come_from_the_synchronous_standby_and_are_never_older_than_what_was_reco
         assert_eq!(served.crl_number, full);
         assert_eq!(served.der, crl(full, CrlKind::Full, None).der);
         let served = store.latest_delta_crl().unwrap().unwrap();
-        assert_eq!((served.crl_number, served.base_crl_number), (delta, Some(full)));
+        assert_eq!(
+            (served.crl_number, served.base_crl_number),
+            (delta, Some(full))
+        );
         assert_eq!(served.der, crl(delta, CrlKind::Delta, Some(full)).der);
     }
     // And they were read there.
@@ -117,7 +123,10 @@ fn reads_go_to_the_read_url_and_fall_back_to_the_primary_when_it_cannot_answer()
         other_full,
         "the served CRL comes from read_url"
     );
-    assert_eq!(store.latest_full_crl_info().unwrap().unwrap().crl_number, full);
+    assert_eq!(
+        store.latest_full_crl_info().unwrap().unwrap().crl_number,
+        full
+    );
 
     // Nothing listens at this read_url: the primary answers, and no error reaches the caller.
     let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
