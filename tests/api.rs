@@ -130,13 +130,16 @@ impl Service {
     ) -> Self {
         let grpc = format!("127.0.0.1:{}", free_port());
         // A development home: the tests move the service's clock (NUC_CLOCK_OFFSET_SECS).
-        let home = TestHome::init_in(cluster, &[
-            "--grpc-listen",
-            &grpc,
-            "--registry-url",
-            &registry_url,
-            "--development",
-        ]);
+        let home = TestHome::init_in(
+            cluster,
+            &[
+                "--grpc-listen",
+                &grpc,
+                "--registry-url",
+                &registry_url,
+                "--development",
+            ],
+        );
         if !settings.is_empty() {
             let mut lines = String::from("[registry]\n");
             for (key, from) in settings {
@@ -290,26 +293,34 @@ impl Service {
         let home = dir.path().join("home");
         let token = self.home.home().join("hsm/softhsm2.conf");
         let root_crl = self.home.home().join("ca/root.crl");
-        let r = nuc(&[
-            "init",
-            "--home",
-            home.to_str().unwrap(),
-            "--http-listen",
-            &http,
-            "--grpc-listen",
-            &grpc,
-            "--registry-url",
-            &self.registry_url,
-            "--development",
-            "--store-url",
-            &url,
-            "--join",
-            "--softhsm2-conf",
-            token.to_str().unwrap(),
-            "--root-crl",
-            root_crl.to_str().unwrap(),
-        ]);
+        let password = self.home.cluster.as_ref().unwrap().password().to_owned();
+        let r: crate::Run = nuc_command()
+            .env("NUC_STORE_PASSWORD", &password)
+            .env("RUST_LOG", "warn")
+            .args([
+                "init",
+                "--home",
+                home.to_str().unwrap(),
+                "--http-listen",
+                &http,
+                "--grpc-listen",
+                &grpc,
+                "--registry-url",
+                &self.registry_url,
+                "--development",
+                "--store-url",
+                &url,
+                "--join",
+                "--softhsm2-conf",
+                token.to_str().unwrap(),
+                "--root-crl",
+                root_crl.to_str().unwrap(),
+            ])
+            .output()
+            .expect("run nuc")
+            .into();
         assert_eq!(r.code, Some(0), "join failed: {}{}", r.stdout, r.stderr);
+        crate::keep_store_password(&home, &password);
         let mut s = Service {
             home: TestHome {
                 dir,
@@ -513,4 +524,36 @@ pub fn nuc_core_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+impl Service {
+    /// A development home on a new database of `cluster` (whatever `NUC_TEST_STORE` says),
+    /// with its registry; `configure` sees the home before the service first starts.
+    pub fn start_configured(
+        cluster: std::sync::Arc<pg_cluster::Cluster>,
+        configure: impl FnOnce(&TestHome),
+    ) -> Self {
+        let (registry, registry_url) = start_registry();
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let home = TestHome::init_in(
+            Some(cluster),
+            &[
+                "--grpc-listen",
+                &grpc,
+                "--registry-url",
+                &registry_url,
+                "--development",
+            ],
+        );
+        configure(&home);
+        let mut s = Service {
+            home,
+            grpc,
+            registry_url,
+            _registry: Some(registry),
+            server: None,
+        };
+        s.restart(&[]);
+        s
+    }
 }

@@ -167,7 +167,12 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
     let b = a.join();
     // Joining made no key: the token still holds the three of the CA, once each.
     let keys = a.home.pkcs11_tool(&["--list-objects", "--type", "privkey"]);
-    assert_eq!(keys.stdout.matches("Private Key Object").count(), 3, "{}", keys.stdout);
+    assert_eq!(
+        keys.stdout.matches("Private Key Object").count(),
+        3,
+        "{}",
+        keys.stdout
+    );
 
     let op = make_operator(&a, OPERATOR_IIN).await;
     let counters = [Counter::of(&a).await, Counter::of(&b).await];
@@ -282,7 +287,10 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while on_a.load(std::sync::atomic::Ordering::SeqCst) < 4 {
-        assert!(Instant::now() < deadline, "the first instance acknowledged nothing");
+        assert!(
+            Instant::now() < deadline,
+            "the first instance acknowledged nothing"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.kill();
@@ -333,7 +341,11 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
     a.restart(&[]);
     let serials: Vec<&String> = acknowledged.iter().flat_map(|d| &d.serials).collect();
     let distinct: HashSet<&String> = serials.iter().copied().collect();
-    assert_eq!(distinct.len(), serials.len(), "no serial acknowledged twice");
+    assert_eq!(
+        distinct.len(),
+        serials.len(),
+        "no serial acknowledged twice"
+    );
     let issued: HashSet<String> = sql(
         &a,
         "SELECT serial FROM certificates WHERE state = 'issued' AND request_number IS NOT NULL",
@@ -342,14 +354,20 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
     .map(|r| r[0].clone().unwrap())
     .collect();
     for s in &serials {
-        assert!(issued.contains(s.as_str()), "acknowledged serial {s} is stored");
+        assert!(
+            issued.contains(s.as_str()),
+            "acknowledged serial {s} is stored"
+        );
     }
     let twice = sql(
         &a,
         "SELECT request_number FROM certificates WHERE state = 'issued' \
          AND request_number IS NOT NULL GROUP BY request_number HAVING COUNT(*) <> 2",
     );
-    assert!(twice.is_empty(), "a request issued twice or in part: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "a request issued twice or in part: {twice:?}"
+    );
     let mut portal = Counter::of(&a).await.portal;
     for d in &acknowledged {
         let dl = portal
@@ -359,7 +377,11 @@ async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledg
             .await
             .expect("an acknowledged request downloads")
             .into_inner();
-        let got: Vec<String> = dl.certificates.iter().map(|c| c.serial_hex.clone()).collect();
+        let got: Vec<String> = dl
+            .certificates
+            .iter()
+            .map(|c| c.serial_hex.clone())
+            .collect();
         assert_eq!(got, d.serials, "{}", d.number);
     }
     for svc in [&a, &b] {
@@ -374,7 +396,11 @@ fn http_status(addr: &str, path: &str) -> u16 {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text.split_whitespace()
@@ -391,9 +417,14 @@ async fn the_database_stopped_gives_unavailable_with_nothing_half_written_and_th
     let svc = Service::start_in(cluster.clone());
     let op = make_operator(&svc, OPERATOR_IIN).await;
     let mut counter = Counter::of(&svc).await;
-    let before = f1(&mut counter.clone(), &mut counter, &op, &format!("up-{}", rand_suffix()))
-        .await
-        .expect("F1 with the database up");
+    let before = f1(
+        &mut counter.clone(),
+        &mut counter,
+        &op,
+        &format!("up-{}", rand_suffix()),
+    )
+    .await
+    .expect("F1 with the database up");
     let (waiting, _, _) = application(&format!("waiting-{}", rand_suffix()));
     let waiting = counter
         .portal
@@ -408,7 +439,11 @@ async fn the_database_stopped_gives_unavailable_with_nothing_half_written_and_th
     let outage = Instant::now();
     let key = format!("during-{}", rand_suffix());
     let (app, _, _) = application(&key);
-    let e = counter.portal.submit_application(app.clone()).await.unwrap_err();
+    let e = counter
+        .portal
+        .submit_application(app.clone())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
     assert_eq!(reason(&e), "UNAVAILABLE", "{e:?}");
     let e = counter
@@ -452,15 +487,28 @@ async fn the_database_stopped_gives_unavailable_with_nothing_half_written_and_th
     assert_eq!(resubmitted.state, RequestState::Registered as i32);
     let requests_after = sql(&svc, "SELECT COUNT(*)::TEXT FROM requests");
     assert_eq!(
-        requests_after[0][0].as_deref().unwrap().parse::<i64>().unwrap(),
-        requests_before[0][0].as_deref().unwrap().parse::<i64>().unwrap() + 1,
+        requests_after[0][0]
+            .as_deref()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap(),
+        requests_before[0][0]
+            .as_deref()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            + 1,
         "the refused submission left nothing; its retry made one request"
     );
     let still = sql(
         &svc,
         &format!("SELECT state FROM requests WHERE number = '{waiting}'"),
     );
-    assert_eq!(still[0][0].as_deref(), Some("registered"), "the refused decision left nothing");
+    assert_eq!(
+        still[0][0].as_deref(),
+        Some("registered"),
+        "the refused decision left nothing"
+    );
     let decided = counter
         .workstation
         .decide_application(DecideApplicationRequest {
@@ -478,7 +526,12 @@ async fn the_database_stopped_gives_unavailable_with_nothing_half_written_and_th
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let judged = ocsp(&svc, &before.pems[0], "after");
-    assert!(says(&judged, "after", "good"), "{}{}", judged.stdout, judged.stderr);
+    assert!(
+        says(&judged, "after", "good"),
+        "{}{}",
+        judged.stdout,
+        judged.stderr
+    );
     let v = svc.nuc(&["audit", "verify", "--home", &svc.home.home_str()]);
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
 }
@@ -499,7 +552,11 @@ fn wrong_credentials_or_an_unreachable_database_at_start_give_one_line_and_a_non
     let (run, took) = serve("not-the-password");
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
-    assert!(run.error_lines()[0].contains("authentication"), "{}", run.stderr);
+    assert!(
+        run.error_lines()[0].contains("authentication"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("not-the-password"), "{}", run.stderr);
     assert!(took < Duration::from_secs(15), "{took:?}");
 
@@ -508,7 +565,11 @@ fn wrong_credentials_or_an_unreachable_database_at_start_give_one_line_and_a_non
     let text = std::fs::read_to_string(&toml).unwrap();
     let port = home.cluster.as_ref().unwrap().port().to_string();
     let closed = free_port().to_string();
-    std::fs::write(&toml, text.replace(&format!(":{port}/"), &format!(":{closed}/"))).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(&format!(":{port}/"), &format!(":{closed}/")),
+    )
+    .unwrap();
     let password = home.cluster.as_ref().unwrap().password().to_owned();
     let (run, took) = serve(&password);
     assert_eq!(run.code, Some(1), "{}", run.stderr);

@@ -124,27 +124,39 @@ pub fn new_database(cluster: &pg_cluster::Cluster) -> String {
     cluster.url(&name)
 }
 
-/// The database password every `nuc` of the suite is given (`NUC_STORE_PASSWORD`): the test
-/// cluster's, when the suite runs on PostgreSQL.
-static STORE_PASSWORD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-fn remember_password(cluster: &pg_cluster::Cluster) {
-    *STORE_PASSWORD.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster.password().into());
-}
-
-/// `nuc` as the tests run it: the binary under test, with the database password when the
-/// suite runs on PostgreSQL, and no SOFTHSM2_CONF of ours (the binary sets its home's).
+/// `nuc` as the tests run it: the binary under test, with no SOFTHSM2_CONF of ours (the
+/// binary sets its home's). A home on PostgreSQL keeps its database password in a file of its
+/// own (`[store] password_file`), so nothing here needs it.
 pub fn nuc_command() -> Command {
     let mut cmd = Command::new(nuc_bin());
     cmd.env_remove("SOFTHSM2_CONF");
-    if let Some(p) = STORE_PASSWORD
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        cmd.env("NUC_STORE_PASSWORD", p);
-    }
     cmd
+}
+
+/// Gives the home at `home` its database password as `[store] password_file` (0600), so that
+/// every later command on it finds it there.
+pub fn keep_store_password(home: &Path, password: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = home.join("store.password");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{password}\n").as_bytes()).unwrap();
+    let toml = home.join("nuc.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("[store]\n"), "{text}");
+    std::fs::write(
+        &toml,
+        text.replacen(
+            "[store]\n",
+            "[store]\npassword_file = \"store.password\"\n",
+            1,
+        ),
+    )
+    .unwrap();
 }
 
 /// Runs `nuc` with arguments; logs quiet unless asked.
@@ -219,15 +231,20 @@ impl TestHome {
         if !extra.contains(&"--grpc-listen") {
             args.extend(["--grpc-listen", grpc.as_str()]);
         }
-        let store_url = cluster.as_ref().map(|c| {
-            remember_password(c);
-            new_database(c)
-        });
+        let store_url = cluster.as_ref().map(|c| new_database(c));
         if let Some(url) = &store_url {
             args.extend(["--store-url", url.as_str()]);
         }
-        let r = nuc(&args);
+        let mut init = nuc_command();
+        init.args(&args).env("RUST_LOG", "warn");
+        if let Some(c) = &cluster {
+            init.env("NUC_STORE_PASSWORD", c.password());
+        }
+        let r = Run::from(init.output().expect("run nuc"));
         assert_eq!(r.code, Some(0), "init failed: {}{}", r.stdout, r.stderr);
+        if let Some(c) = &cluster {
+            keep_store_password(&home, c.password());
+        }
         TestHome {
             dir,
             http,
@@ -503,4 +520,37 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+impl TestHome {
+    /// Points the home at other databases: `[store] url` and `[store] read_url` (none: every
+    /// read from `url`) rewritten in its `nuc.toml`; a running service sees it on restart.
+    pub fn set_store_urls(&self, url: &str, read_url: Option<&str>) {
+        let path = self.home().join("nuc.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        let mut in_store = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_store = line.trim() == "[store]";
+                out.push_str(line);
+                out.push('\n');
+                if in_store {
+                    out.push_str(&format!("url = \"{url}\"\n"));
+                    if let Some(r) = read_url {
+                        out.push_str(&format!("read_url = \"{r}\"\n"));
+                    }
+                }
+                continue;
+            }
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if in_store && (key == "url" || key == "read_url") {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        assert!(text.contains("[store]"), "{text}");
+        std::fs::write(&path, out).unwrap();
+    }
 }

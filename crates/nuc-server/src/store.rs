@@ -157,6 +157,8 @@ fn pg_options(dir: &Path, cfg: &StoreConfig) -> Result<PgOptions, OpenStoreError
         tls_ca_file: cfg.tls_ca.as_ref().map(|p| dir.join(p)),
         pool_size: cfg.pool_size,
         connect_timeout: std::time::Duration::from_secs(cfg.connect_timeout_secs),
+        // Only the service's own database has a standby: set by `connect` from its location.
+        read_url: None,
     })
 }
 
@@ -179,7 +181,13 @@ pub fn connect(
 ) -> Result<Store, OpenStoreError> {
     match location {
         Location::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        Location::Postgres { url, .. } => Ok(Arc::new(PgStore::open(url, &pg_options(dir, cfg)?)?)),
+        Location::Postgres { url, read_url } => {
+            let opts = PgOptions {
+                read_url: read_url.clone(),
+                ..pg_options(dir, cfg)?
+            };
+            Ok(Arc::new(PgStore::open(url, &opts)?))
+        }
     }
 }
 

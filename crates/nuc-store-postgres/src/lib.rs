@@ -8,6 +8,11 @@
 //! store with the same semantics, spellings, refusals and audit-chain hashing, so that a copy
 //! from SQLite keeps verifying ([`copy_from_sqlite`]).
 //!
+//! Reads that may lag the primary — only the CRLs served to relying parties — go to a hot
+//! standby when [`PgOptions::read_url`] names one (see `docs/cluster.md`, "Standby and
+//! failover"); every other read, and every write, goes to the primary. When the standby fails,
+//! those reads fall back to the primary: it is never less fresh.
+//!
 //! Across instances: every write transaction first takes one transaction-scoped advisory lock,
 //! so the audit log stays one chain (its head is read under that lock) with no fork and no gap;
 //! serials, certified keys and used payloads are unique by constraint; CRL numbers come from a
@@ -68,6 +73,11 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a connection attempt may take.
     pub connect_timeout: Duration,
+    /// A hot standby of the same database (URL without password; same user, password and TLS
+    /// CA file) for the reads that may lag: the latest CRLs with their bytes. Its connections
+    /// come from a pool of their own, of `pool_size`, made on first use, so a standby that is
+    /// down does not stop the store from opening.
+    pub read_url: Option<String>,
 }
 
 impl Default for PgOptions {
@@ -77,6 +87,7 @@ impl Default for PgOptions {
             tls_ca_file: None,
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
+            read_url: None,
         }
     }
 }
@@ -88,6 +99,7 @@ impl std::fmt::Debug for PgOptions {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("read_url", &self.read_url)
             .finish()
     }
 }
@@ -384,11 +396,35 @@ impl Connector {
     }
 }
 
+/// How long reads stay off a standby after it failed one (so that a standby that is down does
+/// not cost every read a connection attempt).
+pub(crate) const STANDBY_PAUSE: Duration = Duration::from_secs(5);
+
+/// A hot standby for the reads that may lag.
+struct Standby {
+    pool: pool::Pool,
+    /// When it last failed a read.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Standby {
+    fn usable(&self) -> bool {
+        let failed_at = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        failed_at.is_none_or(|t| t.elapsed() >= STANDBY_PAUSE)
+    }
+
+    fn failed(&self) {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+}
+
 /// The service's store on PostgreSQL. Share it behind an `Arc`: reads go through a small pool,
 /// every change through the group-commit writer.
 pub struct PgStore {
     connector: Arc<Connector>,
     pool: pool::Pool,
+    /// The standby of [`PgOptions::read_url`], when set.
+    standby: Option<Standby>,
     writer: writer::Writer,
     feed: feed::Feed,
     lease: feed::Lease,
@@ -410,11 +446,24 @@ impl PgStore {
 
     fn open_here(url: &str, opts: &PgOptions) -> Result<PgStore, StoreError> {
         let connector = Arc::new(Connector::new(url, opts)?);
+        let standby = match &opts.read_url {
+            Some(read_url) => {
+                let c = Connector::new(read_url, opts).map_err(|e| {
+                    StoreError::Database(format!("the standby URL (read_url): {e}"))
+                })?;
+                Some(Standby {
+                    pool: pool::Pool::new(Arc::new(c), opts.pool_size.max(1)),
+                    failed_at: std::sync::Mutex::new(None),
+                })
+            }
+            None => None,
+        };
         let mut write = connector.connect()?;
         migrate::run(&mut write)?;
         let feed = feed::Feed::start(connector.clone())?;
         Ok(PgStore {
             pool: pool::Pool::new(connector.clone(), opts.pool_size.max(1)),
+            standby,
             writer: writer::Writer::start(connector.clone(), write),
             feed,
             lease: feed::Lease::default(),
@@ -469,6 +518,32 @@ impl PgStore {
         f: impl FnMut(&mut Sql<'_, postgres::Client>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         off_runtime(|| self.pool.read(f))
+    }
+
+    /// Runs a read that may lag the primary: on the standby when there is one and it has not
+    /// failed in the last [`STANDBY_PAUSE`], else (and when it fails now) on the primary.
+    pub(crate) fn read_lagging<T>(
+        &self,
+        mut f: impl FnMut(&mut Sql<'_, postgres::Client>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        if let Some(standby) = &self.standby
+            && standby.usable()
+        {
+            match off_runtime(|| standby.pool.read(&mut f)) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    // Whatever the standby's trouble (down, not yet holding the schema, a
+                    // query cancelled by replay), the primary can answer, and fresher.
+                    tracing::warn!(
+                        error = %StoreError::from(e),
+                        "the standby ([store] read_url) failed a read; reading from the primary for {}s",
+                        STANDBY_PAUSE.as_secs()
+                    );
+                    standby.failed();
+                }
+            }
+        }
+        self.read(f)
     }
 
     /// A round trip on a read connection and an empty change through the writer (which takes

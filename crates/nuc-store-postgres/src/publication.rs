@@ -110,30 +110,44 @@ impl PgStore {
         })
     }
 
-    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, DbError> {
+    fn latest_crl(
+        &self,
+        kind: CrlKind,
+        columns: &str,
+        may_lag: bool,
+    ) -> Result<Option<CrlRow>, DbError> {
         let sql =
             format!("SELECT {columns} FROM crls WHERE kind = $1 ORDER BY crl_number DESC LIMIT 1");
-        self.read(|s| {
+        let f = |s: &mut crate::Sql<'_, postgres::Client>| {
             s.query_opt(&sql, &[&kind.as_str()])?
                 .map(|r| crl_row(&r))
                 .transpose()
-        })
+        };
+        if may_lag {
+            self.read_lagging(f)
+        } else {
+            self.read(f)
+        }
     }
 
+    /// The CRL served to relying parties: may come from the standby (`read_url`).
     pub(crate) fn latest_full_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_COLUMNS)
+        self.latest_crl(CrlKind::Full, CRL_COLUMNS, true)
     }
 
+    /// What the publisher decides by (numbers, times): always the primary's.
     pub(crate) fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS)
+        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS, false)
     }
 
+    /// The delta CRL served to relying parties: may come from the standby (`read_url`).
     pub(crate) fn latest_delta_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_COLUMNS)
+        self.latest_crl(CrlKind::Delta, CRL_COLUMNS, true)
     }
 
+    /// What the publisher decides by: always the primary's.
     pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS)
+        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS, false)
     }
 
     /// Calls `f` for every revocation (with `revoked_at >= since` when given) from one

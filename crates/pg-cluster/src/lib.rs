@@ -7,6 +7,10 @@
 //! does. Only `initdb` runs with `--no-sync`: the cluster's initial files are thrown away with
 //! it, so flushing them would only slow every test down.
 //!
+//! A cluster may also be made as a hot standby of another ([`Cluster::standby_of`]): a base
+//! backup streaming from it, optionally its synchronous standby, promoted on demand
+//! ([`Cluster::promote`]), so that tests can take a primary away and fail over.
+//!
 //! This crate is test support: it must never be a dependency of the service itself, and it
 //! must never touch a cluster it did not create (it stops only the pid it started).
 
@@ -57,6 +61,9 @@ pub struct Cluster {
     run_as: Option<String>,
     /// The postmaster's pid; changes on [`Cluster::restart`].
     pid: Mutex<Option<u32>>,
+    /// The name a standby gives the primary (its `application_name`): what
+    /// `synchronous_standby_names` and `pg_stat_replication` call it.
+    name: String,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -177,6 +184,7 @@ impl Cluster {
             port: 0,
             run_as,
             pid: Mutex::new(None),
+            name: String::new(),
         };
         if let Some(user) = cluster.run_as.clone() {
             let mut chown = Command::new("chown");
@@ -202,6 +210,145 @@ impl Cluster {
             }
         }
         Err(last.unwrap_or(ClusterError::NotInstalled))
+    }
+
+    /// Makes a hot standby of `primary` and starts it on a port of its own: a base backup
+    /// (`pg_basebackup -R -X stream`, so it streams from the primary from then on) in a new
+    /// temporary directory. The superuser and its password are the primary's.
+    ///
+    /// With `synchronous`, the primary is told to wait for it before it acknowledges any
+    /// commit: `synchronous_standby_names` names it and `synchronous_commit = remote_apply`
+    /// (not `on`, which waits only until the standby has *flushed* the WAL: a read on the
+    /// standby right after an acknowledged commit could still miss it; with `remote_apply` the
+    /// commit is visible there before the client hears of it). Returns once
+    /// `pg_stat_replication` on the primary shows it streaming and `sync`.
+    ///
+    /// The settings go to the primary's `postgresql.auto.conf` after the backup was taken, so
+    /// the standby does not inherit them: promoted, it does not wait for a standby of its own.
+    /// While a synchronous standby is down, the primary's commits wait for it.
+    pub fn standby_of(primary: &Cluster, synchronous: bool) -> Result<Cluster, ClusterError> {
+        let dir = tempfile::Builder::new()
+            .prefix("pg-standby-")
+            .tempdir()
+            .map_err(io("create the standby's temporary directory"))?;
+        let mut standby = Cluster {
+            bin: primary.bin.clone(),
+            dir,
+            password: primary.password.clone(),
+            port: 0,
+            run_as: primary.run_as.clone(),
+            pid: Mutex::new(None),
+            name: String::new(),
+        };
+        if let Some(user) = standby.run_as.clone() {
+            let mut chown = Command::new("chown");
+            chown.arg("-R").arg(&user).arg(standby.dir.path());
+            run(chown, "chown of the standby's directory")?;
+        }
+        let mut backup = standby.command("pg_basebackup");
+        backup
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args(["-U", SUPERUSER, "--no-password", "-D"])
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .env("PGPASSWORD", &primary.password)
+            .env_remove("PGSERVICE");
+        run(backup, "pg_basebackup")?;
+        let mut last = None;
+        for _ in 0..5 {
+            standby.port = free_port()?;
+            standby.name = format!("standby_{}", standby.port);
+            // The walreceiver's application_name is the cluster_name when primary_conninfo
+            // (written by -R) names none.
+            let conf = standby.data_dir().join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).map_err(io("read postgresql.conf"))?;
+            text.push_str(&format!(
+                "\ncluster_name = '{}'\nhot_standby = on\n",
+                standby.name
+            ));
+            std::fs::write(&conf, text).map_err(io("write postgresql.conf"))?;
+            match standby.pg_ctl_start() {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        if synchronous {
+            // One statement per call: ALTER SYSTEM refuses to run inside a transaction block.
+            primary.psql(
+                "postgres",
+                &format!(
+                    "ALTER SYSTEM SET synchronous_standby_names = '\"{}\"'",
+                    standby.name
+                ),
+            )?;
+            primary.psql(
+                "postgres",
+                "ALTER SYSTEM SET synchronous_commit = 'remote_apply'",
+            )?;
+            primary.psql("postgres", "SELECT pg_reload_conf()")?;
+        }
+        let want = if synchronous { "sync" } else { "async" };
+        let query = format!(
+            "SELECT state || ' ' || sync_state FROM pg_stat_replication WHERE application_name = '{}'",
+            standby.name
+        );
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = primary.psql("postgres", &query)?;
+            if seen.trim() == format!("streaming {want}") {
+                return Ok(standby);
+            }
+            if Instant::now() >= until {
+                return Err(ClusterError::Command {
+                    command: "wait for the standby to stream".into(),
+                    status: format!("pg_stat_replication says {:?}", seen.trim()),
+                    output: standby.log_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Promotes this standby (`pg_ctl promote`) and returns once it accepts writes.
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "promote"]);
+        run(cmd, "pg_ctl promote")?;
+        // A transaction id is assigned only where writes are allowed.
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.psql("postgres", "SELECT txid_current()") {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= until => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The name this standby goes by on its primary (empty for a cluster made by
+    /// [`Cluster::start`]).
+    pub fn standby_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `sql` (one statement, or several run as one transaction) with `psql` in database
+    /// `db` as the superuser, over TCP; returns what it printed (unaligned, tuples only: one row a line, columns separated by `|`).
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", SUPERUSER, "--no-password", "-d", db])
+            .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .env_remove("PGSERVICE");
+        run(cmd, "psql")
     }
 
     /// A command of the PostgreSQL binaries, as the user the server runs as.
@@ -416,5 +563,91 @@ mod tests {
         drop(c);
         assert!(!alive(pid), "the postmaster outlived its cluster");
         assert!(!dir.exists(), "the cluster's files outlived it");
+    }
+
+    #[test]
+    fn a_synchronous_standby_shows_every_acknowledged_commit_and_takes_over() {
+        let p = Cluster::start().unwrap();
+        p.create_database("nuc").unwrap();
+        p.psql("nuc", "CREATE TABLE t (v INT PRIMARY KEY)").unwrap();
+        let s = Cluster::standby_of(&p, true).unwrap();
+        assert_ne!(s.port(), p.port());
+        assert_eq!(
+            p.psql("postgres", "SHOW synchronous_commit")
+                .unwrap()
+                .trim(),
+            "remote_apply"
+        );
+        let state = p
+            .psql(
+                "postgres",
+                "SELECT application_name, state, sync_state FROM pg_stat_replication",
+            )
+            .unwrap();
+        assert_eq!(state.trim(), format!("{}|streaming|sync", s.standby_name()));
+        // Applied on the standby before the primary acknowledged it: visible there at once.
+        for i in 1..=20 {
+            p.psql("nuc", &format!("INSERT INTO t VALUES ({i})"))
+                .unwrap();
+            let seen = s.psql("nuc", "SELECT count(*) FROM t").unwrap();
+            assert_eq!(seen.trim(), i.to_string(), "after commit {i}");
+        }
+        let refused = s.psql("nuc", "INSERT INTO t VALUES (0)").unwrap_err();
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+        // The standby did not inherit the primary's wait for a standby.
+        assert_eq!(
+            s.psql("postgres", "SHOW synchronous_standby_names")
+                .unwrap()
+                .trim(),
+            ""
+        );
+
+        p.kill();
+        s.promote().unwrap();
+        s.psql("nuc", "INSERT INTO t VALUES (21)").unwrap();
+        assert_eq!(
+            s.psql("nuc", "SELECT count(*), max(v) FROM t")
+                .unwrap()
+                .trim(),
+            "21|21"
+        );
+        let (dir, pid) = (s.data_dir(), s.pid().unwrap());
+        drop(s);
+        assert!(!alive(pid), "the standby outlived its cluster");
+        assert!(!dir.exists(), "the standby's files outlived it");
+    }
+
+    #[test]
+    fn an_asynchronous_standby_streams_without_holding_commits_up() {
+        let p = Cluster::start().unwrap();
+        p.create_database("nuc").unwrap();
+        let s = Cluster::standby_of(&p, false).unwrap();
+        assert_eq!(
+            p.psql("postgres", "SHOW synchronous_standby_names")
+                .unwrap()
+                .trim(),
+            ""
+        );
+        assert_eq!(
+            p.psql(
+                "postgres",
+                "SELECT state, sync_state FROM pg_stat_replication"
+            )
+            .unwrap()
+            .trim(),
+            "streaming|async"
+        );
+        // Stopped, it holds nothing up on the primary.
+        s.stop().unwrap();
+        p.psql("nuc", "CREATE TABLE t AS SELECT 1 AS v").unwrap();
+        s.restart().unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while !s
+            .psql("nuc", "SELECT v FROM t")
+            .is_ok_and(|o| o.trim() == "1")
+        {
+            assert!(Instant::now() < until, "the standby never caught up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

@@ -194,10 +194,21 @@ impl Api {
             Ok(Some(_)) => {
                 return Err(Status::unauthenticated("the client certificate is revoked"));
             }
-            Err(e) => return Err(Status::internal(format!("STORAGE_FAILURE: {e}"))),
+            Err(e) => return Err(store_refusal(&e)),
         }
         Ok(Caller { role, serial_hex })
     }
+}
+
+/// A store failure met before the call reached a role: UNAVAILABLE when the database is away
+/// (the caller may retry, e.g. once the instance was pointed at the promoted standby), else
+/// STORAGE_FAILURE.
+fn store_refusal(e: &nuc_store::StoreError) -> Status {
+    let reason = match e {
+        nuc_store::StoreError::Unavailable(_) => ReasonCode::Unavailable,
+        _ => ReasonCode::StorageFailure,
+    };
+    refusal(reason, &e.to_string())
 }
 
 /// The gRPC code of a reason.
