@@ -240,6 +240,10 @@ struct Args {
     /// instead of the home's SQLite file.
     #[arg(long, hide = true, value_name = "URL")]
     store_url: Option<String>,
+    /// Internal: the applicant CSRs the child issues for (DER in hex, one a line), made once by
+    /// the parent for every engine: each engine has its own CA, so a key certified once per CA.
+    #[arg(long, hide = true, value_name = "FILE", requires = "child")]
+    csr_file: Option<PathBuf>,
     /// Internal: the temporary home of the child, removed when it ends.
     #[arg(long, hide = true, value_name = "DIR", requires = "child")]
     home: Option<PathBuf>,
@@ -433,7 +437,7 @@ fn print_side_by_side(args: &Args, figures: &[Figure]) {
             .iter()
             .filter(|f| f.what == what && f.engine == e)
             .map(|f| f.text.as_str())
-            .last()
+            .next_back()
             .unwrap_or("-")
     };
     let width = |e: Engine| {
@@ -481,6 +485,27 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         engines_text(&args.engines),
         threads_text(args.threads)
     );
+    // The applicants' CSRs, made once per key type for every engine (each engine's CA is a new
+    // one, so the same keys may be certified by each): RSA key generation is the longest part
+    // of the setup, and it is not what is measured.
+    let csr_dir = tempfile::Builder::new()
+        .prefix("nuc-bench-csrs-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let mut csr_files = Vec::with_capacity(algs.len());
+    for alg in &algs {
+        let started = Instant::now();
+        let csrs = make_csrs(csrs_needed(args), *alg)?;
+        let file = csr_dir.path().join(format!("{alg}.hex"));
+        let text: String = csrs.iter().map(|c| hex(c) + "\n").collect();
+        std::fs::write(&file, text).context("writing the applicants' CSRs")?;
+        out!(
+            "{alg}: setup (not timed): {} applicant CSRs in {:.2} s, for every engine",
+            csrs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        csr_files.push(file);
+    }
     let mut rows = Vec::new();
     for engine in args.engines.iter().copied() {
         // One cluster for this engine's key types, a fresh database for each.
@@ -502,7 +527,7 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         for (i, alg) in algs.iter().enumerate() {
             let started = Instant::now();
             let report = match Db::new(engine, server.as_ref(), &format!("nuc_issue_{i}")) {
-                Ok(db) => issue_child(&exe, args, *alg, &db)?,
+                Ok(db) => issue_child(&exe, args, *alg, &db, &csr_files[i])?,
                 Err(e) => {
                     eprintln!("nuc-bench: error: {}", causes(&e));
                     None
@@ -575,7 +600,13 @@ pub(crate) fn engines_text(engines: &[Engine]) -> String {
 }
 
 /// Runs the child measuring `alg` on `db`, in a fresh home; its JSON report if it succeeded.
-fn issue_child(exe: &Path, args: &Args, alg: KeyAlgorithm, db: &Db) -> Result<Option<Value>> {
+fn issue_child(
+    exe: &Path,
+    args: &Args,
+    alg: KeyAlgorithm,
+    db: &Db,
+    csr_file: &Path,
+) -> Result<Option<Value>> {
     let tmp = tempfile::Builder::new()
         .prefix("nuc-bench-")
         .tempdir()
@@ -592,6 +623,8 @@ fn issue_child(exe: &Path, args: &Args, alg: KeyAlgorithm, db: &Db) -> Result<Op
         .arg(args.threads.to_string())
         .arg("--warmup")
         .arg(args.warmup.to_string())
+        .arg("--csr-file")
+        .arg(csr_file)
         .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -689,6 +722,35 @@ fn child(alg: &str, home: &Path, args: &Args) -> Result<()> {
     measure(alg, home, args)
 }
 
+/// CSRs a child of the issuance benchmark issues for: one checked, the warm-up, the measured
+/// ones, and twice the breakdown's.
+fn csrs_needed(args: &Args) -> usize {
+    let n_breakdown = if args.breakdown {
+        args.count.min(BREAKDOWN_MAX)
+    } else {
+        0
+    };
+    1 + args.warmup + args.count + 2 * n_breakdown
+}
+
+/// The CSRs the parent wrote: DER in hex, one a line.
+fn read_csrs(file: &Path) -> Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the applicants' CSRs from {}", file.display()))?;
+    text.lines()
+        .map(|line| {
+            (0..line.len())
+                .step_by(2)
+                .map(|i| {
+                    line.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                        .context("a CSR line that is not hex")
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     let alg = KeyAlgorithm::from_str(alg)?;
     let url = args.store_url.as_deref();
@@ -731,8 +793,17 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
         0
     };
     let started = Instant::now();
-    let n_csrs = 1 + args.warmup + n + 2 * n_breakdown;
-    let mut csrs = make_csrs(n_csrs, alg)?.into_iter();
+    let n_csrs = csrs_needed(args);
+    let csrs = match &args.csr_file {
+        Some(file) => read_csrs(file)?,
+        None => make_csrs(n_csrs, alg)?,
+    };
+    ensure!(
+        csrs.len() >= n_csrs,
+        "{} applicant CSRs for {n_csrs} issuances",
+        csrs.len()
+    );
+    let mut csrs = csrs.into_iter();
     let mut requests =
         |k: usize| -> Vec<IssueRequest> { csrs.by_ref().take(k).map(request).collect() };
     let check = requests(1);
