@@ -53,7 +53,6 @@ use nuc_api::v1::{
     OperatorDecision, RequestState, SubmitApplicationRequest,
 };
 use nuc_ca::{Ca, Home, KeyAlgorithm};
-use nuc_store_sqlite::SqliteStore;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -63,7 +62,10 @@ use prost::Message;
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::{Args, Run, make_csrs, ms, raw_input, round, run, threads_text};
+use crate::engine::{self, Db, Engine, PgServer};
+use crate::{
+    Args, Figure, Run, causes, engines_text, make_csrs, ms, raw_input, round, run, threads_text,
+};
 
 /// The F1 rate must reach at least this share of the HSM's limit (raw rate / 2), in percent.
 const TARGET_PCT: f64 = 70.0;
@@ -80,21 +82,61 @@ const OUTBOX_TIMEOUT: Duration = Duration::from_secs(60);
 
 // -------------------------------------------------------------------------- the benchmark
 
-pub(crate) fn bench(args: &Args) -> Result<()> {
+pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let bins = Bins::next_to(&exe)?;
     out!(
         "nuc-bench f1: F1 end to end over gRPC with mutual TLS: {} F1s (submit + operator-confirmed \
-         issuance of AUTH+SIGN) by {} concurrent clients, after {} warm-up F1s; applicant keys: \
-         ECDSA P-256 for both AUTH and SIGN (two fresh CSRs per F1, made before timing); target: \
-         F1 rate >= {TARGET_PCT}% of raw HSM rate / {SIGNATURES_PER_F1}",
+         issuance of AUTH+SIGN) by {} concurrent clients, after {} warm-up F1s, on each storage \
+         engine ({}) in turn; applicant keys: ECDSA P-256 for both AUTH and SIGN (two fresh CSRs \
+         per F1, made before timing); target: F1 rate >= {TARGET_PCT}% of raw HSM rate / \
+         {SIGNATURES_PER_F1}",
         args.f1_count,
         args.clients,
-        args.f1_warmup
+        args.f1_warmup,
+        engines_text(&args.engines)
     );
+    let what = format!(
+        "F1 end to end, {} clients: F1/s vs HSM limit raw/2 (share; target >= {TARGET_PCT}%)",
+        args.clients
+    );
+    let mut failed = Vec::new();
+    for engine in args.engines.iter().copied() {
+        let started = Instant::now();
+        let text = match bench_on(&exe, &bins, engine, args) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("nuc-bench: error: f1 on {engine}: {}", causes(&e));
+                failed.push(engine.name());
+                "FAILED".into()
+            }
+        };
+        figures.push(Figure {
+            what: what.clone(),
+            engine,
+            text,
+        });
+        figures.push(Figure {
+            what: "F1: time taken (setup + measurement)".into(),
+            engine,
+            text: format!("{:.0} s", started.elapsed().as_secs_f64()),
+        });
+    }
+    ensure!(failed.is_empty(), "F1 on {} failed", failed.join(" and "));
+    Ok(())
+}
 
+/// The F1 benchmark on one engine, in a fresh home (and for PostgreSQL a fresh cluster); the
+/// figure for the side-by-side report.
+fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<String> {
     let started = Instant::now();
-    let svc = Service::start(&bins)?;
+    let server = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => Some(PgServer::start()?),
+    };
+    let db = Db::new(engine, server.as_ref(), "nuc_f1")?;
+    drop(server); // the cluster lives as long as `db` (held by the service)
+    let svc = Service::start(bins, &db)?;
     let setup_time = started.elapsed();
     let serve_pid = svc.server_pid();
     let issuing_cert = std::fs::read(svc.home.join("ca").join("issuing.pem"))
@@ -117,7 +159,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     })?;
     let connect_time = started.elapsed();
     out!(
-        "f1: setup (not timed): registry + nuc init + system certificates + nuc serve {:.2} s \
+        "f1 {engine}: setup (not timed): registry + nuc init + system certificates + nuc serve {:.2} s \
          (nuc serve pid {serve_pid}), {} applicant CSRs in {:.2} s, operator and {} clients \
          connected in {:.2} s",
         setup_time.as_secs_f64(),
@@ -136,7 +178,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     // The raw signatures are made with the service idle: its notifications all sent.
     let sent = 2 * (1 + args.f1_warmup);
     svc.wait_for_outbox(sent);
-    let raw_before = raw_sign(&exe, &svc, args).context("raw HSM signing, before the F1s")?;
+    let raw_before = raw_sign(exe, &svc, args).context("raw HSM signing, before the F1s")?;
     let cpu_before = svc.cpu();
     let f1 = runtime.block_on(run_f1s(
         &clients,
@@ -147,7 +189,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     ))?;
     let cpu_after = svc.cpu();
     let drain = svc.wait_for_outbox(sent + 2 * args.f1_count);
-    let raw_after = raw_sign(&exe, &svc, args).context("raw HSM signing, after the F1s")?;
+    let raw_after = raw_sign(exe, &svc, args).context("raw HSM signing, after the F1s")?;
     drop(clients);
     drop(runtime);
 
@@ -163,7 +205,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     let (f1_p50, f1_p99) = lat(&f1.total);
 
     out!(
-        "f1: raw HSM sign (issuing key {alg}, same token, a child process next to the idle \
+        "f1 {engine}: raw HSM sign (issuing key {alg}, same token, a child process next to the idle \
          service, {} x {}): {:.1}/s before, {:.1}/s after, mean {raw_rate:.1}/s -> limit \
          {limit:.1} F1/s",
         args.f1_raw_count,
@@ -172,7 +214,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         raw_after.rate
     );
     out!(
-        "f1: {f1_rate:.1} F1/s ({} F1s in {:.2} s, {} clients) = {:.1} certificates/s; the \
+        "f1 {engine}: {f1_rate:.1} F1/s ({} F1s in {:.2} s, {} clients) = {:.1} certificates/s; the \
          service sent the last of their notifications {:.1} s after the run",
         args.f1_count,
         f1.total.elapsed.as_secs_f64(),
@@ -181,36 +223,45 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         drain.as_secs_f64()
     );
     out!(
-        "f1: latency p50/p99: SubmitApplication {submit_p50:.2}/{submit_p99:.2} ms, \
+        "f1 {engine}: latency p50/p99: SubmitApplication {submit_p50:.2}/{submit_p99:.2} ms, \
          DecideApplication {decide_p50:.2}/{decide_p99:.2} ms, whole F1 {f1_p50:.2}/{f1_p99:.2} ms"
     );
     let cpu = cpu_after.zip(cpu_before).map(|(a, b)| a.minus(&b));
     if let Some(cpu) = &cpu {
         let per = |s: f64| s * 1e3 / args.f1_count as f64;
-        let total = cpu.server + cpu.registry + cpu.bench;
+        let total = cpu.server + cpu.registry + cpu.bench + cpu.database.unwrap_or(0.0);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         out!(
-            "f1: CPU per F1: nuc serve {:.2} ms, nuc-registry {:.2} ms, bench clients {:.2} ms \
-             (total {:.2} ms; {cpus} CPUs busy {:.0}% of the run)",
+            "f1 {engine}: CPU per F1: nuc serve {:.2} ms, nuc-registry {:.2} ms, bench clients \
+             {:.2} ms{} (total {:.2} ms; {cpus} CPUs busy {:.0}% of the run)",
             per(cpu.server),
             per(cpu.registry),
             per(cpu.bench),
+            cpu.database
+                .map(|d| format!(", PostgreSQL {:.2} ms", per(d)))
+                .unwrap_or_default(),
             per(total),
             total / (f1.total.elapsed.as_secs_f64() * cpus as f64) * 100.0
         );
     }
     out!(
-        "f1: F1 rate / (raw rate / {SIGNATURES_PER_F1}) = {ratio:.1}% (target >= {TARGET_PCT}%: {})",
+        "f1 {engine}: F1 rate / (raw rate / {SIGNATURES_PER_F1}) = {ratio:.1}% (target >= {TARGET_PCT}%: {})",
         if pass { "PASS" } else { "MISS" }
     );
     let cpu_json = cpu.as_ref().map(|c| {
         let per = |s: f64| round(s * 1e3 / args.f1_count as f64);
-        json!({ "nuc_serve": per(c.server), "nuc_registry": per(c.registry), "bench_clients": per(c.bench) })
+        json!({
+            "nuc_serve": per(c.server),
+            "nuc_registry": per(c.registry),
+            "bench_clients": per(c.bench),
+            "postgres": c.database.map(per),
+        })
     });
     out!(
         "{}",
         json!({
             "bench": "f1-grpc-mtls-vs-hsm-sign",
+            "engine": engine.name(),
             "issuing_key": alg,
             "applicant_keys": "ecdsa-p256",
             "clients": args.clients,
@@ -234,9 +285,13 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
             "cpu_ms_per_f1": cpu_json,
         })
     );
-    // The service's processes are killed and the home removed here (and on every early return).
+    // The service's processes are killed and the home removed here (and on every early return),
+    // then the cluster stopped.
     drop(svc);
-    Ok(())
+    Ok(format!(
+        "{f1_rate:.1} vs {limit:.1} ({ratio:.1}%, {}); p50/p99 {f1_p50:.0}/{f1_p99:.0} ms",
+        if pass { "PASS" } else { "MISS" }
+    ))
 }
 
 // ------------------------------------------------------------------------------ the clients
@@ -445,7 +500,8 @@ struct RawSign {
 
 /// Runs this executable as a child that signs with the issuing key of the service's token.
 fn raw_sign(exe: &Path, svc: &Service, args: &Args) -> Result<RawSign> {
-    let child = Command::new(exe)
+    let mut child = Command::new(exe);
+    child
         .arg("--raw-sign-home")
         .arg(&svc.home)
         .arg("--count")
@@ -457,7 +513,9 @@ fn raw_sign(exe: &Path, svc: &Service, args: &Args) -> Result<RawSign> {
         .env("SOFTHSM2_CONF", svc.home.join("hsm").join("softhsm2.conf"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    svc.db.child_args(&mut child);
+    let child = child
         .spawn()
         .context("cannot start the raw signing child")?;
     let out = Proc::new(child, "raw signing child").finish()?;
@@ -484,8 +542,8 @@ fn raw_sign(exe: &Path, svc: &Service, args: &Args) -> Result<RawSign> {
 /// key), sign `--count` times on `--threads` threads after `--warmup`, report one JSON line.
 pub(crate) fn raw_sign_child(home: &Path, args: &Args) -> Result<()> {
     let home = Home::open(home)?;
-    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
-    let ca = Ca::open(&home, &store).context("opening the CA next to the service")?;
+    let store = engine::open(&home, args.store_url.as_deref())?;
+    let ca = Ca::open(&home, store.as_ref()).context("opening the CA next to the service")?;
     let alg = ca.issuing().algorithm;
     let message = raw_input(alg);
     let (hsm, key) = ca.bench_issuing_key();
@@ -601,6 +659,8 @@ pub(crate) struct Service {
     portal_identity: PemIdentity,
     pub(crate) workstation_identity: PemIdentity,
     pub(crate) admin_identity: PemIdentity,
+    /// The store: after the processes, so a PostgreSQL cluster stops once they are gone.
+    pub(crate) db: Db,
     /// Last: removed only once the processes using it are gone (held, never read).
     _tmp: tempfile::TempDir,
 }
@@ -638,7 +698,8 @@ pub(crate) fn log_tail(path: &Path) -> String {
 }
 
 impl Service {
-    pub(crate) fn start(bins: &Bins) -> Result<Self> {
+    /// The registry and `nuc serve` on a fresh home whose records go to `db`.
+    pub(crate) fn start(bins: &Bins, db: &Db) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("nuc-bench-f1-")
             .tempdir()
@@ -677,11 +738,13 @@ impl Service {
         let http = format!("127.0.0.1:{}", free_port()?);
         let grpc = format!("127.0.0.1:{}", free_port()?);
         let nuc = |args: &[&std::ffi::OsStr]| -> Result<()> {
-            let out = Command::new(&bins.nuc)
-                .args(args)
+            let mut cmd = Command::new(&bins.nuc);
+            cmd.args(args)
                 .env("RUST_LOG", "warn")
                 .env_remove("SOFTHSM2_CONF")
-                .stdin(Stdio::null())
+                .stdin(Stdio::null());
+            db.env(&mut cmd);
+            let out = cmd
                 .output()
                 .with_context(|| format!("cannot run {}", bins.nuc.display()))?;
             ensure!(
@@ -693,7 +756,9 @@ impl Service {
             );
             Ok(())
         };
-        nuc(&[
+        let registry_url = format!("http://{registry_addr}");
+        let store_args = db.init_args();
+        let mut init: Vec<&std::ffi::OsStr> = vec![
             "init".as_ref(),
             "--home".as_ref(),
             home.as_os_str(),
@@ -702,8 +767,10 @@ impl Service {
             "--grpc-listen".as_ref(),
             grpc.as_ref(),
             "--registry-url".as_ref(),
-            format!("http://{registry_addr}").as_ref(),
-        ])?;
+            registry_url.as_ref(),
+        ];
+        init.extend(store_args.iter().map(std::ffi::OsStr::new));
+        nuc(&init)?;
 
         // System certificates of the callers, from the CLI, before the service holds the token.
         let identity = |role: &str| -> Result<PemIdentity> {
@@ -741,7 +808,8 @@ impl Service {
 
         let log_path = dir.join("serve.log");
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(&bins.nuc)
+        let mut serve = Command::new(&bins.nuc);
+        serve
             .arg("serve")
             .arg("--home")
             .arg(&home)
@@ -749,9 +817,9 @@ impl Service {
             .env_remove("SOFTHSM2_CONF")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start nuc serve")?;
+            .stderr(log);
+        db.env(&mut serve);
+        let child = serve.spawn().context("cannot start nuc serve")?;
         let mut server = Proc::new(child, "nuc serve");
         let deadline = Instant::now() + START_TIMEOUT;
         while std::net::TcpStream::connect(&grpc).is_err() {
@@ -779,6 +847,7 @@ impl Service {
             portal_identity,
             workstation_identity,
             admin_identity,
+            db: db.clone(),
             _tmp: tmp,
         })
     }
@@ -872,6 +941,11 @@ impl Service {
             server: cpu_seconds(&self.server.id().to_string())?,
             registry: cpu_seconds(&self.registry.id().to_string())?,
             bench: cpu_seconds("self")?,
+            database: self
+                .db
+                .server()
+                .and_then(|s| s.pid())
+                .and_then(tree_cpu_seconds),
         })
     }
 }
@@ -882,6 +956,8 @@ struct Cpu {
     server: f64,
     registry: f64,
     bench: f64,
+    /// The PostgreSQL server's processes, when the store is one.
+    database: Option<f64>,
 }
 
 impl Cpu {
@@ -890,8 +966,34 @@ impl Cpu {
             server: self.server - earlier.server,
             registry: self.registry - earlier.registry,
             bench: self.bench - earlier.bench,
+            database: self.database.zip(earlier.database).map(|(a, b)| a - b),
         }
     }
+}
+
+/// User + system CPU seconds of process `pid` and its children (a postmaster and its
+/// backends), from `/proc/*/stat`; a child that ended meanwhile is no longer counted.
+pub(crate) fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut seconds = cpu_seconds(&pid.to_string())?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // gone meanwhile
+        };
+        // After the command name in parentheses: state, then the parent's pid.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            seconds += cpu_seconds(&name).unwrap_or(0.0);
+        }
+    }
+    Some(seconds)
 }
 
 /// User + system CPU seconds of a process (all its threads), from `/proc/PID/stat`.

@@ -147,7 +147,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     let dir = std::path::absolute(tmp.path())?;
 
     let started = Instant::now();
-    let svc = Service::start(&bins)?;
+    let svc = Service::start(&bins, &crate::engine::Db::Sqlite)?;
     let con = Con::open(&svc, &dir, &station)?;
     let pcsc = Pcsc::establish().context("connecting to pcscd")?;
     let reader = vpcd_reader(&pcsc)?;

@@ -68,6 +68,16 @@
 //!   flood, in the same service and run, and the peak RSS (VmHWM) of `nuc serve` after 100,000
 //!   OCSP requests with unique CertIDs, half with 2,000-octet serials. No target: figures.
 //!
+//! **Storage engines.** The issuance, F1 and OCSP benchmarks run once per engine of
+//! `--engines` (default `sqlite,postgres`), one after the other in the same run, with the same
+//! load, counts and durations: on SQLite each home has its file; on PostgreSQL the bench starts
+//! a throwaway cluster of its own (`pg-cluster`: initdb and pg_ctl in a temporary directory,
+//! fsync on, stopped by its pid at the end), a fresh database per benchmark, and hands it to
+//! `nuc init --store-url` and to its own children (`--store-url`, the password only in
+//! `NUC_STORE_PASSWORD`). The issuance benchmark's children and the F1 raw-signing child open
+//! the store through [`engine`] as an `Arc<dyn ServiceStore>`. At the end, a table puts every
+//! engine's figures side by side. CRL, F4 and the OCSP flood stay on SQLite.
+//!
 //! All run by default, in this order; `--only issue|f1|ocsp|crl|f4|ocsp-flood` selects one. The ones that
 //! run the service need the release `nuc` (and for F1 and F4 `nuc-registry`; for F4
 //! `nuc-station` and `card-sim`) next to this binary, which `make bench` builds first.
@@ -88,14 +98,15 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use nuc_ca::{Ca, Home, InitOptions, IssueRequest, KeyAlgorithm};
 use nuc_core::{Iin, SubjectInfo};
-use nuc_store::Issuance;
-use nuc_store_sqlite::SqliteStore;
+use nuc_store::{Issuance, ServiceStore};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::x509::{X509, X509NameBuilder, X509ReqBuilder};
 use serde_json::{Value, json};
+
+use crate::engine::{Db, Engine, PgServer};
 
 /// Issuance may cost at most this much more than the bare HSM signature, in percent.
 const TARGET_PCT: f64 = 25.0;
@@ -122,6 +133,17 @@ struct Args {
     /// CertIDs). Default: all six, in that order.
     #[arg(long, value_enum, value_name = "BENCH")]
     only: Option<Bench>,
+    /// Storage engines the issuance, F1 and OCSP benchmarks run on, comma-separated, each
+    /// measured the same way in the same run and reported side by side at the end; PostgreSQL
+    /// in a throwaway cluster the bench starts and stops (`pg-cluster`). CRL, F4 and the OCSP
+    /// flood run on SQLite.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
+    engines: Vec<Engine>,
     /// CA key types to measure, comma-separated; each runs in its own process and fresh home.
     #[arg(long, value_delimiter = ',', default_value = "rsa-2048,ecdsa-p256")]
     algs: Vec<String>,
@@ -214,6 +236,14 @@ struct Args {
     /// Internal: measure this key type in this process (the parent sets SOFTHSM2_CONF).
     #[arg(long, hide = true, value_name = "ALG", requires = "home")]
     child: Option<String>,
+    /// Internal: the PostgreSQL database a child opens (password from NUC_STORE_PASSWORD)
+    /// instead of the home's SQLite file.
+    #[arg(long, hide = true, value_name = "URL")]
+    store_url: Option<String>,
+    /// Internal: the applicant CSRs the child issues for (DER in hex, one a line), made once by
+    /// the parent for every engine: each engine has its own CA, so a key certified once per CA.
+    #[arg(long, hide = true, value_name = "FILE", requires = "child")]
+    csr_file: Option<PathBuf>,
     /// Internal: the temporary home of the child, removed when it ends.
     #[arg(long, hide = true, value_name = "DIR", requires = "child")]
     home: Option<PathBuf>,
@@ -254,6 +284,7 @@ macro_rules! out {
 }
 
 mod crl;
+mod engine;
 mod f1;
 mod f4;
 mod ocsp;
@@ -333,15 +364,17 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
 /// The benchmarks `--only` selects (all by default), one after the other. A benchmark that
 /// cannot be made does not stop the next one; the exit code says that one failed.
 fn benches(args: &Args) -> Result<()> {
-    type BenchFn = fn(&Args) -> Result<()>;
+    type BenchFn = fn(&Args, &mut Vec<Figure>) -> Result<()>;
     let all: [(Bench, &str, BenchFn); 6] = [
         (Bench::Issue, "issue", parent),
         (Bench::F1, "f1", f1::bench),
         (Bench::Ocsp, "ocsp", ocsp::bench),
-        (Bench::Crl, "crl", crl::bench),
-        (Bench::F4, "f4", f4::bench),
-        (Bench::OcspFlood, "ocsp-flood", ocsp_flood::bench),
+        (Bench::Crl, "crl", |a, _| crl::bench(a)),
+        (Bench::F4, "f4", |a, _| f4::bench(a)),
+        (Bench::OcspFlood, "ocsp-flood", |a, _| ocsp_flood::bench(a)),
     ];
+    let started = Instant::now();
+    let mut figures = Vec::new();
     let mut failed = Vec::new();
     let mut first = true;
     for (bench, name, run) in all {
@@ -352,11 +385,21 @@ fn benches(args: &Args) -> Result<()> {
             out!();
         }
         first = false;
-        if let Err(e) = run(args) {
+        let bench_started = Instant::now();
+        if let Err(e) = run(args, &mut figures) {
             eprintln!("nuc-bench: error: {}", causes(&e));
             failed.push(name);
         }
+        out!(
+            "nuc-bench: {name} took {:.0} s",
+            bench_started.elapsed().as_secs_f64()
+        );
     }
+    print_side_by_side(args, &figures);
+    out!(
+        "nuc-bench: all benchmarks run in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     ensure!(
         failed.is_empty(),
         "the {} benchmark could not be made",
@@ -365,76 +408,167 @@ fn benches(args: &Args) -> Result<()> {
     Ok(())
 }
 
+// -------------------------------------------------------------------------- side by side
+
+/// One figure of the side-by-side report: a benchmark's result on one engine.
+pub(crate) struct Figure {
+    /// What is measured, the same text on every engine (a row of the report).
+    pub(crate) what: String,
+    pub(crate) engine: Engine,
+    /// The result, short (a cell of the report).
+    pub(crate) text: String,
+}
+
+/// The engines' figures side by side: one row per measurement, one column per engine, in the
+/// order the benchmarks reported them.
+fn print_side_by_side(args: &Args, figures: &[Figure]) {
+    if figures.is_empty() {
+        return;
+    }
+    let engines: Vec<Engine> = args.engines.clone();
+    let mut rows: Vec<&str> = Vec::new();
+    for f in figures {
+        if !rows.contains(&f.what.as_str()) {
+            rows.push(&f.what);
+        }
+    }
+    let cell = |what: &str, e: Engine| {
+        figures
+            .iter()
+            .filter(|f| f.what == what && f.engine == e)
+            .map(|f| f.text.as_str())
+            .next_back()
+            .unwrap_or("-")
+    };
+    let width = |e: Engine| {
+        rows.iter()
+            .map(|r| cell(r, e).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(e.name().len())
+    };
+    let what_width = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0);
+    out!();
+    out!("side by side (same run, same machine, same load and durations on each engine):");
+    let mut head = format!("{:<what_width$}", "");
+    for e in &engines {
+        head.push_str(&format!(" | {:<w$}", e.name(), w = width(*e)));
+    }
+    out!("{}", head.trim_end());
+    for r in &rows {
+        let mut line = format!("{r:<what_width$}");
+        for e in &engines {
+            line.push_str(&format!(" | {:<w$}", cell(r, *e), w = width(*e)));
+        }
+        out!("{}", line.trim_end());
+    }
+}
+
 // ------------------------------------------------------------------------------- parent
 
-/// One key type's result, as the child reported it in its JSON line.
+/// One key type's result on one engine, as the child reported it in its JSON line.
 struct Row {
+    engine: Engine,
     alg: String,
     report: Option<Value>,
 }
 
-fn parent(args: &Args) -> Result<()> {
+fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let algs = check_args(args)?;
     ensure!(!algs.is_empty(), "--algs names no key type");
     let exe = std::env::current_exe().context("cannot find this executable to run it again")?;
     out!(
-        "nuc-bench: {} issuances of {PROFILE} per CA key type, {}; applicant keys: of the CA's key type \
-         (one fresh CSR per issuance, made before timing); target: issuance <= {TARGET_PCT}% more than the bare HSM signature",
+        "nuc-bench: {} issuances of {PROFILE} per CA key type and storage engine ({}), {}; \
+         applicant keys: of the CA's key type (one fresh CSR per issuance, made before timing); \
+         target: issuance <= {TARGET_PCT}% more than the bare HSM signature",
         args.count,
+        engines_text(&args.engines),
         threads_text(args.threads)
     );
+    // The applicants' CSRs, made once per key type for every engine (each engine's CA is a new
+    // one, so the same keys may be certified by each): RSA key generation is the longest part
+    // of the setup, and it is not what is measured.
+    let csr_dir = tempfile::Builder::new()
+        .prefix("nuc-bench-csrs-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let mut csr_files = Vec::with_capacity(algs.len());
+    for alg in &algs {
+        let started = Instant::now();
+        let csrs = make_csrs(csrs_needed(args), *alg)?;
+        let file = csr_dir.path().join(format!("{alg}.hex"));
+        let text: String = csrs.iter().map(|c| hex(c) + "\n").collect();
+        std::fs::write(&file, text).context("writing the applicants' CSRs")?;
+        out!(
+            "{alg}: setup (not timed): {} applicant CSRs in {:.2} s, for every engine",
+            csrs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        csr_files.push(file);
+    }
     let mut rows = Vec::new();
-    for alg in algs {
-        let tmp = tempfile::Builder::new()
-            .prefix("nuc-bench-")
-            .tempdir()
-            .context("cannot create a temporary home")?;
-        let home = std::path::absolute(tmp.path())?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("--child")
-            .arg(alg.to_string())
-            .arg("--home")
-            .arg(&home)
-            .arg("--count")
-            .arg(args.count.to_string())
-            .arg("--threads")
-            .arg(args.threads.to_string())
-            .arg("--warmup")
-            .arg(args.warmup.to_string())
-            .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if args.breakdown {
-            cmd.arg("--breakdown");
+    for engine in args.engines.iter().copied() {
+        // One cluster for this engine's key types, a fresh database for each.
+        let server = match engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => match PgServer::start() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("nuc-bench: error: {}", causes(&e));
+                    rows.extend(algs.iter().map(|alg| Row {
+                        engine,
+                        alg: alg.to_string(),
+                        report: None,
+                    }));
+                    continue;
+                }
+            },
+        };
+        for (i, alg) in algs.iter().enumerate() {
+            let started = Instant::now();
+            let report = match Db::new(engine, server.as_ref(), &format!("nuc_issue_{i}")) {
+                Ok(db) => issue_child(&exe, args, *alg, &db, &csr_files[i])?,
+                Err(e) => {
+                    eprintln!("nuc-bench: error: {}", causes(&e));
+                    None
+                }
+            };
+            rows.push(Row {
+                engine,
+                alg: alg.to_string(),
+                report,
+            });
+            figures.push(Figure {
+                what: format!("issuance {alg}: time taken (setup + measurement)"),
+                engine,
+                text: format!("{:.0} s", started.elapsed().as_secs_f64()),
+            });
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start the {alg} child"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut report = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            if line.starts_with('{') {
-                report = serde_json::from_str::<Value>(&line).ok();
-            }
-            out!("{line}");
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("nuc-bench: the {alg} child failed ({status})");
-            report = None;
-        }
-        if home.exists() {
-            eprintln!("nuc-bench: the {alg} child left its home behind; removing it");
-        }
-        drop(tmp);
-        rows.push(Row {
-            alg: alg.to_string(),
-            report,
-        });
     }
     print_summary(args, &rows);
+    for row in &rows {
+        figures.push(Figure {
+            what: format!(
+                "issuance {}, {}: issue/s vs raw HSM sign/s (overhead; target <= {TARGET_PCT}%)",
+                row.alg,
+                threads_text(args.threads)
+            ),
+            engine: row.engine,
+            text: match &row.report {
+                Some(r) => {
+                    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                    format!(
+                        "{:.1} vs {:.1} ({:+.1}%, {})",
+                        f("issue_per_s"),
+                        f("raw_sign_per_s"),
+                        f("overhead_pct"),
+                        verdict(r)
+                    )
+                }
+                None => "FAILED".into(),
+            },
+        });
+    }
     let missed = rows.iter().any(|r| {
         r.report
             .as_ref()
@@ -449,6 +583,84 @@ fn parent(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn verdict(report: &Value) -> &'static str {
+    if report["pass"].as_bool() == Some(true) {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+pub(crate) fn engines_text(engines: &[Engine]) -> String {
+    engines
+        .iter()
+        .map(|e| e.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs the child measuring `alg` on `db`, in a fresh home; its JSON report if it succeeded.
+fn issue_child(
+    exe: &Path,
+    args: &Args,
+    alg: KeyAlgorithm,
+    db: &Db,
+    csr_file: &Path,
+) -> Result<Option<Value>> {
+    let tmp = tempfile::Builder::new()
+        .prefix("nuc-bench-")
+        .tempdir()
+        .context("cannot create a temporary home")?;
+    let home = std::path::absolute(tmp.path())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child")
+        .arg(alg.to_string())
+        .arg("--home")
+        .arg(&home)
+        .arg("--count")
+        .arg(args.count.to_string())
+        .arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--warmup")
+        .arg(args.warmup.to_string())
+        .arg("--csr-file")
+        .arg(csr_file)
+        .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if args.breakdown {
+        cmd.arg("--breakdown");
+    }
+    db.child_args(&mut cmd);
+    let engine = db.engine();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start the {alg} child on {engine}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut report = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.starts_with('{') {
+            report = serde_json::from_str::<Value>(&line).ok();
+        } else {
+            out!("{engine}: {line}");
+            continue;
+        }
+        out!("{line}");
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        eprintln!("nuc-bench: the {alg} child on {engine} failed ({status})");
+        report = None;
+    }
+    if home.exists() {
+        eprintln!("nuc-bench: the {alg} child on {engine} left its home behind; removing it");
+    }
+    drop(tmp);
+    Ok(report)
+}
+
 fn print_summary(args: &Args, rows: &[Row]) {
     out!();
     out!(
@@ -457,7 +669,8 @@ fn print_summary(args: &Args, rows: &[Row]) {
         threads_text(args.threads)
     );
     out!(
-        "{:<12} {:>10} {:>13} {:>10} {:>9} {:>9}  verdict",
+        "{:<9} {:<12} {:>10} {:>13} {:>10} {:>9} {:>9}  verdict",
+        "engine",
         "CA key",
         "issue/s",
         "raw sign/s",
@@ -467,13 +680,14 @@ fn print_summary(args: &Args, rows: &[Row]) {
     );
     for row in rows {
         let Some(r) = &row.report else {
-            out!("{:<12} {:>10}", row.alg, "FAILED");
+            out!("{:<9} {:<12} {:>10}", row.engine.name(), row.alg, "FAILED");
             continue;
         };
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let lat = |k: &str| r["issue_latency_ms"][k].as_f64().unwrap_or(f64::NAN);
         out!(
-            "{:<12} {:>10.1} {:>13.1} {:>9.1}% {:>9.2} {:>9.2}  {}",
+            "{:<9} {:<12} {:>10.1} {:>13.1} {:>9.1}% {:>9.2} {:>9.2}  {}",
+            row.engine.name(),
             row.alg,
             f("issue_per_s"),
             f("raw_sign_per_s"),
@@ -508,8 +722,43 @@ fn child(alg: &str, home: &Path, args: &Args) -> Result<()> {
     measure(alg, home, args)
 }
 
+/// CSRs a child of the issuance benchmark issues for: one checked, the warm-up, the measured
+/// ones, and twice the breakdown's.
+fn csrs_needed(args: &Args) -> usize {
+    let n_breakdown = if args.breakdown {
+        args.count.min(BREAKDOWN_MAX)
+    } else {
+        0
+    };
+    1 + args.warmup + args.count + 2 * n_breakdown
+}
+
+/// The CSRs the parent wrote: DER in hex, one a line.
+fn read_csrs(file: &Path) -> Result<Vec<Vec<u8>>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the applicants' CSRs from {}", file.display()))?;
+    text.lines()
+        .map(|line| {
+            (0..line.len())
+                .step_by(2)
+                .map(|i| {
+                    line.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                        .context("a CSR line that is not hex")
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     let alg = KeyAlgorithm::from_str(alg)?;
+    let url = args.store_url.as_deref();
+    let engine = if url.is_some() {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
+    };
     let threads = args.threads.max(1);
     let started = Instant::now();
     Ca::init(
@@ -519,12 +768,17 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
             root_key: Some(alg.to_string()),
             issuing_key: Some(alg.to_string()),
         },
-        &|path| Ok(Box::new(SqliteStore::open(path)?)),
+        &|path| {
+            let store = engine::open_at(url, path)
+                .map_err(|e| nuc_store::StoreError::Database(causes(&e)))?;
+            Ok(Box::new(store))
+        },
     )
     .context("nuc init")?;
     let home = Home::open(home)?;
-    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
-    let ca = Ca::open(&home, &store).context("opening the CA")?;
+    let store = engine::open(&home, url)?;
+    let store: &dyn ServiceStore = store.as_ref();
+    let ca = Ca::open(&home, store).context("opening the CA")?;
     ensure!(
         ca.issuing().algorithm == alg,
         "issuing key is {}, not {alg}",
@@ -539,8 +793,17 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
         0
     };
     let started = Instant::now();
-    let n_csrs = 1 + args.warmup + n + 2 * n_breakdown;
-    let mut csrs = make_csrs(n_csrs, alg)?.into_iter();
+    let n_csrs = csrs_needed(args);
+    let csrs = match &args.csr_file {
+        Some(file) => read_csrs(file)?,
+        None => make_csrs(n_csrs, alg)?,
+    };
+    ensure!(
+        csrs.len() >= n_csrs,
+        "{} applicant CSRs for {n_csrs} issuances",
+        csrs.len()
+    );
+    let mut csrs = csrs.into_iter();
     let mut requests =
         |k: usize| -> Vec<IssueRequest> { csrs.by_ref().take(k).map(request).collect() };
     let check = requests(1);
@@ -557,7 +820,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     };
     let issue = |reqs: &[IssueRequest], i: usize| -> Result<Vec<u8>> {
         Ok(ca
-            .issue(std::slice::from_ref(&reqs[i]), &Issuance::alone(&store))?
+            .issue(std::slice::from_ref(&reqs[i]), &Issuance::alone(store))?
             .remove(0)
             .der)
     };
@@ -611,7 +874,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     );
 
     let breakdown = if n_breakdown > 0 {
-        Some(breakdown(&ca, &store, &breakdown_reqs, &message)?)
+        Some(breakdown(&ca, store, &breakdown_reqs, &message)?)
     } else {
         None
     };
@@ -620,6 +883,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
         "{}",
         json!({
             "bench": "issuance-vs-hsm-sign",
+            "engine": engine.name(),
             "alg": alg.to_string(),
             "profile": PROFILE,
             "applicant_keys": match alg { KeyAlgorithm::Rsa { .. } => "rsa-2048", _ => "ecdsa-p256" },
@@ -812,7 +1076,7 @@ const STEPS: [(&str, &str); 7] = [
     ),
     (
         "db_reserve",
-        "reserve serial and key + audit record (one transaction, synchronous=FULL)",
+        "reserve serial and key + audit record (one durable transaction)",
     ),
     (
         "hsm_sign",
@@ -820,16 +1084,21 @@ const STEPS: [(&str, &str); 7] = [
     ),
     (
         "db_record",
-        "record the certificate + audit record (one transaction, synchronous=FULL)",
+        "record the certificate + audit record (one durable transaction)",
     ),
 ];
 
 /// Times each step of an issuance on one thread, by doing what `Ca::issue` does through the
 /// library's public pieces on the first half of `reqs`; then times `Ca::issue` itself and the
 /// bare signature on one thread for comparison. Returns mean microseconds per step.
-fn breakdown(ca: &Ca, store: &SqliteStore, reqs: &[IssueRequest], message: &[u8]) -> Result<Value> {
+fn breakdown(
+    ca: &Ca,
+    store: &dyn ServiceStore,
+    reqs: &[IssueRequest],
+    message: &[u8],
+) -> Result<Value> {
     use nuc_ca::{csr, lint, subject, tbs};
-    use nuc_store::{AuditEntry, CertificateReader, CertificateStore, Reservation};
+    use nuc_store::{AuditEntry, Reservation};
 
     let alg = ca.issuing().algorithm;
     let (hsm, hsm_key) = ca.bench_issuing_key();

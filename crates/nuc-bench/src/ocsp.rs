@@ -6,9 +6,10 @@
 //! request without a nonce (what most clients send) can be answered with a response signed
 //! earlier, and our responder does exactly that: it keeps the signed response per (CertID,
 //! current status) and signs again only when the status changes or half the validity has
-//! passed (`nuc_publisher::ocsp::OcspCache`). So an answer costs a parse, two point lookups
-//! in SQLite (the status is re-read on every request, so a revocation is seen at once) and a
-//! copy, not a signature. The peer, `openssl ocsp -index`, is the responder most CAs start
+//! passed (`nuc_publisher::ocsp::OcspCache`). So an answer costs a parse, a look-up in the
+//! in-memory status snapshot (`nuc_publisher::status`, kept current by the store's status
+//! feed, so a revocation is seen at once; a serial not yet known is asked of the store once)
+//! and a copy, not a signature and no database round trip. The peer, `openssl ocsp -index`, is the responder most CAs start
 //! with; it signs every response. **Target: our cached responses per second >= 20 x
 //! openssl's**, measured on the same machine, in the same run, with the same load.
 //!
@@ -62,6 +63,17 @@
 //!   server does), and also, for a like-for-like comparison, with one connection per request;
 //!   both ratios are printed, the target is about the first.
 //!
+//! **On each storage engine** (`--engines`, default SQLite and PostgreSQL), the same: a home
+//! on that engine, the same number of certificates issued and revoked, the same load and
+//! durations, measured in the same rounds (openssl once, against the first engine's serials).
+//! On PostgreSQL (a throwaway cluster the bench starts, `pg-cluster`) a second instance of
+//! the same CA is made with `nuc init --join` (its own home, the same database and token)
+//! and also measured: both instances at once, the connections split evenly between them,
+//! the sum and each instance's rate reported, against one instance alone. Both instances run
+//! on this machine, as the load generator does: the sum says what a second instance costs
+//! or adds here, not what a second machine would add. The CPU used by PostgreSQL's processes
+//! is printed beside ours: a cached answer should cost it nothing.
+//!
 //! Everything is on loopback: the load goes only to 127.0.0.1. (`openssl ocsp -port` takes a
 //! number only, so OpenSSL binds every interface while it runs; it is killed with its process
 //! group at the end.) The runs are bounded in time: with the defaults, 27 s of load plus a few
@@ -82,8 +94,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use nuc_ca::{Ca, Home, IssueRequest, KeyAlgorithm};
 use nuc_core::RevocationReason;
-use nuc_store::{AuditEntry, Issuance, RevocationRow, RevocationStore};
-use nuc_store_sqlite::SqliteStore;
+use nuc_store::{AuditEntry, Issuance, RevocationRow, ServiceStore};
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
@@ -102,8 +113,9 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509, X509Builder, X509NameBuilder, X509Ref};
 use serde_json::{Value, json};
 
-use crate::f1::{Proc, clock_ticks_per_second, cpu_seconds, free_port, log_tail};
-use crate::{Args, Run, make_csrs, ms, request, round, run};
+use crate::engine::{self, Db, Engine, PgServer};
+use crate::f1::{Proc, clock_ticks_per_second, cpu_seconds, free_port, log_tail, tree_cpu_seconds};
+use crate::{Args, Figure, Run, engines_text, make_csrs, ms, request, round, run};
 
 /// Our cached responses per second must reach this multiple of openssl's.
 const TARGET_RATIO: f64 = 20.0;
@@ -124,18 +136,20 @@ const CACHE_SAMPLE: usize = 16;
 
 // -------------------------------------------------------------------------- the benchmark
 
-pub(crate) fn bench(args: &Args) -> Result<()> {
+pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let nuc = nuc_binary(&exe)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let openssl = openssl_responder_info(cpus)?;
     out!(
         "nuc-bench ocsp: cached OCSP responses over loopback HTTP: nuc serve (RSA-2048 delegated \
-         signer in SoftHSM2, responses cached) against {} (RSA-2048 delegated signer in a file, \
-         signs every response{}), {} certificates on each side ({} revoked, the same serials), \
-         one pre-built request per certificate (one SHA-1 CertID, no nonce), {} connections, \
-         {} s warm-up then {} rounds of {} s per responder; target: ours/openssl >= \
-         {TARGET_RATIO}x",
+         signer in SoftHSM2, responses cached) on each storage engine ({}; on PostgreSQL also two \
+         instances on one database, the connections split between them) against {} (RSA-2048 \
+         delegated signer in a file, signs every response{}), {} certificates on each side ({} \
+         revoked, the same serials), one pre-built request per certificate (one SHA-1 CertID, no \
+         nonce), {} connections, {} s warm-up then {} rounds of {} s per measurement; target: \
+         ours/openssl >= {TARGET_RATIO}x",
+        engines_text(&args.engines),
         openssl.version,
         match openssl.multi {
             Some(n) => format!(", -multi {n}"),
@@ -148,6 +162,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         args.ocsp_rounds,
         args.ocsp_secs
     );
+    ensure!(!args.engines.is_empty(), "--engines names no engine");
 
     let tmp = tempfile::Builder::new()
         .prefix("nuc-bench-ocsp-")
@@ -155,117 +170,212 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         .context("cannot create a temporary directory")?;
     let dir = std::path::absolute(tmp.path())?;
 
+    // Each engine's side: its home(s), certificates and running instance(s).
+    let mut sides: Vec<Ours> = Vec::new();
+    let mut setup_time = Vec::new();
+    for engine in args.engines.iter().copied() {
+        let started = Instant::now();
+        let server = match engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(PgServer::start()?),
+        };
+        let db = Db::new(engine, server.as_ref(), "nuc_ocsp")?;
+        drop(server); // the cluster lives as long as `db`, held by `Ours`
+        // A SQLite file belongs to one instance; a PostgreSQL database is shared by two.
+        let instances = match engine {
+            Engine::Sqlite => 1,
+            Engine::Postgres => 2,
+        };
+        let side_dir = dir.join(engine.name());
+        std::fs::create_dir(&side_dir)?;
+        let ours = Ours::start(&exe, &nuc, &side_dir, args, db, instances)
+            .with_context(|| format!("setting up nuc serve on {engine}"))?;
+        out!(
+            "ocsp {engine}: setup (not timed): nuc init + {} issuances + {} revocations + nuc \
+             serve{} {:.2} s (nuc serve pid {})",
+            ours.leaves.len(),
+            args.ocsp_revoked,
+            if instances > 1 {
+                " + nuc init --join + a second nuc serve"
+            } else {
+                ""
+            },
+            started.elapsed().as_secs_f64(),
+            ours.instances
+                .iter()
+                .map(|i| i.server.id().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+        sides.push(ours);
+        setup_time.push(started.elapsed());
+    }
+    // The peer is given the serials of the first engine's certificates.
     let started = Instant::now();
-    let ours = Ours::start(&exe, &nuc, &dir, args)?;
-    let ours_time = started.elapsed();
-    let started = Instant::now();
-    let peer = Peer::start(&dir.join("peer"), &ours, &openssl)?;
-    let peer_time = started.elapsed();
+    let peer = Peer::start(&dir.join("peer"), &sides[0], &openssl)?;
     out!(
-        "ocsp: setup (not timed): nuc init + {} issuances + {} revocations + nuc serve {:.2} s \
-         (nuc serve pid {}); openssl test CA, responder and {} certificates + openssl ocsp {:.2} s",
-        ours.leaves.len(),
-        args.ocsp_revoked,
-        ours_time.as_secs_f64(),
-        ours.server.id(),
+        "ocsp: setup (not timed): openssl test CA, responder and {} certificates + openssl ocsp \
+         {:.2} s",
         peer.leaves.len(),
-        peer_time.as_secs_f64()
+        started.elapsed().as_secs_f64()
     );
 
-    // The same request builder for both sides.
-    let ours_ka = Target::new(
-        "nuc serve, keep-alive",
-        ours.addr,
-        "/ocsp",
-        Conn::KeepAlive,
-        &ours.leaves,
-        &ours.issuer,
-    )?;
-    let ours_pr = Target::new(
-        "nuc serve, one connection per request",
-        ours.addr,
-        "/ocsp",
-        Conn::PerRequest,
-        &ours.leaves,
-        &ours.issuer,
-    )?;
+    // The same request builder for every responder: per instance keep-alive, and for the
+    // first instance of each engine one connection per request.
+    struct SideTargets {
+        keep_alive: Vec<Target>,
+        per_request: Target,
+        first_answers: Vec<Vec<Vec<u8>>>,
+    }
+    let mut side_targets = Vec::with_capacity(sides.len());
+    for ours in &sides {
+        let engine = ours.db.engine();
+        let mut keep_alive = Vec::new();
+        for (k, inst) in ours.instances.iter().enumerate() {
+            keep_alive.push(Target::new(
+                format!("nuc serve on {engine}, instance {}, keep-alive", k + 1),
+                inst.addr,
+                "/ocsp",
+                Conn::KeepAlive,
+                &ours.leaves,
+                &ours.issuer,
+            )?);
+        }
+        let per_request = Target::new(
+            format!("nuc serve on {engine}, one connection per request"),
+            ours.instances[0].addr,
+            "/ocsp",
+            Conn::PerRequest,
+            &ours.leaves,
+            &ours.issuer,
+        )?;
+        // Every response of every instance verified once; cached from here on.
+        let mut first_answers = Vec::new();
+        for t in &keep_alive {
+            first_answers.push(
+                check_all(t, &ours.leaves, &ours.issuer, &ours.trust)
+                    .with_context(|| format!("checking the responses of {}", t.label))?,
+            );
+        }
+        side_targets.push(SideTargets {
+            keep_alive,
+            per_request,
+            first_answers,
+        });
+    }
     let peer_pr = Target::new(
-        "openssl ocsp, one connection per request",
+        "openssl ocsp, one connection per request".into(),
         peer.addr,
         "/",
         Conn::PerRequest,
         &peer.leaves,
         &peer.issuer,
     )?;
-
-    // Every response of both sides verified once; ours are cached from here on.
-    let first_answers = check_all(&ours_ka, &ours.leaves, &ours.issuer, &ours.trust)
-        .context("checking the responses of nuc serve")?;
     check_all(&peer_pr, &peer.leaves, &peer.issuer, &peer.trust)
         .context("checking the responses of openssl ocsp")?;
     out!(
-        "ocsp: checked before timing: all {} + {} responses successful, signed by the right \
-         responder, about the CertID asked, good or revoked as expected",
-        ours.leaves.len(),
+        "ocsp: checked before timing: all {} responses of each of the {} instances of nuc serve \
+         and the {} of openssl ocsp successful, signed by the right responder, about the CertID \
+         asked, good or revoked as expected",
+        sides[0].leaves.len(),
+        sides.iter().map(|s| s.instances.len()).sum::<usize>(),
         peer.leaves.len()
     );
 
-    // Rounds of: ours with keep-alive, openssl, ours like for like. Alternating, so that what
-    // else the machine does (it may be shared) weighs on all three alike.
-    let server_pid = ours.server.id().to_string();
-    let ours_cpu = || cpu_seconds(&server_pid);
+    // What each round measures, in this order: per engine, one instance with keep-alive, (after
+    // the first engine's, openssl), one instance like for like, and on a shared database both
+    // instances at once, the connections split between them. Alternating, so that what else the
+    // machine does (it may be shared) weighs on all alike.
+    let pids: Vec<Vec<String>> = sides
+        .iter()
+        .map(|s| {
+            s.instances
+                .iter()
+                .map(|i| i.server.id().to_string())
+                .collect()
+        })
+        .collect();
+    let sum_cpu = |pids: &[String]| -> Option<f64> {
+        pids.iter().map(|p| cpu_seconds(p)).sum::<Option<f64>>()
+    };
     let peer_cpu = || group_cpu_seconds(peer.pgid());
-    let targets: [(&Target, &dyn Fn() -> Option<f64>); 3] = [
-        (&ours_ka, &ours_cpu),
-        (&peer_pr, &peer_cpu),
-        (&ours_pr, &ours_cpu),
-    ];
-    let mut measured: [Option<Measured>; 3] = [None, None, None];
+    let mut plan: Vec<Measurement> = Vec::new();
+    // Index in `plan` of each engine's (keep-alive, per request, split) measurements.
+    let mut index: Vec<(usize, usize, Option<usize>)> = Vec::new();
+    let mut peer_index = 0;
+    for (s, (ours, t)) in sides.iter().zip(&side_targets).enumerate() {
+        let first = &pids[s][..1];
+        let all = &pids[s][..];
+        let db_pid = ours.db.server().and_then(|d| d.pid());
+        let db_cpu = move || db_pid.and_then(tree_cpu_seconds);
+        let ka = plan.len();
+        plan.push(Measurement {
+            targets: vec![&t.keep_alive[0]],
+            responder: "nuc serve",
+            responder_cpu: Box::new(move || sum_cpu(first)),
+            database_cpu: Box::new(db_cpu),
+        });
+        if s == 0 {
+            peer_index = plan.len();
+            plan.push(Measurement {
+                targets: vec![&peer_pr],
+                responder: "openssl ocsp (all its processes)",
+                responder_cpu: Box::new(peer_cpu),
+                database_cpu: Box::new(|| None),
+            });
+        }
+        let pr = plan.len();
+        plan.push(Measurement {
+            targets: vec![&t.per_request],
+            responder: "nuc serve",
+            responder_cpu: Box::new(move || sum_cpu(first)),
+            database_cpu: Box::new(db_cpu),
+        });
+        let split = (t.keep_alive.len() > 1).then(|| {
+            plan.push(Measurement {
+                targets: t.keep_alive.iter().collect(),
+                responder: "both nuc serve",
+                responder_cpu: Box::new(move || sum_cpu(all)),
+                database_cpu: Box::new(db_cpu),
+            });
+            plan.len() - 1
+        });
+        index.push((ka, pr, split));
+    }
+    let mut measured: Vec<Option<Measured>> = plan.iter().map(|_| None).collect();
+    let mut load_time = vec![Duration::ZERO; plan.len()];
     for round in 0..args.ocsp_rounds {
-        for ((t, responder_cpu), m) in targets.iter().zip(&mut measured) {
+        for ((m, slot), took) in plan.iter().zip(&mut measured).zip(&mut load_time) {
+            let started = Instant::now();
+            let label = m.label();
             if round == 0 && args.ocsp_warmup_secs > 0.0 {
-                load(t, args, args.ocsp_warmup_secs, &|| None)
-                    .with_context(|| format!("warming up {}", t.label))?;
+                load(&m.targets, args, args.ocsp_warmup_secs, &|| None, &|| None)
+                    .with_context(|| format!("warming up {label}"))?;
             }
-            let this = load(t, args, args.ocsp_secs, *responder_cpu)
-                .with_context(|| format!("measuring {} (round {})", t.label, round + 1))?;
-            *m = Some(match m.take() {
+            let this = load(
+                &m.targets,
+                args,
+                args.ocsp_secs,
+                &*m.responder_cpu,
+                &*m.database_cpu,
+            )
+            .with_context(|| format!("measuring {label} (round {})", round + 1))?;
+            *slot = Some(match slot.take() {
                 Some(earlier) => earlier.merge(this),
                 None => this,
             });
+            *took += started.elapsed();
         }
     }
-    let [Some(m_ours), Some(m_peer), Some(m_ours_pr)] = measured else {
-        bail!("no round was run");
-    };
-    print_run(&ours_ka, &m_ours, "nuc serve", cpus);
-    print_run(&peer_pr, &m_peer, "openssl ocsp (all its processes)", cpus);
-    print_run(&ours_pr, &m_ours_pr, "nuc serve", cpus);
+    let measured: Vec<Measured> = measured
+        .into_iter()
+        .collect::<Option<_>>()
+        .context("no round was run")?;
+    for (m, r) in plan.iter().zip(&measured) {
+        print_run(m, r, cpus);
+    }
+    let m_peer = &measured[peer_index];
 
-    // Were ours really served from the cache? The same bytes as before the runs.
-    let same = same_as_before(&ours_ka, &first_answers)?;
-    let sample = first_answers.len().min(CACHE_SAMPLE);
-    out!(
-        "ocsp: {same} of {sample} sampled responses of nuc serve are byte for byte those of \
-         before the runs{}",
-        if same == sample {
-            " (served from the cache)"
-        } else {
-            " (some were signed again: not all served from the cache)"
-        }
-    );
-
-    let ratio = m_ours.run.rate() / m_peer.run.rate();
-    let ratio_pr = m_ours_pr.run.rate() / m_peer.run.rate();
-    let pass = ratio >= TARGET_RATIO;
-    out!(
-        "ocsp: ours/openssl = {ratio:.1}x (nuc serve keep-alive {:.0}/s vs openssl ocsp {:.0}/s; \
-         target >= {TARGET_RATIO}x: {}); like for like, one connection per request on both \
-         sides: {ratio_pr:.1}x",
-        m_ours.run.rate(),
-        m_peer.run.rate(),
-        if pass { "PASS" } else { "MISS" }
-    );
     // On a machine shared with other work the rates move with what the responders are given;
     // what each does with a CPU-second moves less, and says whether a miss is about CPU.
     let per_cpu_s = |m: &Measured| {
@@ -273,19 +383,144 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
             .filter(|s| *s > 0.0)
             .map(|s| m.run.latencies.len() as f64 / s)
     };
-    let (ours_eff, peer_eff) = (per_cpu_s(&m_ours), per_cpu_s(&m_peer));
-    let ratio_cpu = ours_eff.zip(peer_eff).map(|(o, p)| o / p);
-    if let (Some(o), Some(p), Some(r)) = (ours_eff, peer_eff, ratio_cpu) {
+    let peer_eff = per_cpu_s(m_peer);
+    let mut engines_json = serde_json::Map::new();
+    for (s, ((ours, t), (ka, pr, split))) in sides.iter().zip(&side_targets).zip(&index).enumerate()
+    {
+        let engine = ours.db.engine();
+        // This engine's setup and its own measurements (openssl's are not counted).
+        let own = [Some(*ka), Some(*pr), *split];
+        let took = setup_time[s]
+            + own
+                .iter()
+                .flatten()
+                .map(|i| load_time[*i])
+                .sum::<Duration>();
+        figures.push(Figure {
+            what: "OCSP: time taken (setup + this engine's measurements)".into(),
+            engine,
+            text: format!("{:.0} s", took.as_secs_f64()),
+        });
+        // Were ours really served from the cache? The same bytes as before the runs.
+        let sample = t.first_answers[0].len().min(CACHE_SAMPLE);
+        let mut same = Vec::new();
+        for (target, first) in t.keep_alive.iter().zip(&t.first_answers) {
+            same.push(same_as_before(target, first)?);
+        }
         out!(
-            "ocsp: responses per CPU-second of the responder's processes: nuc serve {o:.0} \
-             (keep-alive), openssl ocsp {p:.0}: {r:.1}x"
+            "ocsp {engine}: {} of {sample} sampled responses of each instance are byte for byte \
+             those of before the runs{}",
+            same.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" and "),
+            if same.iter().all(|s| *s == sample) {
+                " (served from the cache)"
+            } else {
+                " (some were signed again: not all served from the cache)"
+            }
+        );
+        let (m_ka, m_pr) = (&measured[*ka], &measured[*pr]);
+        let ratio = m_ka.run.rate() / m_peer.run.rate();
+        let ratio_pr = m_pr.run.rate() / m_peer.run.rate();
+        let pass = ratio >= TARGET_RATIO;
+        let verdict = if pass { "PASS" } else { "MISS" };
+        out!(
+            "ocsp {engine}: ours/openssl = {ratio:.1}x (nuc serve keep-alive {:.0}/s vs openssl \
+             ocsp {:.0}/s; target >= {TARGET_RATIO}x: {verdict}); like for like, one connection \
+             per request on both sides: {ratio_pr:.1}x",
+            m_ka.run.rate(),
+            m_peer.run.rate(),
+        );
+        let ratio_cpu = per_cpu_s(m_ka).zip(peer_eff).map(|(o, p)| o / p);
+        if let (Some(o), Some(p), Some(r)) = (per_cpu_s(m_ka), peer_eff, ratio_cpu) {
+            out!(
+                "ocsp {engine}: responses per CPU-second of the responder's processes: nuc serve \
+                 {o:.0} (keep-alive), openssl ocsp {p:.0}: {r:.1}x"
+            );
+        }
+        figures.push(Figure {
+            what: format!(
+                "cached OCSP, 1 instance, {} connections keep-alive: responses/s (x openssl ocsp; \
+                 target >= {TARGET_RATIO}x)",
+                args.ocsp_concurrency
+            ),
+            engine,
+            text: format!("{:.0}/s ({ratio:.1}x, {verdict})", m_ka.run.rate()),
+        });
+        figures.push(Figure {
+            what: "cached OCSP, 1 instance, one connection per request: responses/s (x openssl)"
+                .into(),
+            engine,
+            text: format!("{:.0}/s ({ratio_pr:.1}x)", m_pr.run.rate()),
+        });
+        let split_what = format!(
+            "cached OCSP, 2 instances on one database, {} connections split: sum (each)",
+            args.ocsp_concurrency
+        );
+        let split_json = match split {
+            Some(i) => {
+                let m = &measured[*i];
+                let each: Vec<f64> = m
+                    .per_target
+                    .iter()
+                    .map(|n| *n as f64 / m.run.elapsed.as_secs_f64())
+                    .collect();
+                out!(
+                    "ocsp {engine}: two instances on one database: {:.0} responses/s in all ({}), \
+                     against {:.0}/s from one instance alone",
+                    m.run.rate(),
+                    each.iter()
+                        .enumerate()
+                        .map(|(k, r)| format!("instance {}: {r:.0}/s", k + 1))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    m_ka.run.rate()
+                );
+                figures.push(Figure {
+                    what: split_what,
+                    engine,
+                    text: format!(
+                        "{:.0}/s ({})",
+                        m.run.rate(),
+                        each.iter()
+                            .map(|r| format!("{r:.0}"))
+                            .collect::<Vec<_>>()
+                            .join(" + ")
+                    ),
+                });
+                let mut j = m.json();
+                j["per_instance_per_s"] = json!(each.iter().map(|r| round(*r)).collect::<Vec<_>>());
+                Some(j)
+            }
+            None => {
+                figures.push(Figure {
+                    what: split_what,
+                    engine,
+                    text: "n/a (a SQLite file serves one instance)".into(),
+                });
+                None
+            }
+        };
+        engines_json.insert(
+            engine.name().into(),
+            json!({
+                "ours_keepalive": m_ka.json(),
+                "ours_per_request": m_pr.json(),
+                "two_instances_keepalive": split_json,
+                "cache_same_bytes": { "per_instance": same, "sample": sample },
+                "ratio": round(ratio),
+                "ratio_per_request": round(ratio_pr),
+                "ratio_per_cpu_second": ratio_cpu.map(round),
+                "pass": pass,
+            }),
         );
     }
     out!(
         "{}",
         json!({
             "bench": "ocsp-cached-vs-openssl",
-            "certs": ours.leaves.len(),
+            "certs": sides[0].leaves.len(),
             "revoked": args.ocsp_revoked,
             "request": "one SHA-1 CertID, no nonce, unsigned",
             "concurrency": args.ocsp_concurrency,
@@ -295,31 +530,52 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
             "cpus": cpus,
             "openssl_version": openssl.version,
             "openssl_multi": openssl.multi,
-            "ours_keepalive": m_ours.json(),
             "openssl_per_request": m_peer.json(),
-            "ours_per_request": m_ours_pr.json(),
-            "cache_same_bytes": [same, sample],
-            "ratio": round(ratio),
-            "ratio_per_request": round(ratio_pr),
-            "ratio_per_cpu_second": ratio_cpu.map(round),
             "target_ratio": TARGET_RATIO,
-            "pass": pass,
+            "engines": engines_json,
         })
     );
-    // Processes killed (openssl with its whole process group), then the directory removed.
+    // Processes killed (openssl with its whole process group, then each engine's instances and
+    // cluster), then the directory removed.
+    drop(plan);
+    drop(side_targets);
     drop(peer);
-    drop(ours);
+    drop(sides);
     drop(tmp);
     Ok(())
 }
 
-fn print_run(t: &Target, m: &Measured, responder: &str, cpus: usize) {
+/// One measurement of the rounds: the responders the load goes to (the connections split
+/// evenly between them), and how to read the CPU they use.
+struct Measurement<'a> {
+    targets: Vec<&'a Target>,
+    /// For the report: whose CPU `responder_cpu` reads.
+    responder: &'static str,
+    responder_cpu: Box<dyn Fn() -> Option<f64> + 'a>,
+    /// The database server's processes, when the store is PostgreSQL.
+    database_cpu: Box<dyn Fn() -> Option<f64> + 'a>,
+}
+
+impl Measurement<'_> {
+    fn label(&self) -> String {
+        match self.targets.as_slice() {
+            [one] => one.label.clone(),
+            many => format!(
+                "{}, the connections split between {} instances",
+                many[0].label.replace(", instance 1", ""),
+                many.len()
+            ),
+        }
+    }
+}
+
+fn print_run(plan: &Measurement, m: &Measured, cpus: usize) {
     let pct = |x: Option<f64>| x.map_or("?".into(), |x| format!("{:.0}%", x * 100.0));
     out!(
         "ocsp: {}: {:.0} responses/s, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} \
-         responses in {:.2} s{}); CPU, 100% = one CPU: {responder} {}, load generator {}, the \
-         whole machine {} of {}%",
-        t.label,
+         responses in {:.2} s{}); CPU, 100% = one CPU: {} {}{}, load generator {}, the whole \
+         machine {} of {}%",
+        plan.label(),
         m.run.rate(),
         ms(m.run.percentile(50.0)),
         ms(m.run.percentile(99.0)),
@@ -334,7 +590,11 @@ fn print_run(t: &Target, m: &Measured, responder: &str, cpus: usize) {
         } else {
             String::new()
         },
+        plan.responder,
         pct(m.cpus(m.responder_cpu_s)),
+        m.database_cpu_s
+            .map(|s| format!(", PostgreSQL {}", pct(m.cpus(Some(s)))))
+            .unwrap_or_default(),
         pct(m.cpus(m.bench_cpu_s)),
         pct(m.machine_busy().map(|b| b * cpus as f64)),
         cpus * 100
@@ -349,15 +609,24 @@ struct Leaf {
     revoked: bool,
 }
 
-/// Our side: `nuc serve` on a home whose certificates were issued and revoked for the bench.
-struct Ours {
+/// One running `nuc serve` and its HTTP listener.
+struct Instance {
     server: Proc,
     addr: SocketAddr,
+}
+
+/// Our side on one engine: `nuc serve` on a home whose certificates were issued and revoked
+/// for the bench, and on a shared database a second instance of the same CA (`nuc init
+/// --join`, its own home, the same database and token).
+struct Ours {
+    instances: Vec<Instance>,
     leaves: Vec<Leaf>,
     issuer: X509,
     trust: Trust,
     /// When the revoked ones were revoked (the peer's index says the same).
     revoked_at: i64,
+    /// The store: after the instances, so a PostgreSQL cluster stops once they are gone.
+    db: Db,
 }
 
 /// What verifies a responder's responses: the trust anchor and the intermediates.
@@ -366,28 +635,80 @@ struct Trust {
     untrusted: Stack<X509>,
 }
 
+/// `nuc init` of a home listening on fresh loopback ports, with `extra` arguments and the
+/// store's password in its environment; the HTTP address.
+fn init_home(nuc: &Path, home: &Path, db: &Db, extra: &[&OsStr]) -> Result<SocketAddr> {
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    let mut args: Vec<&OsStr> = vec![
+        "init".as_ref(),
+        "--home".as_ref(),
+        home.as_os_str(),
+        "--http-listen".as_ref(),
+        http.as_ref(),
+        "--grpc-listen".as_ref(),
+        grpc.as_ref(),
+    ];
+    args.extend_from_slice(extra);
+    run_nuc_on(nuc, &args, db)?;
+    Ok(http.parse()?)
+}
+
+/// `nuc serve` on `home`, once its HTTP listener at `addr` accepts connections.
+fn serve(nuc: &Path, home: &Path, addr: SocketAddr, log_path: &Path, db: &Db) -> Result<Proc> {
+    let log = std::fs::File::create(log_path)?;
+    let mut cmd = Command::new(nuc);
+    cmd.arg("serve")
+        .arg("--home")
+        .arg(home)
+        .env("RUST_LOG", "warn")
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    db.env(&mut cmd);
+    let child = cmd.spawn().context("cannot start nuc serve")?;
+    let mut server = Proc::new(child, "nuc serve");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
+        if let Some(status) = server.exited() {
+            bail!(
+                "nuc serve stopped ({status}); its log:\n{}",
+                log_tail(log_path)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nuc serve did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
+                log_tail(log_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    Ok(server)
+}
+
 impl Ours {
-    fn start(exe: &Path, nuc: &Path, dir: &Path, args: &Args) -> Result<Self> {
+    /// A home on `db` with the bench's certificates, and `instances` (1 or 2) of `nuc serve`
+    /// on it; a second instance needs a shared (PostgreSQL) database.
+    fn start(
+        exe: &Path,
+        nuc: &Path,
+        dir: &Path,
+        args: &Args,
+        db: Db,
+        instances: usize,
+    ) -> Result<Self> {
         let home = dir.join("home");
         let out = dir.join("ours");
         std::fs::create_dir(&out)?;
-        let http = format!("127.0.0.1:{}", free_port()?);
-        let grpc = format!("127.0.0.1:{}", free_port()?);
-        run_nuc(
-            nuc,
-            &[
-                "init".as_ref(),
-                "--home".as_ref(),
-                home.as_os_str(),
-                "--http-listen".as_ref(),
-                http.as_ref(),
-                "--grpc-listen".as_ref(),
-                grpc.as_ref(),
-            ],
-        )?;
+        let store_args = db.init_args();
+        let store_args: Vec<&OsStr> = store_args.iter().map(OsStr::new).collect();
+        let addr = init_home(nuc, &home, &db, &store_args)?;
 
         // Issued and revoked by a child holding the token, before the service does.
-        let child = Command::new(exe)
+        let mut child = Command::new(exe);
+        child
             .arg("--ocsp-setup-home")
             .arg(&home)
             .arg("--out-dir")
@@ -401,9 +722,9 @@ impl Ours {
             .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("cannot start the OCSP setup child")?;
+            .stderr(Stdio::inherit());
+        db.child_args(&mut child);
+        let child = child.spawn().context("cannot start the OCSP setup child")?;
         let output = Proc::new(child, "OCSP setup child").finish()?;
         ensure!(
             output.status.success(),
@@ -450,40 +771,38 @@ impl Ours {
         let mut untrusted = Stack::new()?;
         untrusted.push(issuer.clone())?;
 
-        let log_path = dir.join("serve.log");
-        let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(nuc)
-            .arg("serve")
-            .arg("--home")
-            .arg(&home)
-            .env("RUST_LOG", "warn")
-            .env_remove("SOFTHSM2_CONF")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start nuc serve")?;
-        let mut server = Proc::new(child, "nuc serve");
-        let addr: SocketAddr = http.parse()?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
-            if let Some(status) = server.exited() {
-                bail!(
-                    "nuc serve stopped ({status}); its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "nuc serve did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(30));
+        let mut running = vec![Instance {
+            server: serve(nuc, &home, addr, &dir.join("serve.log"), &db)?,
+            addr,
+        }];
+        for k in 2..=instances {
+            // Another home of the same CA: same database and token, its own config and TLS
+            // identity, no key made.
+            let home_k = dir.join(format!("home{k}"));
+            let conf = home.join("hsm").join("softhsm2.conf");
+            let addr = init_home(
+                nuc,
+                &home_k,
+                &db,
+                &[
+                    store_args.as_slice(),
+                    &[
+                        "--join".as_ref(),
+                        "--softhsm2-conf".as_ref(),
+                        conf.as_os_str(),
+                    ],
+                ]
+                .concat(),
+            )
+            .with_context(|| format!("instance {k} (nuc init --join)"))?;
+            running.push(Instance {
+                server: serve(nuc, &home_k, addr, &dir.join(format!("serve{k}.log")), &db)
+                    .with_context(|| format!("instance {k}"))?,
+                addr,
+            });
         }
         Ok(Ours {
-            server,
-            addr,
+            instances: running,
             leaves,
             issuer,
             trust: Trust {
@@ -491,6 +810,7 @@ impl Ours {
                 untrusted,
             },
             revoked_at,
+            db,
         })
     }
 }
@@ -502,8 +822,9 @@ impl Ours {
 pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let started = Instant::now();
     let home = Home::open(home)?;
-    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
-    let ca = Ca::open(&home, &store).context("opening the CA of the OCSP home")?;
+    let store = engine::open(&home, args.store_url.as_deref())?;
+    let store: &dyn ServiceStore = store.as_ref();
+    let ca = Ca::open(&home, store).context("opening the CA of the OCSP home")?;
     let n = args.ocsp_certs;
     let requests: Vec<IssueRequest> = make_csrs(n, KeyAlgorithm::EcdsaP256)?
         .into_iter()
@@ -512,7 +833,7 @@ pub(crate) fn setup_child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let issued: Vec<Mutex<Option<(String, String)>>> = (0..n).map(|_| Mutex::new(None)).collect();
     run(n, args.threads, |i| {
         let cert = ca
-            .issue(std::slice::from_ref(&requests[i]), &Issuance::alone(&store))?
+            .issue(std::slice::from_ref(&requests[i]), &Issuance::alone(store))?
             .remove(0);
         let pem = cert.pem();
         *issued[i].lock().unwrap_or_else(|p| p.into_inner()) = Some((cert.serial_hex, pem));
@@ -945,7 +1266,7 @@ pub(crate) enum Conn {
 
 /// A responder and the HTTP messages to send it, built before timing.
 struct Target {
-    label: &'static str,
+    label: String,
     addr: SocketAddr,
     conn: Conn,
     /// Each request's whole HTTP message: head and DER body.
@@ -954,7 +1275,7 @@ struct Target {
 
 impl Target {
     fn new(
-        label: &'static str,
+        label: String,
         addr: SocketAddr,
         path: &str,
         conn: Conn,
@@ -1166,6 +1487,10 @@ struct Measured {
     bench_cpu_s: Option<f64>,
     /// CPU seconds used by the responder's processes during the runs, when known.
     responder_cpu_s: Option<f64>,
+    /// CPU seconds used by the database server's processes during the runs (PostgreSQL).
+    database_cpu_s: Option<f64>,
+    /// Responses from each responder the load was split between.
+    per_target: Vec<usize>,
 }
 
 /// The sum of two optional amounts, known only if both are.
@@ -1191,6 +1516,13 @@ impl Measured {
                 .map(|(a, b)| (a.0 + b.0, a.1 + b.1)),
             bench_cpu_s: add(self.bench_cpu_s, later.bench_cpu_s),
             responder_cpu_s: add(self.responder_cpu_s, later.responder_cpu_s),
+            database_cpu_s: add(self.database_cpu_s, later.database_cpu_s),
+            per_target: self
+                .per_target
+                .iter()
+                .zip(&later.per_target)
+                .map(|(a, b)| a + b)
+                .collect(),
         }
     }
 
@@ -1220,6 +1552,7 @@ impl Measured {
             "machine_cpu_busy_pct": pct(self.machine_busy()),
             "load_generator_cpu_pct": pct(self.cpus(self.bench_cpu_s)),
             "responder_cpu_pct": pct(self.cpus(self.responder_cpu_s)),
+            "database_cpu_pct": pct(self.cpus(self.database_cpu_s)),
             "reconnects": self.reconnects,
         })
     }
@@ -1239,28 +1572,34 @@ pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// `--ocsp-concurrency` clients sending `t`'s requests for `secs` seconds, each cycling
-/// through them from its own starting point; every response must be HTTP 200 with a
-/// successful OCSPResponse, or the run fails. `responder_cpu` reads the CPU seconds used so
-/// far by the responder's processes.
+/// `--ocsp-concurrency` clients sending requests for `secs` seconds, client `c` to
+/// `targets[c % targets.len()]` (so the connections are split evenly between responders),
+/// each cycling through the requests from its own starting point; every response must be
+/// HTTP 200 with a successful OCSPResponse, or the run fails. `responder_cpu` and
+/// `database_cpu` read the CPU seconds used so far by the responders' and the database's
+/// processes.
 fn load(
-    t: &Target,
+    targets: &[&Target],
     args: &Args,
     secs: f64,
     responder_cpu: &dyn Fn() -> Option<f64>,
+    database_cpu: &dyn Fn() -> Option<f64>,
 ) -> Result<Measured> {
-    let n = t.messages.len();
+    ensure!(!targets.is_empty(), "no responder to load");
     let clients = args.ocsp_concurrency;
     let stop = AtomicBool::new(false);
     let machine_before = machine_ticks();
     let bench_before = cpu_seconds("self");
     let responder_before = responder_cpu();
+    let database_before = database_cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     let per_client: Vec<Result<(Vec<Duration>, usize)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
                 let stop = &stop;
+                let t = targets[c % targets.len()];
+                let n = t.messages.len();
                 s.spawn(move || {
                     let mut client = Client::new(t.addr, t.conn);
                     let mut latencies = Vec::with_capacity(4096);
@@ -1304,10 +1643,13 @@ fn load(
         .map(|(b, a)| (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)));
     let bench_cpu_s = used(bench_before, cpu_seconds("self"));
     let responder_cpu_s = used(responder_before, responder_cpu());
+    let database_cpu_s = used(database_before, database_cpu());
     let mut latencies = Vec::new();
     let mut reconnects = 0;
-    for r in per_client {
+    let mut per_target = vec![0; targets.len()];
+    for (c, r) in per_client.into_iter().enumerate() {
         let (l, k) = r?;
+        per_target[c % targets.len()] += l.len();
         latencies.extend(l);
         reconnects += k;
     }
@@ -1319,6 +1661,8 @@ fn load(
         machine_ticks,
         bench_cpu_s,
         responder_cpu_s,
+        database_cpu_s,
+        per_target,
     })
 }
 
@@ -1363,13 +1707,21 @@ pub(crate) fn nuc_binary(exe: &Path) -> Result<PathBuf> {
     Ok(nuc)
 }
 
-/// Runs `nuc ARGS` to its end (it finds its token itself: `SOFTHSM2_CONF` is removed).
+/// Runs `nuc ARGS` to its end (it finds its token itself: `SOFTHSM2_CONF` is removed), on
+/// the SQLite file of its home.
 pub(crate) fn run_nuc(nuc: &Path, args: &[&OsStr]) -> Result<()> {
-    let out = Command::new(nuc)
-        .args(args)
+    run_nuc_on(nuc, args, &Db::Sqlite)
+}
+
+/// Runs `nuc ARGS` to its end with the password of `db` in its environment.
+pub(crate) fn run_nuc_on(nuc: &Path, args: &[&OsStr], db: &Db) -> Result<()> {
+    let mut cmd = Command::new(nuc);
+    cmd.args(args)
         .env("RUST_LOG", "warn")
         .env_remove("SOFTHSM2_CONF")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    db.env(&mut cmd);
+    let out = cmd
         .output()
         .with_context(|| format!("cannot run {}", nuc.display()))?;
     ensure!(

@@ -208,7 +208,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         args.flood_unique,
         args.flood_long_octets
     );
-    let svc = Service::start(&bins)?;
+    let svc = Service::start(&bins, &crate::engine::Db::Sqlite)?;
     let pid = svc.server_pid();
     let http = svc.http.clone();
     let addr: SocketAddr = http.parse().context("the HTTP address")?;

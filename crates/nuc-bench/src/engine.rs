@@ -1,0 +1,175 @@
+//! Which store a benchmark runs on: the embedded SQLite file of each home, or a database of a
+//! throwaway PostgreSQL cluster (crate `pg-cluster`) that the bench starts itself and stops
+//! when the benchmark ends.
+//!
+//! This is the one place of the bench that picks a storage implementation: everything else
+//! holds an `Arc<dyn ServiceStore>` (in-process) or hands `nuc` the `--store-url` and the
+//! password. The password goes to children only through `NUC_STORE_PASSWORD` (what `nuc`
+//! reads), never on a command line, and it is never printed. The bench must never touch a
+//! PostgreSQL server it did not start.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use nuc_ca::Home;
+use nuc_store::ServiceStore;
+use nuc_store_postgres::{PgOptions, PgStore};
+use nuc_store_sqlite::SqliteStore;
+
+/// The environment variable `nuc` (and this bench's children) read the database password from.
+pub(crate) const PASSWORD_ENV: &str = "NUC_STORE_PASSWORD";
+
+/// A storage engine the service can run on (`--engines`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// The embedded SQLite file of each home (WAL, synchronous=FULL, group commit).
+    Sqlite,
+    /// A PostgreSQL database shared by the instances (fsync on, synchronous_commit on), in a
+    /// throwaway cluster started by the bench on a loopback port.
+    Postgres,
+}
+
+impl Engine {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A PostgreSQL cluster of the bench's own: stopped (by its pid) and removed when the last
+/// [`Db`] on it is dropped.
+pub(crate) struct PgServer {
+    cluster: pg_cluster::Cluster,
+}
+
+impl PgServer {
+    pub(crate) fn start() -> Result<Arc<Self>> {
+        let cluster = pg_cluster::Cluster::start().context(
+            "starting a throwaway PostgreSQL cluster (Debian's `postgresql`, which `make deps` \
+             installs; PG_BIN names another bin directory)",
+        )?;
+        Ok(Arc::new(Self { cluster }))
+    }
+
+    /// The postmaster's pid (its backends are its children), for CPU accounting.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.cluster.pid()
+    }
+}
+
+/// Where one benchmark's records go: each home's SQLite file, or one fresh database of a
+/// [`PgServer`] (every home of the benchmark shares it, as instances of one CA do).
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite,
+    Postgres {
+        url: String,
+        password: String,
+        server: Arc<PgServer>,
+    },
+}
+
+impl Db {
+    /// A store of `engine` for one benchmark: for PostgreSQL, database `name` (a plain
+    /// identifier) created in `server`, which the caller started.
+    pub(crate) fn new(engine: Engine, server: Option<&Arc<PgServer>>, name: &str) -> Result<Self> {
+        match engine {
+            Engine::Sqlite => Ok(Db::Sqlite),
+            Engine::Postgres => {
+                let server = server
+                    .context("a PostgreSQL benchmark without its cluster")?
+                    .clone();
+                server
+                    .cluster
+                    .create_database(name)
+                    .with_context(|| format!("creating the database {name}"))?;
+                Ok(Db::Postgres {
+                    url: server.cluster.url(name),
+                    password: server.cluster.password().to_owned(),
+                    server,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite => Engine::Sqlite,
+            Db::Postgres { .. } => Engine::Postgres,
+        }
+    }
+
+    /// The URL (no password in it), for PostgreSQL.
+    pub(crate) fn url(&self) -> Option<&str> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { url, .. } => Some(url),
+        }
+    }
+
+    /// The cluster, for PostgreSQL.
+    pub(crate) fn server(&self) -> Option<&PgServer> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { server, .. } => Some(server),
+        }
+    }
+
+    /// What `nuc init` is given to make a home on this store (nothing for SQLite, the default).
+    pub(crate) fn init_args(&self) -> Vec<String> {
+        match self {
+            Db::Sqlite => vec![],
+            Db::Postgres { url, .. } => vec!["--store-url".into(), url.clone()],
+        }
+    }
+
+    /// The password in the environment of a `nuc` or a child of this bench; for SQLite, none.
+    pub(crate) fn env(&self, cmd: &mut Command) {
+        match self {
+            Db::Sqlite => cmd.env_remove(PASSWORD_ENV),
+            Db::Postgres { password, .. } => cmd.env(PASSWORD_ENV, password),
+        };
+    }
+
+    /// A child of this bench told to open this store: `--store-url` and the password.
+    pub(crate) fn child_args(&self, cmd: &mut Command) {
+        if let Some(url) = self.url() {
+            cmd.arg("--store-url").arg(url);
+        }
+        self.env(cmd);
+    }
+}
+
+/// Opens a store from a child of this bench: the PostgreSQL database at `url` (password from
+/// [`PASSWORD_ENV`]), else the SQLite file at `sqlite`.
+pub(crate) fn open_at(url: Option<&str>, sqlite: &Path) -> Result<Arc<dyn ServiceStore>> {
+    match url {
+        Some(url) => {
+            let opts = PgOptions {
+                password: std::env::var(PASSWORD_ENV).ok(),
+                ..PgOptions::default()
+            };
+            Ok(Arc::new(
+                PgStore::open(url, &opts).with_context(|| format!("opening {url}"))?,
+            ))
+        }
+        None => Ok(Arc::new(SqliteStore::open(sqlite).with_context(|| {
+            format!("opening the database {}", sqlite.display())
+        })?)),
+    }
+}
+
+/// Opens the store of `home` from a child of this bench (see [`open_at`]).
+pub(crate) fn open(home: &Home, url: Option<&str>) -> Result<Arc<dyn ServiceStore>> {
+    open_at(url, &home.db_path())
+}
