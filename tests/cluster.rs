@@ -80,9 +80,20 @@ async fn f1(
 /// Rows of a query on the shared database (on a thread of its own: the blocking client may
 /// not run inside the test's async runtime).
 fn sql(svc: &Service, query: &str) -> Vec<Vec<Option<String>>> {
-    let url = svc.home.store_url.clone().unwrap();
-    let password = svc.home.cluster.as_ref().unwrap().password().to_owned();
-    let query = query.to_owned();
+    sql_at(
+        svc.home.cluster.as_ref().unwrap(),
+        svc.home.store_url.as_ref().unwrap(),
+        query,
+    )
+}
+
+/// Rows of a query on the database at `url` of `cluster`.
+fn sql_at(cluster: &pg_cluster::Cluster, url: &str, query: &str) -> Vec<Vec<Option<String>>> {
+    let (url, password, query) = (
+        url.to_owned(),
+        cluster.password().to_owned(),
+        query.to_owned(),
+    );
     std::thread::spawn(move || {
         let mut config: postgres::Config = url.parse().unwrap();
         config.password(&password);
@@ -580,4 +591,211 @@ fn wrong_credentials_or_an_unreachable_database_at_start_give_one_line_and_a_non
         run.stderr
     );
     assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+/// Rows per table of a SQLite home, for the tables the copy carries.
+fn sqlite_counts(home: &TestHome, tables: &[String]) -> Vec<i64> {
+    let db = rusqlite::Connection::open(home.home().join("nuc.db")).unwrap();
+    tables
+        .iter()
+        .map(|t| {
+            db.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Rows per table of the PostgreSQL database at `url`.
+fn postgres_counts(cluster: &pg_cluster::Cluster, url: &str, tables: &[String]) -> Vec<i64> {
+    let (url, password, tables) = (
+        url.to_owned(),
+        cluster.password().to_owned(),
+        tables.to_vec(),
+    );
+    std::thread::spawn(move || {
+        let mut config: postgres::Config = url.parse().unwrap();
+        config.password(&password);
+        let mut client = config.connect(postgres::NoTls).unwrap();
+        tables
+            .iter()
+            .map(|t| {
+                // A copy killed before it made the schema left no table: nothing copied.
+                let exists: Option<String> = client
+                    .query_one("SELECT to_regclass($1)::TEXT", &[t])
+                    .unwrap()
+                    .get(0);
+                match exists {
+                    None => 0,
+                    Some(_) => client
+                        .query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
+                        .unwrap()
+                        .get(0),
+                }
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_home_moves_to_postgresql_with_everything_and_an_interrupted_copy_is_never_half_done()
+ {
+    // An embedded home that has lived: an issuance, a revocation, CRLs, notices, the audit log.
+    let mut svc = Service::start_with_registry_on(Engine::Sqlite);
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut counter = Counter::of(&svc).await;
+    let done = f1(
+        &mut counter.clone(),
+        &mut counter,
+        &op,
+        &format!("moving-{}", rand_suffix()),
+    )
+    .await
+    .unwrap();
+    svc.admin()
+        .await
+        .revoke_certificate(RevokeCertificateRequest {
+            serial_hex: done.serials[0].clone(),
+            reason: RevocationReason::KeyCompromise as i32,
+            invalidity_date: 0,
+        })
+        .await
+        .unwrap();
+    let last_sqlite_crl = publish(&mut scheduler(&svc).await)
+        .await
+        .unwrap()
+        .delta
+        .unwrap()
+        .crl_number;
+    // Stopped, as the copy asks.
+    svc.server.take();
+
+    let tables: Vec<String> = {
+        let db = rusqlite::Connection::open(svc.home.home().join("nuc.db")).unwrap();
+        let mut st = db
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let source = sqlite_counts(&svc.home, &tables);
+    assert!(
+        source.iter().all(|&n| n > 0) || tables.len() > 5,
+        "{tables:?} {source:?}"
+    );
+    let cluster = shared_cluster();
+    let copy = |url: &str| {
+        let mut c = nuc_command();
+        c.args(["store", "copy", "--home", &svc.home.home_str(), "--to", url])
+            .env("NUC_STORE_PASSWORD", cluster.password())
+            .env("RUST_LOG", "warn");
+        c
+    };
+
+    // Killed at several moments, then run again: the target is empty or whole, never in part;
+    // the second run completes an empty one and refuses a whole one.
+    let mut whole = None;
+    for delay_ms in [0u64, 15, 40, 100, 250] {
+        let url = new_database(&cluster);
+        let mut child = copy(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let first = child.wait().unwrap();
+        let after_kill = postgres_counts(&cluster, &url, &tables);
+        let was_whole = after_kill == source;
+        assert!(
+            was_whole || after_kill.iter().all(|&n| n == 0),
+            "killed after {delay_ms} ms ({first:?}): a copy in part: {tables:?} {after_kill:?} of {source:?}"
+        );
+        let again = Run::from(copy(&url).output().unwrap());
+        if was_whole {
+            assert_ne!(
+                again.code,
+                Some(0),
+                "a whole target is refused: {}",
+                again.stdout
+            );
+            assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+        } else {
+            assert_eq!(again.code, Some(0), "{}", again.stderr);
+            assert!(again.stdout.contains("copied"), "{}", again.stdout);
+        }
+        assert_eq!(
+            postgres_counts(&cluster, &url, &tables),
+            source,
+            "after the second run"
+        );
+        whole = Some(url);
+    }
+
+    // Served from PostgreSQL: the chain verifies, statuses hold, CRL numbers go on.
+    let url = whole.unwrap();
+    let toml = svc.home.home().join("nuc.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("\n[store]\nurl = \"{url}\"\n"));
+    std::fs::write(&toml, text).unwrap();
+    keep_store_password(&svc.home.home(), cluster.password());
+    std::fs::rename(
+        svc.home.home().join("nuc.db"),
+        svc.home.home().join("nuc.db.moved"),
+    )
+    .unwrap();
+    svc.restart(&[]);
+    let v = svc.nuc(&["audit", "verify", "--home", &svc.home.home_str()]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    // The embedded chain is the start of the PostgreSQL one, record for record.
+    let moved = rusqlite::Connection::open(svc.home.home().join("nuc.db.moved")).unwrap();
+    let chain: Vec<Vec<Option<String>>> = moved
+        .prepare("SELECT CAST(seq AS TEXT), hash FROM audit_log ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok(vec![r.get(0)?, r.get(1)?]))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let copied = sql_at(
+        &cluster,
+        &url,
+        &format!(
+            "SELECT seq::TEXT AS n, hash FROM audit_log WHERE seq <= {} ORDER BY audit_log.seq",
+            chain.len()
+        ),
+    );
+    assert_eq!(copied, chain);
+    let status = Counter::of(&svc)
+        .await
+        .portal
+        .get_request_status(GetRequestStatusRequest {
+            request_number: done.number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.state, RequestState::Issued as i32);
+    let judged = ocsp(&svc, &done.pems[0], "moved-revoked");
+    assert!(
+        says(&judged, "moved-revoked", "revoked"),
+        "{}{}",
+        judged.stdout,
+        judged.stderr
+    );
+    let judged = ocsp(&svc, &done.pems[1], "moved-good");
+    assert!(
+        says(&judged, "moved-good", "good"),
+        "{}{}",
+        judged.stdout,
+        judged.stderr
+    );
+    let next = publish(&mut scheduler(&svc).await).await.unwrap();
+    assert!(
+        next.full.as_ref().unwrap().crl_number > last_sqlite_crl,
+        "CRL numbers go on after the copy: {:?} after {last_sqlite_crl}",
+        next.full
+    );
 }
