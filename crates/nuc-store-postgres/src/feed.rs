@@ -77,10 +77,8 @@ fn listen(connector: &Connector) -> Result<postgres::Client, DbError> {
 }
 
 impl Feed {
-    /// Listens before returning, so that every change committed after [`PgStore::open`]
+    /// Listens before returning, so that every change committed after the first subscription
     /// returned reaches the subscribers (or a `Lost` does).
-    ///
-    /// [`PgStore::open`]: crate::PgStore::open
     pub(crate) fn start(connector: Arc<Connector>) -> Result<Self, StoreError> {
         let client = listen(&connector)?;
         let shared = Arc::new(Shared::default());

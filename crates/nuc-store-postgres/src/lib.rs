@@ -426,7 +426,9 @@ pub struct PgStore {
     /// The standby of [`PgOptions::read_url`], when set.
     standby: Option<Standby>,
     writer: writer::Writer,
-    feed: feed::Feed,
+    /// Started by the first subscriber: a command that never listens (the CLI) opens no
+    /// listening connection and waits for no listener thread when it ends.
+    feed: std::sync::Mutex<Option<feed::Feed>>,
     lease: feed::Lease,
 }
 
@@ -460,12 +462,11 @@ impl PgStore {
         };
         let mut write = connector.connect()?;
         migrate::run(&mut write)?;
-        let feed = feed::Feed::start(connector.clone())?;
         Ok(PgStore {
             pool: pool::Pool::new(connector.clone(), opts.pool_size.max(1)),
             standby,
             writer: writer::Writer::start(connector.clone(), write),
-            feed,
+            feed: std::sync::Mutex::new(None),
             lease: feed::Lease::default(),
             connector,
         })

@@ -137,7 +137,20 @@ impl StoreHealth for PgStore {
 
 impl StatusFeed for PgStore {
     fn subscribe_status(&self, listener: StatusListener) -> Result<(), StoreError> {
-        self.feed.subscribe(listener);
+        let mut feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
+        if feed.is_none() {
+            // Listening before this returns: every change committed afterwards is delivered.
+            let connector = self.connector.clone();
+            *feed = Some(
+                crate::off_runtime(|| {
+                    crate::feed::Feed::start(connector).map_err(crate::DbError::Store)
+                })
+                .map_err(StoreError::from)?,
+            );
+        }
+        if let Some(f) = feed.as_ref() {
+            f.subscribe(listener);
+        }
         Ok(())
     }
 }
