@@ -2,8 +2,10 @@
 //! exactly as `nuc-store-sqlite` hashes it (a JSON array of every column and the previous
 //! hash), so that a chain copied from SQLite keeps verifying here and one verifier reads both.
 //!
-//! Every write transaction of every instance holds the write advisory lock before it appends
-//! (see `writer.rs`), so the head read here is the last committed record: one chain, no fork.
+//! Every write transaction of every instance holds the write advisory lock before it reads the
+//! chain's head (see `writer.rs`), so that head is the last committed record: one chain, no
+//! fork. The writer reads it once per transaction and carries it through the batch in
+//! [`Head`]; appending anywhere else is refused.
 
 use sha2::{Digest, Sha256};
 
@@ -28,46 +30,104 @@ pub(crate) fn record_hash(
     Ok(hex::encode(Sha256::digest(&canonical)))
 }
 
+/// The last record of the chain as the writer's transaction sees it: what the next record
+/// follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) seq: i64,
+    pub(crate) hash: String,
+}
+
+impl Head {
+    /// The head of an empty chain.
+    pub(crate) fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+/// The statement that reads the head; the writer runs it right after taking the write lock.
+pub(crate) const HEAD_QUERY: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
+/// The record that follows the head, computed but not yet written: a change may write it in
+/// the same statement as what it describes (see `certs.rs`), and then calls [`Next::written`].
+pub(crate) struct Next {
+    pub(crate) seq: i64,
+    pub(crate) at: i64,
+    pub(crate) details: String,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+impl Next {
+    /// The record after the carried head; refused outside the writer's transaction.
+    pub(crate) fn after(
+        tx: &Sql<'_, postgres::Client>,
+        entry: &AuditEntry,
+        at: i64,
+    ) -> Result<Self, DbError> {
+        let Some(head) = tx.head.as_ref() else {
+            return Err(DbError::Store(StoreError::Database(
+                "an audit record can only be appended inside the writer's transaction, which holds the write lock"
+                    .into(),
+            )));
+        };
+        let seq = head.seq + 1;
+        let details = entry.details.to_string();
+        let hash = record_hash(
+            seq,
+            at,
+            &entry.actor,
+            &entry.action,
+            &entry.object,
+            &details,
+            &head.hash,
+        )?;
+        Ok(Self {
+            seq,
+            at,
+            details,
+            prev_hash: head.hash.clone(),
+            hash,
+        })
+    }
+
+    /// Moves the head on to this record, once the statement that wrote it returned.
+    pub(crate) fn written(self, tx: &mut Sql<'_, postgres::Client>) -> i64 {
+        tx.head = Some(Head {
+            seq: self.seq,
+            hash: self.hash,
+        });
+        self.seq
+    }
+}
+
 /// Appends `entry` inside the writer's transaction; the record commits or vanishes with the
-/// change it describes.
+/// change it describes. The head moves on only once the record is written, and the writer puts
+/// it back when the change is rolled back.
 pub(crate) fn append(
     tx: &mut Sql<'_, postgres::Client>,
     entry: &AuditEntry,
     at: i64,
 ) -> Result<i64, DbError> {
-    let (last_seq, prev_hash): (i64, String) = match tx.query_opt(
-        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-        &[],
-    )? {
-        Some(r) => (r.try_get(0)?, r.try_get(1)?),
-        None => (0, GENESIS_HASH.to_owned()),
-    };
-    let seq = last_seq + 1;
-    let details = entry.details.to_string();
-    let hash = record_hash(
-        seq,
-        at,
-        &entry.actor,
-        &entry.action,
-        &entry.object,
-        &details,
-        &prev_hash,
-    )?;
+    let next = Next::after(tx, entry, at)?;
     tx.execute(
         "INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
-            &seq,
-            &at,
+            &next.seq,
+            &next.at,
             &entry.actor,
             &entry.action,
             &entry.object,
-            &details,
-            &prev_hash,
-            &hash,
+            &next.details,
+            &next.prev_hash,
+            &next.hash,
         ],
     )?;
-    Ok(seq)
+    Ok(next.written(tx))
 }
 
 fn record(r: &postgres::Row) -> Result<AuditRecord, DbError> {

@@ -1,32 +1,39 @@
 //! Certificates, their serial reservations, and the CA's own keys, as in `nuc-store-sqlite`:
 //! the serial and key are reserved before the HSM signs, the certificate recorded after, each
-//! step its own transaction with its audit record. The primary keys of `certificates` and
+//! step its own transaction with its audit record (written by the same statement where the
+//! step is one statement, to spare round trips). The primary keys of `certificates` and
 //! `certified_keys` make a second issuance of a serial or a key impossible even for a bug.
 
 use nuc_core::CertificateState;
 use nuc_store::{AuditEntry, CaKeyRow, CertificateRow, Reservation, StoreError, Transition};
 
-use crate::audit::append;
+use crate::audit::{Next, append};
 use crate::registration::apply_transition;
 use crate::{DbError, PgStore, Sql, spelled};
 
 type Tx<'a> = Sql<'a, postgres::Client>;
 
+/// Reserves the serial and the key and writes the audit record in one statement: nothing is
+/// written when the key is already certified or the serial taken, and the refusal names which.
 fn reserve_in(tx: &mut Tx<'_>, r: &Reservation, audit: &AuditEntry) -> Result<(), DbError> {
     let now = nuc_core::time::now_unix();
-    if let Some(row) = tx.query_opt(
-        "SELECT serial FROM certified_keys WHERE spki_sha256 = $1",
-        &[&r.spki_sha256],
-    )? {
-        return Err(DbError::Store(StoreError::KeyAlreadyCertified {
-            serial: row.try_get(0)?,
-        }));
-    }
-    let inserted = tx.execute(
-        "INSERT INTO certificates
-         (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at, request_number)
-         VALUES ($1, $2, 'reserved', $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (serial) DO NOTHING",
+    let next = Next::after(tx, audit, now)?;
+    let row = tx.query_one(
+        "WITH known AS (SELECT serial FROM certified_keys WHERE spki_sha256 = $6::TEXT),
+         cert AS (
+             INSERT INTO certificates
+             (serial, profile, state, subject, iin, bin, spki_sha256, not_before, not_after, reserved_at, request_number)
+             SELECT $1::TEXT, $2::TEXT, 'reserved', $3::TEXT, $4::TEXT, $5::TEXT, $6::TEXT, $7::BIGINT,
+                    $8::BIGINT, $9::BIGINT, $10::TEXT
+             WHERE NOT EXISTS (SELECT 1 FROM known)
+             ON CONFLICT (serial) DO NOTHING
+             RETURNING serial, spki_sha256),
+         keyed AS (INSERT INTO certified_keys (spki_sha256, serial) SELECT spki_sha256, serial FROM cert),
+         logged AS (
+             INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
+             SELECT $11::BIGINT, $9::BIGINT, $12::TEXT, $13::TEXT, $14::TEXT, $15::TEXT, $16::TEXT, $17::TEXT
+             FROM cert)
+         SELECT (SELECT serial FROM known), EXISTS (SELECT 1 FROM cert)",
         &[
             &r.serial,
             &r.profile,
@@ -38,16 +45,22 @@ fn reserve_in(tx: &mut Tx<'_>, r: &Reservation, audit: &AuditEntry) -> Result<()
             &r.not_after,
             &now,
             &r.request_number,
+            &next.seq,
+            &audit.actor,
+            &audit.action,
+            &audit.object,
+            &next.details,
+            &next.prev_hash,
+            &next.hash,
         ],
     )?;
-    if inserted != 1 {
+    if let Some(serial) = row.try_get::<_, Option<String>>(0)? {
+        return Err(DbError::Store(StoreError::KeyAlreadyCertified { serial }));
+    }
+    if !row.try_get::<_, bool>(1)? {
         return Err(DbError::Store(StoreError::SerialExists(r.serial.clone())));
     }
-    tx.execute(
-        "INSERT INTO certified_keys (spki_sha256, serial) VALUES ($1, $2)",
-        &[&r.spki_sha256, &r.serial],
-    )?;
-    append(tx, audit, now)?;
+    next.written(tx);
     Ok(())
 }
 
@@ -100,15 +113,34 @@ impl PgStore {
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
             for (serial, der, audit) in &items {
+                // The certificate and its audit record in one statement: the record is written
+                // only when the reservation was there to be completed.
+                let next = Next::after(tx, audit, now)?;
                 let n = tx.execute(
-                    "UPDATE certificates SET state = 'issued', der = $2, issued_at = $3
-                     WHERE serial = $1 AND state = 'reserved'",
-                    &[serial, der, &now],
+                    "WITH done AS (
+                         UPDATE certificates SET state = 'issued', der = $2, issued_at = $3
+                         WHERE serial = $1 AND state = 'reserved'
+                         RETURNING serial)
+                     INSERT INTO audit_log (seq, at, actor, action, object, details, prev_hash, hash)
+                     SELECT $4::BIGINT, $3::BIGINT, $5::TEXT, $6::TEXT, $7::TEXT, $8::TEXT, $9::TEXT, $10::TEXT
+                     FROM done",
+                    &[
+                        serial,
+                        der,
+                        &now,
+                        &next.seq,
+                        &audit.actor,
+                        &audit.action,
+                        &audit.object,
+                        &next.details,
+                        &next.prev_hash,
+                        &next.hash,
+                    ],
                 )?;
                 if n != 1 {
                     return Err(DbError::Store(StoreError::NotReserved(serial.clone())));
                 }
-                append(tx, audit, now)?;
+                next.written(tx);
             }
             if let Some(t) = &after {
                 apply_transition(tx, t)?;

@@ -194,6 +194,10 @@ pub(crate) type Cache = HashMap<String, Statement>;
 pub(crate) struct Sql<'a, C: GenericClient> {
     pub(crate) c: &'a mut C,
     pub(crate) cache: &'a mut Cache,
+    /// The audit chain's head, known only inside the writer's transaction (read there once,
+    /// under the write lock, and carried from change to change); `None` everywhere else, where
+    /// appending to the chain is refused.
+    pub(crate) head: Option<audit::Head>,
 }
 
 impl<C: GenericClient> Sql<'_, C> {

@@ -118,6 +118,7 @@ impl Pool {
             let outcome = f(&mut Sql {
                 c: &mut c.client,
                 cache: &mut c.cache,
+                head: None,
             });
             match outcome {
                 Err(DbError::Pg(e)) if is_connection_error(&e) => {
