@@ -82,13 +82,22 @@ run: build
 
 # All tests. The end-to-end tests drive the release binaries (`nuc` as NUC_BIN, `nuc-registry`,
 # `nuc-station` and the card emulator `card-sim` beside it), start pcscd (as root) when none
-# runs, and call pkilint's lint_* commands, found through PATH in .venv/bin. The last line sums up every test binary:
-# "N passed, M failed".
+# runs, and call pkilint's lint_* commands, found through PATH in .venv/bin. The whole
+# workspace runs first (the end-to-end tests on SQLite), then the end-to-end tests again on
+# PostgreSQL (NUC_TEST_STORE=postgres: a throwaway cluster per test binary, a database per test
+# home). Both runs go to target/test.log; the last line sums up every test binary of both:
+# "N passed, M failed", and the exit status fails if either run failed.
 test: deps
 	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
 	@set -o pipefail; mkdir -p "$(TARGET_DIR)"; status=0; \
+	SECONDS=0; \
 	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace --no-fail-fast 2>&1 \
 	  | tee "$(TARGET_DIR)/test.log" || status=$$?; \
+	sqlite_s=$$SECONDS; SECONDS=0; \
+	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" NUC_TEST_STORE=postgres \
+	  cargo test --release -p nuc-e2e --no-fail-fast 2>&1 \
+	  | tee -a "$(TARGET_DIR)/test.log" || status=$$?; \
+	echo "test: workspace (SQLite) $${sqlite_s}s, end-to-end on PostgreSQL $${SECONDS}s"; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' \
 	  "$(TARGET_DIR)/test.log"; \
 	exit $$status

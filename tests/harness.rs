@@ -3,6 +3,9 @@
 //! (`openssl`, `pkcs11-tool`, pkilint's `lint_pkix_cert`) about what came out.
 
 pub mod api;
+pub mod db;
+
+pub use db::Db;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -313,24 +316,31 @@ impl TestHome {
         nuc(&args)
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.home().join("nuc.db")).unwrap()
+    /// The home's database, on whichever engine it is: the SQLite file, or the home's database
+    /// in the test cluster.
+    pub fn db(&self) -> Db {
+        match (&self.cluster, &self.store_url) {
+            (Some(cluster), Some(url)) => Db::postgres(url, cluster.password()),
+            _ => Db::sqlite(&self.home().join("nuc.db")),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        if self.store_url.is_some() {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+        self.db().count(sql)
     }
 
     /// (seq, action) of every audit record.
     pub fn audit_actions(&self) -> Vec<(i64, String)> {
-        let db = self.db();
-        let mut st = db
-            .prepare("SELECT seq, action FROM audit_log ORDER BY seq")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        self.db()
+            .rows("SELECT seq, action FROM audit_log ORDER BY seq", &[])
     }
 }
 

@@ -344,16 +344,20 @@ async fn healthz_never_touches_the_store_and_readyz_names_the_database_when_it_i
     assert_eq!(ready["checks"]["hsm"], "ok", "{body}");
     assert_eq!(ready["checks"]["database"], "ok", "{body}");
 
-    // Another process takes the database's write lock and keeps it.
-    let db = svc.home.home().join("nuc.db");
+    // Another process takes the database's write lock and keeps it: SQLite's, or on
+    // PostgreSQL the advisory lock every write transaction of every instance takes first
+    // (keys "NUC" = 0x4E5543 and 1, see nuc-store-postgres).
+    let mut db = svc.home.db();
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        let c = rusqlite::Connection::open(db).unwrap();
-        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        match db.engine() {
+            Engine::Sqlite => db.batch("BEGIN IMMEDIATE"),
+            Engine::Postgres => db.batch("BEGIN; SELECT pg_advisory_xact_lock(5133635, 1)"),
+        }
         locked_tx.send(()).unwrap();
         let _ = release_rx.recv_timeout(Duration::from_secs(60));
-        c.execute_batch("ROLLBACK").unwrap();
+        db.batch("ROLLBACK");
     });
     locked_rx.recv().unwrap();
 

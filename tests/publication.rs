@@ -404,36 +404,25 @@ async fn scheduler_publishes_on_demand_and_a_revocation_reaches_the_delta_at_onc
         "{text}"
     );
     // Audited: the request with its reason, and each CRL, under the scheduler's name.
-    let db = svc.home.db();
-    let actors: Vec<(String, String)> = db
-        .prepare(
-            "SELECT action, actor FROM audit_log WHERE action LIKE 'crl.publication%' \
-             OR (action = 'crl.published' AND object IN (?1, ?2)) ORDER BY seq",
-        )
-        .unwrap()
-        .query_map(
-            [
-                format!("crl:{}", full2.crl_number),
-                format!("crl:{}", delta2.crl_number),
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let mut db = svc.home.db();
+    let actors: Vec<(String, String)> = db.rows(
+        "SELECT action, actor FROM audit_log WHERE action LIKE 'crl.publication%' \
+         OR (action = 'crl.published' AND object IN (?1, ?2)) ORDER BY seq",
+        &[
+            &format!("crl:{}", full2.crl_number),
+            &format!("crl:{}", delta2.crl_number),
+        ],
+    );
     assert_eq!(actors.len(), 3, "{actors:?}");
     assert_eq!(actors[0].0, "crl.publication_requested");
     assert!(
         actors.iter().all(|(_, a)| a.starts_with("scheduler:")),
         "{actors:?}"
     );
-    let why: String = db
-        .query_row(
-            "SELECT details FROM audit_log WHERE action = 'crl.publication_requested'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let why: String = db.row(
+        "SELECT details FROM audit_log WHERE action = 'crl.publication_requested'",
+        &[],
+    );
     assert!(why.contains("ежедневная публикация"), "{why}");
 
     // A revocation through the API: a delta listing it is served within seconds.
@@ -662,15 +651,10 @@ async fn a_service_home_re_signs_the_root_crl_when_it_is_due() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(n2 > n1, "{n2} after {n1}");
-    let actor: String = svc
-        .home
-        .db()
-        .query_row(
-            "SELECT actor FROM audit_log WHERE object = 'crl:root' ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let actor: String = svc.home.db().row(
+        "SELECT actor FROM audit_log WHERE object = 'crl:root' ORDER BY seq DESC LIMIT 1",
+        &[],
+    );
     assert_eq!(actor, "system:publisher");
 }
 

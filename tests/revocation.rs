@@ -125,16 +125,10 @@ fn assert_refused<T: std::fmt::Debug>(
 
 /// (reason, invalidity_date, revoked_by) of a revoked serial.
 fn revocation_row(svc: &Service, serial: &str) -> Option<(i64, Option<i64>, String)> {
-    use rusqlite::OptionalExtension;
-    svc.home
-        .db()
-        .query_row(
-            "SELECT reason, invalidity_date, revoked_by FROM revocations WHERE serial = ?1",
-            [serial],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .unwrap()
+    svc.home.db().optional_row(
+        "SELECT reason, invalidity_date, revoked_by FROM revocations WHERE serial = ?1",
+        &[&serial],
+    )
 }
 
 fn serial_of_pem(pem: &str) -> String {

@@ -302,14 +302,10 @@ async fn garbage_in_fields_is_refused_naming_the_field() {
 
 /// (iin, email, auth_csr, sign_csr, state) of a request.
 fn request_row(svc: &Service, number: &str) -> (String, String, Vec<u8>, Vec<u8>, String) {
-    svc.home
-        .db()
-        .query_row(
-            "SELECT iin, email, auth_csr, sign_csr, state FROM requests WHERE number = ?1",
-            [number],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .unwrap()
+    svc.home.db().row(
+        "SELECT iin, email, auth_csr, sign_csr, state FROM requests WHERE number = ?1",
+        &[&number],
+    )
 }
 
 /// The same idempotency key with another application: refused naming idempotency_key; the
@@ -447,14 +443,10 @@ async fn notifications_survive_a_failing_sink() {
         .into_inner()
         .request_number;
     let row = || -> (Option<i64>, i64, Option<String>) {
-        svc.home
-            .db()
-            .query_row(
-                "SELECT sent_at, attempts, last_error FROM notifications WHERE request_number = ?1 AND kind = 'application'",
-                [&number],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
+        svc.home.db().row(
+            "SELECT sent_at, attempts, last_error FROM notifications WHERE request_number = ?1 AND kind = 'application'",
+            &[&number],
+        )
     };
     // The sender passes every 2 s: wait for at least two failed attempts.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -301,16 +301,10 @@ async fn f4_onto_an_id_card_and_a_sim_card() {
             );
         }
         let number = result["request_number"].as_str().unwrap().to_owned();
-        let stored: String = con
-            .svc
-            .home
-            .db()
-            .query_row(
-                "SELECT key_storage FROM requests WHERE number = ?1",
-                [&number],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let stored: String = con.svc.home.db().row(
+            "SELECT key_storage FROM requests WHERE number = ?1",
+            &[&number],
+        );
         assert_eq!(stored, storage);
         let shown = con.judge_card(&format!("{storage}-export"));
         assert!(shown.contains("PIN: 3 of 3 tries left"), "{shown}");

@@ -130,7 +130,12 @@ fn new_config(args: &InitArgs) -> Result<Config, Failure> {
 
 /// A new CA: keys in the HSM, certificates, the service's TLS identity, the first root CRL.
 fn create(home: &Path, config: &Config, location: &Location) -> Result<(), Failure> {
-    if let Location::Postgres { .. } = location {
+    // A home that has its CA already is refused as such by `Ca::init` (nothing changed),
+    // whatever its store holds: that the store holds a CA too is no news to it.
+    let home_has_ca = home.join("ca").join("root.pem").exists();
+    if let Location::Postgres { .. } = location
+        && !home_has_ca
+    {
         // Refused before any key is made: one database, one CA.
         let shared = store::connect(home, &config.store, location)?;
         if !shared.ca_keys()?.is_empty() {

@@ -188,6 +188,17 @@ pub(crate) struct Lease {
     conn: Mutex<Option<(postgres::Client, bool)>>,
 }
 
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        crate::drop_off_runtime(conn);
+    }
+}
+
 impl Lease {
     pub(crate) fn hold(&self, connector: &Connector) -> Result<bool, StoreError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());

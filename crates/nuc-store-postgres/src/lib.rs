@@ -317,6 +317,26 @@ pub(crate) fn off_runtime<T>(f: impl FnOnce() -> Result<T, DbError>) -> Result<T
     }
 }
 
+/// Drops connections where their client may close them: a client closes its connection
+/// through a runtime of its own, which cannot start on a thread running an async runtime (a
+/// store dropped at the end of `nuc serve`'s `block_on`), so there they are closed on a thread
+/// of their own.
+pub(crate) fn drop_off_runtime<T: Send + 'static>(connections: T) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        drop(connections);
+        return;
+    }
+    // Closing sends one message and never waits for an answer: the join is short.
+    let closing = std::thread::Builder::new()
+        .name("pg-close".into())
+        .spawn(move || drop(connections));
+    if let Ok(t) = closing {
+        let _ = t.join();
+    }
+    // No thread could be made: the connections were dropped with the closure, unclosed
+    // (the server sees them end), never with a panic.
+}
+
 /// Makes connections, all with the same settings.
 pub(crate) struct Connector {
     config: postgres::Config,

@@ -31,6 +31,12 @@ pub(crate) struct Pool {
 /// How long a read waits for a connection when all are lent.
 const WAIT: Duration = Duration::from_secs(30);
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        crate::drop_off_runtime(std::mem::take(&mut self.lock().idle));
+    }
+}
+
 impl Pool {
     pub(crate) fn new(connector: Arc<Connector>, size: usize) -> Self {
         Self {

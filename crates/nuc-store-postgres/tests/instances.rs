@@ -205,6 +205,41 @@ fn the_publisher_lease_is_held_by_one_instance_and_passes_when_it_goes() {
     assert!(!c.hold_publisher_lease().unwrap());
 }
 
+/// `nuc serve` drops its store at the end of its runtime's `block_on`: the idle read
+/// connections and the lease's connection are closed there without the client's "runtime
+/// within a runtime" panic (which aborted the process), and the lease passes on.
+#[test]
+fn a_store_dropped_inside_an_async_runtime_closes_its_connections() {
+    let cluster = common::cluster();
+    for flavor in ["multi_thread", "current_thread"] {
+        let rt = match flavor {
+            "multi_thread" => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap(),
+            _ => tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        };
+        // A database per round: advisory locks are the database's.
+        let other = common::fresh(&cluster, flavor);
+        // Opened and used outside (a current-thread runtime refuses calls), dropped inside.
+        let a = common::open(&cluster, flavor);
+        a.ping().unwrap();
+        assert!(a.hold_publisher_lease().unwrap(), "{flavor}");
+        assert!(!other.hold_publisher_lease().unwrap(), "{flavor}");
+        rt.block_on(async move { drop(a) });
+        let until = Instant::now() + Duration::from_secs(10);
+        while !other.hold_publisher_lease().unwrap() {
+            assert!(
+                Instant::now() < until,
+                "{flavor}: the lease stayed with the dropped store"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn crl_numbers_strictly_increase_across_instances() {
     let cluster = common::cluster();
