@@ -560,12 +560,18 @@ mod tests {
         let c = Config::open(dir.path()).unwrap();
         assert_eq!(c.ocsp.cache_bytes, 64 * 1024 * 1024);
         assert_eq!((c.ocsp.signing_sessions, c.ocsp.signing_queue), (2, 16));
+        assert_eq!(c.ocsp.known_serials, 1_000_000);
         let path = nuc_ca::Home::config_path(dir.path());
         let text = std::fs::read_to_string(&path).unwrap();
+        // The whole [ocsp] section out, then one written by hand with two of its keys.
         let text = text.replace("[ocsp]\n", "");
         let text = text
             .lines()
-            .filter(|l| !l.starts_with("cache_bytes") && !l.starts_with("signing_"))
+            .filter(|l| {
+                !["cache_bytes", "signing_", "known_serials"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(
@@ -581,6 +587,10 @@ mod tests {
                 c.ocsp.signing_queue
             ),
             (1024, 2, 0)
+        );
+        assert_eq!(
+            c.ocsp.known_serials, 1_000_000,
+            "a key left out takes its default"
         );
     }
 }
