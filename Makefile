@@ -80,11 +80,18 @@ run: build
 	trap 'kill $$reg 2>/dev/null' EXIT INT TERM; \
 	"$(NUC)" serve --home "$(DEV_HOME)"
 
+# The end-to-end test binaries (tests/Cargo.toml) that run on either engine: all but those
+# that choose their engine themselves (cluster, failover: PostgreSQL always). The second run
+# names them with --workspace, not -p nuc-e2e, so that it resolves features as the first did
+# and reuses its build instead of compiling the dependencies again.
+E2E_FIXED_ENGINE := cluster failover
+E2E_ON_BOTH := $(filter-out $(E2E_FIXED_ENGINE),$(shell awk '/^\[\[test\]\]/ { t = 1; next } t && $$1 == "name" { gsub(/"/, "", $$3); print $$3; t = 0 }' tests/Cargo.toml))
+
 # All tests. The end-to-end tests drive the release binaries (`nuc` as NUC_BIN, `nuc-registry`,
 # `nuc-station` and the card emulator `card-sim` beside it), start pcscd (as root) when none
 # runs, and call pkilint's lint_* commands, found through PATH in .venv/bin. The whole
-# workspace runs first (the end-to-end tests on SQLite), then the end-to-end tests again on
-# PostgreSQL (NUC_TEST_STORE=postgres: a throwaway cluster per test binary, a database per test
+# workspace runs first (the end-to-end tests on SQLite), then the end-to-end tests of E2E_ON_BOTH again
+# on PostgreSQL (NUC_TEST_STORE=postgres: a throwaway cluster per test binary, a database per test
 # home). Both runs go to target/test.log; the last line sums up every test binary of both:
 # "N passed, M failed", and the exit status fails if either run failed.
 test: deps
@@ -95,7 +102,7 @@ test: deps
 	  | tee "$(TARGET_DIR)/test.log" || status=$$?; \
 	sqlite_s=$$SECONDS; SECONDS=0; \
 	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" NUC_TEST_STORE=postgres \
-	  cargo test --release -p nuc-e2e --no-fail-fast 2>&1 \
+	  cargo test --release --workspace $(addprefix --test ,$(E2E_ON_BOTH)) --no-fail-fast 2>&1 \
 	  | tee -a "$(TARGET_DIR)/test.log" || status=$$?; \
 	echo "test: workspace (SQLite) $${sqlite_s}s, end-to-end on PostgreSQL $${SECONDS}s"; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' \
