@@ -172,7 +172,7 @@ pub fn consistency_proof<S: NodeSource>(
 /// plus one per left peak above it.
 fn inclusion_len(index: u64, size: u64) -> usize {
     let inner = 64 - (index ^ (size - 1)).leading_zeros();
-    let border = (index >> inner).count_ones();
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -237,7 +237,7 @@ fn consistency_len(old_size: u64, new_size: u64) -> usize {
     let index = (old_size - 1) >> level;
     let last = (new_size - 1) >> level;
     let inner = 64 - (index ^ last).leading_zeros();
-    let border = (index >> inner).count_ones();
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     let seed = usize::from(index != 0);
     seed + (inner + border) as usize
 }
