@@ -250,10 +250,7 @@ impl Db {
             Db::Postgres(c) => {
                 let sql = dollar_placeholders(sql);
                 c.with(|c| {
-                    let boxed = pg_params(&values);
-                    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                        boxed.iter().map(|b| b.as_ref()).collect();
-                    c.execute(sql.as_str(), &refs)
+                    c.execute(sql.as_str(), &pg_params(&values))
                         .unwrap_or_else(|e| panic!("`{sql}`: {e}"))
                 })
             }
@@ -304,11 +301,8 @@ impl Db {
             Db::Postgres(c) => {
                 let sql = dollar_placeholders(sql);
                 c.with(|c| {
-                    let boxed = pg_params(&values);
-                    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                        boxed.iter().map(|b| b.as_ref()).collect();
                     let rows = c
-                        .query(sql.as_str(), &refs)
+                        .query(sql.as_str(), &pg_params(&values))
                         .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
                     rows.iter().map(|r| pg_row(r, &sql)).collect()
                 })
@@ -327,15 +321,15 @@ fn sqlite_value(v: &Value) -> rusqlite::types::Value {
     }
 }
 
-fn pg_params(values: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+fn pg_params(values: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     values
         .iter()
-        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+        .map(|v| -> &(dyn postgres::types::ToSql + Sync) {
             match v {
-                Value::Null => Box::new(None::<String>),
-                Value::Int(i) => Box::new(*i),
-                Value::Text(s) => Box::new(s.clone()),
-                Value::Bytes(b) => Box::new(b.clone()),
+                Value::Null => &None::<String>,
+                Value::Int(i) => i,
+                Value::Text(s) => s,
+                Value::Bytes(b) => b,
             }
         })
         .collect()

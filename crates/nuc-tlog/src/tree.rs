@@ -189,20 +189,19 @@ pub fn verify_inclusion(
         return Err(VerifyError::IndexOutOfRange { index, size });
     }
     let expected = inclusion_len(index, size);
+    // Every way the proof's length can be wrong is the same refusal.
+    let wrong_length = || VerifyError::WrongProofLength {
+        expected,
+        got: proof.len(),
+    };
     if proof.len() != expected {
-        return Err(VerifyError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(wrong_length());
     }
     let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf_hash;
     for p in proof {
         if sn == 0 {
-            return Err(VerifyError::WrongProofLength {
-                expected,
-                got: proof.len(),
-            });
+            return Err(wrong_length());
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
@@ -217,10 +216,7 @@ pub fn verify_inclusion(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(VerifyError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(wrong_length());
     }
     if r != *root {
         return Err(VerifyError::RootMismatch);
@@ -268,11 +264,13 @@ pub fn verify_consistency(
         return Ok(());
     }
     let expected = consistency_len(old_size, new_size);
+    // Every way the proof's length can be wrong is the same refusal.
+    let wrong_length = || VerifyError::WrongProofLength {
+        expected,
+        got: proof.len(),
+    };
     if proof.len() != expected {
-        return Err(VerifyError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(wrong_length());
     }
     // Step 2: an old tree that is a perfect subtree is its own seed.
     let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
@@ -291,10 +289,7 @@ pub fn verify_consistency(
     let (mut fr, mut sr) = (**first, **first);
     for c in rest {
         if sn == 0 {
-            return Err(VerifyError::WrongProofLength {
-                expected,
-                got: proof.len(),
-            });
+            return Err(wrong_length());
         }
         if fn_ & 1 == 1 || fn_ == sn {
             fr = node_hash(c, &fr);
@@ -310,10 +305,7 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(VerifyError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(wrong_length());
     }
     if fr != *old_root {
         return Err(VerifyError::OldRootMismatch);
