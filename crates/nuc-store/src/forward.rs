@@ -234,3 +234,49 @@ impl<S: PublisherLease + ?Sized> PublisherLease for Arc<S> {
         (**self).hold_publisher_lease()
     }
 }
+
+impl<S: AuditTree + ?Sized> AuditTree for Arc<S> {
+    fn grow_audit_tree(&self, max: u64) -> Result<TreeHead, StoreError> {
+        (**self).grow_audit_tree(max)
+    }
+
+    fn audit_tree_size(&self) -> Result<u64, StoreError> {
+        (**self).audit_tree_size()
+    }
+
+    fn audit_log_size(&self) -> Result<u64, StoreError> {
+        (**self).audit_log_size()
+    }
+
+    fn audit_node(&self, level: u8, index: u64) -> Result<Option<nuc_tlog::Hash>, StoreError> {
+        (**self).audit_node(level, index)
+    }
+
+    fn audit_records_from(&self, seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        (**self).audit_records_from(seq, limit)
+    }
+
+    fn put_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<bool, StoreError> {
+        (**self).put_checkpoint(checkpoint)
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError> {
+        (**self).checkpoint_at(size)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        (**self).latest_checkpoint()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        (**self).checkpoints()
+    }
+
+    fn put_cosignature(&self, cosignature: &CosignatureRow) -> Result<bool, StoreError> {
+        (**self).put_cosignature(cosignature)
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<CosignatureRow>, StoreError> {
+        (**self).cosignatures(size)
+    }
+}

@@ -13,6 +13,7 @@
 //! payload mark, its notice, the request transition composed with it) commit together or not
 //! at all.
 
+mod audit_tree;
 mod cluster;
 mod forward;
 mod ledger;
@@ -21,6 +22,10 @@ pub mod memory;
 mod rows;
 mod traits;
 
+pub use audit_tree::{
+    AuditTree, CheckpointRow, CosignatureRow, StoredTree, TreeHead, grow as grow_audit_tree,
+    leaf_data, leaf_hash as audit_leaf_hash,
+};
 pub use cluster::{LocalStatusFeed, PublisherLease, StatusChange, StatusFeed, StatusListener};
 pub use ledger::{Issuance, IssuanceLedger};
 pub use rows::{
@@ -45,6 +50,7 @@ pub trait ServiceStore:
     + UsedPayloads
     + OperatorStore
     + AuditLog
+    + AuditTree
     + PublicationStore
     + Outbox
     + CaKeyStore
@@ -63,6 +69,7 @@ impl<T> ServiceStore for T where
         + UsedPayloads
         + OperatorStore
         + AuditLog
+        + AuditTree
         + PublicationStore
         + Outbox
         + CaKeyStore

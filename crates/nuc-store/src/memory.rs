@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use nuc_core::{CertificateState, Notice, OperatorStatus, RequestState};
 
 use crate::StoreError;
+use crate::audit_tree::{AuditTree, CheckpointRow, CosignatureRow, TreeHead};
 use crate::rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
     Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
@@ -46,6 +47,10 @@ struct State {
     crl_number: i64,
     ca_keys: Vec<CaKeyRow>,
     issued_counter: u64,
+    tree_nodes: HashMap<(u8, u64), nuc_tlog::Hash>,
+    tree_size: u64,
+    checkpoints: BTreeMap<u64, CheckpointRow>,
+    cosignatures: BTreeMap<(u64, String), CosignatureRow>,
 }
 
 fn now() -> i64 {
@@ -771,5 +776,102 @@ impl crate::StatusFeed for MemoryStore {
 impl crate::PublisherLease for MemoryStore {
     fn hold_publisher_lease(&self) -> Result<bool, StoreError> {
         Ok(true)
+    }
+}
+
+/// The memory store's tree, read while its lock is held.
+struct MemoryNodes<'a>(&'a HashMap<(u8, u64), nuc_tlog::Hash>);
+
+impl nuc_tlog::tree::NodeSource for MemoryNodes<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<nuc_tlog::Hash, StoreError> {
+        self.0.get(&(level, index)).copied().ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "no audit tree node at level {level}, index {index}"
+            ))
+        })
+    }
+}
+
+impl AuditTree for MemoryStore {
+    fn grow_audit_tree(&self, max: u64) -> Result<TreeHead, StoreError> {
+        self.change(|s| {
+            let from = usize::try_from(s.tree_size).unwrap_or(usize::MAX);
+            let end = s.audit.len().min(from.saturating_add(max as usize));
+            let records = s.audit.get(from..end).unwrap_or_default();
+            let (nodes, head) =
+                crate::audit_tree::grow(s.tree_size, &MemoryNodes(&s.tree_nodes), records)?;
+            for n in nodes {
+                s.tree_nodes.insert((n.level, n.index), n.hash);
+            }
+            s.tree_size = head.size;
+            Ok(head)
+        })
+    }
+
+    fn audit_tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.read(|s| s.tree_size))
+    }
+
+    fn audit_log_size(&self) -> Result<u64, StoreError> {
+        Ok(self.read(|s| s.audit.len() as u64))
+    }
+
+    fn audit_node(&self, level: u8, index: u64) -> Result<Option<nuc_tlog::Hash>, StoreError> {
+        Ok(self.read(|s| s.tree_nodes.get(&(level, index)).copied()))
+    }
+
+    fn audit_records_from(&self, seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self.read(|s| {
+            s.audit
+                .iter()
+                .filter(|r| r.seq >= seq)
+                .take(usize::try_from(limit).unwrap_or(0))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn put_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<bool, StoreError> {
+        self.change(|s| {
+            if s.checkpoints.contains_key(&checkpoint.size) {
+                return Ok(false);
+            }
+            s.checkpoints.insert(checkpoint.size, checkpoint.clone());
+            Ok(true)
+        })
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError> {
+        Ok(self.read(|s| s.checkpoints.get(&size).cloned()))
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        Ok(self.read(|s| s.checkpoints.values().next_back().cloned()))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        Ok(self.read(|s| s.checkpoints.values().cloned().collect()))
+    }
+
+    fn put_cosignature(&self, cosignature: &CosignatureRow) -> Result<bool, StoreError> {
+        self.change(|s| {
+            let key = (cosignature.size, cosignature.witness.clone());
+            if s.cosignatures.contains_key(&key) {
+                return Ok(false);
+            }
+            s.cosignatures.insert(key, cosignature.clone());
+            Ok(true)
+        })
+    }
+
+    fn cosignatures(&self, size: u64) -> Result<Vec<CosignatureRow>, StoreError> {
+        Ok(self.read(|s| {
+            s.cosignatures
+                .range((size, String::new())..)
+                .take_while(|((n, _), _)| *n == size)
+                .map(|(_, c)| c.clone())
+                .collect()
+        }))
     }
 }
