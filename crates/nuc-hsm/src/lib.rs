@@ -11,10 +11,12 @@
 //! It must never let a private key byte cross its boundary, never log a PIN, and never hold a
 //! session across threads.
 
+mod eddsa;
 mod keyalg;
 mod lane;
 mod pool;
 
+pub use eddsa::Ed25519Key;
 pub use keyalg::{KeyAlgorithm, UnknownAlgorithm};
 pub use lane::HsmLane;
 pub use pool::{Hsm, HsmError, HsmKey};

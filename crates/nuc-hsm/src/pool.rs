@@ -31,6 +31,8 @@ pub enum HsmError {
     TokenExists(String),
     #[error("no key labelled {0:?} in the token")]
     KeyNotFound(String),
+    #[error("{count} keys in the token are labelled {label:?}: which one is meant is ambiguous")]
+    AmbiguousLabel { label: String, count: usize },
     #[error("key {label:?} is not what the configuration says ({detail})")]
     KeyMismatch { label: String, detail: String },
     #[error("PKCS#11 {op}: {source}")]
@@ -49,7 +51,7 @@ pub enum HsmError {
     Saturated { sessions: usize, queue: usize },
 }
 
-fn p11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
+pub(crate) fn p11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
     move |source| HsmError::Pkcs11 { op, source }
 }
 
@@ -163,7 +165,7 @@ impl Hsm {
     }
 
     /// Runs `f` on a session of its own; sessions are reused, never shared at once.
-    fn with_session<T>(
+    pub(crate) fn with_session<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, HsmError>,
     ) -> Result<T, HsmError> {

@@ -65,6 +65,20 @@ pub(crate) fn append(tx: &Transaction<'_>, entry: &AuditEntry, at: i64) -> Resul
     Ok(seq)
 }
 
+/// A record read from `SELECT seq, at, actor, action, object, details, prev_hash, hash`.
+pub(crate) fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        object: r.get(4)?,
+        details: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
+}
+
 impl SqliteStore {
     /// Appends one audit record on its own (for events that change nothing else, such as a
     /// refusal).
@@ -79,18 +93,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(
             "SELECT seq, at, actor, action, object, details, prev_hash, hash FROM audit_log ORDER BY seq",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AuditRecord {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                object: r.get(4)?,
-                details: r.get(5)?,
-                prev_hash: r.get(6)?,
-                hash: r.get(7)?,
-            })
-        })?;
+        let rows = stmt.query_map([], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -10,6 +10,7 @@
 //! together.
 
 mod audit;
+mod audit_tree;
 mod certs;
 mod migrate;
 mod publication;
