@@ -130,7 +130,8 @@ pub(crate) fn append(
     Ok(next.written(tx))
 }
 
-fn record(r: &postgres::Row) -> Result<AuditRecord, DbError> {
+/// A row of `audit_log`, its columns in the order of [`ALL`].
+pub(crate) fn record(r: &postgres::Row) -> Result<AuditRecord, DbError> {
     Ok(AuditRecord {
         seq: r.try_get(0)?,
         at: r.try_get(1)?,

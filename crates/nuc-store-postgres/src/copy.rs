@@ -25,13 +25,16 @@ pub(crate) const EMPTY_QUERY: &str = "SELECT NOT (
     OR EXISTS (SELECT 1 FROM certified_keys) OR EXISTS (SELECT 1 FROM audit_log)
     OR EXISTS (SELECT 1 FROM revocations) OR EXISTS (SELECT 1 FROM operators)
     OR EXISTS (SELECT 1 FROM used_payloads) OR EXISTS (SELECT 1 FROM notifications)
-    OR EXISTS (SELECT 1 FROM crls))";
+    OR EXISTS (SELECT 1 FROM crls) OR EXISTS (SELECT 1 FROM audit_tree)
+    OR EXISTS (SELECT 1 FROM audit_checkpoints) OR EXISTS (SELECT 1 FROM audit_cosignatures))";
 
 /// The SQLite schema version this build copies (that of `nuc-store-sqlite`'s migrations).
-pub const SQLITE_SCHEMA_VERSION: i64 = 5;
+pub const SQLITE_SCHEMA_VERSION: i64 = 6;
 
 const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
+/// A SMALLINT column (the audit tree's levels).
+const S: Type = Type::INT2;
 const B: Type = Type::BYTEA;
 
 /// A table's name, its columns with their types, and the order of its rows.
@@ -181,6 +184,23 @@ const TABLES: &[Table] = &[
         ],
         "seq",
     ),
+    // The audit tree, its checkpoints and their cosignatures: the checkpoints were signed
+    // over these records and must come along; the tree is derived but copied as it is.
+    (
+        "audit_tree",
+        &[("level", S), ("idx", I), ("hash", B)],
+        "level, idx",
+    ),
+    (
+        "audit_checkpoints",
+        &[("size", I), ("root", B), ("at", I), ("note", T)],
+        "size",
+    ),
+    (
+        "audit_cosignatures",
+        &[("size", I), ("witness", T), ("line", T), ("at", I)],
+        "size, witness",
+    ),
 ];
 
 /// The PostgreSQL name of a column as listed in [`TABLES`].
@@ -202,9 +222,15 @@ fn value(
 ) -> Result<Box<dyn ToSql + Sync>, StoreError> {
     Ok(match (v, ty) {
         (ValueRef::Null, t) if *t == Type::INT8 => Box::new(None::<i64>),
+        (ValueRef::Null, t) if *t == Type::INT2 => Box::new(None::<i16>),
         (ValueRef::Null, t) if *t == Type::BYTEA => Box::new(None::<Vec<u8>>),
         (ValueRef::Null, _) => Box::new(None::<String>),
         (ValueRef::Integer(i), t) if *t == Type::INT8 => Box::new(i),
+        (ValueRef::Integer(i), t) if *t == Type::INT2 => {
+            Box::new(i16::try_from(i).map_err(|_| {
+                StoreError::Corrupt(format!("{table}.{column} holds a number beyond a SMALLINT"))
+            })?)
+        }
         (ValueRef::Text(s), t) if *t == Type::TEXT => Box::new(
             std::str::from_utf8(s)
                 .map_err(|_| {

@@ -22,6 +22,7 @@
 //! a log or an error text, and never let a database failure panic.
 
 mod audit;
+mod audit_tree;
 mod certs;
 mod copy;
 mod feed;

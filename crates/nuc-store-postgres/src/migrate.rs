@@ -6,7 +6,10 @@ use nuc_store::StoreError;
 
 use crate::{DbError, LOCK_CLASS, LOCK_MIGRATE};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_schema.sql"),
+    include_str!("../migrations/0002_audit_tree.sql"),
+];
 
 /// The schema version this build migrates to.
 pub const KNOWN: i64 = MIGRATIONS.len() as i64;

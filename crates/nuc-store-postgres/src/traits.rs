@@ -9,6 +9,7 @@ use nuc_store::{
     RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, StoreHealth,
     Transition, UsedPayloads,
 };
+use nuc_store::{AuditTree, CheckpointRow, CosignatureRow, TreeHead};
 use nuc_store::{PublisherLease, StatusFeed, StatusListener};
 
 use crate::PgStore;
@@ -101,6 +102,22 @@ impl AuditLog for PgStore {
         fn audit(&self, entry: &AuditEntry) -> ();
         fn audit_records(&self) -> Vec<AuditRecord>;
         fn verify_audit(&self) -> Result<u64, AuditBreak>;
+    }
+}
+
+impl AuditTree for PgStore {
+    delegate! {
+        fn grow_audit_tree(&self, max: u64) -> TreeHead;
+        fn audit_tree_size(&self) -> u64;
+        fn audit_log_size(&self) -> u64;
+        fn audit_node(&self, level: u8, index: u64) -> Option<nuc_tlog::Hash>;
+        fn audit_records_from(&self, seq: i64, limit: i64) -> Vec<AuditRecord>;
+        fn put_checkpoint(&self, checkpoint: &CheckpointRow) -> bool;
+        fn checkpoint_at(&self, size: u64) -> Option<CheckpointRow>;
+        fn latest_checkpoint(&self) -> Option<CheckpointRow>;
+        fn checkpoints(&self) -> Vec<CheckpointRow>;
+        fn put_cosignature(&self, cosignature: &CosignatureRow) -> bool;
+        fn cosignatures(&self, size: u64) -> Vec<CosignatureRow>;
     }
 }
 

@@ -10,6 +10,7 @@ use nuc_store::{
     CrlRow, NewRequest, OperatorRow, OperatorStore, Outbox, PublicationStore, RequestStore,
     Reservation, RevocationReader, RevocationRow, RevocationStore, Transition, UsedPayloads,
 };
+use nuc_store::{AuditRecord, AuditTree, CheckpointRow, CosignatureRow, StoreError, TreeHead};
 use nuc_store_postgres::copy_from_sqlite;
 use nuc_store_sqlite::SqliteStore;
 
@@ -163,12 +164,73 @@ fn populate(s: &SqliteStore) {
     s.notifications_attempted(&[(first, None)]).unwrap();
 }
 
+/// The node source of a tree that has none yet.
+struct NoNodes;
+
+impl nuc_tlog::tree::NodeSource for NoNodes {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<nuc_tlog::Hash, StoreError> {
+        Err(StoreError::Corrupt(format!("no node {level}/{index}")))
+    }
+}
+
+/// Writes into the SQLite file, by hand, the tree over `records`, a checkpoint of it and a
+/// cosignature of that (what SQLite's own audit tree would have stored).
+fn put_audit_tree(
+    path: &std::path::Path,
+    records: &[AuditRecord],
+) -> (TreeHead, CheckpointRow, CosignatureRow) {
+    let (nodes, head) = nuc_store::grow_audit_tree(0, &NoNodes, records).unwrap();
+    let checkpoint = CheckpointRow {
+        size: head.size,
+        root: head.root,
+        at: 70,
+        note: "nuc.example/audit\n…".into(),
+    };
+    let cosignature = CosignatureRow {
+        size: head.size,
+        witness: "witness.example".into(),
+        line: "— witness.example AAAA".into(),
+        at: 71,
+    };
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for n in &nodes {
+        conn.execute(
+            "INSERT INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)",
+            rusqlite::params![n.level, n.index as i64, n.hash.as_slice()],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO audit_checkpoints (size, root, at, note) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            checkpoint.size as i64,
+            checkpoint.root.as_slice(),
+            checkpoint.at,
+            checkpoint.note
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO audit_cosignatures (size, witness, line, at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            cosignature.size as i64,
+            cosignature.witness,
+            cosignature.line,
+            cosignature.at
+        ],
+    )
+    .unwrap();
+    (head, checkpoint, cosignature)
+}
+
 #[test]
 fn a_sqlite_store_is_copied_whole_and_its_audit_chain_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nuc.db");
     let sqlite = SqliteStore::open(&path).unwrap();
     populate(&sqlite);
+    let (head, checkpoint, cosignature) = put_audit_tree(&path, &sqlite.audit_records().unwrap());
 
     let cluster = common::cluster();
     let pg = common::fresh(&cluster, "nuc");
@@ -228,6 +290,11 @@ fn a_sqlite_store_is_copied_whole_and_its_audit_chain_still_verifies() {
         pg.latest_delta_crl().unwrap(),
         sqlite.latest_delta_crl().unwrap()
     );
+    // The audit tree, its checkpoint and the cosignature: the tree goes on from the copy.
+    assert_eq!(pg.audit_tree_size().unwrap(), head.size);
+    assert_eq!(pg.grow_audit_tree(10).unwrap(), head);
+    assert_eq!(pg.checkpoints().unwrap(), [checkpoint]);
+    assert_eq!(pg.cosignatures(head.size).unwrap(), [cosignature]);
 
     // Numbering goes on after the copied rows: CRL numbers, notification ids, the chain.
     assert_eq!(pg.next_crl_number().unwrap(), 4);
@@ -280,7 +347,8 @@ fn a_copy_that_fails_midway_leaves_the_target_empty() {
     populate(&sqlite);
     drop(sqlite);
     // A row PostgreSQL refuses, late in the copy (the CRLs come after every other table but the
-    // audit log): a kind SQLite's CHECK would have refused too, so it is forced in by hand.
+    // audit log and its tree): a kind SQLite's CHECK would have refused too, so it is forced in
+    // by hand.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "PRAGMA ignore_check_constraints = ON;
