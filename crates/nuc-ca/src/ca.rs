@@ -155,6 +155,8 @@ pub struct Ca {
     /// Sessions set apart for OCSP signatures ([`Ca::set_ocsp_lane`]): anyone on the network
     /// can ask for one, so they must never queue in front of issuance.
     ocsp_lane: Option<HsmLane>,
+    /// The audit log's checkpoint key ([`crate::audit_key`]).
+    audit_key: nuc_hsm::Ed25519Key,
 }
 
 /// Whether an opening of the CA looks up the root key in the HSM.
@@ -439,6 +441,7 @@ impl Ca {
         let root_key = hsm.generate_key(ROOT_LABEL, algs[0].1)?;
         let issuing_key = hsm.generate_key(ISSUING_LABEL, algs[1].1)?;
         let ocsp_key = hsm.generate_key(OCSP_LABEL, algs[2].1)?;
+        hsm.generate_ed25519(crate::audit_key::AUDIT_LABEL)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "CA keys generated in the HSM"
@@ -712,6 +715,7 @@ impl Ca {
                 (root, None)
             }
         };
+        let audit_key = crate::audit_key::find_or_make(&hsm)?;
         Ok(Self {
             policy,
             publication: home.config.publication.clone(),
@@ -721,6 +725,7 @@ impl Ca {
             root_key,
             ocsp,
             ocsp_lane: None,
+            audit_key,
         })
     }
 
@@ -766,6 +771,14 @@ impl Ca {
     /// Whether the HSM answers on a pooled, logged-in session (readiness), without signing.
     pub fn check_hsm(&self) -> Result<(), CaError> {
         Ok(self.hsm.check_session()?)
+    }
+
+    /// The signer of the audit log's checkpoints, under the log's name `origin`.
+    pub fn checkpoint_signer(
+        &self,
+        origin: &str,
+    ) -> Result<crate::audit_key::CheckpointSigner<'_>, CaError> {
+        crate::audit_key::CheckpointSigner::new(&self.hsm, &self.audit_key, origin)
     }
 
     /// The URLs certificates and CRLs carry.

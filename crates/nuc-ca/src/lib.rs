@@ -8,6 +8,7 @@
 //! administrator's command, never copy a subject from an applicant's request, and never let
 //! a private key leave the HSM: nothing else in the workspace talks PKCS#11 for CA keys.
 
+pub mod audit_key;
 pub mod ca;
 pub mod cert;
 pub mod csr;

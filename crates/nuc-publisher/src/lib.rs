@@ -1,5 +1,6 @@
 //! Publication of what the CA decided, for relying parties: CRLs (full and delta) and OCSP
-//! responses, both signed in the HSM.
+//! responses, both signed in the HSM; and for auditors, the audit log's signed checkpoints
+//! ([`checkpoint`]).
 //!
 //! This crate owns the encoding and signing of CRLs and OCSP responses and the CRL numbers.
 //! It must never change a certificate's status: it reads revocations, it never makes them; and
@@ -10,6 +11,7 @@
 //! ([`nuc_ca::CrlSigner`]) or an OCSP response ([`nuc_ca::OcspSigner`]), and the storage traits
 //! it reads and writes ([`PublisherStore`] for CRLs, [`nuc_store::RevocationReader`] for OCSP).
 
+pub mod checkpoint;
 pub mod crl;
 mod crl_lint;
 pub mod ocsp;

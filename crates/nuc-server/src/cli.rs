@@ -10,8 +10,9 @@ use nuc_core::{
     SubjectInfo,
 };
 use nuc_ra::RevocationAsk;
-use nuc_store::{AuditLog, CertificateReader, Issuance, OperatorStore};
+use nuc_store::{CertificateReader, Issuance, OperatorStore};
 
+use crate::audit_cli::AuditCommand;
 use crate::instance::{Instance, OpenError, open_store};
 use crate::store::Store;
 
@@ -248,15 +249,6 @@ enum StoreCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-enum AuditCommand {
-    /// Check the whole hash chain; name the first broken record.
-    Verify {
-        #[arg(long)]
-        home: PathBuf,
-    },
-}
-
 /// A failure with its reason code, printed as one line.
 pub(crate) struct Failure {
     pub(crate) code: ReasonCode,
@@ -327,10 +319,8 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
             | OperatorCommand::Dismiss { home, .. }
             | OperatorCommand::List { home } => Some(home),
         },
-        Command::Audit {
-            command: AuditCommand::Verify { home },
-        }
-        | Command::Store {
+        Command::Audit { command } => command.home().map(PathBuf::as_path),
+        Command::Store {
             command: StoreCommand::Copy { home, .. },
         }
         | Command::Root {
@@ -716,22 +706,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Audit {
-            command: AuditCommand::Verify { home },
-        } => {
-            let home = Home::open(&home).map_err(CaError::from)?;
-            let store = open_store(&home)?;
-            match store.verify_audit()? {
-                Ok(n) => {
-                    println!("audit chain intact: {n} records");
-                    Ok(())
-                }
-                Err(b) => Err(Failure {
-                    code: ReasonCode::Internal,
-                    message: b.to_string(),
-                }),
-            }
-        }
+        Command::Audit { command } => crate::audit_cli::run(command),
         Command::Store {
             command: StoreCommand::Copy { home, to },
         } => crate::store::copy(&home, &to).map_err(Failure::from),

@@ -322,6 +322,44 @@ impl Default for OcspSettings {
     }
 }
 
+/// `[audit]`: the Merkle tree over the audit log and its signed checkpoints (see
+/// `docs/audit.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The log's name, first line of every checkpoint and name of its signing key. It must
+    /// never change once checkpoints exist: auditors and witnesses pin it.
+    pub origin: String,
+    /// A checkpoint is signed once this many records are not yet under one (default 1,000)…
+    pub checkpoint_every_records: u64,
+    /// …or once this long has passed since the last checkpoint (default 60 s) and a record
+    /// is not under it, whichever comes first; and at shutdown. Checked every half second.
+    pub checkpoint_every_secs: u64,
+    /// The witnesses whose cosignatures are accepted and served with the checkpoints: their
+    /// verifier keys (`name+id+base64`, as `nuc audit witness` prints them).
+    pub witnesses: Vec<String>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            origin: DEFAULT_AUDIT_ORIGIN.into(),
+            checkpoint_every_records: 1_000,
+            checkpoint_every_secs: 60,
+            witnesses: Vec::new(),
+        }
+    }
+}
+
+/// Default of `[audit] origin`.
+pub const DEFAULT_AUDIT_ORIGIN: &str = "pki.gov.kz/nuc-rk/audit";
+
+impl AuditSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The whole of `nuc.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,6 +383,8 @@ pub struct Config {
     pub ocsp: OcspSettings,
     #[serde(default, skip_serializing_if = "StoreConfig::is_default")]
     pub store: StoreConfig,
+    #[serde(default, skip_serializing_if = "AuditSettings::is_default")]
+    pub audit: AuditSettings,
 }
 
 impl Config {
@@ -368,6 +408,7 @@ impl Config {
             notifications: NotificationsConfig::default(),
             ocsp: OcspSettings::default(),
             store: StoreConfig::default(),
+            audit: AuditSettings::default(),
         }
     }
 
@@ -418,6 +459,14 @@ impl Config {
                 self.http.readiness_timeout_ms,
             ),
             ("[store] pool_size", self.store.pool_size as u64),
+            (
+                "[audit] checkpoint_every_records",
+                self.audit.checkpoint_every_records,
+            ),
+            (
+                "[audit] checkpoint_every_secs",
+                self.audit.checkpoint_every_secs,
+            ),
             (
                 "[store] connect_timeout_secs",
                 self.store.connect_timeout_secs,

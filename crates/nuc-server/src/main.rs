@@ -5,6 +5,8 @@
 //! line, `error: CODE: message`, and exit 2 when the caller's input was refused, 1 when we
 //! failed.
 
+mod audit;
+mod audit_cli;
 mod cli;
 mod config;
 mod grpc;

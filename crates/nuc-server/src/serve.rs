@@ -276,6 +276,18 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         };
 
+        // The audit log's key and witnesses, refused here (naming the setting) rather than at
+        // the first checkpoint.
+        let audit = Arc::new(crate::audit::http::AuditState {
+            inst: inst.clone(),
+            log_key: inst
+                .ca
+                .checkpoint_signer(&cfg.audit.origin)?
+                .verifier()
+                .clone(),
+            witnesses: crate::audit::witness_keys(&cfg.audit)?,
+        });
+        tracing::info!(key = %audit.log_key.to_vkey(), "audit log key");
         let api = Arc::new(Api::new(inst.clone(), cfg.grpc.dev_plaintext));
         let publisher = Arc::new(Publisher::new(inst.clone())?);
         let status = {
@@ -379,6 +391,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
                 nuc_publisher::ocsp::MAX_REQUEST_BYTES,
             ))
             .with_state(state)
+            .merge(crate::audit::http::router(audit))
             .merge(crate::health::router(
                 inst.clone(),
                 Duration::from_millis(cfg.http.readiness_timeout_ms),
@@ -406,15 +419,23 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         );
         tracing::info!(%http_addr, %grpc_addr, "serving; health at /healthz and /readyz, gRPC with mutual TLS");
         let crls = publisher.clone().run(stop_rx.clone());
+        let checkpoints = crate::audit::checkpointer::run(inst.clone(), stop_rx.clone());
         // On a stop, each part stops taking new work and finishes what it holds, for up to the
         // grace period; whatever is still open then is dropped with its part.
-        let (g, h, s, c) = tokio::join!(
+        let (g, h, s, c, a) = tokio::join!(
             listeners::within_grace("gRPC", async { Ok(grpc.await?) }, stop_rx.clone(), grace),
             listeners::within_grace("HTTP", http, stop_rx.clone(), grace),
             listeners::within_grace("outbox sender", sender, stop_rx.clone(), grace),
             listeners::within_grace("CRL publisher", crls, stop_rx.clone(), grace),
+            listeners::within_grace("audit checkpoints", checkpoints, stop_rx.clone(), grace),
         );
-        let complete = [g?.is_some(), h?.is_some(), s?.is_some(), c?.is_some()];
+        let complete = [
+            g?.is_some(),
+            h?.is_some(),
+            s?.is_some(),
+            c?.is_some(),
+            a?.is_some(),
+        ];
         Ok::<_, anyhow::Error>(complete.iter().all(|done| *done))
     });
     // Tasks cut off by the grace period go with the runtime; a blocking call still in the HSM

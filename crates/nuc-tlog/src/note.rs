@@ -112,7 +112,8 @@ pub struct NoteSignature {
 }
 
 impl NoteSignature {
-    fn line(&self) -> String {
+    /// The signature line as it appears in a note, final newline included.
+    pub fn line(&self) -> String {
         let mut payload = self.key_id.to_vec();
         payload.extend_from_slice(&self.signature);
         format!("{SIG_PREFIX}{} {}\n", self.name, STANDARD.encode(payload))

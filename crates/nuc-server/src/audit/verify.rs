@@ -1,0 +1,233 @@
+//! `nuc audit verify`: the whole log checked against its own signed checkpoints, and against
+//! checkpoints kept elsewhere (by an auditor, a witness, a relying party).
+//!
+//! The records are the evidence; the stored tree and the stored roots are not trusted. The
+//! tree is recomputed here from every record, and its root at each checkpoint's size must be
+//! the root the HSM signed. Whoever can write the database can recompute the hash chain and
+//! the stored tree, but not sign a checkpoint: a rewritten record, a removed tail, or a
+//! database replaced by an older or another history shows as a root that no longer matches a
+//! signature, and each is named for what it is.
+
+use std::collections::BTreeMap;
+
+use nuc_store::{AuditTree, ServiceStore};
+use nuc_tlog::Hash;
+use nuc_tlog::checkpoint::Checkpoint;
+use nuc_tlog::note::{VerifierKey, open_checkpoint};
+use nuc_tlog::tree::Frontier;
+
+use super::AuditError;
+
+/// Records read per query while the log is streamed.
+const CHUNK: i64 = 10_000;
+
+/// What a verification found: every count is of things that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub checkpoints: usize,
+    pub cosignatures: usize,
+    /// The kept checkpoints that the log extends, by size.
+    pub kept: Vec<u64>,
+    pub root: Hash,
+}
+
+/// Why the log does not verify. Each names the sizes, records and roots involved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogFailure {
+    #[error("hash chain broken: {0}")]
+    Chain(nuc_store::AuditBreak),
+    #[error("stored checkpoint of size {size} does not verify under the log key {key}: {reason}")]
+    CheckpointSignature {
+        size: u64,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "log truncated: the log signed a checkpoint of {size} records but holds only {records} (records {} to {size} are gone)",
+        records + 1
+    )]
+    SignedBeyondLog { size: u64, records: u64 },
+    #[error(
+        "records rewritten: the first {size} records no longer hash to the root the log signed at size {size} (signed {signed}, recomputed {recomputed}){}",
+        located(*.first_changed)
+    )]
+    Rewritten {
+        size: u64,
+        signed: String,
+        recomputed: String,
+        first_changed: Option<u64>,
+    },
+    #[error("kept checkpoint refused: {0}")]
+    KeptUnreadable(String),
+    #[error(
+        "log truncated against the kept checkpoint: it covers {kept} records, the log holds {records} (records {} to {kept} were removed, or the database was restored from an older backup)",
+        records + 1
+    )]
+    KeptBeyondLog { kept: u64, records: u64 },
+    #[error(
+        "fork: the log signed two different trees of {size} records: the kept checkpoint's root {kept} and the stored checkpoint's root {stored}"
+    )]
+    Fork {
+        size: u64,
+        kept: String,
+        stored: String,
+    },
+    #[error(
+        "the log's first {size} records are not those the kept checkpoint covers (kept root {kept}, recomputed {recomputed}){}: records were rewritten, or the log was replaced by another history (a fork after that checkpoint, or a restore)",
+        located(*.first_changed)
+    )]
+    KeptMismatch {
+        size: u64,
+        kept: String,
+        recomputed: String,
+        first_changed: Option<u64>,
+    },
+}
+
+fn located(record: Option<u64>) -> String {
+    record
+        .map(|r| format!("; record {r} differs from the stored tree"))
+        .unwrap_or_default()
+}
+
+/// A checkpoint kept elsewhere, opened under the log key.
+pub fn open_kept(note: &[u8], log_key: &VerifierKey) -> Result<Checkpoint, LogFailure> {
+    let signed = open_checkpoint(note, log_key, &[])
+        .map_err(|e| LogFailure::KeptUnreadable(e.to_string()))?;
+    if signed.checkpoint.origin != log_key.name {
+        return Err(LogFailure::KeptUnreadable(format!(
+            "its origin {:?} is not the log's {:?}",
+            signed.checkpoint.origin, log_key.name
+        )));
+    }
+    Ok(signed.checkpoint)
+}
+
+/// Checks the chain, every stored checkpoint's signature and root, every cosignature by a
+/// known witness, and each kept checkpoint.
+pub fn verify_log(
+    store: &dyn ServiceStore,
+    log_key: &VerifierKey,
+    witnesses: &[VerifierKey],
+    kept: &[Checkpoint],
+) -> Result<Result<Verified, LogFailure>, AuditError> {
+    if let Err(b) = store.verify_audit()? {
+        return Ok(Err(LogFailure::Chain(b)));
+    }
+    let tree: &dyn AuditTree = store;
+    // The signed roots, by size: the log's own checkpoints, then the kept ones.
+    let mut signed: BTreeMap<u64, (Hash, Option<Hash>)> = BTreeMap::new();
+    let mut cosignatures = 0;
+    let stored = tree.checkpoints()?;
+    for c in &stored {
+        let with_cos = super::served_note(c, &tree.cosignatures(c.size)?);
+        match open_checkpoint(with_cos.as_bytes(), log_key, witnesses) {
+            Ok(s) if s.checkpoint.size == c.size && s.checkpoint.root == c.root => {
+                cosignatures += s.opened.verified.len() - 1;
+            }
+            Ok(_) => {
+                return Ok(Err(LogFailure::CheckpointSignature {
+                    size: c.size,
+                    key: log_key.to_vkey(),
+                    reason: "its signed size or root is not the stored one".into(),
+                }));
+            }
+            Err(e) => {
+                return Ok(Err(LogFailure::CheckpointSignature {
+                    size: c.size,
+                    key: log_key.to_vkey(),
+                    reason: e.to_string(),
+                }));
+            }
+        }
+        signed.insert(c.size, (c.root, None));
+    }
+    for k in kept {
+        if let Some((stored_root, _)) = signed.get(&k.size)
+            && *stored_root != k.root
+        {
+            return Ok(Err(LogFailure::Fork {
+                size: k.size,
+                kept: hex::encode(k.root),
+                stored: hex::encode(stored_root),
+            }));
+        }
+        signed.entry(k.size).or_insert((k.root, None)).1 = Some(k.root);
+    }
+
+    // The records, streamed into a tree of our own.
+    let mut frontier = Frontier::new();
+    let mut first_changed: Option<u64> = None;
+    let tree_size = tree.audit_tree_size()?;
+    let mut pending = signed.iter().peekable();
+    while pending.peek().is_some_and(|(size, _)| **size == 0) {
+        pending.next();
+    }
+    let mut next_seq = 1i64;
+    loop {
+        let records = tree.audit_records_from(next_seq, CHUNK)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in &records {
+            let leaf = nuc_store::audit_leaf_hash(r);
+            let index = frontier.size();
+            if first_changed.is_none()
+                && index < tree_size
+                && tree
+                    .audit_node(0, index)?
+                    .is_some_and(|stored| stored != leaf)
+            {
+                first_changed = Some(index + 1);
+            }
+            frontier
+                .append(leaf)
+                .map_err(|e| AuditError::Store(nuc_store::StoreError::Corrupt(e.to_string())))?;
+            while let Some((size, (root, kept_root))) = pending.peek() {
+                if **size != frontier.size() {
+                    break;
+                }
+                let recomputed = frontier.root();
+                if recomputed != *root {
+                    return Ok(Err(match kept_root {
+                        Some(k) => LogFailure::KeptMismatch {
+                            size: **size,
+                            kept: hex::encode(k),
+                            recomputed: hex::encode(recomputed),
+                            first_changed,
+                        },
+                        None => LogFailure::Rewritten {
+                            size: **size,
+                            signed: hex::encode(root),
+                            recomputed: hex::encode(recomputed),
+                            first_changed,
+                        },
+                    }));
+                }
+                pending.next();
+            }
+        }
+        next_seq = records.last().map_or(next_seq, |r| r.seq + 1);
+    }
+    let records = frontier.size();
+    if let Some((size, (_, kept_root))) = pending.next() {
+        return Ok(Err(match kept_root {
+            Some(_) => LogFailure::KeptBeyondLog {
+                kept: *size,
+                records,
+            },
+            None => LogFailure::SignedBeyondLog {
+                size: *size,
+                records,
+            },
+        }));
+    }
+    Ok(Ok(Verified {
+        records,
+        checkpoints: stored.len(),
+        cosignatures,
+        kept: kept.iter().map(|k| k.size).collect(),
+        root: frontier.root(),
+    }))
+}
