@@ -267,3 +267,33 @@ async fn cosignature(State(state): State<Arc<AuditState>>, body: axum::body::Byt
         Err(r) => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::two_numbers;
+
+    fn q(s: &str) -> Option<[u64; 2]> {
+        two_numbers(Some(s.to_owned()), ["from", "to"])
+    }
+
+    #[test]
+    fn a_proof_is_asked_with_two_decimal_numbers_each_once() {
+        assert_eq!(q("from=3&to=10"), Some([3, 10]));
+        assert_eq!(q("to=10&from=0"), Some([0, 10]));
+        for hostile in [
+            "",
+            "from=3",
+            "from=3&to=10&from=4",
+            "from=3&to=10&x=1",
+            "from=-1&to=10",
+            "from=+1&to=10",
+            "from=0x10&to=10",
+            "from=&to=10",
+            "from=3&to=18446744073709551616",
+            "from=3;to=10",
+        ] {
+            assert_eq!(q(hostile), None, "{hostile:?}");
+        }
+        assert_eq!(two_numbers(None, ["from", "to"]), None);
+    }
+}

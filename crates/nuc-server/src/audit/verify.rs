@@ -231,3 +231,269 @@ pub fn verify_log(
         root: frontier.root(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    //! An insider with write access to the database, against checkpoints signed by a software
+    //! key standing in for the HSM's (the signature is the same Ed25519 note signature).
+
+    use nuc_store::{AuditEntry, AuditLog, CheckpointRow};
+    use nuc_store_sqlite::SqliteStore;
+    use nuc_tlog::note::{Ed25519NoteKey, Note, NoteSigner};
+
+    use super::*;
+
+    const ORIGIN: &str = "test.example/audit";
+
+    struct Log {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        store: SqliteStore,
+        key: Ed25519NoteKey,
+    }
+
+    fn log(records: u32) -> Log {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nuc.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let key = Ed25519NoteKey::note_key(ORIGIN, &[7u8; 32]).unwrap();
+        let log = Log {
+            _dir: dir,
+            path,
+            store,
+            key,
+        };
+        log.add(records);
+        log
+    }
+
+    impl Log {
+        fn add(&self, records: u32) {
+            for i in 0..records {
+                self.store
+                    .audit(&AuditEntry {
+                        actor: "test".into(),
+                        action: "test.event".into(),
+                        object: format!("object:{i}"),
+                        details: serde_json::json!({ "n": i }),
+                    })
+                    .unwrap();
+            }
+        }
+
+        /// Grows the tree and signs a checkpoint of it, as the service does.
+        fn checkpoint(&self) -> Checkpoint {
+            let head = self.store.grow_audit_tree(u64::MAX).unwrap();
+            let cp = Checkpoint {
+                origin: ORIGIN.into(),
+                size: head.size,
+                root: head.root,
+                extensions: vec!["time 1".into()],
+            };
+            let body = cp.to_body().unwrap();
+            let note = Note {
+                signatures: vec![nuc_tlog::note::sign(&body, &self.key).unwrap()],
+                text: body,
+            }
+            .to_text();
+            self.store
+                .put_checkpoint(&CheckpointRow {
+                    size: head.size,
+                    root: head.root,
+                    at: 1,
+                    note,
+                })
+                .unwrap();
+            cp
+        }
+
+        fn sql(&self, sql: &str) {
+            rusqlite::Connection::open(&self.path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+
+        /// Edits record `seq`'s actor and recomputes the hash chain from it on, as a forger
+        /// who knows the chain's (keyless) hash would.
+        fn rewrite(&self, seq: i64) {
+            let conn = rusqlite::Connection::open(&self.path).unwrap();
+            conn.execute(
+                "UPDATE audit_log SET actor = 'forger' WHERE seq = ?1",
+                [seq],
+            )
+            .unwrap();
+            let mut prev: String = conn
+                .query_row(
+                    "SELECT prev_hash FROM audit_log WHERE seq = ?1",
+                    [seq],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            for r in self.store.audit_records().unwrap() {
+                if r.seq < seq {
+                    continue;
+                }
+                let canonical = serde_json::to_vec(&(
+                    r.seq, r.at, &r.actor, &r.action, &r.object, &r.details, &prev,
+                ))
+                .unwrap();
+                let hash = hex::encode(openssl::sha::sha256(&canonical));
+                conn.execute(
+                    "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                    rusqlite::params![prev, hash, r.seq],
+                )
+                .unwrap();
+                prev = hash;
+            }
+        }
+
+        fn verify(&self, kept: &[Checkpoint]) -> Result<Verified, LogFailure> {
+            verify_log(&self.store, self.key.verifier(), &[], kept).unwrap()
+        }
+    }
+
+    #[test]
+    fn an_intact_log_verifies_against_its_own_and_kept_checkpoints() {
+        let log = log(7);
+        let first = log.checkpoint();
+        log.add(5);
+        log.checkpoint();
+        log.add(2); // not yet under a checkpoint: still part of the log
+        let v = log.verify(&[first]).unwrap();
+        assert_eq!((v.records, v.checkpoints, v.kept), (14, 2, vec![7]));
+    }
+
+    #[test]
+    fn removing_the_tail_is_invisible_without_a_kept_checkpoint_and_named_with_one() {
+        let log = log(10);
+        let kept = log.checkpoint();
+        // The insider removes the last records and covers the tracks: tree and checkpoints.
+        log.sql(
+            "DELETE FROM audit_log WHERE seq > 7; DELETE FROM audit_tree; DELETE FROM audit_checkpoints;",
+        );
+        log.checkpoint();
+        assert_eq!(log.verify(&[]).unwrap().records, 7);
+        assert_eq!(
+            log.verify(&[kept]).unwrap_err(),
+            LogFailure::KeptBeyondLog {
+                kept: 10,
+                records: 7
+            }
+        );
+    }
+
+    #[test]
+    fn removing_the_tail_under_a_stored_checkpoint_is_named() {
+        let log = log(10);
+        log.checkpoint();
+        log.sql("DELETE FROM audit_log WHERE seq > 8;");
+        assert_eq!(
+            log.verify(&[]).unwrap_err(),
+            LogFailure::SignedBeyondLog {
+                size: 10,
+                records: 8
+            }
+        );
+    }
+
+    #[test]
+    fn a_middle_record_rewritten_with_its_chain_recomputed_is_named() {
+        let log = log(10);
+        log.checkpoint();
+        log.rewrite(5);
+        assert!(
+            log.store.verify_audit().unwrap().is_ok(),
+            "the chain alone is fooled"
+        );
+        match log.verify(&[]).unwrap_err() {
+            LogFailure::Rewritten {
+                size,
+                first_changed,
+                ..
+            } => assert_eq!((size, first_changed), (10, Some(5))),
+            other => panic!("unexpected: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_rewrite_with_the_tree_rebuilt_still_breaks_the_signed_root() {
+        let log = log(10);
+        log.checkpoint();
+        log.rewrite(3);
+        log.sql("DELETE FROM audit_tree;");
+        log.store.grow_audit_tree(u64::MAX).unwrap();
+        assert!(matches!(
+            log.verify(&[]).unwrap_err(),
+            LogFailure::Rewritten {
+                size: 10,
+                first_changed: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_history_re_signed_after_a_rewrite_is_a_fork_against_the_kept_checkpoint() {
+        let log = log(10);
+        let kept = log.checkpoint();
+        // An insider holding the key too: rewrites, rebuilds, and signs the new history.
+        log.rewrite(4);
+        log.sql("DELETE FROM audit_tree; DELETE FROM audit_checkpoints;");
+        log.checkpoint();
+        assert!(log.verify(&[]).is_ok(), "consistent with itself");
+        assert!(matches!(
+            log.verify(std::slice::from_ref(&kept)).unwrap_err(),
+            LogFailure::Fork { size: 10, .. }
+        ));
+        // Without a stored checkpoint of the same size, the recomputed root is what differs.
+        log.sql("DELETE FROM audit_checkpoints;");
+        log.add(3);
+        log.checkpoint();
+        assert!(matches!(
+            log.verify(&[kept]).unwrap_err(),
+            LogFailure::KeptMismatch { size: 10, .. }
+        ));
+    }
+
+    #[test]
+    fn a_stored_checkpoint_not_signed_by_the_log_key_is_refused() {
+        let log = log(4);
+        log.checkpoint();
+        let other = Ed25519NoteKey::note_key(ORIGIN, &[9u8; 32]).unwrap();
+        let row = log.store.checkpoint_at(4).unwrap().unwrap();
+        let text = Note::parse(row.note.as_bytes()).unwrap().text;
+        let forged = Note {
+            signatures: vec![nuc_tlog::note::sign(&text, &other).unwrap()],
+            text,
+        }
+        .to_text();
+        log.sql(&format!(
+            "UPDATE audit_checkpoints SET note = '{}' WHERE size = 4",
+            forged.replace('\'', "''")
+        ));
+        assert!(matches!(
+            log.verify(&[]).unwrap_err(),
+            LogFailure::CheckpointSignature { size: 4, .. }
+        ));
+        assert_ne!(other.key_id(), log.key.key_id());
+    }
+
+    #[test]
+    fn a_kept_checkpoint_of_another_key_is_refused() {
+        let log = log(3);
+        log.checkpoint();
+        let other = Ed25519NoteKey::note_key(ORIGIN, &[9u8; 32]).unwrap();
+        let row = log.store.checkpoint_at(3).unwrap().unwrap();
+        let text = Note::parse(row.note.as_bytes()).unwrap().text;
+        let note = Note {
+            signatures: vec![nuc_tlog::note::sign(&text, &other).unwrap()],
+            text,
+        }
+        .to_text();
+        assert!(matches!(
+            open_kept(note.as_bytes(), log.key.verifier()),
+            Err(LogFailure::KeptUnreadable(_))
+        ));
+    }
+}
