@@ -429,7 +429,7 @@ async fn a_synchronous_standby_takes_over_with_nothing_acknowledged_lost() {
     let verify = svc.nuc(&["audit", "verify", "--home", &home]);
     assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
     assert!(
-        verify.stdout.contains("audit chain intact"),
+        verify.stdout.contains("audit log intact"),
         "{}",
         verify.stdout
     );
