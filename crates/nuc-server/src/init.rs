@@ -172,6 +172,12 @@ fn create(home: &Path, config: &Config, location: &Location) -> Result<(), Failu
     for (role, alg) in &report.algorithms {
         println!("{role}: {alg} key generated in the HSM (sensitive, not extractable)");
     }
+    println!(
+        "audit log: ed25519 checkpoint key generated in the HSM; its verifier key, for auditors and witnesses to pin: {}",
+        ca.checkpoint_signer(&config.audit.origin)?
+            .verifier()
+            .to_vkey()
+    );
     finish(&home, config, &report)?;
     println!(
         "root CRL: {} (number {}, next update {}; renew it with `nuc root crl`)",
