@@ -3,9 +3,15 @@
 //!
 //! Every instance on a shared database may call this at once: the tree grows under the store's
 //! write lock (each leaf is added once), and a checkpoint is stored once per size (the second
-//! signer of a size gets the first one's back). A checkpoint is only ever signed for a tree
-//! computed from the records in the growth that precedes it, never for a root read back from
-//! storage.
+//! signer of a size gets the first one's back).
+//!
+//! What is signed: the leaves added since the last checkpoint are computed from the records in
+//! the growth that precedes the signature; the part of the tree below them is the one already
+//! signed, read back through its stored peaks, so that each checkpoint extends the last (what
+//! witnesses check). Whether the older records still match that part is `nuc audit verify`'s
+//! to say; here, a log found shorter than its tree, or whose last covered record no longer
+//! hashes to its leaf, is refused before anything is signed ([`CheckpointError::LogCut`]):
+//! records were removed or replaced below the tree, and signing on would hide it.
 
 use std::time::Instant;
 
@@ -29,10 +35,46 @@ pub enum CheckpointError {
     Origin(String),
     #[error("signing the checkpoint: {0}")]
     Sign(String),
+    /// The log no longer holds what its tree covers: nothing is signed until an auditor looked.
+    #[error(
+        "not signing: the audit log was cut or rewritten below its tree ({0}); run `nuc audit verify`"
+    )]
+    LogCut(String),
+}
+
+/// Refuses a log shorter than its tree, or whose last covered record no longer hashes to the
+/// stored leaf: a cheap look at the seam between what is signed and what is about to be.
+fn check_seam(store: &dyn AuditTree) -> Result<(), CheckpointError> {
+    let (tree, log) = (store.audit_tree_size()?, store.audit_log_size()?);
+    if tree == 0 {
+        return Ok(());
+    }
+    if log < tree {
+        return Err(CheckpointError::LogCut(format!(
+            "the tree covers {tree} records, the log holds {log}"
+        )));
+    }
+    let seq = i64::try_from(tree).map_err(|_| StoreError::Corrupt(format!("tree size {tree}")))?;
+    let record = store
+        .audit_records_from(seq, 1)?
+        .into_iter()
+        .next()
+        .filter(|r| r.seq == seq);
+    let leaf = store.audit_node(0, tree - 1)?;
+    match (record, leaf) {
+        (Some(r), Some(leaf)) if nuc_store::audit_leaf_hash(&r) == leaf => Ok(()),
+        (None, _) => Err(CheckpointError::LogCut(format!(
+            "record {seq}, the last the tree covers, is missing"
+        ))),
+        _ => Err(CheckpointError::LogCut(format!(
+            "record {seq}, the last the tree covers, no longer hashes to its leaf"
+        ))),
+    }
 }
 
 /// Grows the tree until it covers every record committed when this started.
 pub fn catch_up(store: &dyn AuditTree) -> Result<TreeHead, CheckpointError> {
+    check_seam(store)?;
     let target = store.audit_log_size()?;
     loop {
         let before = store.audit_tree_size()?;
@@ -105,8 +147,66 @@ pub fn checkpoint_now(
 ) -> Result<Option<CheckpointRow>, CheckpointError> {
     let head = catch_up(store)?;
     match store.latest_checkpoint()? {
-        Some(c) if c.size >= head.size => Ok(Some(c)),
+        Some(c) if c.size > head.size => Err(CheckpointError::LogCut(format!(
+            "the log signed a checkpoint of {} records, its tree now has {}",
+            c.size, head.size
+        ))),
+        Some(c) if c.size == head.size => Ok(Some(c)),
         _ if head.size == 0 => Ok(None),
         _ => sign(store, ca, origin, head).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nuc_store::{AuditEntry, AuditLog};
+    use nuc_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    fn entry(n: u32) -> AuditEntry {
+        AuditEntry {
+            actor: "test".into(),
+            action: "test.event".into(),
+            object: format!("object:{n}"),
+            details: serde_json::json!({ "n": n }),
+        }
+    }
+
+    fn grown(records: u32) -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nuc.db");
+        let store = SqliteStore::open(&path).unwrap();
+        for n in 0..records {
+            store.audit(&entry(n)).unwrap();
+        }
+        assert_eq!(catch_up(&store).unwrap().size, u64::from(records));
+        (dir, path, store)
+    }
+
+    fn sql(path: &std::path::Path, sql: &str) {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    #[test]
+    fn a_log_cut_below_its_tree_is_refused_before_anything_grows() {
+        let (_d, path, store) = grown(6);
+        sql(&path, "DELETE FROM audit_log WHERE seq > 4");
+        assert!(matches!(catch_up(&store), Err(CheckpointError::LogCut(_))));
+        // New records take the removed numbers: the seam shows it.
+        store.audit(&entry(100)).unwrap();
+        store.audit(&entry(101)).unwrap();
+        store.audit(&entry(102)).unwrap();
+        let refused = catch_up(&store).unwrap_err().to_string();
+        assert!(refused.contains("record 6"), "{refused}");
+        assert_eq!(store.audit_tree_size().unwrap(), 6, "nothing grew");
+    }
+
+    #[test]
+    fn an_intact_seam_lets_the_tree_grow() {
+        let (_d, _path, store) = grown(3);
+        store.audit(&entry(3)).unwrap();
+        assert_eq!(catch_up(&store).unwrap().size, 4);
     }
 }

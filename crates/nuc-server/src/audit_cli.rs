@@ -114,6 +114,9 @@ impl From<AuditError> for Failure {
             AuditError::Ca(c) => c.reason(),
             AuditError::Setting { .. } | AuditError::OutOfRange(_) => ReasonCode::InvalidArgument,
             AuditError::Store(_) => ReasonCode::StorageFailure,
+            AuditError::Checkpoint(nuc_publisher::checkpoint::CheckpointError::LogCut(_)) => {
+                ReasonCode::StorageFailure
+            }
             AuditError::Checkpoint(_) => ReasonCode::HsmFailure,
         };
         Failure {

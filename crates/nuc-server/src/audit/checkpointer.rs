@@ -20,7 +20,13 @@ fn pass(inst: &Instance, settings: &AuditSettings, force: bool) -> Result<(), Au
     let (log, tree) = (store.audit_log_size()?, store.audit_tree_size()?);
     let latest = store.latest_checkpoint()?;
     let covered = latest.as_ref().map_or(0, |c| c.size);
-    if log <= covered {
+    if log < covered || log < tree {
+        return Err(nuc_publisher::checkpoint::CheckpointError::LogCut(format!(
+            "the log holds {log} records, its tree covers {tree} and its last checkpoint {covered}"
+        ))
+        .into());
+    }
+    if log == covered {
         return Ok(());
     }
     let waited = latest
@@ -42,16 +48,33 @@ fn pass(inst: &Instance, settings: &AuditSettings, force: bool) -> Result<(), Au
 pub async fn run(inst: Arc<Instance>, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let settings = inst.config.audit.clone();
     let tick = Duration::from_secs(settings.checkpoint_every_secs).min(Duration::from_millis(500));
+    // A failure repeats every tick until someone acts: said when it starts or changes, then
+    // once a minute.
+    let mut failing: Option<(String, Instant)> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             _ = tokio::time::sleep(tick) => {}
         }
         let (inst, settings) = (inst.clone(), settings.clone());
-        match tokio::task::spawn_blocking(move || pass(&inst, &settings, false)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed; retrying"),
-            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+        let outcome = match tokio::task::spawn_blocking(move || pass(&inst, &settings, false)).await
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the checkpoint task failed: {e}")),
+        };
+        match (outcome, &failing) {
+            (None, Some(_)) => {
+                tracing::info!("audit checkpoints made again");
+                failing = None;
+            }
+            (None, None) => {}
+            (Some(e), Some((last, at))) if *last == e && at.elapsed() < Duration::from_secs(60) => {
+            }
+            (Some(e), _) => {
+                tracing::error!(error = %e, "audit checkpoint failed; retrying");
+                failing = Some((e, Instant::now()));
+            }
         }
     }
     let started = Instant::now();
