@@ -1,6 +1,7 @@
-//! `nuc-bench`: what a certificate issuance costs, as a ratio against the HSM's own limit; F1
-//! end to end; cached OCSP against `openssl ocsp`; CRLs of a million entries; F4 enrollment
-//! onto a card over pcscd+vpcd.
+//! `nuc-bench`: what a certificate issuance costs, as a ratio against the HSM's own limit, and
+//! with the audit tree against without it; F1 end to end; cached OCSP against `openssl ocsp`;
+//! CRLs of a million entries; audit proofs at 10 million records; F4 enrollment onto a card
+//! over pcscd+vpcd.
 //!
 //! The CA's throughput is bounded by its HSM: every certificate needs one signature with the
 //! issuing key, and the HSM makes only so many per second. What the service adds around that
@@ -33,7 +34,14 @@
 //! `--breakdown` also times each step of an issuance on one thread, through the same public
 //! pieces `Ca::issue` is made of, to show where the time goes when the target is missed.
 //!
-//! Four more benchmarks follow, each in its module:
+//! **Issuance with the audit tree** ([`audit`]): then, in the same child (same home, CA, engine
+//! and threads), issuance without and with the service's checkpointer running beside it (the
+//! Merkle tree over the audit log grown and its checkpoints signed in the HSM every 1,000
+//! records, checked every 500 ms), four runs of about `--audit-secs` seconds each: without,
+//! with, with, without. Target: **issuance rate with the tree >= 0.95 x the rate without it**
+//! (the mean of the two pairs' ratios). `--audit-secs 0` leaves it out.
+//!
+//! Six more benchmarks follow, each in its module:
 //!
 //! * [`f1`]: **F1 end to end over gRPC with mutual TLS**, the real `nuc serve` and
 //!   `nuc-registry` driven by concurrent clients (submit, then an operator-confirmed issuance
@@ -55,6 +63,12 @@
 //!   home, time and peak memory (VmHWM) in a child process, then a delta CRL alone; every CRL
 //!   judged by `openssl crl`. Target: **1,000,000 entries in < 5 s and < 300 MiB** (absolute:
 //!   it is what an operator provisions, and one signature per CRL makes the HSM irrelevant).
+//! * [`audit`]: **audit proofs at 10 million records** on SQLite: `--audit-records` synthetic
+//!   audit records written into a fresh database, the tree grown over them through the store's
+//!   `grow_audit_tree` (leaves per second), then `--audit-proofs` inclusion proofs at the full
+//!   size, as many at smaller random sizes and as many consistency proofs between random
+//!   sizes, each timed alone and verified. Target: **proof generation p99 < 5 ms** for each
+//!   kind (absolute: it is what an auditor or a monitor waits for, per proof).
 //! * [`f4`]: **F4 enrollment at the counter over pcscd+vpcd**: `--f4-count` full `nuc-station
 //!   enroll` runs against the real `nuc serve`, each onto a freshly personalised emulated card
 //!   (`card-sim`, ID card and SIM alternating) in vpcd's reader, timed as wall time and as
@@ -76,11 +90,13 @@
 //! `nuc init --store-url` and to its own children (`--store-url`, the password only in
 //! `NUC_STORE_PASSWORD`). The issuance benchmark's children and the F1 raw-signing child open
 //! the store through [`engine`] as an `Arc<dyn ServiceStore>`. At the end, a table puts every
-//! engine's figures side by side. CRL, F4 and the OCSP flood stay on SQLite.
+//! engine's figures side by side (the issuance benchmark's ratio with the audit tree too). CRL,
+//! the audit proofs, F4 and the OCSP flood stay on SQLite.
 //!
-//! All run by default, in this order; `--only issue|f1|ocsp|crl|f4|ocsp-flood` selects one. The ones that
-//! run the service need the release `nuc` (and for F1 and F4 `nuc-registry`; for F4
-//! `nuc-station` and `card-sim`) next to this binary, which `make bench` builds first.
+//! All run by default, in this order; `--only issue|f1|ocsp|crl|audit|f4|ocsp-flood` selects
+//! some (comma-separated). The ones that run the service need the release `nuc` (and for F1
+//! and F4 `nuc-registry`; for F4 `nuc-station` and `card-sim`) next to this binary, which
+//! `make bench` builds first.
 //!
 //! The exit code is 0 whether the targets are met or not (this is a benchmark, not a test); it
 //! is 1 only when a measurement could not be made.
@@ -120,19 +136,21 @@ const BREAKDOWN_MAX: usize = 200;
 #[derive(Parser, Debug)]
 #[command(
     name = "nuc-bench",
-    about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key, \
-             F1 end to end over gRPC with mutual TLS against the same limit, cached OCSP against \
-             openssl ocsp, CRL publication time and memory for up to a million entries, and F4 \
-             enrollment onto an emulated card over pcscd+vpcd"
+    about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key \
+             and with the audit tree against without it, F1 end to end over gRPC with mutual TLS \
+             against the same limit, cached OCSP against openssl ocsp, CRL publication time and \
+             memory for up to a million entries, audit proof generation at 10 million records, \
+             and F4 enrollment onto an emulated card over pcscd+vpcd"
 )]
 struct Args {
-    /// Run only this benchmark: `issue` (Ca::issue vs the bare signature), `f1` (F1 over gRPC
-    /// with mutual TLS vs raw rate / 2), `ocsp` (cached OCSP vs openssl ocsp), `crl` (CRL
-    /// publication time and memory), `f4` (enrollment onto a card over pcscd+vpcd, APDU round
-    /// trips) or `ocsp-flood` (F1 latency under an OCSP nonce flood, memory under unique
-    /// CertIDs). Default: all six, in that order.
-    #[arg(long, value_enum, value_name = "BENCH")]
-    only: Option<Bench>,
+    /// Run only these benchmarks, comma-separated: `issue` (Ca::issue vs the bare signature,
+    /// then with the audit tree vs without), `f1` (F1 over gRPC with mutual TLS vs raw rate /
+    /// 2), `ocsp` (cached OCSP vs openssl ocsp), `crl` (CRL publication time and memory),
+    /// `audit` (audit proofs at 10 million records), `f4` (enrollment onto a card over
+    /// pcscd+vpcd, APDU round trips) or `ocsp-flood` (F1 latency under an OCSP nonce flood,
+    /// memory under unique CertIDs). Default: all seven, in that order.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "BENCH")]
+    only: Vec<Bench>,
     /// Storage engines the issuance, F1 and OCSP benchmarks run on, comma-separated, each
     /// measured the same way in the same run and reported side by side at the end; PostgreSQL
     /// in a throwaway cluster the bench starts and stops (`pg-cluster`). CRL, F4 and the OCSP
@@ -162,6 +180,17 @@ struct Args {
     /// Also time each step of an issuance (one thread) to show where the time goes.
     #[arg(long)]
     breakdown: bool,
+    /// Issuance benchmark, with the audit tree vs without: about how many seconds each of the
+    /// four runs lasts (without, with, with, without); 0 leaves the comparison out.
+    #[arg(long, default_value_t = 3.0)]
+    audit_secs: f64,
+    /// Audit proofs benchmark: synthetic audit records the tree is grown over.
+    #[arg(long, default_value_t = 10_000_000)]
+    audit_records: u64,
+    /// Audit proofs benchmark: proofs timed of each kind (inclusion at the full size,
+    /// inclusion at smaller sizes, consistency).
+    #[arg(long, default_value_t = 1000)]
+    audit_proofs: usize,
     /// F1 benchmark: concurrent gRPC clients, each with its own mTLS connections.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -264,6 +293,8 @@ enum Bench {
     Ocsp,
     /// Complete and delta CRL generation time and peak memory, 100k and 1M revocations.
     Crl,
+    /// Audit tree growth and inclusion/consistency proof generation at 10M records (SQLite).
+    Audit,
     /// F4 enrollment onto an emulated card over pcscd+vpcd, and APDU round trips per second.
     F4,
     /// F1 p50/p99 without and with an OCSP nonce flood; peak RSS after unique CertIDs.
@@ -283,6 +314,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod crl;
 mod engine;
 mod f1;
@@ -355,6 +387,7 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
         "--flood-long-octets must be in [21, 60000] (longer than RFC 5280's 20, within a request)"
     );
     ensure!(args.f4_apdus >= 1, "--f4-apdus must be at least 1");
+    audit::check_args(args)?;
     args.algs
         .iter()
         .map(|a| KeyAlgorithm::from_str(a.trim()).map_err(anyhow::Error::from))
@@ -365,11 +398,12 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
 /// cannot be made does not stop the next one; the exit code says that one failed.
 fn benches(args: &Args) -> Result<()> {
     type BenchFn = fn(&Args, &mut Vec<Figure>) -> Result<()>;
-    let all: [(Bench, &str, BenchFn); 6] = [
+    let all: [(Bench, &str, BenchFn); 7] = [
         (Bench::Issue, "issue", parent),
         (Bench::F1, "f1", f1::bench),
         (Bench::Ocsp, "ocsp", ocsp::bench),
         (Bench::Crl, "crl", |a, _| crl::bench(a)),
+        (Bench::Audit, "audit", audit::bench),
         (Bench::F4, "f4", |a, _| f4::bench(a)),
         (Bench::OcspFlood, "ocsp-flood", |a, _| ocsp_flood::bench(a)),
     ];
@@ -378,7 +412,7 @@ fn benches(args: &Args) -> Result<()> {
     let mut failed = Vec::new();
     let mut first = true;
     for (bench, name, run) in all {
-        if args.only.is_some_and(|only| only != bench) {
+        if !args.only.is_empty() && !args.only.contains(&bench) {
             continue;
         }
         if !first {
@@ -480,10 +514,20 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     out!(
         "nuc-bench: {} issuances of {PROFILE} per CA key type and storage engine ({}), {}; \
          applicant keys: of the CA's key type (one fresh CSR per issuance, made before timing); \
-         target: issuance <= {TARGET_PCT}% more than the bare HSM signature",
+         target: issuance <= {TARGET_PCT}% more than the bare HSM signature{}",
         args.count,
         engines_text(&args.engines),
-        threads_text(args.threads)
+        threads_text(args.threads),
+        if args.audit_secs > 0.0 {
+            format!(
+                "; then with the audit tree's checkpointer vs without, 4 runs of about {} s \
+                 (without, with, with, without; target: rate with >= {} x rate without)",
+                args.audit_secs,
+                audit::RATIO_TARGET
+            )
+        } else {
+            String::new()
+        }
     );
     // The applicants' CSRs, made once per key type for every engine (each engine's CA is a new
     // one, so the same keys may be certified by each): RSA key generation is the longest part
@@ -568,6 +612,21 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                 None => "FAILED".into(),
             },
         });
+        if args.audit_secs > 0.0 {
+            figures.push(Figure {
+                what: format!(
+                    "issuance {}, {}: issue/s with the audit tree vs without (ratio; target >= {})",
+                    row.alg,
+                    threads_text(args.threads),
+                    audit::RATIO_TARGET
+                ),
+                engine: row.engine,
+                text: match &row.report {
+                    Some(r) => audit::ratio_text(r),
+                    None => "FAILED".into(),
+                },
+            });
+        }
     }
     let missed = rows.iter().any(|r| {
         r.report
@@ -579,6 +638,15 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     }
     if rows.iter().any(|r| r.report.is_none()) {
         bail!("some key types could not be measured");
+    }
+    if args.audit_secs > 0.0
+        && rows.iter().any(|r| {
+            r.report
+                .as_ref()
+                .is_some_and(|v| v["audit_tree"].get("ratio").is_none())
+        })
+    {
+        bail!("the issuance with the audit tree could not be measured for some key types");
     }
     Ok(())
 }
@@ -623,6 +691,8 @@ fn issue_child(
         .arg(args.threads.to_string())
         .arg("--warmup")
         .arg(args.warmup.to_string())
+        .arg("--audit-secs")
+        .arg(args.audit_secs.to_string())
         .arg("--csr-file")
         .arg(csr_file)
         .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
@@ -694,6 +764,52 @@ fn print_summary(args: &Args, rows: &[Row]) {
             f("overhead_pct"),
             lat("p50"),
             lat("p99"),
+            if r["pass"].as_bool() == Some(true) {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        );
+    }
+    if args.audit_secs == 0.0 {
+        return;
+    }
+    out!();
+    out!(
+        "summary, issuance with the audit tree's checkpointer vs without ({}, 4 runs of about {} s \
+         (without, with, with, without), P-256 applicants, target: with/without >= {}):",
+        threads_text(args.threads),
+        args.audit_secs,
+        audit::RATIO_TARGET
+    );
+    out!(
+        "{:<9} {:<12} {:>10} {:>10} {:>10} {:>12}  verdict",
+        "engine",
+        "CA key",
+        "with/s",
+        "without/s",
+        "ratio",
+        "checkpoints"
+    );
+    for row in rows {
+        let Some(r) = row
+            .report
+            .as_ref()
+            .map(|r| &r["audit_tree"])
+            .filter(|r| r.get("ratio").is_some())
+        else {
+            out!("{:<9} {:<12} {:>10}", row.engine.name(), row.alg, "FAILED");
+            continue;
+        };
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        out!(
+            "{:<9} {:<12} {:>10.1} {:>10.1} {:>10.3} {:>12}  {}",
+            row.engine.name(),
+            row.alg,
+            f("with_per_s"),
+            f("without_per_s"),
+            f("ratio"),
+            r["checkpointer"]["signed"].as_u64().unwrap_or(0),
             if r["pass"].as_bool() == Some(true) {
                 "PASS"
             } else {
@@ -878,6 +994,15 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     } else {
         None
     };
+    // A failure here does not lose the figures above; the parent reports it.
+    let audit_tree = if args.audit_secs > 0.0 {
+        audit::issuance_with_tree(&ca, store, args, issue_rate).unwrap_or_else(|e| {
+            eprintln!("nuc-bench: {alg}: audit tree: error: {}", causes(&e));
+            json!({ "error": causes(&e) })
+        })
+    } else {
+        Value::Null
+    };
 
     println!(
         "{}",
@@ -898,6 +1023,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
             "issue_latency_ms": { "p50": round(ms(p50)), "p99": round(ms(p99)), "max": round(ms(max)) },
             "raw_sign_latency_ms": { "p50": round(ms(raw_p50)), "p99": round(ms(raw_p99)) },
             "breakdown_us": breakdown,
+            "audit_tree": audit_tree,
         })
     );
     Ok(())
