@@ -606,7 +606,8 @@ fn tampering_with_one_audit_row_is_found_and_named() {
     // init (CA + the service's TLS certificate + the first root CRL: 4 records) + 2 issuances
     // × 2.
     assert!(
-        ok.stdout.starts_with("audit log intact: 8 records, chain and tree verified"),
+        ok.stdout
+            .starts_with("audit log intact: 8 records, chain and tree verified"),
         "{}",
         ok.stdout
     );
