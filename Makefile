@@ -61,6 +61,14 @@ deps-python: deps-deb
 	  [ -x "$(VENV)/bin/pip" ] || $(PYTHON) -m venv --clear "$(VENV)"; \
 	  "$(VENV)/bin/pip" install --disable-pip-version-check --quiet "$(PKILINT)"; \
 	fi
+	@# grpcio + grpcio-reflection (the v1alpha reflection client of tests/reflection.rs), pinned
+	@# together: pip runs only if these exact versions are not installed yet.
+	@grpc="grpcio==1.85.1 grpcio-reflection==1.85.1"; \
+	if ! "$(VENV)/bin/python" -c 'import sys, importlib.metadata as m; sys.exit(any(m.version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))' $$grpc 2>/dev/null; then \
+	  echo "deps: installing $$grpc into .venv/"; \
+	  [ -x "$(VENV)/bin/pip" ] || $(PYTHON) -m venv --clear "$(VENV)"; \
+	  "$(VENV)/bin/pip" install --disable-pip-version-check --quiet $$grpc; \
+	fi
 
 # Release build of every binary of the workspace (the `nuc` service/CLI, the bench).
 build: deps

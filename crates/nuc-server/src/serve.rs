@@ -314,10 +314,20 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         health_reporter
             .set_serving::<VerificationServiceServer<VerificationApi>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(nuc_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Reflection in both versions: grpcurl and grpcui speak v1, Python's grpcio-reflection
+        // and older tools only v1alpha. Both hold the same descriptors and list the same
+        // services (each reflection service included).
+        let reflection_config = || {
+            use tonic_reflection::pb::{v1, v1alpha};
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(nuc_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(v1alpha::FILE_DESCRIPTOR_SET)
+                .include_reflection_service(false)
+        };
+        let reflection = reflection_config().build_v1()?;
+        let reflection_v1alpha = reflection_config().build_v1alpha()?;
         let mut builder = Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -338,6 +348,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         let grpc = builder
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(PortalServiceServer::new(PortalApi(api.clone())))
             .add_service(OperatorServiceServer::new(OperatorApi(api.clone())))
             .add_service(AdminServiceServer::new(AdminApi(api.clone())))

@@ -3,6 +3,7 @@
 //! a refusal by the NUC), 3 when the step is to be repeated with the card back in the reader,
 //! 1 on other failures.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,7 +134,12 @@ fn secret(var: &str, what: &str) -> Result<String, StationError> {
         return Ok(v);
     }
     // Interactive: the applicant types the PIN (a PIN pad in a real CON). Never echoed back,
-    // never logged.
+    // never logged: at a terminal, echo is off while it is typed.
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("{what}: "))
+            .map_err(|e| StationError::Config(format!("{what}: {e}")));
+    }
+    // Piped (scripts, tests): one line from stdin.
     eprint!("{what}: ");
     let mut line = String::new();
     std::io::stdin()
