@@ -3,7 +3,8 @@
 //! A message leaves the outbox only when its delivery succeeded; a failed attempt is counted
 //! and retried on the next pass, so a failing sink never loses a notification. The file sink
 //! writes one RFC 5322 message per file (what a dev or a test reads); the SMTP sink hands each
-//! message to a relay (plain SMTP on a trusted network, as a national CA's mail relay is).
+//! message to a relay (plain SMTP on a trusted network, as a national CA's mail relay is)
+//! through `lettre`, which builds the MIME message and encodes its headers.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,115 +107,142 @@ pub async fn run(
     }
 }
 
-/// A minimal SMTP client (RFC 5321): one connection per message, every reply checked.
+/// Delivery to the SMTP relay through `lettre`: one plain SMTP connection per message (no
+/// TLS: the relay is on a trusted network), every reply checked. The message is UTF-8
+/// text/plain with a base64 body; the subject is RFC 2047-encoded by lettre, folded into
+/// encoded-words of at most 75 characters.
 mod smtp {
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
     use std::time::Duration;
 
+    use lettre::message::header::{
+        ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+    };
+    use lettre::message::{Mailbox, SinglePart};
+    use lettre::transport::smtp::extension::ClientId;
+    use lettre::{Message, SmtpTransport, Transport};
     use nuc_store::Notification;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
 
-    fn reply(r: &mut BufReader<TcpStream>, want: &[u16], step: &str) -> Result<(), String> {
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line)
-                .map_err(|e| format!("SMTP {step}: {e}"))?
-                == 0
-            {
-                return Err(format!("SMTP {step}: the relay closed the connection"));
-            }
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("SMTP {step}: bad reply {line:?}"))?;
-            if line.as_bytes().get(3) == Some(&b'-') {
-                continue; // a multi-line reply goes on
-            }
-            return if want.contains(&code) {
-                Ok(())
-            } else {
-                Err(format!("SMTP {step}: relay answered {}", line.trim_end()))
-            };
+    /// `X-Nuc-Request`: the request a notice is about (`-` for none).
+    #[derive(Clone)]
+    struct NucRequest(String);
+
+    impl Header for NucRequest {
+        fn name() -> HeaderName {
+            HeaderName::new_from_ascii_str("X-Nuc-Request")
+        }
+
+        fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(Self(s.to_owned()))
+        }
+
+        fn display(&self) -> HeaderValue {
+            HeaderValue::new(Self::name(), self.0.clone())
         }
     }
 
-    fn header_text(s: &str) -> String {
-        if s.is_ascii() {
-            s.to_owned()
-        } else {
-            format!(
-                "=?UTF-8?B?{}?=",
-                openssl::base64::encode_block(s.as_bytes())
+    fn mailbox(s: &str) -> Result<Mailbox, String> {
+        s.parse::<lettre::Address>()
+            .map(|a| Mailbox::new(None, a))
+            .map_err(|e| format!("SMTP: {s:?} is not a deliverable address: {e}"))
+    }
+
+    /// `host:port` (an IPv6 host in brackets) into its parts.
+    fn relay_parts(relay: &str) -> Result<(&str, u16), String> {
+        let bad = || format!("SMTP relay {relay}: not host:port");
+        let (host, port) = relay.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok((host, port))
+    }
+
+    pub(super) fn message(from: &str, n: &Notification) -> Result<Message, String> {
+        Message::builder()
+            .from(mailbox(from)?)
+            .to(mailbox(&n.recipient)?)
+            .subject(n.subject.clone())
+            .header(NucRequest(
+                n.request_number.clone().unwrap_or_else(|| "-".into()),
+            ))
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .header(ContentTransferEncoding::Base64)
+                    .body(n.body.clone()),
             )
-        }
-    }
-
-    fn address(s: &str) -> Result<&str, String> {
-        if s.is_empty() || s.contains(['<', '>', '\r', '\n', ' ']) {
-            return Err(format!("SMTP: {s:?} is not a deliverable address"));
-        }
-        Ok(s)
+            .map_err(|e| format!("SMTP: message not built: {e}"))
     }
 
     pub fn deliver(relay: &str, from: &str, n: &Notification) -> Result<(), String> {
-        let (from, to) = (address(from)?, address(&n.recipient)?);
-        let addr = relay
-            .to_socket_addrs()
-            .map_err(|e| format!("SMTP relay {relay}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("SMTP relay {relay}: no address"))?;
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-            .map_err(|e| format!("SMTP relay {relay}: {e}"))?;
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let mut w = stream.try_clone().map_err(|e| e.to_string())?;
-        let mut r = BufReader::new(stream);
-        let mut say = |text: &str,
-                       r: &mut BufReader<TcpStream>,
-                       want: &[u16],
-                       step: &str|
-         -> Result<(), String> {
-            w.write_all(text.as_bytes())
-                .map_err(|e| format!("SMTP {step}: {e}"))?;
-            reply(r, want, step)
-        };
-        reply(&mut r, &[220], "greeting")?;
-        say("EHLO nuc.localdomain\r\n", &mut r, &[250], "EHLO")?;
-        say(
-            &format!("MAIL FROM:<{from}>\r\n"),
-            &mut r,
-            &[250],
-            "MAIL FROM",
-        )?;
-        say(
-            &format!("RCPT TO:<{to}>\r\n"),
-            &mut r,
-            &[250, 251],
-            "RCPT TO",
-        )?;
-        say("DATA\r\n", &mut r, &[354], "DATA")?;
-        let body = openssl::base64::encode_block(n.body.as_bytes());
-        let wrapped: Vec<&str> = body
-            .as_bytes()
-            .chunks(76)
-            .map(|c| std::str::from_utf8(c).unwrap_or(""))
-            .collect();
-        let message = format!(
-            "From: <{from}>\r\nTo: <{to}>\r\nSubject: {}\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\
-             X-Nuc-Request: {}\r\n\r\n{}\r\n.\r\n",
-            header_text(&n.subject),
-            n.request_number.as_deref().unwrap_or("-"),
-            wrapped.join("\r\n")
-        );
-        say(&message, &mut r, &[250], "message")?;
-        let _ = say("QUIT\r\n", &mut r, &[221], "QUIT");
-        Ok(())
+        let message = message(from, n)?;
+        let (host, port) = relay_parts(relay)?;
+        let transport = SmtpTransport::builder_dangerous(host)
+            .port(port)
+            .hello_name(ClientId::Domain("nuc.localdomain".into()))
+            .timeout(Some(TIMEOUT))
+            .build();
+        transport
+            .send(&message)
+            .map(|_| ())
+            .map_err(|e| format!("SMTP relay {relay}: {e}"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn relay_forms() {
+            assert_eq!(relay_parts("127.0.0.1:25"), Ok(("127.0.0.1", 25)));
+            assert_eq!(relay_parts("[::1]:2525"), Ok(("::1", 2525)));
+            assert_eq!(
+                relay_parts("mail.example.kz:587"),
+                Ok(("mail.example.kz", 587))
+            );
+            assert!(relay_parts("mail.example.kz").is_err());
+            assert!(relay_parts(":25").is_err());
+            assert!(relay_parts("host:x").is_err());
+        }
+
+        /// A subject with no ASCII word to break it: still encoded-words of <= 75 characters,
+        /// on folded lines; the body in base64 of its UTF-8 in canonical (CRLF) form.
+        #[test]
+        fn a_long_subject_is_split_into_short_encoded_words() {
+            let subject = "Қазақстан Республикасының Ұлттық куәландырушы орталығы: \
+                           сертификаттарыңыз шығарылды / Национальный удостоверяющий центр \
+                           Республики Казахстан: ваши сертификаты выпущены";
+            let n = Notification {
+                id: 1,
+                kind: nuc_core::NoticeKind::Issued,
+                recipient: "person@mail.example.kz".into(),
+                subject: subject.into(),
+                body: "Сәлем.\nЗдравствуйте.\n".into(),
+                request_number: None,
+                attempts: 0,
+            };
+            let raw =
+                String::from_utf8(message("noreply@pki.gov.kz", &n).unwrap().formatted()).unwrap();
+            assert!(raw.is_ascii(), "{raw}");
+            let head = raw.split("\r\n\r\n").next().unwrap();
+            assert!(head.lines().all(|l| l.len() <= 78), "{head}");
+            let words: Vec<&str> = head
+                .split([' ', '\r', '\n'])
+                .filter(|w| w.starts_with("=?"))
+                .collect();
+            assert!(words.len() > 2, "{head}");
+            assert!(
+                words.iter().all(|w| w.len() <= 75 && w.ends_with("?=")),
+                "{head}"
+            );
+            assert!(head.contains("X-Nuc-Request: -\r\n"), "{head}");
+            assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
+        }
     }
 }
