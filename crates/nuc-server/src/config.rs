@@ -360,6 +360,55 @@ impl AuditSettings {
     }
 }
 
+/// `[log]`: how the service and the CLI write their log to stderr. Whatever the format, IINs
+/// are masked on the way out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (the default: one human-readable line per event, coloured only on a terminal)
+    /// or `json` (one JSON object per line: timestamp, level, fields with the message, and the
+    /// current span and its parents).
+    pub format: LogFormat,
+}
+
+impl LogSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "[log] format = {other:?}: must be \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+impl From<LogFormat> for &'static str {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// The whole of `nuc.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -385,6 +434,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default, skip_serializing_if = "AuditSettings::is_default")]
     pub audit: AuditSettings,
+    #[serde(default, skip_serializing_if = "LogSettings::is_default")]
+    pub log: LogSettings,
 }
 
 impl Config {
@@ -409,6 +460,7 @@ impl Config {
             ocsp: OcspSettings::default(),
             store: StoreConfig::default(),
             audit: AuditSettings::default(),
+            log: LogSettings::default(),
         }
     }
 
@@ -600,6 +652,43 @@ mod tests {
         .unwrap();
         let e = Config::open(dir.path()).unwrap_err().to_string();
         assert!(e.contains("timeout_msec"), "{e}");
+    }
+
+    #[test]
+    fn the_log_format_is_text_unless_the_home_says_json_and_nothing_else_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The default is not written out, and reads back as text.
+        assert!(!text.contains("[log]"), "{text}");
+        assert_eq!(
+            Config::open(dir.path()).unwrap().log.format,
+            LogFormat::Text
+        );
+        let with = |section: &str| {
+            std::fs::write(&path, format!("{text}\n[log]\n{section}")).unwrap();
+            Config::open(dir.path())
+        };
+        assert_eq!(with("").unwrap().log.format, LogFormat::Text);
+        assert_eq!(
+            with("format = \"text\"\n").unwrap().log.format,
+            LogFormat::Text
+        );
+        let c = with("format = \"json\"\n").unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        // Written back, a json home says so.
+        let round = toml::to_string(&c).unwrap();
+        assert!(round.contains("[log]\nformat = \"json\""), "{round}");
+        let e = with("format = \"xml\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("[log] format = \"xml\"") && e.contains("\"json\""),
+            "{e}"
+        );
+        let e = with("format = \"JSON\"\n").unwrap_err().to_string();
+        assert!(e.contains("[log] format"), "{e}");
+        let e = with("colour = false\n").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod health;
 mod init;
 mod instance;
 mod listeners;
+mod logging;
 mod outbox;
 mod private_home;
 mod publication;
@@ -24,16 +25,12 @@ mod tls;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(|| nuc_core::MaskIins(std::io::stderr()))
-        .with_target(false)
-        .init();
+    let matches = cli::Args::command().get_matches();
+    // Before the command runs, so that everything it logs is in the home's format.
+    logging::init(logging::format_of(logging::home_of(&matches).as_deref()));
+    let args = cli::Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli::run(args)
 }
