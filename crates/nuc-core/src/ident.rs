@@ -130,8 +130,13 @@ pub fn mask_iins_in(text: &str) -> std::borrow::Cow<'_, str> {
             (kind == b"IIN" || kind == b"BIN") && (i == 3 || !bytes[i - 4].is_ascii_alphanumeric())
         }
     };
+    // In a JSON log line a newline or tab before the number is written `\n`, `\t`: the letter
+    // of the escape is not a word the number belongs to.
+    let after_escape = |i: usize| {
+        i >= 2 && bytes[i - 2] == b'\\' && matches!(bytes[i - 1], b'n' | b't' | b'r' | b'b' | b'f')
+    };
     let standalone = |i: usize, j: usize| {
-        (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || glued_to_kind(i))
+        (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || glued_to_kind(i) || after_escape(i))
             && (j == bytes.len() || !bytes[j].is_ascii_alphanumeric())
     };
     let mut out: Option<String> = None;
@@ -182,6 +187,15 @@ impl<W: std::io::Write> std::io::Write for MaskIins<W> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_number_after_an_escaped_newline_in_a_json_line_is_masked() {
+        let line = r#"{"fields":{"detail":"first line\n860908363012 second\t860908363012"}}"#;
+        let masked = super::mask_iins_in(line);
+        assert!(!masked.contains("860908363012"), "{masked}");
+        // A word that merely ends in one of those letters still keeps its digits.
+        assert_eq!(super::mask_iins_in("run860908363012"), "run860908363012");
+    }
+
     #[test]
     fn a_log_line_is_written_masked() {
         use std::io::Write;

@@ -278,9 +278,9 @@ pub fn status(e: RaError) -> Status {
     // the IINs masked.
     let logged = nuc_core::mask_iins_in(&e.message);
     if e.reason.is_caller_error() {
-        tracing::info!(reason = %e.reason, message = %logged, "refused");
+        tracing::info!(reason = %e.reason, detail = %logged, "refused");
     } else {
-        tracing::error!(reason = %e.reason, message = %logged, "failed");
+        tracing::error!(reason = %e.reason, detail = %logged, "failed");
     }
     refusal(e.reason, &e.message)
 }

@@ -97,7 +97,7 @@ impl VerificationService for VerificationApi {
                 tracing::info!(caller = %caller.actor(), signer = ?verdict.signer.as_ref().map(|s| &s.serial_hex), "signature verified: valid")
             }
             Some((code, message)) => {
-                tracing::info!(caller = %caller.actor(), reason = %code, %message, "signature verified: not valid")
+                tracing::info!(caller = %caller.actor(), reason = %code, detail = %message, "signature verified: not valid")
             }
         }
         Ok(Response::new(response(verdict)))
