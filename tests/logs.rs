@@ -212,12 +212,13 @@ async fn a_json_home_logs_one_json_object_per_line_without_escapes_or_iins() {
     jq_accepts(&log_file);
     let text = String::from_utf8_lossy(&log);
     assert_eq!(unmasked_fixture_iins(&text), Vec::<String>::new(), "{text}");
-    // (Raw lines: the refusal's own `message` field shadows the event's in the parsed object.)
     assert!(
-        text.lines()
-            .any(|l| l.contains("\"reason\":\"OPERATOR_NOT_FOUND\"")
-                && l.contains(&nuc_core_mask(IIN))),
-        "the refusal naming a person is logged, masked: {text}"
+        lines.iter().any(|v| v["fields"]["message"] == "refused"
+            && v["fields"]["reason"] == "OPERATOR_NOT_FOUND"
+            && v["fields"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&nuc_core_mask(IIN)))),
+        "the refusal naming a person is logged, masked, in its own field: {text}"
     );
 }
 
