@@ -100,6 +100,19 @@ enum Command {
         #[command(subcommand)]
         command: RootCommand,
     },
+    /// Check a home without changing it: configuration, HSM and CA keys, database schema,
+    /// registry, CRL freshness, certificate lifetimes. One line per finding (`ok:`, `warn:`,
+    /// `FAIL:`); exit 1 on any FAIL (or warning, with --strict).
+    Check {
+        #[arg(long)]
+        home: PathBuf,
+        /// A certificate expiring within this many days is a warning.
+        #[arg(long, default_value_t = crate::check::DEFAULT_WARN_DAYS)]
+        warn_days: i64,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Run the service in the foreground until SIGTERM or Ctrl-C.
     Serve {
         #[arg(long)]
@@ -308,7 +321,9 @@ pub(crate) fn invalid(message: String) -> Failure {
 
 fn home_dir(cmd: &Command) -> Option<&Path> {
     match cmd {
-        Command::Init { home, .. } | Command::Serve { home, .. } => Some(home),
+        Command::Init { home, .. } | Command::Serve { home, .. } | Command::Check { home, .. } => {
+            Some(home)
+        }
         Command::Cert {
             command: CertCommand::Issue { home, .. } | CertCommand::Revoke { home, .. },
         } => Some(home),
@@ -707,6 +722,11 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Audit { command } => crate::audit_cli::run(command),
+        Command::Check {
+            home,
+            warn_days,
+            strict,
+        } => crate::check::run(&home, crate::check::CheckOptions { warn_days, strict }),
         Command::Store {
             command: StoreCommand::Copy { home, to },
         } => crate::store::copy(&home, &to).map_err(Failure::from),

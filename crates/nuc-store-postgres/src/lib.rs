@@ -45,7 +45,7 @@ use nuc_store::StoreError;
 
 pub use audit::GENESIS_HASH;
 pub use copy::{SQLITE_SCHEMA_VERSION, copy_from_sqlite};
-pub use migrate::KNOWN as SCHEMA_VERSION;
+pub use migrate::{KNOWN as SCHEMA_VERSION, stored_version};
 
 /// First key of every advisory lock this store takes ("NUC"), so that they cannot collide with
 /// another application's locks on the same database.

@@ -4,7 +4,7 @@
 
 use nuc_store::StoreError;
 
-use crate::{DbError, LOCK_CLASS, LOCK_MIGRATE};
+use crate::{Connector, DbError, LOCK_CLASS, LOCK_MIGRATE, PgOptions, off_runtime};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_schema.sql"),
@@ -13,6 +13,29 @@ const MIGRATIONS: &[&str] = &[
 
 /// The schema version this build migrates to.
 pub const KNOWN: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version the database at `url` is at (0 when no build has migrated it yet),
+/// read on a connection of its own: no lock is taken, nothing is created or migrated. For
+/// `nuc check`, which reports a missing migration instead of running it (opening a
+/// [`crate::PgStore`] would run it).
+pub fn stored_version(url: &str, opts: &PgOptions) -> Result<i64, StoreError> {
+    let read = || -> Result<i64, DbError> {
+        let mut client = Connector::new(url, opts)?.connect()?;
+        let recorded: bool = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+            .try_get(0)?;
+        if !recorded {
+            return Ok(0);
+        }
+        Ok(client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )?
+            .try_get(0)?)
+    };
+    Ok(off_runtime(read)?)
+}
 
 pub(crate) fn run(client: &mut postgres::Client) -> Result<(), DbError> {
     client.execute(

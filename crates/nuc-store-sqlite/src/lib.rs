@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use audit::GENESIS_HASH;
+pub use migrate::{KNOWN as SCHEMA_VERSION, stored_version};
 pub use seed::RevocationSeed;
 
 use nuc_store::StoreError;

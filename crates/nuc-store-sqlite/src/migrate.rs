@@ -1,7 +1,9 @@
 //! Versioned migrations: each runs once, in order, inside a transaction, and bumps
 //! `PRAGMA user_version`. A database newer than the build is refused rather than guessed at.
 
-use rusqlite::Connection;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
 
 use nuc_store::StoreError;
 
@@ -17,7 +19,21 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build migrates to.
-pub(crate) const KNOWN: i64 = MIGRATIONS.len() as i64;
+pub const KNOWN: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version the database file at `path` is at, read on a read-only connection of
+/// its own: nothing is migrated, created or written. For `nuc check`, which reports a missing
+/// migration instead of running it (opening a [`crate::SqliteStore`] would run it).
+pub fn stored_version(path: &Path) -> Result<i64, StoreError> {
+    let read = || -> Result<i64, DbError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    };
+    Ok(read()?)
+}
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), DbError> {
     let known = KNOWN;
