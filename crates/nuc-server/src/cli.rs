@@ -88,6 +88,26 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Write one archive of the home while the service may run: a consistent copy of the
+    /// database and the non-secret configuration (no HSM token, no PIN, no TLS key).
+    Backup {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new home from a backup, after checking every byte of the archive.
+    Restore {
+        /// The archive `nuc backup` wrote.
+        #[arg(long = "from")]
+        archive: PathBuf,
+        /// The new home: absent or empty.
+        #[arg(long)]
+        home: PathBuf,
+        /// The SoftHSM2 configuration of the CA's token, written into `[hsm] softhsm2_conf`.
+        #[arg(long)]
+        softhsm2_conf: Option<PathBuf>,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -335,6 +355,7 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
             | OperatorCommand::List { home } => Some(home),
         },
         Command::Audit { command } => command.home().map(PathBuf::as_path),
+        Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
             command: StoreCommand::Copy { home, .. },
         }
@@ -702,6 +723,20 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Operator { command } => operator_command(command),
+        Command::Backup { home, out } => {
+            let manifest = crate::backup::backup(&home, &out)?;
+            crate::backup::report_backup(&out, &manifest);
+            Ok(())
+        }
+        Command::Restore {
+            archive,
+            home,
+            softhsm2_conf,
+        } => {
+            let restored = crate::backup::restore(&archive, &home, softhsm2_conf.as_deref())?;
+            crate::backup::report_restore(&home, &restored);
+            Ok(())
+        }
         Command::Root {
             command:
                 RootCommand::Crl {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod audit_cli;
+mod backup;
 mod check;
 mod cli;
 mod config;
