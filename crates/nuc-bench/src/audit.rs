@@ -65,9 +65,9 @@ use std::process::Command;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use nuc_ca::{Ca, IssueRequest, KeyAlgorithm};
-use nuc_publisher::checkpoint::{GROW_CHUNK, catch_up, checkpoint_now};
+use nuc_publisher::checkpoint::{self, GROW_CHUNK, Pass, Schedule};
 use nuc_store::{AuditTree, Issuance, ServiceStore, StoredTree, audit_leaf_hash};
 use nuc_store_sqlite::SqliteStore;
 use nuc_tlog::Hash;
@@ -87,7 +87,7 @@ const ORIGIN: &str = "pki.gov.kz/nuc-rk/audit";
 /// and `checkpoint_every_secs`.
 const TICK: Duration = Duration::from_millis(500);
 const EVERY_RECORDS: u64 = 1_000;
-const EVERY_SECS: i64 = 60;
+const EVERY_SECS: u64 = 60;
 /// The runs of the comparison, in order: `true` with the checkpointer. Without, with, with,
 /// without: a drift along the runs (a database that grows, a machine that warms up) weighs the
 /// same on both kinds.
@@ -116,39 +116,14 @@ struct Passes {
     busy: Duration,
 }
 
-/// What one pass of the checkpointer did.
-enum Pass {
-    Idle,
-    CaughtUp,
-    Signed,
-}
-
-/// One pass of `nuc-server`'s checkpointer (`audit/checkpointer.rs`), with the default
-/// settings; `force` is its pass at shutdown.
+/// One pass of `nuc-server`'s checkpointer (the same function), with the default settings;
+/// `force` is its pass at shutdown.
 fn pass(store: &dyn AuditTree, ca: &Ca, force: bool) -> Result<Pass> {
-    let (log, tree) = (store.audit_log_size()?, store.audit_tree_size()?);
-    let latest = store.latest_checkpoint()?;
-    let covered = latest.as_ref().map_or(0, |c| c.size);
-    if log < covered || log < tree {
-        bail!(
-            "the log holds {log} records, its tree covers {tree} and its last checkpoint {covered}"
-        );
-    }
-    if log == covered {
-        return Ok(Pass::Idle);
-    }
-    let waited = latest
-        .as_ref()
-        .map_or(i64::MAX, |c| nuc_core::time::now_unix() - c.at);
-    if force || log - covered >= EVERY_RECORDS || waited >= EVERY_SECS {
-        checkpoint_now(store, ca, ORIGIN)?;
-        Ok(Pass::Signed)
-    } else if log > tree {
-        catch_up(store)?;
-        Ok(Pass::CaughtUp)
-    } else {
-        Ok(Pass::Idle)
-    }
+    let schedule = Schedule {
+        every_records: EVERY_RECORDS,
+        every_secs: EVERY_SECS,
+    };
+    Ok(checkpoint::pass(store, ca, ORIGIN, schedule, force)?)
 }
 
 /// The checkpointer's loop: a pass every [`TICK`] (after the previous one), until `stop` is

@@ -157,6 +157,64 @@ pub fn checkpoint_now(
     }
 }
 
+/// When checkpoints are due: every `every_records` records or `every_secs` seconds since the
+/// last one, whichever comes first (`[audit]` of the service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub every_records: u64,
+    pub every_secs: u64,
+}
+
+/// What one pass of the checkpointer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Every record is under a checkpoint.
+    Idle,
+    /// Not due yet: the tree was only kept close behind the log, so that the checkpoint, when
+    /// due, is quick.
+    CaughtUp,
+    /// A checkpoint was signed (or found signed by another instance).
+    Signed,
+}
+
+/// One pass of the service's checkpointer: signs when `schedule` says it is due (or `force`,
+/// at shutdown), grows the tree otherwise. A log shorter than its tree or its last checkpoint
+/// is refused ([`CheckpointError::LogCut`]).
+pub fn pass(
+    store: &dyn AuditTree,
+    ca: &Ca,
+    origin: &str,
+    schedule: Schedule,
+    force: bool,
+) -> Result<Pass, CheckpointError> {
+    let (log, tree) = (store.audit_log_size()?, store.audit_tree_size()?);
+    let latest = store.latest_checkpoint()?;
+    let covered = latest.as_ref().map_or(0, |c| c.size);
+    if log < covered || log < tree {
+        return Err(CheckpointError::LogCut(format!(
+            "the log holds {log} records, its tree covers {tree} and its last checkpoint {covered}"
+        )));
+    }
+    if log == covered {
+        return Ok(Pass::Idle);
+    }
+    let waited = latest
+        .as_ref()
+        .map_or(i64::MAX, |c| nuc_core::time::now_unix() - c.at);
+    let due = force
+        || log - covered >= schedule.every_records
+        || waited >= i64::try_from(schedule.every_secs).unwrap_or(i64::MAX);
+    if due {
+        checkpoint_now(store, ca, origin)?;
+        Ok(Pass::Signed)
+    } else if log > tree {
+        catch_up(store)?;
+        Ok(Pass::CaughtUp)
+    } else {
+        Ok(Pass::Idle)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use nuc_store::{AuditEntry, AuditLog};

@@ -6,41 +6,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nuc_publisher::checkpoint::{catch_up, checkpoint_now};
-use nuc_store::AuditTree;
+use nuc_publisher::checkpoint::{self, Schedule};
 use tokio::sync::watch;
 
 use super::AuditError;
 use crate::config::AuditSettings;
 use crate::instance::Instance;
 
-/// What one pass decided.
+/// One pass, with the schedule of `[audit]`.
 fn pass(inst: &Instance, settings: &AuditSettings, force: bool) -> Result<(), AuditError> {
-    let store: &dyn AuditTree = inst.store.as_ref();
-    let (log, tree) = (store.audit_log_size()?, store.audit_tree_size()?);
-    let latest = store.latest_checkpoint()?;
-    let covered = latest.as_ref().map_or(0, |c| c.size);
-    if log < covered || log < tree {
-        return Err(nuc_publisher::checkpoint::CheckpointError::LogCut(format!(
-            "the log holds {log} records, its tree covers {tree} and its last checkpoint {covered}"
-        ))
-        .into());
-    }
-    if log == covered {
-        return Ok(());
-    }
-    let waited = latest
-        .as_ref()
-        .map_or(i64::MAX, |c| nuc_core::time::now_unix() - c.at);
-    let due = force
-        || log - covered >= settings.checkpoint_every_records
-        || waited >= settings.checkpoint_every_secs as i64;
-    if due {
-        checkpoint_now(store, &inst.ca, &settings.origin)?;
-    } else if log > tree {
-        // Keep the tree close behind the log, so that the checkpoint, when due, is quick.
-        catch_up(store)?;
-    }
+    let schedule = Schedule {
+        every_records: settings.checkpoint_every_records,
+        every_secs: settings.checkpoint_every_secs,
+    };
+    checkpoint::pass(
+        inst.store.as_ref(),
+        &inst.ca,
+        &settings.origin,
+        schedule,
+        force,
+    )?;
     Ok(())
 }
 

@@ -210,7 +210,7 @@ async fn cosignature(State(state): State<Arc<AuditState>>, body: axum::body::Byt
     };
     let size = checkpoint.size;
     let body_text = note.note.text.clone();
-    let lines: Vec<(String, String, u64)> = note
+    let lines: Vec<(String, String)> = note
         .verified
         .iter()
         .filter(|v| v.sig_type == TYPE_COSIGNATURE_V1)
@@ -219,13 +219,7 @@ async fn cosignature(State(state): State<Arc<AuditState>>, body: axum::body::Byt
                 .signatures
                 .iter()
                 .find(|s| s.name == v.name && s.key_id == v.key_id)
-                .map(|s| {
-                    (
-                        v.name.clone(),
-                        s.line().trim_end().to_owned(),
-                        v.time.unwrap_or(0),
-                    )
-                })
+                .map(|s| (v.name.clone(), s.line().trim_end().to_owned()))
         })
         .collect();
     if lines.is_empty() {
@@ -247,7 +241,7 @@ async fn cosignature(State(state): State<Arc<AuditState>>, body: axum::body::Byt
             )));
         }
         let mut added = 0;
-        for (witness, line, _time) in lines {
+        for (witness, line) in lines {
             if store.put_cosignature(&CosignatureRow {
                 size,
                 witness: witness.clone(),

@@ -49,13 +49,9 @@ pub fn hashes(hex_hashes: &[String]) -> Result<Vec<Hash>, String> {
         .collect()
 }
 
-fn tree_size(store: &dyn AuditTree) -> Result<u64, AuditError> {
-    Ok(store.audit_tree_size()?)
-}
-
 /// The inclusion proof of record `seq` in the tree of `size` leaves, from the stored tree.
 pub fn inclusion(store: &dyn AuditTree, seq: u64, size: u64) -> Result<InclusionProof, AuditError> {
-    let grown = tree_size(store)?;
+    let grown = store.audit_tree_size()?;
     if size > grown {
         return Err(AuditError::OutOfRange(format!(
             "size {size}: the tree has {grown} leaves"
@@ -91,7 +87,7 @@ pub fn consistency(
     from: u64,
     to: u64,
 ) -> Result<ConsistencyProof, AuditError> {
-    let grown = tree_size(store)?;
+    let grown = store.audit_tree_size()?;
     if to > grown || from > to {
         return Err(AuditError::OutOfRange(format!(
             "no consistency proof from {from} to {to} records: the tree has {grown}, and from must not exceed to"

@@ -91,6 +91,35 @@ fn located(record: Option<u64>) -> String {
         .unwrap_or_default()
 }
 
+/// The first record in `(after, upto]` whose leaf differs from the stored tree's, if the
+/// stored tree still holds the old leaf: read only once a root did not match.
+fn first_changed(tree: &dyn AuditTree, after: u64, upto: u64) -> Result<Option<u64>, AuditError> {
+    let stored_upto = upto.min(tree.audit_tree_size()?);
+    let mut seq = after + 1;
+    while seq <= stored_upto {
+        let records = tree.audit_records_from(seq as i64, CHUNK)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in records {
+            let Ok(at) = u64::try_from(r.seq) else {
+                continue;
+            };
+            if at > stored_upto {
+                return Ok(None);
+            }
+            if tree
+                .audit_node(0, at - 1)?
+                .is_some_and(|stored| stored != nuc_store::audit_leaf_hash(&r))
+            {
+                return Ok(Some(at));
+            }
+            seq = at + 1;
+        }
+    }
+    Ok(None)
+}
+
 /// A checkpoint kept elsewhere, opened under the log key.
 pub fn open_kept(note: &[u8], log_key: &VerifierKey) -> Result<Checkpoint, LogFailure> {
     let signed = open_checkpoint(note, log_key, &[])
@@ -158,8 +187,8 @@ pub fn verify_log(
 
     // The records, streamed into a tree of our own.
     let mut frontier = Frontier::new();
-    let mut first_changed: Option<u64> = None;
-    let tree_size = tree.audit_tree_size()?;
+    // The largest size whose root matched: a change lies after it.
+    let mut matched = 0u64;
     let mut pending = signed.iter().peekable();
     while pending.peek().is_some_and(|(size, _)| **size == 0) {
         pending.next();
@@ -171,18 +200,8 @@ pub fn verify_log(
             break;
         }
         for r in &records {
-            let leaf = nuc_store::audit_leaf_hash(r);
-            let index = frontier.size();
-            if first_changed.is_none()
-                && index < tree_size
-                && tree
-                    .audit_node(0, index)?
-                    .is_some_and(|stored| stored != leaf)
-            {
-                first_changed = Some(index + 1);
-            }
             frontier
-                .append(leaf)
+                .append(nuc_store::audit_leaf_hash(r))
                 .map_err(|e| AuditError::Store(nuc_store::StoreError::Corrupt(e.to_string())))?;
             while let Some((size, (root, kept_root))) = pending.peek() {
                 if **size != frontier.size() {
@@ -190,6 +209,7 @@ pub fn verify_log(
                 }
                 let recomputed = frontier.root();
                 if recomputed != *root {
+                    let first_changed = first_changed(tree, matched, **size)?;
                     return Ok(Err(match kept_root {
                         Some(k) => LogFailure::KeptMismatch {
                             size: **size,
@@ -205,6 +225,7 @@ pub fn verify_log(
                         },
                     }));
                 }
+                matched = **size;
                 pending.next();
             }
         }
