@@ -16,7 +16,7 @@ SHELL := /bin/bash
 # postgresql: the shared store of several instances; the tests start throwaway clusters of
 # their own (initdb + pg_ctl in a temporary directory), never the system's one.
 DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
-                python3 python3-venv postgresql
+                python3 python3-venv postgresql jq
 
 # apt-get runs through sudo only when we are not root (CI runs as root, without sudo).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
