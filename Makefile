@@ -18,6 +18,12 @@ SHELL := /bin/bash
 DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
                 python3 python3-venv postgresql jq
 
+# Debian packages to build and check the Debian package of the service (`make deb`, and
+# tests/deb.rs): lintian, help2man (the man pages, from --help), dpkg-dev (dpkg-shlibdeps),
+# binutils (strip), systemd (systemd-analyze verify only: the tests never start systemd),
+# adduser (the package's postinst).
+DEB_PACKAGING_PACKAGES := lintian help2man dpkg-dev binutils systemd adduser
+
 # apt-get runs through sudo only when we are not root (CI runs as root, without sudo).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -37,10 +43,10 @@ DEV_HOME := .dev-home
 # Extra arguments for the benchmark binary, e.g. `make bench BENCH_ARGS="--help"`.
 BENCH_ARGS ?=
 
-.PHONY: deps deps-deb deps-python build run test bench lint clean-dev
+.PHONY: deps deps-deb deps-deb-packaging deps-python build run test bench lint clean-dev deb
 
 # Install everything build and tests need (Debian packages, then pkilint in .venv/).
-deps: deps-deb deps-python
+deps: deps-deb deps-deb-packaging deps-python
 
 # Debian packages: apt-get runs only if `dpkg -s` says one of them is not installed.
 deps-deb:
@@ -50,6 +56,18 @@ deps-deb:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# The packaging tools, installed the same way: only what `dpkg -s` says is missing.
+deps-deb-packaging:
+	@missing=""; \
+	for p in $(DEB_PACKAGING_PACKAGES); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages for packaging:$$missing"; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
@@ -89,10 +107,11 @@ run: build
 	"$(NUC)" serve --home "$(DEV_HOME)"
 
 # The end-to-end test binaries (tests/Cargo.toml) that run on either engine: all but those
-# that choose their engine themselves (cluster, failover: PostgreSQL always). The second run
-# names them with --workspace, not -p nuc-e2e, so that it resolves features as the first did
-# and reuses its build instead of compiling the dependencies again.
-E2E_FIXED_ENGINE := cluster failover
+# that choose their engine themselves (cluster, failover: PostgreSQL always) and deb (the
+# installed package, once is enough). The second run names them with --workspace, not
+# -p nuc-e2e, so that it resolves features as the first did and reuses its build instead of
+# compiling the dependencies again.
+E2E_FIXED_ENGINE := cluster failover deb
 E2E_ON_BOTH := $(filter-out $(E2E_FIXED_ENGINE),$(shell awk '/^\[\[test\]\]/ { t = 1; next } t && $$1 == "name" { gsub(/"/, "", $$3); print $$3; t = 0 }' tests/Cargo.toml))
 
 # All tests. The end-to-end tests drive the release binaries (`nuc` as NUC_BIN, `nuc-registry`,
@@ -104,6 +123,8 @@ E2E_ON_BOTH := $(filter-out $(E2E_FIXED_ENGINE),$(shell awk '/^\[\[test\]\]/ { t
 # "N passed, M failed", and the exit status fails if either run failed.
 test: deps
 	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
+	@# The Debian package that tests/deb.rs installs (as root) and removes again.
+	packaging/debian/build-deb.sh "$(TARGET_DIR)"
 	@set -o pipefail; mkdir -p "$(TARGET_DIR)"; status=0; \
 	SECONDS=0; \
 	PATH="$(VENV)/bin:$$PATH" NUC_BIN="$(NUC)" cargo test --release --workspace --no-fail-fast 2>&1 \
@@ -116,6 +137,12 @@ test: deps
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' \
 	  "$(TARGET_DIR)/test.log"; \
 	exit $$status
+
+# The Debian package (packaging/debian/, docs/operations.md): the release binaries of nuc
+# and nuc-registry in $(TARGET_DIR)/debian/nuc_VERSION_ARCH.deb.
+deb: deps-deb deps-deb-packaging
+	cargo build --release -p nuc-server -p nuc-registry
+	packaging/debian/build-deb.sh "$(TARGET_DIR)"
 
 # Benchmarks (crates/nuc-bench), release build.
 bench: deps
