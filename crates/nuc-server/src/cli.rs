@@ -13,6 +13,7 @@ use nuc_ra::RevocationAsk;
 use nuc_store::{CertificateReader, Issuance, OperatorStore};
 
 use crate::audit_cli::AuditCommand;
+use crate::outbox_cli::OutboxCommand;
 use crate::instance::{Instance, OpenError, open_store};
 use crate::store::Store;
 
@@ -112,6 +113,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The notification outbox: dead letters listed and revived.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
     },
     /// The root CA's ceremonies: what only the root key signs, done by an administrator while
     /// the root key is present. The service does none of it (unless `[publication]
@@ -355,6 +361,7 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
             | OperatorCommand::List { home } => Some(home),
         },
         Command::Audit { command } => command.home().map(PathBuf::as_path),
+        Command::Outbox { command } => Some(command.home().as_path()),
         Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
             command: StoreCommand::Copy { home, .. },
@@ -432,7 +439,7 @@ impl From<nuc_ra::RaError> for Failure {
     }
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "admin".into())
@@ -757,6 +764,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Audit { command } => crate::audit_cli::run(command),
+        Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Check {
             home,
             warn_days,

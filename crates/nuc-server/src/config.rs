@@ -221,6 +221,42 @@ pub struct NotificationsConfig {
     pub from: String,
     /// Seconds between sender passes over the outbox.
     pub interval_secs: u64,
+    /// Delivery attempts in all before a message becomes a dead letter (`nuc outbox dead`).
+    pub max_attempts: u32,
+    /// The wait after a message's first failed attempt; it doubles after each further one.
+    pub retry_base_secs: u64,
+    /// The longest wait between two attempts of a message.
+    pub retry_max_secs: u64,
+}
+
+impl NotificationsConfig {
+    /// The retry policy the sender hands the outbox.
+    pub fn retry_policy(&self) -> nuc_store::RetryPolicy {
+        let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        nuc_store::RetryPolicy {
+            max_attempts: i64::from(self.max_attempts),
+            base_secs: secs(self.retry_base_secs),
+            max_secs: secs(self.retry_max_secs),
+        }
+    }
+
+    /// Refuses retry settings that would never wait or never try.
+    fn check(&self) -> Result<(), HomeError> {
+        let refuse = |m: String| Err(HomeError::Invalid(format!("[notifications] {m}")));
+        if self.max_attempts == 0 {
+            return refuse("max_attempts = 0: must be at least 1 (the first attempt)".into());
+        }
+        if self.retry_base_secs == 0 {
+            return refuse("retry_base_secs = 0: must be at least 1".into());
+        }
+        if self.retry_max_secs < self.retry_base_secs {
+            return refuse(format!(
+                "retry_max_secs = {} is below retry_base_secs = {}: the cap must be at least the first wait",
+                self.retry_max_secs, self.retry_base_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for NotificationsConfig {
@@ -231,6 +267,9 @@ impl Default for NotificationsConfig {
             smtp_relay: None,
             from: "noreply@pki.gov.kz".into(),
             interval_secs: 2,
+            max_attempts: 10,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
         }
     }
 }
@@ -524,6 +563,7 @@ impl Config {
                 self.store.connect_timeout_secs,
             ),
         ];
+        self.notifications.check()?;
         match positive.iter().find(|(_, v)| *v == 0) {
             Some((name, _)) => Err(HomeError::Invalid(format!(
                 "{name} = 0: must be at least 1 (0 would close every connection or stop at once)"

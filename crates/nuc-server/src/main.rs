@@ -18,6 +18,7 @@ mod instance;
 mod listeners;
 mod logging;
 mod outbox;
+mod outbox_cli;
 mod private_home;
 mod publication;
 mod root_crl;

@@ -1,20 +1,77 @@
 //! The notification sender: works through the outbox table, one message at a time.
 //!
-//! A message leaves the outbox only when its delivery succeeded; a failed attempt is counted
-//! and retried on the next pass, so a failing sink never loses a notification. The file sink
-//! writes one RFC 5322 message per file (what a dev or a test reads); the SMTP sink hands each
-//! message to a relay (plain SMTP on a trusted network, as a national CA's mail relay is)
-//! through `lettre`, which builds the MIME message and encodes its headers.
+//! A message leaves the outbox only when its delivery succeeded. A failed attempt is counted
+//! and the message waits before the next one, twice as long after each failure up to a cap
+//! (`[notifications] retry_base_secs`, `retry_max_secs`); the attempt that reaches
+//! `max_attempts` makes it a dead letter, left alone until an administrator revives it (`nuc
+//! outbox retry`). A failing sink thus never loses a notification, nor is it hammered forever.
+//! The file sink writes one RFC 5322 message per file (what a dev or a test reads); the SMTP
+//! sink hands each message to a relay (plain SMTP on a trusted network, as a national CA's mail
+//! relay is) through `lettre`, which builds the MIME message and encodes its headers.
+//!
+//! It never logs a message's body, nor a recipient's address: a message is named by its id,
+//! and the addresses in a relay's error text are masked.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::NotificationsConfig;
-use nuc_store::Notification;
 use nuc_store::Outbox;
+use nuc_store::{AttemptRecorded, DeliveryAttempt, Notification};
 use tokio::sync::watch;
+
+/// Failed delivery attempts since the process started (for the metrics exporter).
+static FAILED_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
+/// Failed delivery attempts since the process started, of every sender pass in it.
+pub fn failed_attempts() -> u64 {
+    FAILED_ATTEMPTS.load(Ordering::Relaxed)
+}
+
+/// An e-mail address with its local part hidden but its first character:
+/// `person@mail.example.kz` → `p***@mail.example.kz`. Something that is not an address is
+/// hidden whole.
+pub fn mask_address(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        _ => "***".into(),
+    }
+}
+
+/// `text` with every word that holds an `@` (an address, perhaps in `<…>`) masked: a relay's
+/// refusal often quotes the recipient.
+pub fn mask_addresses_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            let trimmed = word.trim_matches(|c: char| "<>\"'(),;:[]".contains(c));
+            let start = word.find(trimmed).unwrap_or(0);
+            out.push_str(&word[..start]);
+            out.push_str(&mask_address(trimmed));
+            out.push_str(&word[start + trimmed.len()..]);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
 
 /// Messages per pass (and per commit of their outcomes).
 const PASS_SIZE: i64 = 100;
@@ -39,7 +96,7 @@ fn deliver_to_file(dir: &std::path::Path, from: &str, n: &Notification) -> Resul
     std::fs::rename(&tmp, &final_path).map_err(|e| format!("{}: {e}", final_path.display()))
 }
 
-/// One pass over the pending messages; returns how many were delivered.
+/// One pass over the pending messages; returns how many were due (delivered or not).
 pub fn pass(outbox: &dyn Outbox, cfg: &NotificationsConfig, home: &std::path::Path) -> usize {
     let pending = match outbox.pending_notifications(PASS_SIZE) {
         Ok(p) => p,
@@ -48,14 +105,14 @@ pub fn pass(outbox: &dyn Outbox, cfg: &NotificationsConfig, home: &std::path::Pa
             return 0;
         }
     };
+    let due = pending.len();
     let dir: PathBuf = home.join(&cfg.dir);
-    let mut sent = 0;
-    let mut outcomes = Vec::with_capacity(pending.len());
-    for n in pending {
+    let mut attempts = Vec::with_capacity(pending.len());
+    for n in &pending {
         let result = match cfg.sink.as_str() {
-            "file" => deliver_to_file(&dir, &cfg.from, &n),
+            "file" => deliver_to_file(&dir, &cfg.from, n),
             "smtp" => match &cfg.smtp_relay {
-                Some(relay) => smtp::deliver(relay, &cfg.from, &n),
+                Some(relay) => smtp::deliver(relay, &cfg.from, n),
                 None => {
                     Err("[notifications] sink = \"smtp\" needs smtp_relay = \"host:port\"".into())
                 }
@@ -64,24 +121,63 @@ pub fn pass(outbox: &dyn Outbox, cfg: &NotificationsConfig, home: &std::path::Pa
                 "notification sink {other:?} is not available in this build"
             )),
         };
-        let error = result.err();
-        match &error {
-            None => {
-                sent += 1;
-                tracing::info!(id = n.id, kind = %n.kind, "notification delivered");
-            }
-            Some(e) => {
-                tracing::warn!(id = n.id, attempts = n.attempts + 1, error = %e, "notification not delivered; will retry")
-            }
+        if result.is_err() {
+            FAILED_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         }
-        outcomes.push((n.id, error));
+        attempts.push(DeliveryAttempt {
+            id: n.id,
+            attempts_before: n.attempts,
+            error: result.err(),
+        });
+    }
+    if attempts.is_empty() {
+        return 0;
     }
     // One commit for the pass. Should it fail, the delivered messages are sent again on the
     // next pass: at least once, never lost.
-    if let Err(e) = outbox.notifications_attempted(&outcomes) {
-        tracing::error!(error = %e, "could not record the delivery attempts");
+    match outbox.notifications_attempted(&attempts, &cfg.retry_policy()) {
+        Ok(recorded) => {
+            for ((a, n), r) in attempts.iter().zip(&pending).zip(recorded) {
+                report(a, n, r);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not record the delivery attempts"),
     }
-    sent
+    due
+}
+
+/// Logs what became of an attempt: a failure with its attempt number and the next attempt's
+/// time, a dead letter loudly.
+fn report(a: &DeliveryAttempt, n: &Notification, recorded: AttemptRecorded) {
+    let error = a.error.as_deref().map(mask_addresses_in);
+    let error = error.as_deref().unwrap_or("");
+    match recorded {
+        AttemptRecorded::Sent => {
+            tracing::info!(id = n.id, kind = %n.kind, "notification delivered")
+        }
+        AttemptRecorded::Retry {
+            attempts,
+            next_attempt_at,
+        } => tracing::warn!(
+            id = n.id,
+            kind = %n.kind,
+            attempt = attempts,
+            next_attempt_at = %nuc_core::time::rfc3339(next_attempt_at),
+            error,
+            "notification not delivered; will retry"
+        ),
+        AttemptRecorded::Dead { attempts } => tracing::error!(
+            id = n.id,
+            kind = %n.kind,
+            attempts,
+            error,
+            "notification not delivered after its last attempt: now a dead letter (see `nuc outbox dead`)"
+        ),
+        AttemptRecorded::Stale => tracing::info!(
+            id = n.id,
+            "delivery attempt not recorded: the message was attempted meanwhile (another instance)"
+        ),
+    }
 }
 
 /// Runs passes every `interval_secs` until `stop` turns true (then one last pass).
@@ -94,10 +190,10 @@ pub async fn run(
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     loop {
         let (outbox2, cfg2, home2) = (outbox.clone(), cfg.clone(), home.clone());
-        let sent = tokio::task::spawn_blocking(move || pass(outbox2.as_ref(), &cfg2, &home2))
+        let due = tokio::task::spawn_blocking(move || pass(outbox2.as_ref(), &cfg2, &home2))
             .await
             .unwrap_or(0);
-        if sent == PASS_SIZE as usize {
+        if due == PASS_SIZE as usize {
             continue; // a full pass: there is more waiting, no pause
         }
         tokio::select! {
@@ -244,5 +340,30 @@ mod smtp {
             assert!(head.contains("X-Nuc-Request: -\r\n"), "{head}");
             assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_masked_in_a_relay_refusal() {
+        assert_eq!(
+            mask_address("person@mail.example.kz"),
+            "p***@mail.example.kz"
+        );
+        assert_eq!(mask_address("nobody"), "***");
+        assert_eq!(mask_address("@x"), "***");
+        assert_eq!(
+            mask_addresses_in(
+                "SMTP relay 127.0.0.1:25: permanent error (550): 5.1.1 <person@mail.example.kz>: no such user"
+            ),
+            "SMTP relay 127.0.0.1:25: permanent error (550): 5.1.1 <p***@mail.example.kz>: no such user"
+        );
+        assert_eq!(
+            mask_addresses_in("to=Ақерке@пошта.kz,\tok"),
+            "t***@пошта.kz,\tok"
+        );
     }
 }

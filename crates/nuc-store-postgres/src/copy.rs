@@ -29,7 +29,7 @@ pub(crate) const EMPTY_QUERY: &str = "SELECT NOT (
     OR EXISTS (SELECT 1 FROM audit_checkpoints) OR EXISTS (SELECT 1 FROM audit_cosignatures))";
 
 /// The SQLite schema version this build copies (that of `nuc-store-sqlite`'s migrations).
-pub const SQLITE_SCHEMA_VERSION: i64 = 6;
+pub const SQLITE_SCHEMA_VERSION: i64 = 7;
 
 const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
@@ -152,6 +152,8 @@ const TABLES: &[Table] = &[
             ("sent_at", I),
             ("attempts", I),
             ("last_error", T),
+            ("next_attempt_at", I),
+            ("dead_at", I),
         ],
         "id",
     ),

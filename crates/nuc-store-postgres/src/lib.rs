@@ -27,6 +27,7 @@ mod certs;
 mod copy;
 mod feed;
 mod migrate;
+mod outbox;
 mod pool;
 mod publication;
 mod registration;

@@ -9,6 +9,7 @@ use crate::{Connector, DbError, LOCK_CLASS, LOCK_MIGRATE, PgOptions, off_runtime
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_schema.sql"),
     include_str!("../migrations/0002_audit_tree.sql"),
+    include_str!("../migrations/0003_outbox_retries.sql"),
 ];
 
 /// The schema version this build migrates to.

@@ -9,12 +9,11 @@
 use postgres::Row;
 
 use nuc_core::{
-    CertificateState, Identification, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind,
-    RequestState,
+    CertificateState, Identification, KeyStorage, Notice, OperatorStatus, RequestKind, RequestState,
 };
 use nuc_store::{
-    AuditEntry, NewRequest, Notification, OperatorRow, RequestRow, RevocationRow, SerialStatus,
-    StoreError, Transition,
+    AuditEntry, NewRequest, OperatorRow, RequestRow, RevocationRow, SerialStatus, StoreError,
+    Transition,
 };
 
 use crate::audit::append;
@@ -477,52 +476,6 @@ impl PgStore {
             .iter()
             .map(|r| Ok(r.try_get(0)?))
             .collect()
-        })
-    }
-
-    pub(crate) fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, DbError> {
-        self.read(|s| {
-            s.query(
-                "SELECT id, kind, recipient, subject, body, request_number, attempts FROM notifications
-                 WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                &[&limit],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(Notification {
-                    id: r.try_get(0)?,
-                    kind: spelled(r, 1, NoticeKind::parse)?,
-                    recipient: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    body: r.try_get(4)?,
-                    request_number: r.try_get(5)?,
-                    attempts: r.try_get(6)?,
-                })
-            })
-            .collect()
-        })
-    }
-
-    pub(crate) fn notifications_attempted(
-        &self,
-        outcomes: &[(i64, Option<String>)],
-    ) -> Result<(), DbError> {
-        let outcomes = outcomes.to_vec();
-        self.write(move |tx| {
-            let now = nuc_core::time::now_unix();
-            for (id, error) in &outcomes {
-                match error {
-                    None => tx.execute(
-                        "UPDATE notifications SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1",
-                        &[id, &now],
-                    )?,
-                    Some(e) => tx.execute(
-                        "UPDATE notifications SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                        &[id, e],
-                    )?,
-                };
-            }
-            Ok(())
         })
     }
 }

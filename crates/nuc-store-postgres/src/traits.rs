@@ -2,6 +2,7 @@
 //! [`PgStore`] with its error turned into the traits' [`StoreError`].
 
 use nuc_core::{Notice, OperatorStatus};
+use nuc_store::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy};
 use nuc_store::{
     AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
     CertificateRow, CertificateStore, CrlRow, NewRequest, Notification, OperatorRow, OperatorStore,
@@ -135,7 +136,10 @@ impl PublicationStore for PgStore {
 impl Outbox for PgStore {
     delegate! {
         fn pending_notifications(&self, limit: i64) -> Vec<Notification>;
-        fn notifications_attempted(&self, outcomes: &[(i64, Option<String>)]) -> ();
+        fn notifications_attempted(&self, attempts: &[DeliveryAttempt], policy: &RetryPolicy) -> Vec<AttemptRecorded>;
+        fn outbox_stats(&self) -> OutboxStats;
+        fn dead_letters(&self) -> Vec<DeadLetter>;
+        fn revive_notifications(&self, ids: Option<&[i64]>, actor: &str) -> Vec<i64>;
     }
 }
 

@@ -161,7 +161,34 @@ fn populate(s: &SqliteStore) {
     s.record_crls(vec![crl(3, CrlKind::Delta, Some(1))], "system:publisher")
         .unwrap();
     let first = s.pending_notifications(1).unwrap()[0].id;
-    s.notifications_attempted(&[(first, None)]).unwrap();
+    s.notifications_attempted(
+        &[nuc_store::DeliveryAttempt {
+            id: first,
+            attempts_before: 0,
+            error: None,
+        }],
+        &nuc_store::RetryPolicy::default(),
+    )
+    .unwrap();
+    // One given up (a dead letter) and one waiting for its next attempt: the copy keeps both
+    // as they are.
+    let pending = s.pending_notifications(2).unwrap();
+    let failed = |id, max_attempts| {
+        s.notifications_attempted(
+            &[nuc_store::DeliveryAttempt {
+                id,
+                attempts_before: 0,
+                error: Some("550 refused".into()),
+            }],
+            &nuc_store::RetryPolicy {
+                max_attempts,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    failed(pending[0].id, 1);
+    failed(pending[1].id, 10);
 }
 
 /// The node source of a tree that has none yet.
@@ -286,6 +313,9 @@ fn a_sqlite_store_is_copied_whole_and_its_audit_chain_still_verifies() {
         pg.pending_notifications(10).unwrap(),
         sqlite.pending_notifications(10).unwrap()
     );
+    assert_eq!(pg.dead_letters().unwrap(), sqlite.dead_letters().unwrap());
+    assert_eq!(pg.dead_letters().unwrap().len(), 1);
+    assert_eq!(pg.outbox_stats().unwrap(), sqlite.outbox_stats().unwrap());
     assert_eq!(
         pg.latest_delta_crl().unwrap(),
         sqlite.latest_delta_crl().unwrap()

@@ -13,6 +13,7 @@ mod audit;
 mod audit_tree;
 mod certs;
 mod migrate;
+mod outbox;
 mod publication;
 mod registration;
 mod seed;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_key_storage.sql"),
     include_str!("migrations/0005_renewal_chain.sql"),
     include_str!("migrations/0006_audit_tree.sql"),
+    include_str!("migrations/0007_outbox_retries.sql"),
 ];
 
 /// The schema version this build migrates to.

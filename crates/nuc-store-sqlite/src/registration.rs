@@ -8,12 +8,10 @@
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use nuc_core::{
-    CertificateState, Identification, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind,
-    RequestState,
+    CertificateState, Identification, KeyStorage, Notice, OperatorStatus, RequestKind, RequestState,
 };
 use nuc_store::{
-    AuditEntry, NewRequest, Notification, OperatorRow, RequestRow, RevocationRow, SerialStatus,
-    Transition,
+    AuditEntry, NewRequest, OperatorRow, RequestRow, RevocationRow, SerialStatus, Transition,
 };
 
 use crate::audit::append;
@@ -474,50 +472,5 @@ impl SqliteStore {
         )?;
         let rows = st.query_map(params![iin, profile], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Notifications not yet sent, oldest first.
-    pub(crate) fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, DbError> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT id, kind, recipient, subject, body, request_number, attempts FROM notifications
-             WHERE sent_at IS NULL ORDER BY id LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            Ok(Notification {
-                id: r.get(0)?,
-                kind: spelled(r, 1, NoticeKind::parse)?,
-                recipient: r.get(2)?,
-                subject: r.get(3)?,
-                body: r.get(4)?,
-                request_number: r.get(5)?,
-                attempts: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Records the outcomes of a pass of delivery attempts, all in one commit.
-    pub(crate) fn notifications_attempted(
-        &self,
-        outcomes: &[(i64, Option<String>)],
-    ) -> Result<(), DbError> {
-        let outcomes = outcomes.to_vec();
-        self.write(move |tx| {
-            let now = nuc_core::time::now_unix();
-            for (id, error) in &outcomes {
-                match error {
-                    None => tx
-                        .prepare_cached(
-                            "UPDATE notifications SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                        )?
-                        .execute(params![id, now])?,
-                    Some(e) => tx
-                        .prepare_cached("UPDATE notifications SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
-                        .execute(params![id, e])?,
-                };
-            }
-            Ok(())
-        })
     }
 }

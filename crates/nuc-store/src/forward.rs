@@ -201,9 +201,26 @@ impl<S: Outbox + ?Sized> Outbox for Arc<S> {
 
     fn notifications_attempted(
         &self,
-        outcomes: &[(i64, Option<String>)],
-    ) -> Result<(), StoreError> {
-        (**self).notifications_attempted(outcomes)
+        attempts: &[DeliveryAttempt],
+        policy: &RetryPolicy,
+    ) -> Result<Vec<AttemptRecorded>, StoreError> {
+        (**self).notifications_attempted(attempts, policy)
+    }
+
+    fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        (**self).outbox_stats()
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        (**self).dead_letters()
+    }
+
+    fn revive_notifications(
+        &self,
+        ids: Option<&[i64]>,
+        actor: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        (**self).revive_notifications(ids, actor)
     }
 }
 

@@ -19,6 +19,7 @@ mod forward;
 mod ledger;
 #[cfg(feature = "memory")]
 pub mod memory;
+mod retry;
 mod rows;
 mod traits;
 
@@ -28,6 +29,10 @@ pub use audit_tree::{
 };
 pub use cluster::{LocalStatusFeed, PublisherLease, StatusChange, StatusFeed, StatusListener};
 pub use ledger::{Issuance, IssuanceLedger};
+pub use retry::{
+    AfterFailure, AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy,
+    SENDER_ACTOR as OUTBOX_ACTOR, dead_letter_audit, revived_audit,
+};
 pub use rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
     Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,

@@ -13,6 +13,10 @@ use nuc_core::{CertificateState, Notice, OperatorStatus, RequestState};
 
 use crate::StoreError;
 use crate::audit_tree::{AuditTree, CheckpointRow, CosignatureRow, TreeHead};
+use crate::retry::{
+    AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy, dead_letter_audit,
+    revived_audit,
+};
 use crate::rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
     Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
@@ -43,6 +47,8 @@ struct State {
     notifications: Vec<Notification>,
     /// Ids of the notifications delivered.
     sent: std::collections::HashSet<i64>,
+    /// The retry state of the notifications attempted and not delivered, by id.
+    retries: HashMap<i64, Retry>,
     crls: Vec<CrlRow>,
     crl_number: i64,
     ca_keys: Vec<CaKeyRow>,
@@ -51,6 +57,14 @@ struct State {
     tree_size: u64,
     checkpoints: BTreeMap<u64, CheckpointRow>,
     cosignatures: BTreeMap<(u64, String), CosignatureRow>,
+}
+
+/// A notification's retry state (absent: never failed, due at once).
+#[derive(Debug, Clone, Default)]
+struct Retry {
+    next_attempt_at: i64,
+    dead_at: Option<i64>,
+    last_error: Option<String>,
 }
 
 fn now() -> i64 {
@@ -716,10 +730,16 @@ impl PublicationStore for MemoryStore {
 
 impl Outbox for MemoryStore {
     fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, StoreError> {
+        let now = now();
         Ok(self.read(|s| {
             s.notifications
                 .iter()
                 .filter(|n| !s.sent.contains(&n.id))
+                .filter(|n| {
+                    s.retries
+                        .get(&n.id)
+                        .is_none_or(|r| r.dead_at.is_none() && r.next_attempt_at <= now)
+                })
                 .take(usize::try_from(limit).unwrap_or(0))
                 .cloned()
                 .collect()
@@ -728,18 +748,130 @@ impl Outbox for MemoryStore {
 
     fn notifications_attempted(
         &self,
-        outcomes: &[(i64, Option<String>)],
-    ) -> Result<(), StoreError> {
+        attempts: &[DeliveryAttempt],
+        policy: &RetryPolicy,
+    ) -> Result<Vec<AttemptRecorded>, StoreError> {
         self.change(|s| {
-            for (id, error) in outcomes {
-                if let Some(n) = s.notifications.iter_mut().find(|n| n.id == *id) {
-                    n.attempts += 1;
-                    if error.is_none() {
-                        s.sent.insert(*id);
+            let now = now();
+            let mut recorded = Vec::with_capacity(attempts.len());
+            for a in attempts {
+                let Some(n) = s.notifications.iter_mut().find(|n| n.id == a.id) else {
+                    recorded.push(AttemptRecorded::Stale);
+                    continue;
+                };
+                let retry = s.retries.entry(a.id).or_default();
+                if s.sent.contains(&a.id) {
+                    recorded.push(AttemptRecorded::Stale);
+                    continue;
+                }
+                match &a.error {
+                    None => {
+                        n.attempts += 1;
+                        retry.dead_at = None;
+                        retry.last_error = None;
+                        s.sent.insert(a.id);
+                        recorded.push(AttemptRecorded::Sent);
+                    }
+                    Some(_) if retry.dead_at.is_some() || n.attempts != a.attempts_before => {
+                        recorded.push(AttemptRecorded::Stale);
+                    }
+                    Some(e) => {
+                        let after = policy.after_failure(n.attempts, now);
+                        retry.last_error = Some(e.clone());
+                        match after {
+                            crate::AfterFailure::Retry {
+                                attempts,
+                                next_attempt_at,
+                            } => {
+                                n.attempts = attempts;
+                                retry.next_attempt_at = next_attempt_at;
+                            }
+                            crate::AfterFailure::Dead { attempts } => {
+                                n.attempts = attempts;
+                                retry.dead_at = Some(now);
+                                let audit = dead_letter_audit(
+                                    n.id,
+                                    n.kind.as_str(),
+                                    n.request_number.as_deref(),
+                                    attempts,
+                                );
+                                s.append(&audit);
+                            }
+                        }
+                        recorded.push(after.into());
                     }
                 }
             }
-            Ok(())
+            Ok(recorded)
+        })
+    }
+
+    fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        Ok(self.read(|s| {
+            let unsent = s.notifications.iter().filter(|n| !s.sent.contains(&n.id));
+            let dead = unsent
+                .clone()
+                .filter(|n| s.retries.get(&n.id).is_some_and(|r| r.dead_at.is_some()))
+                .count() as u64;
+            OutboxStats {
+                pending: unsent.count() as u64 - dead,
+                dead,
+            }
+        }))
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.read(|s| {
+            s.notifications
+                .iter()
+                .filter(|n| !s.sent.contains(&n.id))
+                .filter_map(|n| {
+                    let r = s.retries.get(&n.id)?;
+                    Some(DeadLetter {
+                        id: n.id,
+                        kind: n.kind,
+                        recipient: n.recipient.clone(),
+                        request_number: n.request_number.clone(),
+                        attempts: n.attempts,
+                        dead_at: r.dead_at?,
+                        last_error: r.last_error.clone(),
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    fn revive_notifications(
+        &self,
+        ids: Option<&[i64]>,
+        actor: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.change(|s| {
+            let now = now();
+            let mut revived = Vec::new();
+            for n in s.notifications.iter_mut() {
+                if s.sent.contains(&n.id) || ids.is_some_and(|ids| !ids.contains(&n.id)) {
+                    continue;
+                }
+                let Some(r) = s.retries.get_mut(&n.id).filter(|r| r.dead_at.is_some()) else {
+                    continue;
+                };
+                let audit = revived_audit(
+                    n.id,
+                    n.kind.as_str(),
+                    n.request_number.as_deref(),
+                    n.attempts,
+                    actor,
+                );
+                r.dead_at = None;
+                r.next_attempt_at = now;
+                n.attempts = 0;
+                revived.push((n.id, audit));
+            }
+            for (_, audit) in &revived {
+                s.append(audit);
+            }
+            Ok(revived.into_iter().map(|(id, _)| id).collect())
         })
     }
 }

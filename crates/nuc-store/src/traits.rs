@@ -5,6 +5,7 @@
 use nuc_core::{Notice, OperatorStatus};
 
 use crate::StoreError;
+use crate::retry::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy};
 use crate::rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlRow, NewRequest,
     Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
@@ -182,14 +183,36 @@ pub trait PublicationStore: Send + Sync {
     fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError>;
 }
 
-/// The notification outbox (the sender's).
+/// The notification outbox (the sender's, and `nuc outbox`'s).
 pub trait Outbox: Send + Sync {
-    /// Notices not yet sent, oldest first.
+    /// Notices not yet sent, not given up, and due (their next attempt is now or past),
+    /// oldest first.
     fn pending_notifications(&self, limit: i64) -> Result<Vec<Notification>, StoreError>;
 
-    /// Records the outcomes of a pass of delivery attempts (`None`: sent), in one commit.
-    fn notifications_attempted(&self, outcomes: &[(i64, Option<String>)])
-    -> Result<(), StoreError>;
+    /// Records the outcomes of a pass of delivery attempts, in one commit: a sent message
+    /// leaves the outbox; a failed one waits as `policy` says, or becomes a dead letter (with
+    /// its audit record) at the attempt limit. An attempt of a message attempted, sent or given
+    /// up meanwhile (by another instance) is not recorded ([`AttemptRecorded::Stale`]).
+    fn notifications_attempted(
+        &self,
+        attempts: &[DeliveryAttempt],
+        policy: &RetryPolicy,
+    ) -> Result<Vec<AttemptRecorded>, StoreError>;
+
+    /// How many messages wait and how many were given up.
+    fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+
+    /// The dead letters, oldest first.
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Revives dead letters for another round (attempts from zero, due now), each with its
+    /// audit record under `actor`: those of `ids`, or every one for `None`. Returns the ids
+    /// revived (an id that is no dead letter is left out).
+    fn revive_notifications(
+        &self,
+        ids: Option<&[i64]>,
+        actor: &str,
+    ) -> Result<Vec<i64>, StoreError>;
 }
 
 /// The CA's own keys and certificates (bootstrap and start).

@@ -14,6 +14,7 @@ use nuc_core::{
     CertificateState, KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind, RequestState,
     RevocationReason,
 };
+use nuc_store::{AttemptRecorded, DeliveryAttempt, OutboxStats, RetryPolicy};
 use nuc_store::{
     AuditEntry, AuditLog, CertificateReader, CertificateStore, NewRequest, OperatorRow,
     OperatorStore, Outbox, RequestStore, Reservation, RevocationReader, RevocationRow,
@@ -60,6 +61,7 @@ macro_rules! for_each_scenario {
         expiry_takes_only_registered_requests_past_their_deadline,
         operators_keep_their_status,
         the_outbox_hands_out_what_was_not_delivered_yet,
+        a_message_failing_its_last_attempt_is_a_dead_letter_until_revived,
         a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain
         }
     };
@@ -504,15 +506,161 @@ pub fn the_outbox_hands_out_what_was_not_delivered_yet(s: &dyn Store) {
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].kind, NoticeKind::Issued);
     assert_eq!(pending[0].request_number.as_deref(), Some("R1"));
-    s.notifications_attempted(&[
-        (pending[0].id, None),
-        (pending[1].id, Some("relay down".into())),
-    ])
+    let before = nuc_core::time::now_unix();
+    let recorded = s
+        .notifications_attempted(
+            &[
+                attempt(pending[0].id, 0, None),
+                attempt(pending[1].id, 0, Some("relay down")),
+            ],
+            &POLICY,
+        )
+        .unwrap();
+    assert_eq!(recorded[0], AttemptRecorded::Sent);
+    let AttemptRecorded::Retry {
+        attempts: 1,
+        next_attempt_at,
+    } = recorded[1]
+    else {
+        panic!("{recorded:?}");
+    };
+    assert!((before + 60..=before + 62).contains(&next_attempt_at));
+    // The failed one waits for its next attempt (a minute away): nothing is due now.
+    assert_eq!(s.pending_notifications(10).unwrap(), []);
+    assert_eq!(
+        s.outbox_stats().unwrap(),
+        OutboxStats {
+            pending: 1,
+            dead: 0
+        }
+    );
+    assert_eq!(s.dead_letters().unwrap(), []);
+}
+
+/// The retry policy of the outbox scenarios: a minute, doubling, three attempts in all.
+const POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_secs: 60,
+    max_secs: 3600,
+};
+
+fn attempt(id: i64, attempts_before: i64, error: Option<&str>) -> DeliveryAttempt {
+    DeliveryAttempt {
+        id,
+        attempts_before,
+        error: error.map(str::to_owned),
+    }
+}
+
+fn audited(s: &dyn Store, action: &str) -> Vec<(String, String, serde_json::Value)> {
+    s.audit_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == action)
+        .map(|r| (r.actor, r.object, serde_json::from_str(&r.details).unwrap()))
+        .collect()
+}
+
+pub fn a_message_failing_its_last_attempt_is_a_dead_letter_until_revived(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.transition(&transition(
+        "R1",
+        RequestState::Registered,
+        RequestState::Refused,
+        None,
+    ))
     .unwrap();
-    let left = s.pending_notifications(10).unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].id, pending[1].id);
-    assert_eq!(left[0].attempts, 1);
+    let id = s.pending_notifications(10).unwrap()[0].id;
+    let fail = |before| {
+        s.notifications_attempted(&[attempt(id, before, Some("451 try later"))], &POLICY)
+            .unwrap()[0]
+    };
+    assert!(matches!(
+        fail(0),
+        AttemptRecorded::Retry { attempts: 1, .. }
+    ));
+    // The same round reported again (another instance read the same row): counted once.
+    assert_eq!(fail(0), AttemptRecorded::Stale);
+    let AttemptRecorded::Retry {
+        attempts: 2,
+        next_attempt_at,
+    } = fail(1)
+    else {
+        panic!("the second failure waits");
+    };
+    // Twice the base after the second failure.
+    let now = nuc_core::time::now_unix();
+    assert!((now + 118..=now + 120).contains(&next_attempt_at));
+    assert!(audited(s, "notification.dead").is_empty());
+    assert_eq!(fail(2), AttemptRecorded::Dead { attempts: 3 });
+    assert_eq!(
+        fail(3),
+        AttemptRecorded::Stale,
+        "a dead letter is not tried"
+    );
+
+    let dead = s.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, id);
+    assert_eq!(dead[0].kind, NoticeKind::Issued);
+    assert_eq!(dead[0].request_number.as_deref(), Some("R1"));
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("451 try later"));
+    assert!((now - 2..=now + 2).contains(&dead[0].dead_at));
+    assert_eq!(
+        s.outbox_stats().unwrap(),
+        OutboxStats {
+            pending: 0,
+            dead: 1
+        }
+    );
+    assert_eq!(s.pending_notifications(10).unwrap(), []);
+    assert_eq!(
+        audited(s, "notification.dead"),
+        [(
+            "system:outbox".to_owned(),
+            format!("notification:{id}"),
+            serde_json::json!({"kind": "issued", "request": "R1", "attempts": 3})
+        )]
+    );
+
+    // Revived: due at once, attempts from zero; reviving it again changes nothing.
+    assert_eq!(
+        s.revive_notifications(Some(&[id + 100]), "cli:admin")
+            .unwrap(),
+        [] as [i64; 0]
+    );
+    assert_eq!(s.revive_notifications(None, "cli:admin").unwrap(), [id]);
+    assert_eq!(
+        s.revive_notifications(Some(&[id]), "cli:admin").unwrap(),
+        [] as [i64; 0]
+    );
+    assert_eq!(
+        audited(s, "notification.revived"),
+        [(
+            "cli:admin".to_owned(),
+            format!("notification:{id}"),
+            serde_json::json!({"kind": "issued", "request": "R1", "attempts_before": 3})
+        )]
+    );
+    let again = s.pending_notifications(10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (id, 0));
+    assert_eq!(s.dead_letters().unwrap(), []);
+    assert_eq!(
+        s.notifications_attempted(&[attempt(id, 0, None)], &POLICY)
+            .unwrap(),
+        [AttemptRecorded::Sent]
+    );
+    assert_eq!(
+        s.notifications_attempted(&[attempt(id, 1, None)], &POLICY)
+            .unwrap(),
+        [AttemptRecorded::Stale],
+        "sent once"
+    );
+    assert_eq!(s.outbox_stats().unwrap(), OutboxStats::default());
+    assert_eq!(s.pending_notifications(10).unwrap(), []);
 }
 
 pub fn a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain(s: &dyn Store) {
