@@ -139,6 +139,12 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The scheduler's calls to a running service over mutual TLS (role `scheduler`): publish
+    /// the CRLs now, or say which are served.
+    Publish {
+        #[command(subcommand)]
+        command: crate::publish_cli::PublishCommand,
+    },
     /// Run the service in the foreground until SIGTERM or Ctrl-C.
     Serve {
         #[arg(long)]
@@ -361,6 +367,8 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
             | OperatorCommand::List { home } => Some(home),
         },
         Command::Audit { command } => command.home().map(PathBuf::as_path),
+        // A client of a running service: no home of its own.
+        Command::Publish { .. } => None,
         Command::Outbox { command } => Some(command.home().as_path()),
         Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
@@ -764,6 +772,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Audit { command } => crate::audit_cli::run(command),
+        Command::Publish { command } => crate::publish_cli::run(command),
         Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Check {
             home,

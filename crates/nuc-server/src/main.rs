@@ -21,6 +21,7 @@ mod outbox;
 mod outbox_cli;
 mod private_home;
 mod publication;
+mod publish_cli;
 mod root_crl;
 mod serve;
 mod store;
