@@ -31,6 +31,9 @@ for bin in nuc nuc-registry; do
 done
 
 out="$target/debian"
+# One package in out/ at a time: the tests install the nuc_*.deb they find there.
+mkdir -p "$out"
+rm -f "$out"/nuc_*.deb
 stage="$out/stage"
 rm -rf "$stage"
 mkdir -p "$stage/DEBIAN"
