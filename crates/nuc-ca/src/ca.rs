@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode, EncodePem};
@@ -30,6 +31,7 @@ use crate::csr::{self, CheckedCsr};
 use crate::error::CaError;
 use crate::home::{CaSettings, Home, PublicationConfig, RootCrlBy};
 use crate::lint::{LintContext, lint};
+use crate::ocsp_signer::OcspResponder;
 use crate::policy::{DEFAULT_PROFILES, Policy, Profile};
 use crate::subject::distinguished_name;
 use crate::tbs::{self, TbsInput, encode_name, fixed_attr, key_identifier};
@@ -95,11 +97,11 @@ pub struct CaIdentity {
     pub spki: SubjectPublicKeyInfoOwned,
 }
 
-/// A CA key in the HSM with its certificate. Never leaves this module.
+/// A CA key in the HSM with its certificate. Never leaves this crate.
 #[derive(Debug, Clone)]
-struct CaSigner {
-    id: CaIdentity,
-    key: HsmKey,
+pub(crate) struct CaSigner {
+    pub(crate) id: CaIdentity,
+    pub(crate) key: HsmKey,
 }
 
 impl CaIdentity {
@@ -120,7 +122,7 @@ impl CaIdentity {
 }
 
 impl CaSigner {
-    fn new(key: HsmKey, cert_der: Vec<u8>) -> Result<Self, CaError> {
+    pub(crate) fn new(key: HsmKey, cert_der: Vec<u8>) -> Result<Self, CaError> {
         let id = CaIdentity::from_certificate(cert_der, key.algorithm)?;
         if id.spki.to_der()? != key.spki.to_der()? {
             return Err(CaError::CaState(format!(
@@ -144,17 +146,19 @@ impl CaSigner {
 /// The root key is held only when this opening may sign with it (see [`RootKey`]); otherwise
 /// the root is its certificate alone, and the token's root key object is never looked up.
 pub struct Ca {
-    policy: Policy,
+    pub(crate) policy: Policy,
     publication: PublicationConfig,
-    hsm: Hsm,
-    issuing: CaSigner,
+    pub(crate) hsm: Arc<Hsm>,
+    pub(crate) issuing: CaSigner,
     root: CaIdentity,
     root_key: Option<HsmKey>,
-    /// The delegated OCSP responder (key `OCSP_LABEL`, role `ocsp-signer`).
-    ocsp: CaSigner,
+    /// The delegated OCSP responder (role `ocsp-signer`; key `OCSP_LABEL`, or the label of
+    /// its renewal): swapped whole, certificate and key together, when it is renewed
+    /// ([`crate::ocsp_signer`]).
+    pub(crate) ocsp: RwLock<Arc<OcspResponder>>,
     /// Sessions set apart for OCSP signatures ([`Ca::set_ocsp_lane`]): anyone on the network
     /// can ask for one, so they must never queue in front of issuance.
-    ocsp_lane: Option<HsmLane>,
+    pub(crate) ocsp_lane: Option<Arc<HsmLane>>,
     /// The audit log's checkpoint key ([`crate::audit_key`]).
     audit_key: nuc_hsm::Ed25519Key,
 }
@@ -192,7 +196,7 @@ pub struct InitReport {
     pub algorithms: [(String, String); 3],
 }
 
-fn serial_bytes() -> Result<[u8; 20], CaError> {
+pub(crate) fn serial_bytes() -> Result<[u8; 20], CaError> {
     let mut s = [0u8; 20];
     getrandom::fill(&mut s).map_err(|e| CaError::CaState(format!("no randomness: {e}")))?;
     // 20 octets, positive and with a non-zero first octet, so the DER INTEGER is exactly 20.
@@ -203,7 +207,7 @@ fn serial_bytes() -> Result<[u8; 20], CaError> {
     Ok(s)
 }
 
-fn key_alg(field: &str, s: &str) -> Result<KeyAlgorithm, CaError> {
+pub(crate) fn key_alg(field: &str, s: &str) -> Result<KeyAlgorithm, CaError> {
     KeyAlgorithm::from_str(s).map_err(|e| CaError::invalid(field, e.to_string()))
 }
 
@@ -257,10 +261,10 @@ fn sign_tbs(hsm: &Hsm, key: &HsmKey, tbs_der: &[u8]) -> Result<Vec<u8>, CaError>
 
 /// Builds, lints and signs one of the CA's own certificates.
 #[allow(clippy::too_many_arguments)]
-fn ca_certificate(
+pub(crate) fn ca_certificate(
     hsm: &Hsm,
     policy: &Policy,
-    config: &CaSettings,
+    urls: &PublicationConfig,
     profile: &Profile,
     subject_key: &HsmKey,
     signer_key: &HsmKey,
@@ -291,7 +295,7 @@ fn ca_certificate(
     let input = TbsInput {
         profile,
         policy,
-        urls: &config.publication,
+        urls,
         serial: &serial,
         signature_algorithm: signer_key.algorithm.signature_algorithm(),
         issuer: issuer_name.clone(),
@@ -457,7 +461,7 @@ impl Ca {
         let root_der = ca_certificate(
             &hsm,
             &policy,
-            &home.config,
+            &home.config.publication,
             p("root")?,
             &root_key,
             &root_key,
@@ -468,7 +472,7 @@ impl Ca {
         let issuing_der = ca_certificate(
             &hsm,
             &policy,
-            &home.config,
+            &home.config.publication,
             p("issuing")?,
             &issuing_key,
             &root.key,
@@ -479,7 +483,7 @@ impl Ca {
         let ocsp_der = ca_certificate(
             &hsm,
             &policy,
-            &home.config,
+            &home.config.publication,
             p("ocsp-signer")?,
             &ocsp_key,
             &issuing.key,
@@ -716,14 +720,20 @@ impl Ca {
             }
         };
         let audit_key = crate::audit_key::find_or_make(&hsm)?;
+        let hsm = Arc::new(hsm);
         Ok(Self {
             policy,
             publication: home.config.publication.clone(),
+            ocsp: RwLock::new(Arc::new(OcspResponder::new(
+                issuing.id.clone(),
+                ocsp,
+                hsm.clone(),
+                None,
+            ))),
             hsm,
             issuing,
             root,
             root_key,
-            ocsp,
             ocsp_lane: None,
             audit_key,
         })
@@ -740,7 +750,11 @@ impl Ca {
                 "must be at least 1 (OCSP responses need a signature)",
             ));
         }
-        self.ocsp_lane = Some(self.hsm.lane(sessions, queue)?);
+        let lane = Arc::new(self.hsm.lane(sessions, queue)?);
+        self.ocsp_lane = Some(lane.clone());
+        // The responder in force signs on the lane from now on too.
+        let current = self.ocsp();
+        self.install_ocsp(Arc::new(current.with_lane(Some(lane))));
         Ok(())
     }
 
@@ -761,11 +775,6 @@ impl Ca {
         } else {
             RootKey::Offline
         }
-    }
-
-    /// The delegated OCSP responder's certificate and key names.
-    pub fn ocsp_responder(&self) -> &CaIdentity {
-        &self.ocsp.id
     }
 
     /// Whether the HSM answers on a pooled, logged-in session (readiness), without signing.
@@ -795,13 +804,6 @@ impl Ca {
         Ok(self.hsm.sign(key, data)?)
     }
 
-    pub(crate) fn sign_with_ocsp(&self, data: &[u8]) -> Result<Vec<u8>, CaError> {
-        match &self.ocsp_lane {
-            Some(lane) => Ok(lane.sign(&self.ocsp.key, data)?),
-            None => self.ocsp.sign(&self.hsm, data),
-        }
-    }
-
     /// The certificate profiles and OIDs this CA issues by.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -811,11 +813,12 @@ impl Ca {
     /// the token (the limit every issuance ratio is measured against). Not for issuing.
     #[cfg(feature = "bench")]
     pub fn bench_issuing_key(&self) -> (&Hsm, &HsmKey) {
-        (&self.hsm, &self.issuing.key)
+        (self.hsm.as_ref(), &self.issuing.key)
     }
 
-    /// Everything before the reservation: profile, role, subject, key, TBS, lint.
-    fn prepare(&self, req: &IssueRequest) -> Result<Prepared, CaError> {
+    /// Everything before the reservation: profile, role, subject, key, TBS, lint. `max_days`
+    /// shortens the profile's validity (never lengthens it).
+    fn prepare(&self, req: &IssueRequest, max_days: Option<u32>) -> Result<Prepared, CaError> {
         let profile = self.policy.end_entity(&req.profile).ok_or_else(|| {
             CaError::invalid(
                 "profile",
@@ -923,6 +926,7 @@ impl Ca {
         } else {
             profile.validity_days
         };
+        let validity_days = max_days.map_or(validity_days, |d| d.min(validity_days));
         let not_after =
             (now + i64::from(validity_days) * 86_400 - 1).min(self.issuing.id.not_after);
         let serial = serial_bytes()?;
@@ -1063,8 +1067,19 @@ impl Ca {
         ledger: &dyn IssuanceLedger,
     ) -> Result<Vec<Issued>, CaError> {
         let mut prepared = Vec::with_capacity(orders.len());
+    ) -> Result<Vec<Issued>, CaError> {
+        self.issue_for_days(orders, ledger, None)
+    }
+
+    /// [`Ca::issue`], each certificate valid at most `max_days` days (within its profile's
+    /// validity): what a renewal of the service's own TLS certificate asks for.
+    pub fn issue_for_days(
+        &self,
+        orders: &[IssueRequest],
+        ledger: &dyn IssuanceLedger,
+        max_days: Option<u32>,
         for order in orders {
-            match self.prepare(order) {
+            match self.prepare(order, max_days) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     audit_refusal(ledger, order, &e);

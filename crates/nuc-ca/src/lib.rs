@@ -15,6 +15,7 @@ pub mod csr;
 pub mod error;
 pub mod home;
 pub mod lint;
+pub mod ocsp_signer;
 pub mod policy;
 mod roles;
 pub mod subject;
@@ -22,6 +23,7 @@ pub mod tbs;
 
 pub use ca::{Ca, CaIdentity, InitOptions, InitReport, IssueRequest, Issued, RootKey};
 pub use error::CaError;
+pub use ocsp_signer::{OcspResponder, RenewedOcspSigner};
 pub use home::{CaSettings, Home, RootCrlBy};
 pub use nuc_hsm::{HsmError, KeyAlgorithm};
 pub use roles::{CrlSigner, Issuer, OcspSigner};

@@ -6,6 +6,7 @@ use const_oid::ObjectIdentifier;
 use nuc_store::IssuanceLedger;
 
 use crate::ca::{Ca, CaIdentity, IssueRequest, Issued};
+use crate::ocsp_signer::OcspResponder;
 use crate::csr::CheckedCsr;
 use crate::error::CaError;
 use crate::home::PublicationConfig;
@@ -109,16 +110,18 @@ impl CrlSigner for Ca {
     }
 }
 
-impl OcspSigner for Ca {
+/// One responder, taken whole from [`Ca::ocsp`]: what it names and what it signs with are
+/// the same pair, whatever renewal happens meanwhile.
+impl OcspSigner for OcspResponder {
     fn issuing(&self) -> &CaIdentity {
-        Ca::issuing(self)
+        OcspResponder::issuing(self)
     }
 
     fn responder(&self) -> &CaIdentity {
-        self.ocsp_responder()
+        self.identity()
     }
 
     fn sign_ocsp(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError> {
-        self.sign_with_ocsp(tbs_der)
+        self.sign(tbs_der)
     }
 }

@@ -160,8 +160,9 @@ fn helper() {
     let home = nuc_ca::Home::open(Path::new(&std::env::var("NUC_OCSP_HOME").unwrap())).unwrap();
     let store = SqliteStore::open(&home.db_path()).unwrap();
     let ca = nuc_ca::Ca::open(&home, &store).unwrap();
+    let responder = ca.ocsp();
     let ctx = OcspContext {
-        ca: &ca,
+        ca: responder.as_ref(),
         store: &store,
     };
     let arg = std::env::var("NUC_OCSP_ARG").unwrap();

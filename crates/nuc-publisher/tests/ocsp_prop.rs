@@ -231,7 +231,8 @@ impl Want {
 
 /// What the child knows from outside the module.
 struct Ctx {
-    ca: nuc_ca::Ca,
+    /// The CA's OCSP responder (certificate and key, taken together).
+    ca: std::sync::Arc<nuc_ca::OcspResponder>,
     store: SqliteStore,
     /// CertIDs made by `openssl ocsp` for our two certificates (SHA-1) and `good` (SHA-256).
     good: CertId,
@@ -279,7 +280,7 @@ impl Ctx {
         let tbs = cert.tbs_certificate();
         let validity = tbs.validity();
         Ctx {
-            ca,
+            ca: ca.ocsp(),
             store,
             good: base[0].clone(),
             revoked: base[1].clone(),
@@ -305,7 +306,7 @@ impl Ctx {
     /// What the responder answers with: the CA's OCSP signer and the store's revocations.
     fn ocsp(&self) -> OcspContext<'_> {
         OcspContext {
-            ca: &self.ca,
+            ca: self.ca.as_ref(),
             store: &self.store,
         }
     }

@@ -145,6 +145,17 @@ enum Command {
         #[command(subcommand)]
         command: crate::publish_cli::PublishCommand,
     },
+    /// The delegated OCSP responder's certificate: renew it (new key in the HSM) while the
+    /// service runs.
+    OcspSigner {
+        #[command(subcommand)]
+        command: crate::renew::OcspSignerCommand,
+    },
+    /// The gRPC listener's TLS certificate: renew it (new key) while the service runs.
+    Tls {
+        #[command(subcommand)]
+        command: crate::renew::TlsCommand,
+    },
     /// Run the service in the foreground until SIGTERM or Ctrl-C.
     Serve {
         #[arg(long)]
@@ -369,6 +380,8 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
         Command::Audit { command } => command.home().map(PathBuf::as_path),
         // A client of a running service: no home of its own.
         Command::Publish { .. } => None,
+        Command::OcspSigner { command } => Some(command.home()),
+        Command::Tls { command } => Some(command.home()),
         Command::Outbox { command } => Some(command.home().as_path()),
         Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
@@ -447,7 +460,7 @@ impl From<nuc_ra::RaError> for Failure {
     }
 }
 
-pub(crate) fn actor() -> String {
+pub(crate) pub(crate) fn actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "admin".into())
@@ -773,6 +786,8 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         }
         Command::Audit { command } => crate::audit_cli::run(command),
         Command::Publish { command } => crate::publish_cli::run(command),
+        Command::OcspSigner { command } => crate::renew::ocsp_signer(command),
+        Command::Tls { command } => crate::renew::tls(command),
         Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Check {
             home,

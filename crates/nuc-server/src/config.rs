@@ -22,6 +22,10 @@ pub struct ServiceConfig {
     /// exits. A request answered before is committed: nothing acknowledged is lost.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// Seconds between two looks of the running service for a renewed OCSP signer (in the
+    /// store) and TLS certificate (in the home) (default 60; SIGHUP looks at once).
+    #[serde(default = "default_reload_secs")]
+    pub reload_secs: u64,
     /// A home for development and tests (`nuc init --development`): only here does the service
     /// accept its test hooks — a clock moved by `NUC_CLOCK_OFFSET_SECS`, and plaintext gRPC
     /// with the caller's role in a header (`[grpc] dev_plaintext`). Never set in production.
@@ -31,6 +35,10 @@ pub struct ServiceConfig {
 
 fn default_shutdown_grace_secs() -> u64 {
     10
+}
+
+fn default_reload_secs() -> u64 {
+    60
 }
 
 /// `[grpc]`: the API over mutual TLS. The server's TLS certificate is issued by our own CA
@@ -485,6 +493,7 @@ impl Config {
             service: ServiceConfig {
                 http_listen: http_listen.into(),
                 shutdown_grace_secs: default_shutdown_grace_secs(),
+                reload_secs: default_reload_secs(),
                 development: false,
             },
             publication: ca.publication,
@@ -533,6 +542,7 @@ impl Config {
                 "[service] shutdown_grace_secs",
                 self.service.shutdown_grace_secs,
             ),
+            ("[service] reload_secs", self.service.reload_secs),
             (
                 "[grpc] handshake_timeout_secs",
                 self.grpc.handshake_timeout_secs,

@@ -22,6 +22,8 @@ mod outbox_cli;
 mod private_home;
 mod publication;
 mod publish_cli;
+mod renew;
+mod rollover;
 mod root_crl;
 mod serve;
 mod store;

@@ -18,7 +18,7 @@ use nuc_publisher::status::StatusSnapshot;
 use nuc_ra::OffsetClock;
 use nuc_store::{CertificateStore, PublicationStore, RevocationReader};
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::grpc::{AdminApi, Api, OperatorApi, PortalApi, PublisherApi, VerificationApi};
 use crate::instance::Instance;
@@ -28,18 +28,22 @@ use crate::publication::Publisher;
 
 struct AppState {
     inst: Arc<Instance>,
-    ocsp: nuc_publisher::ocsp::OcspCache,
+    /// The OCSP responder in force and its cache, swapped whole at a renewal.
+    ocsp: Arc<crate::rollover::OcspSlot>,
     /// Every serial's status as OCSP reads it: in memory, current with every instance's
     /// revocations through the store's feed.
     status: Arc<StatusSnapshot>,
 }
 
 impl AppState {
-    /// What OCSP signs with and reads from; `memory_only` for the answers that must not wait
-    /// on the database.
-    fn ocsp_context<'a>(&'a self, store: &'a dyn RevocationReader) -> OcspContext<'a> {
+    /// What OCSP signs with (one responder, taken whole) and reads from; `memory_only` for
+    /// the answers that must not wait on the database.
+    fn ocsp_context<'a>(
+        generation: &'a crate::rollover::OcspGeneration,
+        store: &'a dyn RevocationReader,
+    ) -> OcspContext<'a> {
         OcspContext {
-            ca: self.inst.ca.as_ref(),
+            ca: generation.responder.as_ref(),
             store,
         }
     }
@@ -55,17 +59,19 @@ async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::
     // Whatever must be signed or asked of the database goes to the blocking pool, where
     // waiting stalls no connection; the OCSP signer's own bounded lane turns the excess away
     // with tryLater.
+    // One responder answers this request from start to end, whatever renewal lands meanwhile.
+    let generation = state.ocsp.current();
     let in_memory = state.status.memory_only();
-    if let Some(answer) = state.ocsp.cached(
-        state.ocsp_context(&in_memory),
+    if let Some(answer) = generation.cache.cached(
+        AppState::ocsp_context(&generation, &in_memory),
         &request,
         nuc_core::time::now_unix(),
     ) {
         return ([(axum::http::header::CONTENT_TYPE, OCSP_RESPONSE)], answer).into_response();
     }
     let answer = tokio::task::spawn_blocking(move || {
-        state.ocsp.respond(
-            state.ocsp_context(state.status.as_ref()),
+        generation.cache.respond(
+            AppState::ocsp_context(&generation, state.status.as_ref()),
             &request,
             nuc_core::time::now_unix(),
         )
@@ -244,19 +250,17 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             std::fs::read(home.join(p))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", home.join(p).display()))
         };
-        let cert = read(&cfg.grpc.tls_cert)?;
-        let key = read(&cfg.grpc.tls_key)?;
-        let client_ca = der::pem::encode_string(
-            "CERTIFICATE",
-            der::pem::LineEnding::LF,
-            &inst.ca.issuing().cert_der,
-        )?;
-        Some(
-            ServerTlsConfig::new()
-                .identity(Identity::from_pem(cert, key))
-                .client_ca_root(Certificate::from_pem(client_ca))
-                .timeout(Duration::from_secs(cfg.grpc.handshake_timeout_secs)),
-        )
+        // Read here, so that a missing file is named before anything listens.
+        read(&cfg.grpc.tls_cert)?;
+        read(&cfg.grpc.tls_key)?;
+        // The identity is swapped at a renewal (`nuc tls renew`) for new handshakes.
+        let identity = Arc::new(crate::rollover::TlsIdentity::load(
+            home.join(&cfg.grpc.tls_cert),
+            home.join(&cfg.grpc.tls_key),
+        )?);
+        let config =
+            crate::rollover::server_config(identity.clone(), &inst.ca.issuing().cert_der)?;
+        Some((identity, config))
     };
 
     // Each connection is a descriptor; the SQLite files, the HSM and the outbox take a few more.
@@ -328,10 +332,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         };
         let reflection = reflection_config().build_v1()?;
         let reflection_v1alpha = reflection_config().build_v1alpha()?;
-        let mut builder = Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
+        let builder = Server::builder();
         // HTTP is bound first: whoever sees the gRPC port accept (the tests, a supervisor)
         // finds the OCSP/CRL port bound as well.
         let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
@@ -356,21 +357,48 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
                 api: api.clone(),
                 publisher: publisher.clone(),
             }))
-            .add_service(VerificationServiceServer::new(VerificationApi(api.clone())))
-            .serve_with_incoming_shutdown(
+            .add_service(VerificationServiceServer::new(VerificationApi(api.clone())));
+        // Mutual TLS is ours, not tonic's: its certificate is swapped at a renewal.
+        let tls_identity = tls.as_ref().map(|(identity, _)| identity.clone());
+        let grpc: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            Some((_, config)) => Box::pin(grpc.serve_with_incoming_shutdown(
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::ReceiverStream::new(crate::rollover::handshakes(
+                        grpc_conns,
+                        config,
+                        Duration::from_secs(cfg.grpc.handshake_timeout_secs),
+                    )),
+                    Ok::<_, std::io::Error>,
+                ),
+                stopped(stop_rx.clone()),
+            )),
+            None => Box::pin(grpc.serve_with_incoming_shutdown(
                 tokio_stream::StreamExt::map(
                     tokio_stream::wrappers::ReceiverStream::new(grpc_conns),
                     Ok::<_, std::io::Error>,
                 ),
                 stopped(stop_rx.clone()),
-            );
+            )),
+        };
+        let ocsp = Arc::new(crate::rollover::OcspSlot::new(
+            inst.ca.ocsp(),
+            nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
+            cfg.ocsp.cache_bytes,
+        ));
+        // Renewals land while we serve: looked for periodically and on SIGHUP, until the stop.
+        tokio::spawn(crate::rollover::watch(
+            inst.clone(),
+            ocsp.clone(),
+            tls_identity,
+            Duration::from_secs(cfg.service.reload_secs),
+            stop_rx.clone(),
+        ));
 
         let state = Arc::new(AppState {
             inst: inst.clone(),
-            ocsp: nuc_publisher::ocsp::OcspCache::new(
-                nuc_publisher::ocsp::DEFAULT_VALIDITY_SECS,
-                cfg.ocsp.cache_bytes,
-            ),
+            ocsp,
             status,
         });
         let (root_der, issuing_der) = (

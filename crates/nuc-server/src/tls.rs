@@ -32,6 +32,37 @@ pub fn create_server_identity(
             cert_path.display()
         );
     }
+    let identity = new_server_identity(ca, store, "cli:init", None)?;
+    if let Some(dir) = key_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)?;
+    f.write_all(&identity.key_pem)?;
+    std::fs::write(&cert_path, &identity.chain_pem)?;
+    Ok(())
+}
+
+/// A new TLS identity of the service, in PEM: its key (PKCS#8) and its certificate followed
+/// by the issuing CA's.
+pub struct ServerIdentity {
+    pub key_pem: Vec<u8>,
+    pub chain_pem: String,
+    /// Serial (lowercase hex) of the new certificate.
+    pub serial: String,
+}
+
+/// A new key (P-256) and a `system` certificate for `localhost`, valid the profile's
+/// validity or `max_days`, whichever is shorter; issued (and audited) as by `actor`.
+pub fn new_server_identity(
+    ca: &Ca,
+    store: &dyn ServiceStore,
+    actor: &str,
+    max_days: Option<u32>,
+) -> anyhow::Result<ServerIdentity> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
     let mut req = X509ReqBuilder::new()?;
@@ -52,28 +83,26 @@ pub fn create_server_identity(
         role: None,
         identification: None,
         dns_names: vec!["localhost".into()],
-        actor: "cli:init".into(),
+        actor: actor.into(),
         request_number: None,
         key_storage: Default::default(),
     };
     let issued = ca
-        .issue(std::slice::from_ref(&order), &Issuance::alone(store))
+        .issue_for_days(
+            std::slice::from_ref(&order),
+            &Issuance::alone(store),
+            max_days,
+        )
         .map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?
         .remove(0);
-    if let Some(dir) = key_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_path)?;
-    f.write_all(&key.private_key_to_pem_pkcs8()?)?;
     let issuing = der::pem::encode_string(
         "CERTIFICATE",
         der::pem::LineEnding::LF,
         &ca.issuing().cert_der,
     )?;
-    std::fs::write(&cert_path, format!("{}{issuing}", issued.pem()))?;
-    Ok(())
+    Ok(ServerIdentity {
+        key_pem: key.private_key_to_pem_pkcs8()?,
+        chain_pem: format!("{}{issuing}", issued.pem()),
+        serial: issued.serial_hex,
+    })
 }

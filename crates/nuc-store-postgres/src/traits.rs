@@ -147,6 +147,7 @@ impl CaKeyStore for PgStore {
     delegate! {
         fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> ();
         fn ca_keys(&self) -> Vec<CaKeyRow>;
+        fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> ();
     }
 }
 

@@ -236,6 +236,26 @@ impl SqliteStore {
         })
     }
 
+    /// Puts `key` in place of the CA key of its role, with one audit record, or nothing.
+    pub(crate) fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> Result<(), DbError> {
+        let (key, audit) = (key.clone(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            let changed = tx.execute(
+                "UPDATE ca_keys SET hsm_label = ?2, algorithm = ?3, cert_der = ?4, created_at = ?5 WHERE role = ?1",
+                params![key.role, key.hsm_label, key.algorithm, key.cert_der, now],
+            )?;
+            if changed != 1 {
+                return Err(DbError::Store(StoreError::Database(format!(
+                    "no CA key of role {} to replace",
+                    key.role
+                ))));
+            }
+            append(tx, &audit, now)?;
+            Ok(())
+        })
+    }
+
     /// The CA's own keys, by role.
     pub(crate) fn ca_keys(&self) -> Result<Vec<CaKeyRow>, DbError> {
         let conn = self.conn();

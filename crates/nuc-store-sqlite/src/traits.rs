@@ -146,6 +146,7 @@ impl CaKeyStore for SqliteStore {
     delegate! {
         fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> ();
         fn ca_keys(&self) -> Vec<CaKeyRow>;
+        fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> ();
     }
 }
 

@@ -232,6 +232,10 @@ impl<S: CaKeyStore + ?Sized> CaKeyStore for Arc<S> {
     fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
         (**self).ca_keys()
     }
+
+    fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        (**self).replace_ca_key(key, audit)
+    }
 }
 
 impl<S: StoreHealth + ?Sized> StoreHealth for Arc<S> {

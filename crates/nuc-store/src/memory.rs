@@ -888,6 +888,20 @@ impl CaKeyStore for MemoryStore {
     fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
         Ok(self.read(|s| s.ca_keys.clone()))
     }
+
+    fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.change(|s| {
+            let Some(row) = s.ca_keys.iter_mut().find(|k| k.role == key.role) else {
+                return Err(StoreError::Database(format!(
+                    "no CA key of role {} to replace",
+                    key.role
+                )));
+            };
+            *row = key.clone();
+            s.append(audit);
+            Ok(())
+        })
+    }
 }
 
 impl StoreHealth for MemoryStore {

@@ -222,6 +222,11 @@ pub trait CaKeyStore: Send + Sync {
 
     /// The CA's keys.
     fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError>;
+
+    /// Puts `key` in place of the CA key of its role (a renewed OCSP signer), with its audit
+    /// record, in one commit. A role the store does not hold is refused (nothing stored): a
+    /// renewal never adds a role.
+    fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> Result<(), StoreError>;
 }
 
 /// Whether the database answers at all (the service's readiness).
