@@ -1066,8 +1066,6 @@ impl Ca {
         orders: &[IssueRequest],
         ledger: &dyn IssuanceLedger,
     ) -> Result<Vec<Issued>, CaError> {
-        let mut prepared = Vec::with_capacity(orders.len());
-    ) -> Result<Vec<Issued>, CaError> {
         self.issue_for_days(orders, ledger, None)
     }
 
@@ -1078,6 +1076,8 @@ impl Ca {
         orders: &[IssueRequest],
         ledger: &dyn IssuanceLedger,
         max_days: Option<u32>,
+    ) -> Result<Vec<Issued>, CaError> {
+        let mut prepared = Vec::with_capacity(orders.len());
         for order in orders {
             match self.prepare(order, max_days) {
                 Ok(p) => prepared.push(p),

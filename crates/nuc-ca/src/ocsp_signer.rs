@@ -112,7 +112,9 @@ impl RenewedOcspSigner {
 /// The serial of a certificate, lowercase hex of its INTEGER's content.
 pub fn serial_of(cert_der: &[u8]) -> Result<String, CaError> {
     let cert = Certificate::from_der(cert_der)?;
-    Ok(hex::encode(cert.tbs_certificate().serial_number().as_bytes()))
+    Ok(hex::encode(
+        cert.tbs_certificate().serial_number().as_bytes(),
+    ))
 }
 
 impl Ca {

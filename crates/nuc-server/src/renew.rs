@@ -142,12 +142,13 @@ pub(crate) fn tls(cmd: TlsCommand) -> Result<(), Failure> {
         home.dir.join(&config.grpc.tls_key),
         home.dir.join(&config.grpc.tls_cert),
     );
-    let identity = crate::tls::new_server_identity(&ca, store.as_ref(), &actor(), days).map_err(
-        |e| Failure {
-            code: ReasonCode::Internal,
-            message: format!("TLS identity of the service: {e}"),
-        },
-    )?;
+    let identity =
+        crate::tls::new_server_identity(&ca, store.as_ref(), &actor(), days).map_err(|e| {
+            Failure {
+                code: ReasonCode::Internal,
+                message: format!("TLS identity of the service: {e}"),
+            }
+        })?;
     if let Some(dir) = key_path.parent() {
         crate::private_home::create_dir_all(dir).map_err(|e| io_failure(dir, e))?;
     }

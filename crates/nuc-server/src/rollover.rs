@@ -158,7 +158,8 @@ fn certified_key(
         setting: "tls_key",
         reason: format!("not a PEM private key: {e}"),
     })?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsLoadError::Mismatch(e.to_string()))
+    CertifiedKey::from_der(chain, key, &provider())
+        .map_err(|e| TlsLoadError::Mismatch(e.to_string()))
 }
 
 impl TlsIdentity {
@@ -273,14 +274,13 @@ pub async fn watch(
     every: Duration,
     mut stop: watch_channel::Receiver<bool>,
 ) {
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "no SIGHUP handler: renewals are picked up by the periodic check only");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: renewals are picked up by the periodic check only");
+            None
+        }
+    };
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
