@@ -181,7 +181,7 @@ pub fn run(dir: &Path, opts: CheckOptions) -> Result<(), Failure> {
     match &store {
         Some(store) => {
             crls(store, now, &mut report);
-            ca_certificates(store.as_ref(), now, opts.warn_days, &mut report);
+            ca_certificates(dir, store.as_ref(), now, opts.warn_days, &mut report);
         }
         None => report.warn(
             "CRLs and CA certificates",
@@ -428,14 +428,19 @@ fn root_crl(home: &Home, now: i64, report: &mut Report) {
     }
 }
 
-/// How a certificate's remaining lifetime reads.
+/// How a certificate's remaining lifetime reads; `renew` is the command that renews it, said
+/// with a warning or a failure.
 fn certificate_line(
     report: &mut Report,
     thing: &str,
     cert: &Certificate,
     now: i64,
     warn_days: i64,
+    renew: Option<&str>,
 ) {
+    let renew = renew
+        .map(|command| format!("; renew it: `{command}`"))
+        .unwrap_or_default();
     let not_after = cert
         .tbs_certificate()
         .validity()
@@ -451,19 +456,25 @@ fn certificate_line(
         Verdict::Warn => report.warn(
             thing,
             format_args!(
-                "expires {when}, within the warning window of {warn_days} days ({})",
+                "expires {when}, within the warning window of {warn_days} days ({}){renew}",
                 span(now, not_after)
             ),
         ),
         Verdict::Fail => report.fail(
             thing,
-            format_args!("expired {when} ({})", span(now, not_after)),
+            format_args!("expired {when} ({}){renew}", span(now, not_after)),
         ),
     }
 }
 
 /// The root, issuing and OCSP-signer certificates, as the store keeps them.
-fn ca_certificates(store: &dyn CaKeyStore, now: i64, warn_days: i64, report: &mut Report) {
+fn ca_certificates(
+    dir: &Path,
+    store: &dyn CaKeyStore,
+    now: i64,
+    warn_days: i64,
+    report: &mut Report,
+) {
     let keys = match store.ca_keys() {
         Ok(k) => k,
         Err(e) => {
@@ -471,15 +482,20 @@ fn ca_certificates(store: &dyn CaKeyStore, now: i64, warn_days: i64, report: &mu
             return;
         }
     };
-    for (role, thing) in [
-        ("root", "root CA certificate"),
-        ("issuing", "issuing CA certificate"),
-        ("ocsp-signer", "OCSP signer certificate"),
+    let renew_ocsp = format!("nuc ocsp-signer renew --home {}", dir.display());
+    for (role, thing, renew) in [
+        ("root", "root CA certificate", None),
+        ("issuing", "issuing CA certificate", None),
+        (
+            "ocsp-signer",
+            "OCSP signer certificate",
+            Some(renew_ocsp.as_str()),
+        ),
     ] {
         match keys.iter().find(|k| k.role == role) {
             None => report.fail(thing, format_args!("the database has no {role} CA key")),
             Some(k) => match Certificate::from_der(&k.cert_der) {
-                Ok(cert) => certificate_line(report, thing, &cert, now, warn_days),
+                Ok(cert) => certificate_line(report, thing, &cert, now, warn_days, renew),
                 Err(e) => report.fail(thing, format_args!("unreadable in the database: {e}")),
             },
         }
@@ -506,7 +522,8 @@ fn tls_certificate(dir: &Path, config: &Config, now: i64, warn_days: i64, report
     };
     match Certificate::load_pem_chain(&pem) {
         Ok(chain) if !chain.is_empty() => {
-            certificate_line(report, &thing, &chain[0], now, warn_days)
+            let renew = format!("nuc tls renew --home {}", dir.display());
+            certificate_line(report, &thing, &chain[0], now, warn_days, Some(&renew))
         }
         Ok(_) => report.fail(&thing, "no certificate in it ([grpc] tls_cert)"),
         Err(e) => report.fail(&thing, format_args!("unreadable ([grpc] tls_cert): {e}")),

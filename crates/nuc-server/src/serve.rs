@@ -258,8 +258,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             home.join(&cfg.grpc.tls_cert),
             home.join(&cfg.grpc.tls_key),
         )?);
-        let config =
-            crate::rollover::server_config(identity.clone(), &inst.ca.issuing().cert_der)?;
+        let config = crate::rollover::server_config(identity.clone(), &inst.ca.issuing().cert_der)?;
         Some((identity, config))
     };
 
