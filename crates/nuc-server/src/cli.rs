@@ -460,7 +460,7 @@ impl From<nuc_ra::RaError> for Failure {
     }
 }
 
-pub(crate) pub(crate) fn actor() -> String {
+pub(crate) fn actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "admin".into())

@@ -331,7 +331,6 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         };
         let reflection = reflection_config().build_v1()?;
         let reflection_v1alpha = reflection_config().build_v1alpha()?;
-        let builder = Server::builder();
         // HTTP is bound first: whoever sees the gRPC port accept (the tests, a supervisor)
         // finds the OCSP/CRL port bound as well.
         let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
@@ -345,7 +344,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             },
             stop_rx.clone(),
         );
-        let grpc = builder
+        let grpc = Server::builder()
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
