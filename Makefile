@@ -43,10 +43,23 @@ DEV_HOME := .dev-home
 # Extra arguments for the benchmark binary, e.g. `make bench BENCH_ARGS="--help"`.
 BENCH_ARGS ?=
 
-.PHONY: deps deps-deb deps-deb-packaging deps-python build run test bench lint clean-dev deb
+.PHONY: deps deps-deb deps-deb-packaging deps-python deps-promtool build run test bench lint clean-dev deb
 
 # Install everything build and tests need (Debian packages, then pkilint in .venv/).
-deps: deps-deb deps-deb-packaging deps-python
+deps: deps-deb deps-deb-packaging deps-python deps-promtool
+
+# promtool, the judge of tests/metrics.rs: taken out of Debian's prometheus package into
+# .tools/ rather than installing the package, whose maintainer scripts would start a
+# Prometheus server listening on every interface.
+PROMTOOL := $(CURDIR)/.tools/promtool
+deps-promtool: deps-deb
+	@if [ ! -x "$(PROMTOOL)" ]; then \
+	  echo "deps: extracting promtool from Debian's prometheus package into .tools/"; \
+	  tmp=$$(mktemp -d) && \
+	  ( cd "$$tmp" && { apt-get download prometheus 2>/dev/null || { $(SUDO) apt-get update && apt-get download prometheus; }; } ) && \
+	  dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool && \
+	  mkdir -p "$(CURDIR)/.tools" && mv "$$tmp/usr/bin/promtool" "$(PROMTOOL)" && rm -rf "$$tmp"; \
+	fi
 
 # Debian packages: apt-get runs only if `dpkg -s` says one of them is not installed.
 deps-deb:

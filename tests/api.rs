@@ -290,6 +290,7 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
         let grpc = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
         let home = dir.path().join("home");
         let token = self.home.home().join("hsm/softhsm2.conf");
         let root_crl = self.home.home().join("ca/root.crl");
@@ -305,6 +306,8 @@ impl Service {
                 &http,
                 "--grpc-listen",
                 &grpc,
+                "--admin-listen",
+                &admin,
                 "--registry-url",
                 &self.registry_url,
                 "--development",
@@ -325,6 +328,7 @@ impl Service {
             home: TestHome {
                 dir,
                 http,
+                admin,
                 cluster: self.home.cluster.clone(),
                 store_url: Some(url),
             },

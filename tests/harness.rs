@@ -193,6 +193,8 @@ pub fn free_port() -> u16 {
 pub struct TestHome {
     pub dir: tempfile::TempDir,
     pub http: String,
+    /// The admin listener (metrics).
+    pub admin: String,
     /// On PostgreSQL: the cluster holding this home's database, and the database's URL.
     pub cluster: Option<std::sync::Arc<pg_cluster::Cluster>>,
     pub store_url: Option<String>,
@@ -231,6 +233,10 @@ impl TestHome {
         args.extend_from_slice(extra);
         // Never the default ports: a dev instance (`make run`) may be using them.
         let grpc = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        if !extra.contains(&"--admin-listen") {
+            args.extend(["--admin-listen", admin.as_str()]);
+        }
         if !extra.contains(&"--grpc-listen") {
             args.extend(["--grpc-listen", grpc.as_str()]);
         }
@@ -251,6 +257,7 @@ impl TestHome {
         TestHome {
             dir,
             http,
+            admin,
             cluster,
             store_url,
         }

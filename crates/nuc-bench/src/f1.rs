@@ -737,6 +737,7 @@ impl Service {
 
         let http = format!("127.0.0.1:{}", free_port()?);
         let grpc = format!("127.0.0.1:{}", free_port()?);
+        let admin = format!("127.0.0.1:{}", free_port()?);
         let nuc = |args: &[&std::ffi::OsStr]| -> Result<()> {
             let mut cmd = Command::new(&bins.nuc);
             cmd.args(args)
@@ -766,6 +767,8 @@ impl Service {
             http.as_ref(),
             "--grpc-listen".as_ref(),
             grpc.as_ref(),
+            "--admin-listen".as_ref(),
+            admin.as_ref(),
             "--registry-url".as_ref(),
             registry_url.as_ref(),
         ];

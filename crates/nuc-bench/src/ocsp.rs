@@ -640,6 +640,7 @@ struct Trust {
 fn init_home(nuc: &Path, home: &Path, db: &Db, extra: &[&OsStr]) -> Result<SocketAddr> {
     let http = format!("127.0.0.1:{}", free_port()?);
     let grpc = format!("127.0.0.1:{}", free_port()?);
+    let admin = format!("127.0.0.1:{}", free_port()?);
     let mut args: Vec<&OsStr> = vec![
         "init".as_ref(),
         "--home".as_ref(),
@@ -648,6 +649,8 @@ fn init_home(nuc: &Path, home: &Path, db: &Db, extra: &[&OsStr]) -> Result<Socke
         http.as_ref(),
         "--grpc-listen".as_ref(),
         grpc.as_ref(),
+        "--admin-listen".as_ref(),
+        admin.as_ref(),
     ];
     args.extend_from_slice(extra);
     run_nuc_on(nuc, &args, db)?;

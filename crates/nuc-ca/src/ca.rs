@@ -1048,6 +1048,8 @@ impl Ca {
             .zip(signed)
             .map(|(p, der)| {
                 tracing::info!(serial = %p.reservation.serial, profile = %p.reservation.profile, "certificate issued");
+                metrics::counter!("nuc_certificates_issued_total", "profile" => p.reservation.profile.clone())
+                    .increment(1);
                 Issued {
                     serial_hex: p.reservation.serial,
                     der,

@@ -249,8 +249,10 @@ impl Hsm {
     pub fn sign_ed25519(&self, key: &Ed25519Key, message: &[u8]) -> Result<[u8; 64], HsmError> {
         let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Ed25519));
         let signature = self.with_session(|s| {
-            s.sign(&mechanism, key.handle, message)
-                .map_err(p11("C_Sign"))
+            crate::pool::observed(&key.label, || {
+                s.sign(&mechanism, key.handle, message)
+                    .map_err(p11("C_Sign"))
+            })
         })?;
         let len = signature.len();
         signature.try_into().map_err(|_| HsmError::KeyMismatch {

@@ -314,8 +314,30 @@ impl Hsm {
     }
 }
 
-/// A signature by `key` on session `s`, as it goes into a BIT STRING.
+/// A signature by `key` on session `s`, as it goes into a BIT STRING. Timed and counted
+/// (`nuc_hsm_sign_duration_seconds`, `nuc_hsm_sign_errors_total`, by key label): the time in
+/// the token alone, not the wait for a session.
 pub(crate) fn sign_on(s: &Session, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    observed(&key.label, || sign_unobserved(s, key, data))
+}
+
+/// Runs one signing operation of the token and records its latency or its failure.
+pub(crate) fn observed<T>(
+    label: &str,
+    sign: impl FnOnce() -> Result<T, HsmError>,
+) -> Result<T, HsmError> {
+    let started = std::time::Instant::now();
+    let result = sign();
+    match &result {
+        Ok(_) => metrics::histogram!("nuc_hsm_sign_duration_seconds", "key" => label.to_owned())
+            .record(started.elapsed().as_secs_f64()),
+        Err(_) => metrics::counter!("nuc_hsm_sign_errors_total", "key" => label.to_owned())
+            .increment(1),
+    }
+    result
+}
+
+fn sign_unobserved(s: &Session, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, HsmError> {
     match key.algorithm {
         KeyAlgorithm::Rsa { .. } => s
             .sign(&Mechanism::Sha256RsaPkcs, key.handle, data)

@@ -217,6 +217,47 @@ struct Parsed {
     nonce: Option<Extension>,
 }
 
+/// What an answer said, as `nuc_ocsp_responses_total` labels it: the certificate's status
+/// for a successful answer about one certificate (`good`, `revoked`, `unknown`), `several`
+/// for one about more, else the response status of the refusal.
+fn outcome_of<'a>(statuses: impl IntoIterator<Item = &'a CertStatus>) -> &'static str {
+    let mut statuses = statuses.into_iter();
+    match (statuses.next(), statuses.next()) {
+        (Some(CertStatus::Good(_)), None) => "good",
+        (Some(CertStatus::Revoked(_)), None) => "revoked",
+        (Some(CertStatus::Unknown(_)), None) => "unknown",
+        _ => "several",
+    }
+}
+
+fn refusal_name(status: OcspResponseStatus) -> &'static str {
+    match status {
+        OcspResponseStatus::Successful => "successful",
+        OcspResponseStatus::MalformedRequest => "malformedRequest",
+        OcspResponseStatus::InternalError => "internalError",
+        OcspResponseStatus::TryLater => "tryLater",
+        OcspResponseStatus::SigRequired => "sigRequired",
+        OcspResponseStatus::Unauthorized => "unauthorized",
+    }
+}
+
+/// Counts one answer given (exactly once per request answered).
+fn answered(outcome: &'static str) {
+    metrics::counter!("nuc_ocsp_responses_total", "status" => outcome).increment(1);
+}
+
+/// A refusal answered: counted, then encoded.
+fn refused(status: OcspResponseStatus) -> Vec<u8> {
+    answered(refusal_name(status));
+    status_only(status)
+}
+
+/// Counts a look in the response cache by a request without a nonce.
+fn cache_lookup(hit: bool) {
+    metrics::counter!("nuc_ocsp_cache_lookups_total", "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
 fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
     use OcspResponseStatus::MalformedRequest as M;
     if request_der.is_empty() || request_der.len() > MAX_REQUEST_BYTES {
@@ -416,13 +457,14 @@ fn sign(
     .map_err(|_| E)
 }
 
+/// The signed answer and what it said (see [`outcome_of`]).
 fn respond_inner(
     ca: OcspContext<'_>,
     issuer: &IssuerHashes,
     parsed: Parsed,
     now: i64,
     validity: i64,
-) -> Result<Vec<u8>, OcspResponseStatus> {
+) -> Result<(Vec<u8>, &'static str), OcspResponseStatus> {
     if parsed.cert_ids.iter().any(|id| !issuer.names_us(id)) {
         return Err(OcspResponseStatus::Unauthorized);
     }
@@ -437,7 +479,8 @@ fn respond_inner(
             single_extensions: None,
         });
     }
-    sign(ca, responses, parsed.nonce, now)
+    let outcome = outcome_of(responses.iter().map(|r| &r.cert_status));
+    Ok((sign(ca, responses, parsed.nonce, now)?, outcome))
 }
 
 /// Answers one DER OCSPRequest at time `now` (Unix seconds), with responses valid for
@@ -455,8 +498,11 @@ pub fn respond_with_validity(
 ) -> Vec<u8> {
     let issuer = IssuerHashes::of(ca.ca.issuing());
     match parse(request_der).and_then(|p| respond_inner(ca, &issuer, p, now, validity)) {
-        Ok(der) => der,
-        Err(status) => status_only(status),
+        Ok((der, outcome)) => {
+            answered(outcome);
+            der
+        }
+        Err(status) => refused(status),
     }
 }
 
@@ -598,22 +644,27 @@ impl OcspCache {
     pub fn cached(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
         let parsed = match parse(request_der) {
             Ok(p) => p,
-            Err(s) => return Some(status_only(s)),
+            Err(s) => return Some(refused(s)),
         };
         if parsed
             .cert_ids
             .iter()
             .any(|id| !self.issuer(ca).names_us(id))
         {
-            return Some(status_only(OcspResponseStatus::Unauthorized));
+            return Some(refused(OcspResponseStatus::Unauthorized));
         }
         if parsed.nonce.is_some() {
             return None;
         }
-        let key = self.key(ca, &parsed).ok()?;
+        // A miss is counted by the `respond` that follows it, not here.
+        let (key, outcome) = self.key(ca, &parsed).ok()?;
         let entries = self.lock();
         match entries.map.get(key.as_slice()) {
-            Some(e) if e.at <= now && now - e.at < self.fresh_for() => Some(e.der.clone()),
+            Some(e) if e.at <= now && now - e.at < self.fresh_for() => {
+                cache_lookup(true);
+                answered(outcome);
+                Some(e.der.clone())
+            }
             _ => None,
         }
     }
@@ -623,16 +674,21 @@ impl OcspCache {
     pub fn respond(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Vec<u8> {
         let parsed = match parse(request_der) {
             Ok(p) => p,
-            Err(s) => return status_only(s),
+            Err(s) => return refused(s),
         };
         let issuer = self.issuer(ca);
         if parsed.nonce.is_some() {
-            return respond_inner(ca, issuer, parsed, now, self.validity)
-                .unwrap_or_else(status_only);
+            return match respond_inner(ca, issuer, parsed, now, self.validity) {
+                Ok((der, outcome)) => {
+                    answered(outcome);
+                    der
+                }
+                Err(s) => refused(s),
+            };
         }
-        let key = match self.key(ca, &parsed) {
+        let (key, outcome) = match self.key(ca, &parsed) {
             Ok(k) => k,
-            Err(s) => return status_only(s),
+            Err(s) => return refused(s),
         };
         let fresh_for = self.fresh_for();
         {
@@ -641,21 +697,33 @@ impl OcspCache {
                 && e.at <= now
                 && now - e.at < fresh_for
             {
+                cache_lookup(true);
+                answered(outcome);
                 return e.der.clone();
             }
         }
+        cache_lookup(false);
         let der = match respond_inner(ca, issuer, parsed, now, self.validity) {
-            Ok(d) => d,
-            Err(s) => return status_only(s),
+            Ok((d, outcome)) => {
+                answered(outcome);
+                d
+            }
+            Err(s) => return refused(s),
         };
         self.lock().insert(key, now, der.clone(), self.max_bytes);
         der
     }
 
     /// CertIDs and current status of each serial, as one byte string.
-    fn key(&self, ca: OcspContext<'_>, parsed: &Parsed) -> Result<Vec<u8>, OcspResponseStatus> {
+    /// Also what an answer from it says (see [`outcome_of`]).
+    fn key(
+        &self,
+        ca: OcspContext<'_>,
+        parsed: &Parsed,
+    ) -> Result<(Vec<u8>, &'static str), OcspResponseStatus> {
         let issuer = self.issuer(ca);
         let mut key = Vec::new();
+        let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
         for id in &parsed.cert_ids {
             let status = if issuer.names_us(id) {
                 lookup(ca, &id.serial_number)?
@@ -667,8 +735,9 @@ impl OcspCache {
             status
                 .encode_to_vec(&mut key)
                 .map_err(|_| OcspResponseStatus::InternalError)?;
+            statuses.push(status);
         }
-        Ok(key)
+        Ok((key, outcome_of(&statuses)))
     }
 }
 

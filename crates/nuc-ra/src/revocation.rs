@@ -91,6 +91,8 @@ impl Ra {
             },
         )?;
         tracing::info!(%serial, reason = %ask.reason, "certificate revoked");
+        metrics::counter!("nuc_certificates_revoked_total", "reason" => ask.reason.rfc_name())
+            .increment(1);
         Ok(row)
     }
 

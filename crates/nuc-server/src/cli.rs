@@ -39,6 +39,10 @@ enum Command {
         /// HTTP address written into a new nuc.toml; certificate URLs point at it.
         #[arg(long)]
         http_listen: Option<String>,
+        /// Admin address (Prometheus metrics) written into a new nuc.toml (default
+        /// 127.0.0.1:8473).
+        #[arg(long)]
+        admin_listen: Option<String>,
         /// Root CA key: rsa-2048, rsa-3072, rsa-4096, ecdsa-p256, ecdsa-p384.
         #[arg(long)]
         root_key: Option<String>,
@@ -163,6 +167,9 @@ enum Command {
         /// Override [service] http_listen.
         #[arg(long)]
         http_listen: Option<String>,
+        /// Override [service] admin_listen (metrics).
+        #[arg(long)]
+        admin_listen: Option<String>,
         /// Override [grpc] listen.
         #[arg(long)]
         grpc_listen: Option<String>,
@@ -378,11 +385,11 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
             | OperatorCommand::List { home } => Some(home),
         },
         Command::Audit { command } => command.home().map(PathBuf::as_path),
+        Command::Outbox { command } => Some(command.home().as_path()),
         // A client of a running service: no home of its own.
         Command::Publish { .. } => None,
         Command::OcspSigner { command } => Some(command.home()),
         Command::Tls { command } => Some(command.home()),
-        Command::Outbox { command } => Some(command.home().as_path()),
         Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
             command: StoreCommand::Copy { home, .. },
@@ -609,6 +616,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Init {
             home,
             http_listen,
+            admin_listen,
             root_key,
             issuing_key,
             grpc_listen,
@@ -621,6 +629,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         } => crate::init::run(crate::init::InitArgs {
             home,
             http_listen,
+            admin_listen,
             root_key,
             issuing_key,
             grpc_listen,
@@ -785,10 +794,10 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Audit { command } => crate::audit_cli::run(command),
+        Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Publish { command } => crate::publish_cli::run(command),
         Command::OcspSigner { command } => crate::renew::ocsp_signer(command),
         Command::Tls { command } => crate::renew::tls(command),
-        Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Check {
             home,
             warn_days,
@@ -800,11 +809,13 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Serve {
             home,
             http_listen,
+            admin_listen,
             grpc_listen,
         } => crate::serve::run(
             &home,
             crate::serve::ServeOptions {
                 http_listen,
+                admin_listen,
                 grpc_listen,
             },
         )

@@ -31,7 +31,15 @@ pub struct ServiceConfig {
     /// with the caller's role in a header (`[grpc] dev_plaintext`). Never set in production.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub development: bool,
+    /// The admin listener: Prometheus metrics at `/metrics` (docs/operations.md). Apart from
+    /// the public OCSP/CRL port, so that only the monitoring network reaches it; loopback by
+    /// default (`nuc init` writes 127.0.0.1:8473). Absent: no admin listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
 }
+
+/// The admin listener a new home gets.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8473";
 
 fn default_shutdown_grace_secs() -> u64 {
     10
@@ -495,6 +503,7 @@ impl Config {
                 shutdown_grace_secs: default_shutdown_grace_secs(),
                 reload_secs: default_reload_secs(),
                 development: false,
+                admin_listen: Some(DEFAULT_ADMIN_LISTEN.into()),
             },
             publication: ca.publication,
             hsm: ca.hsm,

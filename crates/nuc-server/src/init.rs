@@ -19,6 +19,7 @@ use crate::store::{self, Location};
 pub(crate) struct InitArgs {
     pub home: PathBuf,
     pub http_listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub root_key: Option<String>,
     pub issuing_key: Option<String>,
     pub grpc_listen: Option<String>,
@@ -91,6 +92,9 @@ pub(crate) fn run(args: InitArgs) -> Result<(), Failure> {
 /// The new home's `nuc.toml`: development defaults and what the command line says.
 fn new_config(args: &InitArgs) -> Result<Config, Failure> {
     let mut config = Config::dev(args.http_listen.as_deref().unwrap_or("127.0.0.1:8470"));
+    if let Some(a) = &args.admin_listen {
+        config.service.admin_listen = Some(a.clone());
+    }
     if let Some(k) = &args.root_key {
         config.ca.root_key = k.clone();
     }

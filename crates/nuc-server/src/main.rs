@@ -17,6 +17,7 @@ mod init;
 mod instance;
 mod listeners;
 mod logging;
+mod metrics;
 mod outbox;
 mod outbox_cli;
 mod private_home;

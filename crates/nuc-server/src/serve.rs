@@ -49,6 +49,9 @@ impl AppState {
     }
 }
 
+/// Connections the admin listener holds at once: a few scrapers and an operator's curl.
+const ADMIN_MAX_CONNECTIONS: usize = 16;
+
 const OCSP_RESPONSE: &str = "application/ocsp-response";
 
 /// Answers an OCSP request (RFC 6960). Whatever the bytes, the answer is an OCSPResponse.
@@ -165,6 +168,7 @@ fn ca_certificate(der: Vec<u8>) -> axum::response::Response {
 #[derive(Debug, Default)]
 pub struct ServeOptions {
     pub http_listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub grpc_listen: Option<String>,
 }
 
@@ -175,6 +179,8 @@ fn loopback(addr: &SocketAddr, what: &str) {
 }
 
 pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
+    // Before any work, so that nothing done is left uncounted.
+    let metrics = crate::metrics::Metrics::install()?;
     let clock = Arc::new(OffsetClock::default());
     let inst = Arc::new(Instance::open(dir, clock.clone())?);
     let development = inst.config.service.development;
@@ -215,8 +221,24 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
     let grpc_addr: SocketAddr = grpc_listen
         .parse()
         .map_err(|e| anyhow::anyhow!("grpc listen {grpc_listen:?}: {e}"))?;
+    let admin_addr: Option<SocketAddr> = opts
+        .admin_listen
+        .or_else(|| cfg.service.admin_listen.clone())
+        .map(|a| {
+            a.parse()
+                .map_err(|e| anyhow::anyhow!("[service] admin_listen {a:?}: {e}"))
+        })
+        .transpose()?;
     loopback(&http_addr, "HTTP");
     loopback(&grpc_addr, "gRPC");
+    if let Some(a) = &admin_addr {
+        loopback(a, "the admin listener (metrics)");
+        if *a == http_addr || *a == grpc_addr {
+            anyhow::bail!(
+                "[service] admin_listen {a} is the address of another listener: metrics are served apart from the public ports"
+            );
+        }
+    }
     if cfg.grpc.dev_plaintext && !development {
         anyhow::bail!(
             "[grpc] dev_plaintext is a test hook, refused: this home is not a development home ([service] development = true)"
@@ -334,6 +356,12 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         // HTTP is bound first: whoever sees the gRPC port accept (the tests, a supervisor)
         // finds the OCSP/CRL port bound as well.
         let http_listener = tokio::net::TcpListener::bind(http_addr).await?;
+        let admin_listener = match admin_addr {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                anyhow::anyhow!("[service] admin_listen {a}: {e}")
+            })?),
+            None => None,
+        };
         let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await?;
         let grpc_conns = listeners::accept(
             grpc_listener,
@@ -345,6 +373,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
         let grpc = Server::builder()
+            .layer(crate::grpc::observe::Observe)
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -448,6 +477,31 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
             Duration::from_secs(cfg.http.header_read_timeout_secs),
         );
 
+        // Metrics on their own listener, bounded like the others; absent, nothing listens.
+        metrics.spawn_upkeep();
+        let admin = {
+            let router = metrics.router(inst.clone());
+            let stop = stop_rx.clone();
+            let header_timeout = Duration::from_secs(cfg.http.header_read_timeout_secs);
+            let idle = Duration::from_secs(cfg.http.idle_timeout_secs);
+            async move {
+                let Some(listener) = admin_listener else {
+                    tracing::info!("no admin listener ([service] admin_listen): no metrics");
+                    return Ok(());
+                };
+                tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+                let conns = listeners::accept(
+                    listener,
+                    Bounds {
+                        name: "admin",
+                        max_connections: ADMIN_MAX_CONNECTIONS,
+                        idle,
+                    },
+                    stop,
+                );
+                listeners::serve_http(conns, router, header_timeout).await
+            }
+        };
         let sender = outbox::run(
             inst.store.clone(),
             cfg.notifications.clone(),
@@ -459,9 +513,10 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         let checkpoints = crate::audit::checkpointer::run(inst.clone(), stop_rx.clone());
         // On a stop, each part stops taking new work and finishes what it holds, for up to the
         // grace period; whatever is still open then is dropped with its part.
-        let (g, h, s, c, a) = tokio::join!(
+        let (g, h, m, s, c, a) = tokio::join!(
             listeners::within_grace("gRPC", async { Ok(grpc.await?) }, stop_rx.clone(), grace),
             listeners::within_grace("HTTP", http, stop_rx.clone(), grace),
+            listeners::within_grace("admin", admin, stop_rx.clone(), grace),
             listeners::within_grace("outbox sender", sender, stop_rx.clone(), grace),
             listeners::within_grace("CRL publisher", crls, stop_rx.clone(), grace),
             listeners::within_grace("audit checkpoints", checkpoints, stop_rx.clone(), grace),
@@ -469,6 +524,7 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         let complete = [
             g?.is_some(),
             h?.is_some(),
+            m?.is_some(),
             s?.is_some(),
             c?.is_some(),
             a?.is_some(),

@@ -201,6 +201,17 @@ fn fail_batch(
 /// the callers get `Unavailable` too, and a retry meets either the change (refused as already
 /// done, e.g. `AlreadyRevoked`, or found by its idempotency key) or nothing.
 fn commit_batch(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>) {
+    let started = std::time::Instant::now();
+    if commit_batch_unobserved(connector, conn, batch) {
+        metrics::histogram!("nuc_store_commit_duration_seconds", "engine" => "postgres")
+            .record(started.elapsed().as_secs_f64());
+    } else {
+        metrics::counter!("nuc_store_commit_errors_total", "engine" => "postgres").increment(1);
+    }
+}
+
+/// [`commit_batch`] without its timing: whether the batch committed.
+fn commit_batch_unobserved(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>) -> bool {
     let size = batch.len();
     let mut replies = Vec::with_capacity(size);
     let mut changes = Vec::with_capacity(size);
@@ -210,10 +221,14 @@ fn commit_batch(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>)
     }
     let head = match begin(connector, conn) {
         Ok(head) => head,
-        Err(e) => return fail_batch(conn, replies, e.into(), "transaction start"),
+        Err(e) => {
+            fail_batch(conn, replies, e.into(), "transaction start");
+            return false;
+        }
     };
     let Some(c) = conn.as_mut() else {
-        return fail_all(replies, StoreError::WriterStopped);
+        fail_all(replies, StoreError::WriterStopped);
+        return false;
     };
     let mut sql = Sql {
         c: &mut c.client,
@@ -249,11 +264,13 @@ fn commit_batch(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>)
         }
     }
     if let Some((error, what)) = broken {
-        return fail_batch(conn, replies, error, what);
+        fail_batch(conn, replies, error, what);
+        return false;
     }
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
+    true
 }
 
 #[cfg(test)]

@@ -80,7 +80,22 @@ fn run(mut conn: Connection, rx: Receiver<Job>) {
     }
 }
 
+/// One batch in one transaction, timed from its start to its durable commit
+/// (`nuc_store_commit_duration_seconds`; a failed commit counts in
+/// `nuc_store_commit_errors_total`).
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let started = std::time::Instant::now();
+    let committed = commit_batch_unobserved(conn, batch);
+    if committed {
+        metrics::histogram!("nuc_store_commit_duration_seconds", "engine" => "sqlite")
+            .record(started.elapsed().as_secs_f64());
+    } else {
+        metrics::counter!("nuc_store_commit_errors_total", "engine" => "sqlite").increment(1);
+    }
+}
+
+/// Whether the batch committed.
+fn commit_batch_unobserved(conn: &mut Connection, batch: Vec<Job>) -> bool {
     let size = batch.len();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -91,7 +106,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
                     .reply
                     .send(Err(DbError::Store(StoreError::CommitFailed(msg.clone()))));
             }
-            return;
+            return false;
         }
     };
     let mut results = Vec::with_capacity(size);
@@ -119,6 +134,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
+            true
         }
         Err(e) => {
             let msg = e.to_string();
@@ -126,6 +142,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             for reply in replies {
                 let _ = reply.send(Err(DbError::Store(StoreError::CommitFailed(msg.clone()))));
             }
+            false
         }
     }
 }

@@ -7,6 +7,7 @@
 //! exactly the roles of the matrix in [`allowed`], everything else is PERMISSION_DENIED.
 
 mod admin;
+pub mod observe;
 mod operator;
 mod portal;
 mod publisher;
@@ -134,6 +135,7 @@ impl Api {
     /// The caller of `req`, if its role may call `service`.
     pub fn authorize<T>(&self, req: &Request<T>, service: Service) -> Result<Caller, Status> {
         let caller = self.caller(req)?;
+        observe::note_role(caller.role.name());
         if !allowed(service).contains(&caller.role) {
             return Err(refusal(
                 ReasonCode::PermissionDenied,
@@ -246,6 +248,7 @@ pub fn code_of(reason: ReasonCode) -> Code {
 
 /// A refusal as a status: `CODE: message`, with the code in the `nuc-reason` metadata.
 pub fn refusal(reason: ReasonCode, message: &str) -> Status {
+    metrics::counter!("nuc_refusals_total", "reason" => reason.as_str()).increment(1);
     let mut s = Status::new(code_of(reason), format!("{reason}: {message}"));
     if let Ok(v) = reason.as_str().parse() {
         s.metadata_mut().insert(nuc_api::REASON_METADATA, v);
@@ -260,7 +263,9 @@ pub fn refusal(reason: ReasonCode, message: &str) -> Status {
 pub async fn offload<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
+    // The call's span goes along, so what the roles log names the call, role and request.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
         .map_err(|e| Status::internal(format!("INTERNAL: request task failed: {e}")))?
 }

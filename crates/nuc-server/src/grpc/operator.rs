@@ -55,6 +55,7 @@ impl OperatorService for OperatorApi {
         self.0.authorize(&req, Service::Operator)?;
         let ra = self.0.ra.clone();
         let number = req.into_inner().request_number;
+        super::observe::note_request(&number);
         let row = blocking(async move { ra.request(&number) }).await?;
         Ok(Response::new(application(row)))
     }
@@ -65,6 +66,7 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<DecideApplicationResponse>, Status> {
         let caller = self.0.authorize(&req, Service::Operator)?;
         let r = req.into_inner();
+        super::observe::note_request(&r.request_number);
         let ra = self.0.ra.clone();
         let (row, certs) = blocking(async move {
             ra.decide(
@@ -129,6 +131,7 @@ impl OperatorService for OperatorApi {
         let ra = self.0.ra.clone();
         let row =
             blocking(async move { ra.register_at_counter(&caller.actor(), app).await }).await?;
+        super::observe::note_request(&row.number);
         Ok(Response::new(application(row)))
     }
 
@@ -158,6 +161,7 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<IssuedCertificates>, Status> {
         self.0.authorize(&req, Service::Operator)?;
         let number = req.into_inner().request_number;
+        super::observe::note_request(&number);
         let ra = self.0.ra.clone();
         let (row, certs) = blocking(async move { ra.issued_certificates(&number) }).await?;
         Ok(Response::new(IssuedCertificates {

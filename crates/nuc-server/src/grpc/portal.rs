@@ -44,6 +44,7 @@ impl PortalService for PortalApi {
         };
         let row =
             blocking(async move { ra.submit_application(&caller.actor(), app).await }).await?;
+        super::observe::note_request(&row.number);
         Ok(Response::new(SubmitApplicationResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -67,6 +68,7 @@ impl PortalService for PortalApi {
             .await
         })
         .await?;
+        super::observe::note_request(&row.number);
         Ok(Response::new(SubmitRenewalResponse {
             request_number: row.number,
             state: state_of(row.state) as i32,
@@ -96,6 +98,7 @@ impl PortalService for PortalApi {
         self.0.authorize(&req, Service::Portal)?;
         let ra = self.0.ra.clone();
         let number = req.into_inner().request_number;
+        super::observe::note_request(&number);
         let row = blocking(async move { ra.request(&number) }).await?;
         Ok(Response::new(GetRequestStatusResponse {
             request_number: row.number,
@@ -114,6 +117,7 @@ impl PortalService for PortalApi {
         self.0.authorize(&req, Service::Portal)?;
         let ra = self.0.ra.clone();
         let number = req.into_inner().request_number;
+        super::observe::note_request(&number);
         let dl = blocking(async move { ra.download(&number) }).await?;
         Ok(Response::new(DownloadCertificatesResponse {
             certificates: dl
