@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nuc_e2e::api::*;
-use nuc_e2e::*;
 
 /// What the relay saw: when each attempt (a RCPT) came, and the messages it took (the DATA).
 #[derive(Default)]
