@@ -297,6 +297,54 @@ async fn counters_equal_the_work_done_and_promtool_finds_the_scrape_clean() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The alert rules, as Prometheus loads them; every metric they and the dashboard name is
+    // one the service exports (an error counter appears at its first error: named in the
+    // descriptions instead).
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let rules = docs.join("prometheus/nuc-alerts.yml");
+    let out = std::process::Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    const AT_FIRST_ERROR: &[&str] = &[
+        "nuc_hsm_sign_errors_total",
+        "nuc_store_commit_errors_total",
+        "nuc_metrics_read_errors_total",
+    ];
+    let dashboard = std::fs::read_to_string(docs.join("grafana/nuc-dashboard.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 12));
+    let named = [dashboard, std::fs::read_to_string(&rules).unwrap()].concat();
+    let mut checked = 0;
+    for word in named.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if !word.starts_with("nuc_") {
+            continue;
+        }
+        let family = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| word.strip_suffix(suffix))
+            .filter(|f| exported.contains(f))
+            .unwrap_or(word);
+        assert!(
+            exported.contains(family) || AT_FIRST_ERROR.contains(&family),
+            "{word}: named by the dashboard or the rules, not exported"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked}");
+
     // The log lines of a call carry its span: the call, the caller's role, the request.
     let log = svc.log();
     let issued_in_call = log.lines().any(|l| {
