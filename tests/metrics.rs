@@ -77,7 +77,10 @@ fn value(all: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f6
         })
         .map(|(_, v)| *v)
         .collect();
-    assert!(found.len() <= 1, "{name} {labels:?}: several series {found:?}");
+    assert!(
+        found.len() <= 1,
+        "{name} {labels:?}: several series {found:?}"
+    );
     found.first().copied().unwrap_or(0.0)
 }
 
@@ -180,12 +183,18 @@ async fn counters_equal_the_work_done_and_promtool_finds_the_scrape_clean() {
         value(&after, name, labels) - value(&before, name, labels)
     };
     assert_eq!(
-        grown("nuc_certificates_issued_total", &[("profile", "individual-auth")]),
+        grown(
+            "nuc_certificates_issued_total",
+            &[("profile", "individual-auth")]
+        ),
         F1 as f64,
         "{text}"
     );
     assert_eq!(
-        grown("nuc_certificates_issued_total", &[("profile", "individual-sign")]),
+        grown(
+            "nuc_certificates_issued_total",
+            &[("profile", "individual-sign")]
+        ),
         F1 as f64
     );
     assert_eq!(
@@ -222,7 +231,10 @@ async fn counters_equal_the_work_done_and_promtool_finds_the_scrape_clean() {
         3.0
     );
     assert_eq!(
-        grown("nuc_ocsp_responses_total", &[("status", "malformedRequest")]),
+        grown(
+            "nuc_ocsp_responses_total",
+            &[("status", "malformedRequest")]
+        ),
         1.0
     );
     // Each request signed once (a miss), then answered from the cache.

@@ -23,7 +23,7 @@ pub mod tbs;
 
 pub use ca::{Ca, CaIdentity, InitOptions, InitReport, IssueRequest, Issued, RootKey};
 pub use error::CaError;
-pub use ocsp_signer::{OcspResponder, RenewedOcspSigner};
 pub use home::{CaSettings, Home, RootCrlBy};
 pub use nuc_hsm::{HsmError, KeyAlgorithm};
+pub use ocsp_signer::{OcspResponder, RenewedOcspSigner};
 pub use roles::{CrlSigner, Issuer, OcspSigner};

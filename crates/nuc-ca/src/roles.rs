@@ -6,10 +6,10 @@ use const_oid::ObjectIdentifier;
 use nuc_store::IssuanceLedger;
 
 use crate::ca::{Ca, CaIdentity, IssueRequest, Issued};
-use crate::ocsp_signer::OcspResponder;
 use crate::csr::CheckedCsr;
 use crate::error::CaError;
 use crate::home::PublicationConfig;
+use crate::ocsp_signer::OcspResponder;
 
 /// The RA's handle on the CA: check a key, issue for checked orders, and the certificates a
 /// signer must chain to.

@@ -331,8 +331,9 @@ pub(crate) fn observed<T>(
     match &result {
         Ok(_) => metrics::histogram!("nuc_hsm_sign_duration_seconds", "key" => label.to_owned())
             .record(started.elapsed().as_secs_f64()),
-        Err(_) => metrics::counter!("nuc_hsm_sign_errors_total", "key" => label.to_owned())
-            .increment(1),
+        Err(_) => {
+            metrics::counter!("nuc_hsm_sign_errors_total", "key" => label.to_owned()).increment(1)
+        }
     }
     result
 }

@@ -13,8 +13,8 @@ use nuc_ra::RevocationAsk;
 use nuc_store::{CertificateReader, Issuance, OperatorStore};
 
 use crate::audit_cli::AuditCommand;
-use crate::outbox_cli::OutboxCommand;
 use crate::instance::{Instance, OpenError, open_store};
+use crate::outbox_cli::OutboxCommand;
 use crate::store::Store;
 
 #[derive(Parser, Debug)]

@@ -25,8 +25,8 @@ use crate::instance::Instance;
 /// Bucket bounds of every latency histogram, in seconds: from a cached OCSP answer (tens of
 /// µs) through an HSM signature and an fsync (ms) to a registry timeout (s).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// How often histograms are folded into their buckets when nobody scrapes, so that samples
@@ -97,7 +97,10 @@ async fn scrape(State(s): State<Arc<Scrape>>) -> axum::response::Response {
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.handle.render(),
     )
         .into_response()
@@ -150,9 +153,15 @@ fn watched_certificates(inst: &Instance) -> Vec<(&'static str, Vec<u8>)> {
         ("ocsp_signer", inst.ca.ocsp().identity().cert_der.clone()),
     ];
     let tls = inst.home.dir.join(&inst.config.grpc.tls_cert);
-    match std::fs::read(&tls).ok().and_then(|pem| first_certificate(&pem)) {
+    match std::fs::read(&tls)
+        .ok()
+        .and_then(|pem| first_certificate(&pem))
+    {
         Some(der) => certs.push(("tls", der)),
-        None => read_failed("tls", &format!("{} does not hold a PEM certificate", tls.display())),
+        None => read_failed(
+            "tls",
+            &format!("{} does not hold a PEM certificate", tls.display()),
+        ),
     }
     certs
 }

@@ -211,7 +211,11 @@ fn commit_batch(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>)
 }
 
 /// [`commit_batch`] without its timing: whether the batch committed.
-fn commit_batch_unobserved(connector: &Connector, conn: &mut Option<Conn>, batch: Vec<Job>) -> bool {
+fn commit_batch_unobserved(
+    connector: &Connector,
+    conn: &mut Option<Conn>,
+    batch: Vec<Job>,
+) -> bool {
     let size = batch.len();
     let mut replies = Vec::with_capacity(size);
     let mut changes = Vec::with_capacity(size);
