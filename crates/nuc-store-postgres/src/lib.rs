@@ -31,6 +31,7 @@ mod outbox;
 mod pool;
 mod publication;
 mod registration;
+mod snapshot;
 mod traits;
 mod writer;
 
@@ -47,6 +48,7 @@ use nuc_store::StoreError;
 pub use audit::GENESIS_HASH;
 pub use copy::{SQLITE_SCHEMA_VERSION, copy_from_sqlite};
 pub use migrate::{KNOWN as SCHEMA_VERSION, stored_version};
+pub use snapshot::{ExportedSnapshot, Facts, export_snapshot, facts, user_tables};
 
 /// First key of every advisory lock this store takes ("NUC"), so that they cannot collide with
 /// another application's locks on the same database.
