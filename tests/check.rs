@@ -173,8 +173,8 @@ fn a_database_missing_a_migration_is_caught_and_left_as_it_was() {
     let (home, _registry) = healthy_home();
     let db = home.home().join("nuc.db");
     {
-        // As a build before the audit tree left it: the last migration's tables gone, the
-        // version one below.
+        // As a build before the audit tree left it: that migration's tables gone, the version
+        // at the one before (two below this build's, which also has the outbox's retries).
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
             "DROP TABLE audit_cosignatures; DROP TABLE audit_checkpoints; DROP TABLE audit_tree;
@@ -187,7 +187,7 @@ fn a_database_missing_a_migration_is_caught_and_left_as_it_was() {
     assert_eq!(
         lines_starting(&r, "FAIL: "),
         [format!(
-            "FAIL: database {}: at schema version 5, this build expects 6: back the database up, \
+            "FAIL: database {}: at schema version 5, this build expects 7: back the database up, \
              then start this build once (`nuc serve` migrates it when it opens it)",
             db.display()
         )],
