@@ -18,6 +18,7 @@
 //! finish it: every failure names its step, and a card pulled out after issuance is finished
 //! with `nuc-station write --request NUMBER`.
 
+pub mod console;
 pub mod enroll;
 pub mod error;
 pub mod nuc;

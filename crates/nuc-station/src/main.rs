@@ -115,6 +115,22 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+    /// Serve the operator's console, a web page on the loopback interface (docs/console.md).
+    Console {
+        #[command(flatten)]
+        nuc: NucArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The operator's certificate (PEM), issued by the NUC for the token's key.
+        #[arg(long, env = "NUC_STATION_OPERATOR_CERT")]
+        operator_cert: PathBuf,
+        /// Where the page is served: a loopback address only.
+        #[arg(long, env = "NUC_STATION_CONSOLE", default_value = nuc_station::console::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Minutes without a click before the session ends and the token is logged out.
+        #[arg(long, default_value_t = 15)]
+        idle_minutes: u64,
+    },
     /// Make the operator's key pair in the operator's token and print the certificate request
     /// (PEM) for the NUC's administrators (AdminService.IssueOperatorCertificate).
     OperatorKey {
@@ -317,6 +333,26 @@ async fn run(cli: Cli) -> Result<(), StationError> {
                 }
             }
             Ok(())
+        }
+        Command::Console {
+            nuc,
+            token,
+            operator_cert,
+            listen,
+            idle_minutes,
+        } => {
+            nuc_station::console::run(nuc_station::console::ConsoleConfig {
+                listen,
+                nuc: nuc_config(&nuc),
+                token: nuc_station::console::TokenConfig {
+                    module: token.pkcs11_module,
+                    label: token.token,
+                    key_label: token.key_label,
+                    operator_cert,
+                },
+                idle: Duration::from_secs(idle_minutes.max(1) * 60),
+            })
+            .await
         }
         Command::OperatorKey { token, cn, out } => {
             let pin = secret("NUC_OPERATOR_PIN", "operator token PIN")?;

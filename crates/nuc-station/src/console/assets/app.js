@@ -1,0 +1,240 @@
+// The console's page. It holds the session token in memory only (never in a cookie or in
+// storage: a reload means logging in again) and sends it in the X-Nuc-Session header. It
+// never sees a key; the token PIN leaves it once, in the login request to its own agent.
+"use strict";
+
+const state = { lang: "kk", labels: null, session: null, lastError: null, number: null };
+
+const $ = (id) => document.getElementById(id);
+const t = (key) => (state.labels && state.labels[state.lang][key]) || key;
+
+function applyLabels() {
+  document.documentElement.lang = state.lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) {
+    el.textContent = t(el.dataset.i18n);
+  }
+  $("live").textContent = t($("live").dataset.state === "ok" ? "live.ok" : "live.lost");
+  if (state.lastError) showError(state.lastError);
+}
+
+function showError(err) {
+  state.lastError = err;
+  const words = (err.explain && err.explain[state.lang]) || { what: "", next: "" };
+  $("error-what").textContent = words.what;
+  $("error-next").textContent = words.next;
+  $("error-code").textContent = err.code || "";
+  $("error-message").textContent = err.message ? "(" + err.message + ")" : "";
+  $("error").hidden = false;
+}
+
+function clearError() {
+  state.lastError = null;
+  $("error").hidden = true;
+}
+
+async function call(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.session) headers["X-Nuc-Session"] = state.session;
+  $("busy").hidden = false;
+  try {
+    const resp = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit", cache: "no-store",
+    });
+    const json = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const err = json.error || { code: "HTTP_" + resp.status, message: "", explain: null };
+      if (resp.status === 401) loggedOut();
+      throw err;
+    }
+    clearError();
+    return json;
+  } finally {
+    $("busy").hidden = true;
+  }
+}
+
+function fill(dl, rows) {
+  dl.replaceChildren();
+  for (const [key, value] of rows) {
+    if (value === "" || value === null || value === undefined) continue;
+    const dt = document.createElement("dt");
+    dt.dataset.i18n = key;
+    dt.textContent = t(key);
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    dl.append(dt, dd);
+  }
+}
+
+function when(unix) {
+  return unix ? new Date(unix * 1000).toLocaleString(state.lang === "kk" ? "kk-KZ" : "ru-RU") : "";
+}
+
+function loggedIn(json) {
+  state.session = json.session;
+  $("who-name").textContent = json.operator.name;
+  $("who-serial").textContent = json.operator.serial_hex;
+  $("who").hidden = false;
+  $("logout").hidden = false;
+  $("login").hidden = true;
+  $("work").hidden = false;
+  $("iin").focus();
+  listen();
+}
+
+function loggedOut() {
+  state.session = null;
+  $("who").hidden = true;
+  $("logout").hidden = true;
+  $("work").hidden = true;
+  $("login").hidden = false;
+  $("pin").focus();
+}
+
+// The live channel: server-sent events read through fetch, so that the session token goes in
+// a header (EventSource cannot send one).
+async function listen() {
+  const token = state.session;
+  while (state.session === token) {
+    try {
+      const resp = await fetch("/api/events", {
+        headers: { "X-Nuc-Session": token, "Accept": "text/event-stream" },
+        credentials: "omit", cache: "no-store",
+      });
+      if (resp.status === 401) { loggedOut(); return; }
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      setLive(true);
+      const reader = resp.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          onEvent(buf.slice(0, i));
+          buf = buf.slice(i + 2);
+        }
+      }
+    } catch (e) {
+      // fall through: show the loss and retry
+    }
+    setLive(false);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+function onEvent(block) {
+  let name = "message", data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data += line.slice(5).trim();
+  }
+  if (name === "session") {
+    const s = JSON.parse(data);
+    if (!s.logged_in) loggedOut();
+  }
+}
+
+function setLive(ok) {
+  $("live").dataset.state = ok ? "ok" : "lost";
+  $("live").textContent = t(ok ? "live.ok" : "live.lost");
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  const pin = $("pin").value;
+  $("pin").value = "";
+  try {
+    loggedIn(await call("POST", "/api/login", { pin }));
+  } catch (err) {
+    showError(err);
+    $("pin").focus();
+  }
+}
+
+async function onSearch(ev) {
+  ev.preventDefault();
+  $("applicant").hidden = true;
+  try {
+    const { applicant: a } = await call("POST", "/api/applicant", { iin: $("iin").value, bin: $("bin").value });
+    fill($("applicant-fields"), [
+      ["field.iin", a.iin], ["field.surname", a.surname], ["field.name", a.name],
+      ["field.patronymic", a.patronymic], ["field.bin", a.bin],
+      ["field.organization", a.organization], ["field.role", a.role],
+    ]);
+    $("applicant").hidden = false;
+  } catch (err) { showError(err); }
+}
+
+function showApplication(a) {
+  state.number = a.request_number;
+  fill($("application-fields"), [
+    ["field.number", a.request_number], ["field.state", t("state." + a.state)],
+    ["field.iin", a.iin], ["field.surname", a.surname], ["field.name", a.name],
+    ["field.patronymic", a.patronymic], ["field.bin", a.bin],
+    ["field.organization", a.organization], ["field.role", a.role],
+    ["field.email", a.email], ["field.registered_at", when(a.registered_at)],
+    ["field.expires_at", when(a.expires_at)],
+  ]);
+  $("decide").hidden = a.state !== "REGISTERED";
+  $("decided").hidden = true;
+  $("application").hidden = false;
+}
+
+async function onFind(ev) {
+  ev.preventDefault();
+  $("application").hidden = true;
+  try {
+    const { application } = await call("GET", "/api/application/" + encodeURIComponent($("number").value.trim()));
+    showApplication(application);
+  } catch (err) { showError(err); }
+}
+
+async function decide(decision) {
+  const buttons = [$("confirm"), $("refuse")];
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    const r = await call("POST", "/api/application/" + encodeURIComponent(state.number) + "/decision",
+      { decision, reason: $("reason").value });
+    fill($("decided-fields"), [
+      ["field.number", r.request_number], ["field.state", t("state." + r.state)],
+      ["app.certificates", r.certificates.map((c) => c.profile + " " + c.serial_hex).join(", ")],
+    ]);
+    $("decide").hidden = true;
+    $("decided").hidden = false;
+    $("decided").setAttribute("tabindex", "-1");
+    $("decided").focus();
+  } catch (err) {
+    showError(err);
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+async function start() {
+  state.lang = localStorage.getItem("nuc-console-lang") === "ru" ? "ru" : "kk";
+  $("lang").value = state.lang;
+  state.labels = await (await fetch("/i18n.json", { credentials: "omit" })).json();
+  applyLabels();
+  $("lang").addEventListener("change", () => {
+    state.lang = $("lang").value;
+    localStorage.setItem("nuc-console-lang", state.lang);
+    applyLabels();
+  });
+  $("login-form").addEventListener("submit", onLogin);
+  $("search-form").addEventListener("submit", onSearch);
+  $("app-form").addEventListener("submit", onFind);
+  $("confirm").addEventListener("click", () => decide("confirm"));
+  $("refuse").addEventListener("click", () => decide("refuse"));
+  $("logout").addEventListener("click", async () => {
+    try { await call("POST", "/api/logout", {}); } catch (err) { /* already gone */ }
+    loggedOut();
+  });
+  $("pin").focus();
+}
+
+document.addEventListener("DOMContentLoaded", start);
