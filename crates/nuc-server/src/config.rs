@@ -790,4 +790,45 @@ mod tests {
             "a key left out takes its default"
         );
     }
+
+    #[test]
+    fn the_retry_settings_have_their_defaults_and_one_that_never_waits_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        Config::dev("127.0.0.1:9000").write_new(dir.path()).unwrap();
+        let path = nuc_ca::Home::config_path(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let policy = Config::open(dir.path())
+            .unwrap()
+            .notifications
+            .retry_policy();
+        assert_eq!(
+            policy,
+            nuc_store::RetryPolicy {
+                max_attempts: 10,
+                base_secs: 30,
+                max_secs: 3600
+            }
+        );
+        let with = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from} not in {text}");
+            std::fs::write(&path, text.replace(from, to)).unwrap();
+            Config::open(dir.path()).map(|c| c.notifications.retry_policy())
+        };
+        let refused = |from: &str, to: &str| with(from, to).unwrap_err().to_string();
+        let e = refused("max_attempts = 10", "max_attempts = 0");
+        assert!(e.contains("[notifications] max_attempts = 0"), "{e}");
+        let e = refused("retry_base_secs = 30", "retry_base_secs = 0");
+        assert!(e.contains("[notifications] retry_base_secs = 0"), "{e}");
+        let e = refused("retry_max_secs = 3600", "retry_max_secs = 10");
+        assert!(
+            e.contains("retry_max_secs = 10 is below retry_base_secs = 30"),
+            "{e}"
+        );
+        assert_eq!(
+            with("retry_base_secs = 30", "retry_base_secs = 1")
+                .unwrap()
+                .base_secs,
+            1
+        );
+    }
 }
