@@ -112,6 +112,10 @@ enum Command {
         /// The SoftHSM2 configuration of the CA's token, written into `[hsm] softhsm2_conf`.
         #[arg(long)]
         softhsm2_conf: Option<PathBuf>,
+        /// For the backup of a PostgreSQL home: the empty database to load it into (no
+        /// password in it: NUC_STORE_PASSWORD), written into `[store] url`.
+        #[arg(long)]
+        store_url: Option<String>,
     },
     /// The audit log.
     Audit {
@@ -769,8 +773,14 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             archive,
             home,
             softhsm2_conf,
+            store_url,
         } => {
-            let restored = crate::backup::restore(&archive, &home, softhsm2_conf.as_deref())?;
+            let restored = crate::backup::restore(
+                &archive,
+                &home,
+                softhsm2_conf.as_deref(),
+                store_url.as_deref(),
+            )?;
             crate::backup::report_restore(&home, &restored);
             Ok(())
         }

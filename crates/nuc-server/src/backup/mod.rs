@@ -2,9 +2,12 @@
 //! a consistent online copy of its database and its non-secret configuration — and a new home
 //! made from it.
 //!
-//! The backup runs while the service may be running: the database is copied as one snapshot
-//! (`VACUUM INTO`, see [`nuc_store_sqlite::snapshot_into`]), so every issuance acknowledged
-//! before the backup began is in it, and nothing half-written is. Beside it go `nuc.toml`
+//! The backup runs while the service may be running: the database is copied as one snapshot,
+//! so every issuance acknowledged before the backup began is in it, and nothing half-written
+//! is. A SQLite store is copied with `VACUUM INTO` (see [`nuc_store_sqlite::snapshot_into`])
+//! into [`DATABASE`]; a PostgreSQL store is dumped by `pg_dump` from one exported snapshot into
+//! [`postgres::PG_DUMP`] (see [`postgres`]), and restored only into an empty PostgreSQL
+//! database: a backup goes back to the engine it came from. Beside the database go `nuc.toml`
 //! without the HSM PINs, the policy, the CA certificates and the root CRL, and the service's
 //! TLS certificate.
 //!
@@ -17,10 +20,14 @@
 //! [`MANIFEST`], lists every other member with its size and SHA-256, the store's schema
 //! version, the audit log's size and latest checkpoint size, and the time; its last member,
 //! [`MANIFEST_SHA256`], is the SHA-256 of the manifest. The restore checks every byte of it
-//! (headers, members, padding) before it writes anything: a corrupted archive makes no home.
+//! (headers, members, padding) before it writes anything: a corrupted archive makes no home
+//! and loads nothing into a database. The format is [`archive`]'s.
+
+mod archive;
+pub mod postgres;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
 use nuc_ca::home::HomeError;
@@ -31,6 +38,8 @@ use crate::cli::Failure;
 use crate::config::Config;
 use crate::private_home;
 use crate::store::Location;
+use archive::{BLOCK, hash_file, read_archive, write_member};
+use postgres::{PG_DUMP, Target};
 
 /// The first member of an archive: what it holds.
 pub const MANIFEST: &str = "nuc-backup.json";
@@ -42,18 +51,66 @@ const FORMAT: &str = "nuc-backup/1";
 const DATABASE: &str = "nuc.db";
 /// The configuration's name in the archive and in a home.
 const CONFIG: &str = "nuc.toml";
-const BLOCK: usize = 512;
+/// The manifest's names of the engines.
+const SQLITE: &str = "sqlite";
+const POSTGRES: &str = "postgres";
+
+/// The archive member holding the database of a store on `engine`.
+fn database_member(engine: &str) -> Option<&'static str> {
+    match engine {
+        SQLITE => Some(DATABASE),
+        POSTGRES => Some(PG_DUMP),
+        _ => None,
+    }
+}
 
 /// Why a backup or a restore did not happen. Nothing is left half-made by either.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error("{tool}: {reason}")]
+    PgTool { tool: &'static str, reason: String },
+    #[error("{tool} of {url} failed: {reason}")]
+    PgToolFailed {
+        tool: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("database {url}: {reason}")]
+    Database { url: String, reason: String },
+    #[error("store-url: {reason}")]
+    StoreUrl { reason: String },
     #[error(
-        "[store] url: {0} is a PostgreSQL database: back it up with `pg_dump` (and the home's \
-         files by hand); `nuc backup` copies a home whose store is its embedded SQLite file"
+        "store-url: the archive holds a PostgreSQL database: name the empty database to load it \
+         into with --store-url postgres://USER@HOST/DB (password in NUC_STORE_PASSWORD)"
     )]
-    PostgresStore(String),
+    StoreUrlRequired,
+    #[error(
+        "store-url: the archive holds a {archive} database and --store-url names a {asked} one: \
+         a backup is restored to the engine it was taken from (move a SQLite home to \
+         PostgreSQL afterwards with `nuc store copy`)"
+    )]
+    EngineMismatch {
+        archive: &'static str,
+        asked: &'static str,
+    },
+    #[error(
+        "store-url: {url} is not empty ({tables}); restore loads a backup only into an empty \
+         database"
+    )]
+    TargetNotEmpty { url: String, tables: String },
+    #[error(
+        "database {url}: the restored {what} is {restored}, the backup's manifest says \
+         {recorded}; the restored home was removed, the database holds the loaded dump: drop \
+         and recreate it before trying again"
+    )]
+    RestoredDiffers {
+        url: String,
+        what: &'static str,
+        restored: String,
+        recorded: String,
+    },
     #[error("out: {0} already exists; refusing to overwrite")]
     OutExists(PathBuf),
     #[error("home: {0} exists and is not empty; restore makes a new home")]
@@ -78,13 +135,21 @@ impl From<BackupError> for Failure {
         let code = match &e {
             // As the CA reports a home it cannot read.
             BackupError::Home(_) => ReasonCode::CaState,
-            BackupError::PostgresStore(_)
+            BackupError::StoreUrl { .. }
+            | BackupError::StoreUrlRequired
+            | BackupError::EngineMismatch { .. }
+            | BackupError::TargetNotEmpty { .. }
             | BackupError::OutExists(_)
             | BackupError::HomeNotEmpty(_)
             | BackupError::SoftHsmConf(_)
             | BackupError::Corrupt { .. } => ReasonCode::InvalidArgument,
             BackupError::Config { .. } => ReasonCode::CaState,
-            BackupError::Store(_) => ReasonCode::StorageFailure,
+            BackupError::Store(_)
+            | BackupError::Database { .. }
+            | BackupError::PgToolFailed { .. }
+            | BackupError::RestoredDiffers { .. } => ReasonCode::StorageFailure,
+            // The host lacks the PostgreSQL client tools.
+            BackupError::PgTool { .. } => ReasonCode::Unavailable,
             BackupError::Io { .. } => ReasonCode::Internal,
         };
         Failure {
@@ -149,24 +214,39 @@ enum Content {
 /// `nuc backup --home DIR --out FILE`.
 pub fn backup(home: &Path, out: &Path) -> Result<Manifest, BackupError> {
     let config = Config::open(home)?;
-    let db = match Location::of(home, &config.store) {
-        Ok(Location::Sqlite(db)) => db,
-        Ok(Location::Postgres { url, .. }) => return Err(BackupError::PostgresStore(url)),
-        Err(e) => {
-            return Err(BackupError::Config {
-                path: home.join(CONFIG),
-                reason: e.to_string(),
-            });
-        }
-    };
+    let location = Location::of(home, &config.store).map_err(|e| BackupError::Config {
+        path: home.join(CONFIG),
+        reason: e.to_string(),
+    })?;
     if out.exists() {
         return Err(BackupError::OutExists(out.into()));
     }
     // The snapshot goes into a private directory beside the archive, removed whatever happens.
     let staging = Staging::new(out)?;
-    let copy = staging.dir.join(DATABASE);
-    let snapshot = nuc_store_sqlite::snapshot_into(&db, &copy)?;
-    let created_at = nuc_core::time::now_unix();
+    let (database, copy, store, created_at) = match location {
+        Location::Sqlite(db) => {
+            let copy = staging.dir.join(DATABASE);
+            let snapshot = nuc_store_sqlite::snapshot_into(&db, &copy)?;
+            let facts = StoreFacts {
+                engine: SQLITE.into(),
+                schema_version: snapshot.schema_version,
+                audit_records: snapshot.audit_records,
+                latest_checkpoint_size: snapshot.latest_checkpoint,
+            };
+            (DATABASE, copy, facts, nuc_core::time::now_unix())
+        }
+        Location::Postgres { url, .. } => {
+            let target = Target::of_home(home, &config.store, &url)?;
+            let (dump, facts, taken) = postgres::dump(&target, &staging.dir)?;
+            let facts = StoreFacts {
+                engine: POSTGRES.into(),
+                schema_version: facts.schema_version,
+                audit_records: facts.audit_records,
+                latest_checkpoint_size: facts.latest_checkpoint,
+            };
+            (PG_DUMP, dump, facts, taken)
+        }
+    };
 
     let mut left_out = vec![
         "the HSM token: the CA keys are non-extractable; back the token up with the HSM's own \
@@ -182,10 +262,18 @@ pub fn backup(home: &Path, out: &Path) -> Result<Manifest, BackupError> {
             from: Content::Bytes(config_without_pins(home)?),
         },
         Source {
-            name: DATABASE.into(),
+            name: database.into(),
             from: Content::File(copy.clone()),
         },
     ];
+    if store.engine == POSTGRES {
+        left_out.push(
+            "the database's roles and privileges (dumped with --no-owner --no-privileges): the \
+             user of the restore's --store-url owns what is restored; a standby ([store] \
+             read_url) is set up anew"
+                .to_owned(),
+        );
+    }
     for name in home_files(home, &config, &mut left_out)? {
         sources.push(Source {
             from: Content::File(home.join(&name)),
@@ -209,12 +297,7 @@ pub fn backup(home: &Path, out: &Path) -> Result<Manifest, BackupError> {
         format: FORMAT.into(),
         created_at,
         created: nuc_core::time::rfc3339(created_at),
-        store: StoreFacts {
-            engine: "sqlite".into(),
-            schema_version: snapshot.schema_version,
-            audit_records: snapshot.audit_records,
-            latest_checkpoint_size: snapshot.latest_checkpoint,
-        },
+        store,
         members,
         left_out,
     };
@@ -423,251 +506,14 @@ fn walk(home: &Path, dir: &Path, names: &mut Vec<String>) -> Result<(), BackupEr
     Ok(())
 }
 
-fn hash_file(path: &Path) -> Result<(u64, String), BackupError> {
-    let mut f = File::open(path).map_err(io(path))?;
-    let mut h = openssl::sha::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(h.finish())))
-}
-
-// --- ustar --------------------------------------------------------------------------------
-
-/// One regular file: a ustar header, `size` bytes from `data`, zeros to the next block.
-fn write_member(
-    w: &mut impl Write,
-    (name, mtime): (&str, i64),
-    data: &mut impl Read,
-    size: u64,
-) -> std::io::Result<()> {
-    w.write_all(&header(name, size, mtime)?)?;
-    let copied = std::io::copy(&mut data.take(size), w)?;
-    if copied != size {
-        return Err(std::io::Error::other(format!(
-            "{name}: {copied} bytes where {size} were expected (changed while copied)"
-        )));
-    }
-    w.write_all(&vec![0u8; padding(size)])
-}
-
-fn padding(size: u64) -> usize {
-    (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
-}
-
-fn octal(field: &mut [u8], value: u64) {
-    let last = field.len() - 1;
-    let text = format!("{value:0last$o}");
-    field[..last].copy_from_slice(text.as_bytes());
-    field[last] = 0;
-}
-
-fn header(name: &str, size: u64, mtime: i64) -> std::io::Result<[u8; BLOCK]> {
-    if name.len() > 100 || size >= 1 << 33 {
-        return Err(std::io::Error::other(format!(
-            "{name}: too long a name or too large a file for ustar"
-        )));
-    }
-    let mut h = [0u8; BLOCK];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    octal(&mut h[100..108], 0o600);
-    octal(&mut h[108..116], 0);
-    octal(&mut h[116..124], 0);
-    octal(&mut h[124..136], size);
-    octal(&mut h[136..148], u64::try_from(mtime).unwrap_or(0));
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].fill(b' ');
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    octal(&mut h[148..155], sum);
-    h[155] = b' ';
-    Ok(h)
-}
-
-/// A member's header as read back: its name and size, after its checksum was checked.
-fn parse_header(h: &[u8; BLOCK]) -> Result<(String, u64), String> {
-    let field = |r: std::ops::Range<usize>| -> Result<u64, String> {
-        let text = std::str::from_utf8(&h[r.clone()]).map_err(|_| "a header field is not text")?;
-        let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
-        u64::from_str_radix(text, 8).map_err(|_| format!("header field {r:?} is {text:?}"))
-    };
-    let stored = field(148..156)?;
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
-    if stored != sum {
-        return Err("a header's checksum does not match".into());
-    }
-    if &h[257..263] != b"ustar\0" || !matches!(h[156], b'0' | 0) {
-        return Err("a member is not a ustar regular file".into());
-    }
-    let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
-    let name = std::str::from_utf8(&h[..end])
-        .map_err(|_| "a member's name is not UTF-8")?
-        .to_owned();
-    if h[345] != 0 {
-        return Err(format!(
-            "{name}: a long name (prefix) this format never writes"
-        ));
-    }
-    Ok((name, field(124..136)?))
-}
-
-/// Reads an archive member by member, checking every header and every padding byte.
-struct ArchiveReader<R> {
-    r: R,
-}
-
-impl<R: Read> ArchiveReader<R> {
-    /// The next member's name and size, or `None` at the end of the archive (which must be
-    /// zeros to the end of the file).
-    fn next(&mut self) -> Result<Option<(String, u64)>, String> {
-        let mut h = [0u8; BLOCK];
-        self.r
-            .read_exact(&mut h)
-            .map_err(|e| format!("truncated: {e}"))?;
-        if h.iter().all(|&b| b == 0) {
-            let mut rest = Vec::new();
-            self.r
-                .read_to_end(&mut rest)
-                .map_err(|e| format!("reading the end: {e}"))?;
-            if rest.len() < BLOCK || rest.iter().any(|&b| b != 0) {
-                return Err("bytes after the end of the archive, or a short end".into());
-            }
-            return Ok(None);
-        }
-        parse_header(&h).map(Some)
-    }
-
-    /// The member's `size` bytes, each handed to `sink`, with its SHA-256; then its padding.
-    fn data(
-        &mut self,
-        size: u64,
-        mut sink: impl FnMut(&[u8]) -> Result<(), String>,
-    ) -> Result<String, String> {
-        let mut h = openssl::sha::Sha256::new();
-        let mut left = size;
-        let mut buf = vec![0u8; 1 << 16];
-        while left > 0 {
-            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.r
-                .read_exact(&mut buf[..n])
-                .map_err(|e| format!("truncated: {e}"))?;
-            h.update(&buf[..n]);
-            sink(&buf[..n])?;
-            left -= n as u64;
-        }
-        let mut pad = vec![0u8; padding(size)];
-        self.r
-            .read_exact(&mut pad)
-            .map_err(|e| format!("truncated: {e}"))?;
-        if pad.iter().any(|&b| b != 0) {
-            return Err("a member's padding is not zeros".into());
-        }
-        Ok(hex::encode(h.finish()))
-    }
-}
-
-/// A member name a restore may write: relative, inside the home, plain components.
-fn safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('/')
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
-}
-
-/// Reads the whole archive, checks it, and hands each member's bytes to `write` (name, chunk).
-/// Returns the manifest; any mismatch is an error naming it.
-fn read_archive(
-    archive: &Path,
-    mut write: impl FnMut(&str, &[u8]) -> Result<(), String>,
-) -> Result<Manifest, String> {
-    let file = File::open(archive).map_err(|e| e.to_string())?;
-    let mut r = ArchiveReader {
-        r: BufReader::new(file),
-    };
-    let (name, size) = r.next()?.ok_or("an empty archive")?;
-    if name != MANIFEST || size > 1 << 24 {
-        return Err(format!("its first member is {name:?}, not {MANIFEST}"));
-    }
-    let mut manifest_json = Vec::new();
-    let manifest_sha = r.data(size, |b| {
-        manifest_json.extend_from_slice(b);
-        Ok(())
-    })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_json).map_err(|e| format!("its manifest: {e}"))?;
-    if manifest.format != FORMAT {
-        return Err(format!("format {:?}, not {FORMAT:?}", manifest.format));
-    }
-    for m in &manifest.members {
-        if !safe_name(&m.path) || m.path == MANIFEST || m.path == MANIFEST_SHA256 {
-            return Err(format!("the manifest names {:?}", m.path));
-        }
-    }
-    for expected in &manifest.members {
-        let (name, size) = r.next()?.ok_or("members missing")?;
-        if name != expected.path || size != expected.size {
-            return Err(format!(
-                "member {name:?} ({size} bytes) where the manifest has {:?} ({} bytes)",
-                expected.path, expected.size
-            ));
-        }
-        let sha = r.data(size, |b| write(&name, b))?;
-        if sha != expected.sha256 {
-            return Err(format!("{name}: its SHA-256 differs from the manifest's"));
-        }
-    }
-    let (name, size) = r.next()?.ok_or("no manifest checksum")?;
-    if name != MANIFEST_SHA256 || size > 1024 {
-        return Err(format!(
-            "member {name:?} where {MANIFEST_SHA256} was expected"
-        ));
-    }
-    let mut text = Vec::new();
-    r.data(size, |b| {
-        text.extend_from_slice(b);
-        Ok(())
-    })?;
-    if String::from_utf8_lossy(&text).trim() != manifest_sha {
-        return Err("the manifest's SHA-256 differs from the one recorded".into());
-    }
-    if let Some((name, _)) = r.next()? {
-        return Err(format!("an extra member {name:?}"));
-    }
-    let mut seen = std::collections::HashSet::new();
-    if !manifest.members.iter().all(|m| seen.insert(&m.path)) {
-        return Err("a member named twice".into());
-    }
-    if !seen.contains(&DATABASE.to_owned()) || !seen.contains(&CONFIG.to_owned()) {
-        return Err(format!("no {DATABASE} or no {CONFIG}"));
-    }
-    Ok(manifest)
-}
-
 /// What a restore made.
 pub struct Restored {
     pub manifest: Manifest,
     /// `[hsm] softhsm2_conf` of the restored home, when it names one.
     pub softhsm2_conf: Option<PathBuf>,
     pub token_label: String,
+    /// The PostgreSQL database the dump was loaded into, for an archive of such a home.
+    pub store_url: Option<String>,
 }
 
 /// Removes the home a restore was making if it does not finish.
@@ -698,11 +544,15 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// `nuc restore --from FILE --home NEWDIR [--softhsm2-conf FILE]`.
+/// `nuc restore --from FILE --home NEWDIR [--softhsm2-conf FILE] [--store-url URL]`: an
+/// archive of a SQLite home makes the home with its database file; one of a PostgreSQL home
+/// needs `store_url`, an empty PostgreSQL database, which `pg_restore` loads in one transaction
+/// and the new home's `[store] url` names.
 pub fn restore(
     archive: &Path,
     home: &Path,
     softhsm2_conf: Option<&Path>,
+    store_url: Option<&str>,
 ) -> Result<Restored, BackupError> {
     let existed = match std::fs::read_dir(home) {
         Ok(mut entries) => {
@@ -729,33 +579,71 @@ pub fn restore(
         reason,
     };
     // First pass: every byte checked, nothing written.
-    read_archive(archive, |_, _| Ok(())).map_err(corrupt)?;
+    let checked = read_archive(archive, |_, _| Ok(())).map_err(corrupt)?;
+
+    // The database to load a PostgreSQL dump into: named, reachable, empty, and the tool
+    // there, all before anything is written.
+    let database = match (checked.store.engine.as_str(), store_url) {
+        (SQLITE, None) => None,
+        (SQLITE, Some(url)) => {
+            return Err(BackupError::EngineMismatch {
+                archive: "SQLite",
+                asked: if url == crate::config::SQLITE {
+                    "SQLite"
+                } else {
+                    "PostgreSQL"
+                },
+            });
+        }
+        (_, None) => return Err(BackupError::StoreUrlRequired),
+        (_, Some(url)) => {
+            if url == crate::config::SQLITE {
+                return Err(BackupError::EngineMismatch {
+                    archive: "PostgreSQL",
+                    asked: "SQLite",
+                });
+            }
+            let target = Target::named(url)?;
+            let bin = postgres::find("pg_restore")?;
+            postgres::check_empty(&target)?;
+            Some((target, bin))
+        }
+    };
 
     // Second pass: the members written as they are read, and checked again; a difference (the
-    // file changed in between) undoes the home.
+    // file changed in between) undoes the home. A dump goes beside the home, not into it.
     let mut undo = Undo {
         home,
         created: !existed,
         armed: true,
     };
     private_home::create_dir_all(home).map_err(io(home))?;
-    let mut open: Option<(String, BufWriter<File>)> = None;
+    let staging = match &database {
+        Some(_) => Some(Staging::new(home)?),
+        None => None,
+    };
+    let dump = staging.as_ref().map(|s| s.dir.join("nuc.pgdump"));
+    let dest = |name: &str| match &dump {
+        Some(d) if name == PG_DUMP => d.clone(),
+        _ => home.join(name),
+    };
+    let mut open: Option<(PathBuf, BufWriter<File>)> = None;
     let mut failed: Option<BackupError> = None;
     let manifest = read_archive(archive, |name, chunk| {
         let result = (|| -> Result<(), BackupError> {
-            if open.as_ref().is_none_or(|(n, _)| n != name) {
-                if let Some((n, w)) = open.take() {
-                    finish(home, &n, w)?;
+            let path = dest(name);
+            if open.as_ref().is_none_or(|(p, _)| *p != path) {
+                if let Some((p, w)) = open.take() {
+                    finish(&p, w)?;
                 }
-                let path = home.join(name);
                 if let Some(parent) = path.parent() {
                     private_home::create_dir_all(parent).map_err(io(parent))?;
                 }
                 let f = create_new_private(&path).map_err(io(&path))?;
-                open = Some((name.to_owned(), BufWriter::new(f)));
+                open = Some((path.clone(), BufWriter::new(f)));
             }
             if let Some((_, w)) = open.as_mut() {
-                w.write_all(chunk).map_err(io(&home.join(name)))?;
+                w.write_all(chunk).map_err(io(&path))?;
             }
             Ok(())
         })();
@@ -769,12 +657,12 @@ pub fn restore(
         return Err(e);
     }
     let manifest = manifest.map_err(corrupt)?;
-    if let Some((n, w)) = open.take() {
-        finish(home, &n, w)?;
+    if let Some((p, w)) = open.take() {
+        finish(&p, w)?;
     }
     // Empty members were never opened above.
     for m in manifest.members.iter().filter(|m| m.size == 0) {
-        let path = home.join(&m.path);
+        let path = dest(&m.path);
         if let Some(parent) = path.parent() {
             private_home::create_dir_all(parent).map_err(io(parent))?;
         }
@@ -783,6 +671,40 @@ pub fn restore(
     if let Some(conf) = &softhsm2_conf {
         point_at_token(home, conf)?;
     }
+    if let (Some((target, bin)), Some(dump)) = (&database, &dump) {
+        point_at_database(home, &target.url)?;
+        let restored = postgres::restore(target, bin, dump)?;
+        let differs = |what, restored: String, recorded: String| BackupError::RestoredDiffers {
+            url: target.url.clone(),
+            what,
+            restored,
+            recorded,
+        };
+        let recorded = &manifest.store;
+        if restored.schema_version != recorded.schema_version {
+            return Err(differs(
+                "schema version",
+                restored.schema_version.to_string(),
+                recorded.schema_version.to_string(),
+            ));
+        }
+        if restored.audit_records != recorded.audit_records
+            || restored.latest_checkpoint != recorded.latest_checkpoint_size
+        {
+            return Err(differs(
+                "audit log (records, latest checkpoint)",
+                format!(
+                    "{} {:?}",
+                    restored.audit_records, restored.latest_checkpoint
+                ),
+                format!(
+                    "{} {:?}",
+                    recorded.audit_records, recorded.latest_checkpoint_size
+                ),
+            ));
+        }
+    }
+    drop(staging);
     private_home::restrict(home).map_err(io(home))?;
     let config = Config::open(home)?;
     undo.armed = false;
@@ -790,6 +712,7 @@ pub fn restore(
         manifest,
         softhsm2_conf: config.hsm.softhsm2_conf.as_ref().map(|c| home.join(c)),
         token_label: config.hsm.token_label.clone(),
+        store_url: database.map(|(t, _)| t.url),
     })
 }
 
@@ -802,13 +725,33 @@ fn create_new_private(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn finish(home: &Path, name: &str, w: BufWriter<File>) -> Result<(), BackupError> {
-    let path = home.join(name);
+fn finish(path: &Path, w: BufWriter<File>) -> Result<(), BackupError> {
     let file = w.into_inner().map_err(|e| BackupError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io(&path))
+    file.sync_all().map_err(io(path))
+}
+
+/// Sets `[store] url` of the restored home to the database the dump was loaded into; the
+/// original's standby (`read_url`) is not this database's, so it goes.
+fn point_at_database(home: &Path, url: &str) -> Result<(), BackupError> {
+    let path = home.join(CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let bad = |reason: String| BackupError::Config {
+        path: path.clone(),
+        reason,
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let store = table
+        .entry("store")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| bad("[store] is not a table".into()))?;
+    store.insert("url".into(), toml::Value::String(url.to_owned()));
+    store.remove("read_url");
+    let text = toml::to_string(&table).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(&path, text).map_err(io(&path))
 }
 
 /// Sets `[hsm] softhsm2_conf` of the restored home to `conf` (absolute).
@@ -835,9 +778,10 @@ fn point_at_token(home: &Path, conf: &Path) -> Result<(), BackupError> {
 /// Prints what `nuc backup` made.
 pub fn report_backup(out: &Path, m: &Manifest) {
     println!(
-        "backup {}: {} files, database schema version {}, audit log {} records, latest checkpoint size {}, taken {}",
+        "backup {}: {} files, {} database schema version {}, audit log {} records, latest checkpoint size {}, taken {}",
         out.display(),
         m.members.len(),
+        m.store.engine,
         m.store.schema_version,
         m.store.audit_records,
         m.store
@@ -861,6 +805,17 @@ pub fn report_restore(home: &Path, r: &Restored) {
     );
     for m in &r.manifest.members {
         println!("  {} ({} bytes, sha256 {})", m.path, m.size, m.sha256);
+    }
+    if let Some(url) = &r.store_url {
+        println!(
+            "database: {PG_DUMP} loaded into {url} ([store] url of the new home), schema version \
+             and audit log checked against the manifest"
+        );
+        println!(
+            "still to provide: the database password to the service ({} or [store] \
+             password_file)",
+            crate::store::PASSWORD_ENV
+        );
     }
     match &r.softhsm2_conf {
         Some(conf) if conf.is_file() => println!(
