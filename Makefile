@@ -15,8 +15,10 @@ SHELL := /bin/bash
 # pcscd + the virtual reader vpcd). python3-venv is needed to create .venv/ for pkilint.
 # postgresql: the shared store of several instances; the tests start throwaway clusters of
 # their own (initdb + pg_ctl in a temporary directory), never the system's one.
+# postgresql-client: pg_dump and pg_restore, which `nuc backup` / `nuc restore` run for a home on
+# PostgreSQL (tests/backup.rs).
 DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
-                python3 python3-venv postgresql jq
+                python3 python3-venv postgresql postgresql-client jq
 
 # Debian packages to build and check the Debian package of the service (`make deb`, and
 # tests/deb.rs): lintian, help2man (the man pages, from --help), dpkg-dev (dpkg-shlibdeps),
@@ -120,11 +122,11 @@ run: build
 	"$(NUC)" serve --home "$(DEV_HOME)"
 
 # The end-to-end test binaries (tests/Cargo.toml) that run on either engine: all but those
-# that choose their engine themselves (cluster, failover: PostgreSQL always) and deb (the
-# installed package, once is enough). The second run names them with --workspace, not
-# -p nuc-e2e, so that it resolves features as the first did and reuses its build instead of
-# compiling the dependencies again.
-E2E_FIXED_ENGINE := cluster failover deb
+# that choose their engine themselves (cluster, failover: PostgreSQL always; backup: one test
+# per engine) and deb (the installed package, once is enough). The second run names them with
+# --workspace, not -p nuc-e2e, so that it resolves features as the first did and reuses its
+# build instead of compiling the dependencies again.
+E2E_FIXED_ENGINE := cluster failover deb backup
 E2E_ON_BOTH := $(filter-out $(E2E_FIXED_ENGINE),$(shell awk '/^\[\[test\]\]/ { t = 1; next } t && $$1 == "name" { gsub(/"/, "", $$3); print $$3; t = 0 }' tests/Cargo.toml))
 
 # All tests. The end-to-end tests drive the release binaries (`nuc` as NUC_BIN, `nuc-registry`,
