@@ -188,12 +188,13 @@ pub async fn login(State(agent): State<Arc<Agent>>, Json(body): Json<Login>) -> 
     .await
     .map_err(|e| StationError::Token(e.to_string()))?;
     let operator = opened.map_err(|e| match e {
-        // The PKCS#11 return code names what the token said; the PIN is in neither.
-        StationError::Token(m) if m.contains("CKR_PIN_INCORRECT") => ConsoleError::Token {
+        // The PKCS#11 return value (as cryptoki words it) says what the token answered; the
+        // PIN is in neither.
+        StationError::Token(m) if m.contains("PIN is incorrect") => ConsoleError::Token {
             code: "PIN_INCORRECT",
             message: "the token refused the PIN".into(),
         },
-        StationError::Token(m) if m.contains("CKR_PIN_LOCKED") => ConsoleError::Token {
+        StationError::Token(m) if m.contains("PIN is “locked”") => ConsoleError::Token {
             code: "PIN_LOCKED",
             message: "the token's PIN is locked".into(),
         },
