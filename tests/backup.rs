@@ -403,6 +403,25 @@ async fn a_postgres_home_backed_up_under_f1_load_restores_into_an_empty_database
     );
     svc.server.take();
 
+    // Credentials the database refuses: named, the password never shown, nothing at --out.
+    let refused = svc.home.path("refused.tar");
+    let r: Run = nuc_command()
+        .args(["backup", "--home", &svc.home.home_str()])
+        .args(["--out", refused.to_str().unwrap()])
+        .env("NUC_STORE_PASSWORD", "not-the-password-0d1e")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("database {original}")) && r.stderr.contains("authentication"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("not-the-password-0d1e"), "{}", r.stderr);
+    assert!(!refused.exists());
+
     // The archive, judged by tar and pg_restore: the dump in place of nuc.db, no secret.
     assert_eq!(mode(&archive), 0o600);
     let listing = outside("tar", &["-tf", archive.to_str().unwrap()]);
