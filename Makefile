@@ -26,6 +26,10 @@ DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pc
 # adduser (the package's postinst).
 DEB_PACKAGING_PACKAGES := lintian help2man dpkg-dev binutils systemd adduser
 
+# The headless browser of tests/console_browser.rs (the console page run for real, driven over
+# WebDriver by chromedriver); fonts-dejavu-core so the Kazakh letters render in its screenshots.
+DEB_BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
+
 # apt-get runs through sudo only when we are not root (CI runs as root, without sudo).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -45,10 +49,10 @@ DEV_HOME := .dev-home
 # Extra arguments for the benchmark binary, e.g. `make bench BENCH_ARGS="--help"`.
 BENCH_ARGS ?=
 
-.PHONY: deps deps-deb deps-deb-packaging deps-python deps-promtool build run test bench lint clean-dev deb
+.PHONY: deps deps-deb deps-deb-packaging deps-deb-browser deps-python deps-promtool build run test bench lint clean-dev deb
 
 # Install everything build and tests need (Debian packages, then pkilint in .venv/).
-deps: deps-deb deps-deb-packaging deps-python deps-promtool
+deps: deps-deb deps-deb-packaging deps-deb-browser deps-python deps-promtool
 
 # promtool, the judge of tests/metrics.rs: taken out of Debian's prometheus package into
 # .tools/ rather than installing the package, whose maintainer scripts would start a
@@ -83,6 +87,18 @@ deps-deb-packaging:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing Debian packages for packaging:$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# The browser for the console's test, installed the same way.
+deps-deb-browser:
+	@missing=""; \
+	for p in $(DEB_BROWSER_PACKAGES); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -qx 'Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing Debian packages for the browser test:$$missing"; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
