@@ -4,155 +4,11 @@
 //! bytes on the wire), each step checked both in what the agent answers and in what the NUC
 //! stored. No card is involved (the F4 screens come later).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use nuc_e2e::api::*;
+use nuc_e2e::desk::*;
 use nuc_e2e::*;
-
-const OPERATOR_PIN: &str = "778899";
-
-fn station_bin() -> PathBuf {
-    nuc_bin().with_file_name("nuc-station")
-}
-
-/// The NUC, a workstation identity, and an operator whose key lives in its own token.
-struct Desk {
-    svc: Service,
-    dir: tempfile::TempDir,
-    softhsm_conf: PathBuf,
-}
-
-impl Desk {
-    async fn open() -> Desk {
-        let svc = Service::start();
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| dir.path().join(n);
-        let (cert, key) = svc.system_identity(Some("workstation"));
-        std::fs::write(p("ws.pem"), cert).unwrap();
-        std::fs::write(p("ws.key"), key).unwrap();
-        std::fs::create_dir_all(p("tokens")).unwrap();
-        let softhsm_conf = p("softhsm2.conf");
-        std::fs::write(
-            &softhsm_conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                p("tokens").display()
-            ),
-        )
-        .unwrap();
-        let init = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "operator-token"])
-            .args(["--pin", OPERATOR_PIN, "--so-pin", "10203040"])
-            .env("SOFTHSM2_CONF", &softhsm_conf)
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
-        let desk = Desk {
-            svc,
-            dir,
-            softhsm_conf,
-        };
-        let made = desk
-            .station()
-            .args(["operator-key", "--token", "operator-token"])
-            .args(["--cn", "СӘТБАЕВ ҚАНЫШ", "--out"])
-            .arg(desk.path("operator.csr"))
-            .output()
-            .unwrap();
-        assert!(made.status.success(), "{made:?}");
-        let csr =
-            openssl::x509::X509Req::from_pem(&std::fs::read(desk.path("operator.csr")).unwrap())
-                .unwrap()
-                .to_der()
-                .unwrap();
-        let issued = desk
-            .svc
-            .admin()
-            .await
-            .issue_operator_certificate(nuc_api::v1::IssueOperatorCertificateRequest {
-                iin: OPERATOR_IIN.into(),
-                role: "operator".into(),
-                con: "ЦОН Алматы №1".into(),
-                csr,
-            })
-            .await
-            .expect("operator certificate for the token's key")
-            .into_inner();
-        std::fs::write(desk.path("operator.pem"), &issued.pem).unwrap();
-        desk
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `nuc-station` with this desk's settings; no PIN in its environment: the console gets
-    /// it from the page.
-    fn station(&self) -> Command {
-        let mut c = Command::new(station_bin());
-        c.env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .env("NUC_OPERATOR_PIN", OPERATOR_PIN)
-            .env("NUC_STATION_NUC", &self.svc.grpc)
-            .env("NUC_STATION_ROOT_CA", self.svc.home.root_pem())
-            .env("NUC_STATION_TLS_CERT", self.path("ws.pem"))
-            .env("NUC_STATION_TLS_KEY", self.path("ws.key"))
-            .env("NUC_STATION_TOKEN", "operator-token")
-            .env("NUC_STATION_OPERATOR_CERT", self.path("operator.pem"));
-        c
-    }
-
-    /// The console on a free loopback port; its address (`127.0.0.1:PORT`).
-    fn console(&self) -> (Console, String) {
-        let mut child = self
-            .station()
-            .env_remove("NUC_OPERATOR_PIN")
-            .args(["console", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nuc-station (built by `make test`)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("console on http://")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("console said {line:?}"))
-            .to_owned();
-        (Console(child), addr)
-    }
-
-    fn state_of(&self, number: &str) -> String {
-        self.svc.home.db().row(
-            "SELECT state FROM requests WHERE number = ?1",
-            &[&number.to_owned()],
-        )
-    }
-}
-
-/// The console process, stopped when dropped; its stderr is read then.
-struct Console(Child);
-
-impl Console {
-    fn stop(mut self) -> String {
-        let _ = self.0.kill();
-        let out = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Answer {
     status: u16,
@@ -194,17 +50,6 @@ fn curl(
         status: status.parse().expect("HTTP status"),
         body: body.to_owned(),
     }
-}
-
-async fn submitted(svc: &Service) -> String {
-    let (app, _, _) = application(&rand_suffix());
-    svc.portal()
-        .await
-        .submit_application(app)
-        .await
-        .expect("F1 application")
-        .into_inner()
-        .request_number
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,16 +135,14 @@ async fn the_console_logs_in_looks_up_and_decides_f1_through_the_nuc() {
     assert_eq!(a.status, 422, "{}", a.body);
     let e = &a.json()["error"];
     assert_eq!(e["code"], "APPLICANT_NOT_IN_REGISTRY");
-    assert!(
-        e["explain"]["ru"]["what"]
-            .as_str()
-            .unwrap()
-            .contains("реестре")
-    );
+    assert!(e["explain"]["ru"]["what"]
+        .as_str()
+        .unwrap()
+        .contains("реестре"));
     assert!(e["explain"]["kk"]["what"].as_str().unwrap().contains("ЖСН"));
 
     // An F1 application: shown, then confirmed with the operator's signature from the token.
-    let number = submitted(&desk.svc).await;
+    let number = desk.submitted().await;
     let a = curl(
         &addr,
         "GET",
@@ -361,7 +204,7 @@ async fn the_console_logs_in_looks_up_and_decides_f1_through_the_nuc() {
     assert_eq!(a.json()["error"]["code"], "REQUEST_STATE");
 
     // A refusal needs its reason, and is stored with it.
-    let other = submitted(&desk.svc).await;
+    let other = desk.submitted().await;
     let refuse_at = format!("/api/application/{other}/decision");
     let a = curl(
         &addr,

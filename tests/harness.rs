@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod db;
+pub mod desk;
+pub mod webdriver;
 
 pub use db::Db;
 
