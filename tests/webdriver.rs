@@ -64,23 +64,57 @@ fn http(
     );
     s.write_all(head.as_bytes()).map_err(transport)?;
     s.write_all(body.as_bytes()).map_err(transport)?;
+    // chromedriver may keep the connection open despite `Connection: close`: read the head,
+    // then exactly the body it announces.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(transport)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| transport("no end of headers"))?;
+    let mut buf = [0u8; 16384];
+    let mut body_at = None;
+    let mut wanted: Option<usize> = None;
+    let mut chunked = false;
+    loop {
+        if let Some(at) = body_at {
+            let have = raw.len() - at;
+            let complete = match wanted {
+                Some(n) => have >= n,
+                None => chunked && raw.ends_with(b"0\r\n\r\n"),
+            };
+            if complete {
+                break;
+            }
+        }
+        let n = s.read(&mut buf).map_err(transport)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if body_at.is_none() {
+            if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                body_at = Some(split + 4);
+                let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+                for line in head.lines() {
+                    if let Some((name, value)) = line.split_once(':') {
+                        match name.trim() {
+                            "content-length" => wanted = value.trim().parse().ok(),
+                            "transfer-encoding" => chunked = value.contains("chunked"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let split = body_at.ok_or_else(|| transport("no end of headers"))? - 4;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut payload = raw[split + 4..].to_vec();
+    if let Some(n) = wanted {
+        payload.truncate(n);
+    }
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| transport(format!("status line {head:?}")))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    if chunked {
         payload = dechunk(&payload)?;
     }
     let json = if payload.is_empty() {
@@ -185,11 +219,28 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("new session: {v}"))
             .to_owned();
-        Browser {
+        let b = Browser {
             driver,
             id,
             _profile: profile,
-        }
+        };
+        b.viewport(1366, 768);
+        b
+    }
+
+    /// Sizes the window so that the page itself (the viewport, what a screenshot shows) is
+    /// `width`×`height`: the window size flag counts the browser's own bars too.
+    pub fn viewport(&self, width: i64, height: i64) {
+        let bars = self.exec(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            json!([]),
+        );
+        let (dw, dh) = (bars[0].as_i64().unwrap_or(0), bars[1].as_i64().unwrap_or(0));
+        self.must(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width + dw, "height": height + dh})),
+        );
     }
 
     /// A command of this session; its `value`, or the driver's error.
