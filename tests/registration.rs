@@ -614,6 +614,15 @@ async fn authorisation_matrix() {
                 ),
             ),
             (
+                "workstation",
+                "FindApplications",
+                outcome(
+                    operator
+                        .find_applications(FindApplicationsRequest::default())
+                        .await,
+                ),
+            ),
+            (
                 "admin",
                 "IssueOperatorCertificate",
                 outcome(
@@ -1857,4 +1866,109 @@ async fn the_registry_is_reached_over_tls_trusting_only_the_configured_ca() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("[registry] url"), "{err}");
     assert!(err.contains("ca_cert"), "{err}");
+}
+
+/// Issue 14: FindApplications lists the applicant's applications still waiting for a CON
+/// operator, newest first: not another IIN's, not a refused or issued one; a malformed IIN is
+/// refused by field, a portal caller is refused, and the log holds the IIN only masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_applications_lists_the_waiting_ones_of_one_iin() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let mut ws = svc.workstation().await;
+    async fn submit(
+        portal: &mut nuc_api::v1::portal_service_client::PortalServiceClient<
+            tonic::transport::Channel,
+        >,
+        key: &str,
+        iin: &str,
+    ) -> String {
+        portal
+            .submit_application(application_of(key, iin, EMAIL).0)
+            .await
+            .expect("submitted")
+            .into_inner()
+            .request_number
+    }
+    let refused = submit(&mut portal, "find-refused", IIN).await;
+    let older = submit(&mut portal, "find-older", IIN).await;
+    // A second apart: "newest first" is judged on the stored registration time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = submit(&mut portal, "find-newer", IIN).await;
+    let other = submit(&mut portal, "find-other", OPERATOR_IIN).await;
+    let r = ws
+        .decide_application(DecideApplicationRequest {
+            request_number: refused.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(&op, &refused, Decision::Refuse, "not the applicant"),
+        })
+        .await
+        .expect("refused");
+    assert_eq!(r.into_inner().state, RequestState::Refused as i32);
+
+    let found = ws
+        .find_applications(FindApplicationsRequest { iin: IIN.into() })
+        .await
+        .expect("found")
+        .into_inner()
+        .applications;
+    let numbers: Vec<&str> = found.iter().map(|a| a.request_number.as_str()).collect();
+    assert_eq!(numbers, [newer.as_str(), older.as_str()]);
+    for a in &found {
+        assert_eq!(a.iin, IIN);
+        assert_eq!(a.state, RequestState::Registered as i32);
+        assert_eq!(a.surname, "ҚҰНАНБАЙ", "the registry's subject, as stored");
+    }
+    // The stored rows agree: exactly these two of the IIN are registered.
+    assert_eq!(
+        count(
+            &svc,
+            &format!("SELECT COUNT(*) FROM requests WHERE iin = '{IIN}' AND state = 'registered'")
+        ),
+        2
+    );
+
+    let theirs = ws
+        .find_applications(FindApplicationsRequest {
+            iin: OPERATOR_IIN.into(),
+        })
+        .await
+        .expect("found")
+        .into_inner()
+        .applications;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].request_number, other);
+    assert_eq!(theirs[0].iin, OPERATOR_IIN);
+
+    // An IIN with nothing waiting: an empty list, not an error.
+    let none = ws
+        .find_applications(FindApplicationsRequest {
+            iin: "900726302864".into(),
+        })
+        .await
+        .expect("an empty list")
+        .into_inner();
+    assert!(none.applications.is_empty());
+
+    let e = ws
+        .find_applications(FindApplicationsRequest {
+            iin: "86090836301".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT", "{e:?}");
+    assert!(e.message().contains("iin"), "{e:?}");
+
+    // The portal is the applicants' door, not the operators': refused.
+    let ch = svc
+        .channel(Some(svc.system_identity(Some("portal"))))
+        .await
+        .unwrap();
+    let e = nuc_api::v1::operator_service_client::OperatorServiceClient::new(ch)
+        .find_applications(FindApplicationsRequest { iin: IIN.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "PERMISSION_DENIED", "{e:?}");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
 }

@@ -6,6 +6,10 @@ use nuc_store::RequestRow;
 
 use crate::{Ra, RaError, bundle, number};
 
+/// At most this many waiting applications are listed for one IIN (one is usual; more means
+/// repeated attempts, and the newest are the ones that matter).
+pub const PENDING_LIMIT: u32 = 20;
+
 /// What an applicant downloads (F7).
 #[derive(Debug, Clone)]
 pub struct Download {
@@ -28,6 +32,15 @@ impl Ra {
         self.store.request(&number)?.ok_or_else(|| {
             RaError::new(ReasonCode::RequestNotFound, format!("no request {number}"))
         })
+    }
+
+    /// The applications of `iin_text` still waiting for a CON operator, newest first, at most
+    /// [`PENDING_LIMIT`]: what the operator finds when the applicant gives no number.
+    pub fn pending_applications(&self, iin_text: &str) -> Result<Vec<RequestRow>, RaError> {
+        let iin = crate::application::parse_iin(iin_text.trim())?;
+        Ok(self
+            .store
+            .pending_requests_of(iin.as_str(), self.now(), PENDING_LIMIT)?)
     }
 
     /// F7: the certificates of an issued request, and a PKCS#7 certs-only bundle with the chain.

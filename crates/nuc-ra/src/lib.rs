@@ -47,7 +47,7 @@ use nuc_store::{
 
 pub use application::{Applicant, Application};
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use download::Download;
+pub use download::{Download, PENDING_LIMIT};
 pub use error::RaError;
 pub use revocation::RevocationAsk;
 

@@ -249,6 +249,28 @@ impl PgStore {
             .ok_or_else(|| DbError::Store(StoreError::RequestNotFound(t.number.clone())))
     }
 
+    /// The registered requests of `iin` whose deadline is after `now`, newest first, at most
+    /// `limit` (the index `requests_iin` narrows the scan to the one applicant).
+    pub(crate) fn pending_requests_of(
+        &self,
+        iin: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, DbError> {
+        let sql = REQUEST_SELECT.replace(
+            "WHERE number = $1",
+            "WHERE iin = $1 AND state = 'registered' AND expires_at > $2 \
+             ORDER BY registered_at DESC, number DESC LIMIT $3",
+        );
+        let limit = i64::from(limit);
+        self.read(|s| {
+            s.query(sql.as_str(), &[&iin, &now, &limit])?
+                .iter()
+                .map(request_row)
+                .collect()
+        })
+    }
+
     pub(crate) fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, DbError> {
         let due: Vec<String> = self.read(|s| {
             s.query(

@@ -251,6 +251,26 @@ impl SqliteStore {
             .ok_or_else(|| DbError::Store(StoreError::RequestNotFound(t.number.clone())))
     }
 
+    /// The registered requests of `iin` whose deadline is after `now`, newest first, at most
+    /// `limit` (the index `requests_iin` narrows the scan to the one applicant).
+    pub(crate) fn pending_requests_of(
+        &self,
+        iin: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, DbError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests \
+             WHERE iin = ?1 AND state = 'registered' AND expires_at > ?2 \
+             ORDER BY registered_at DESC, number DESC LIMIT ?3"
+        ))?;
+        let rows = st
+            .query_map(rusqlite::params![iin, now, i64::from(limit)], request_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// Expires every registered request whose deadline is before `now`; returns their numbers.
     pub(crate) fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, DbError> {
         let due: Vec<String> = {

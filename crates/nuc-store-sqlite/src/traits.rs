@@ -34,6 +34,7 @@ impl RequestStore for SqliteStore {
         fn request(&self, number: &str) -> Option<RequestRow>;
         fn transition(&self, t: &Transition) -> RequestRow;
         fn expire_requests(&self, now: i64, actor: &str) -> Vec<String>;
+        fn pending_requests_of(&self, iin: &str, now: i64, limit: u32) -> Vec<RequestRow>;
     }
 }
 

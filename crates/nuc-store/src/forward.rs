@@ -38,6 +38,15 @@ impl<S: RequestStore + ?Sized> RequestStore for Arc<S> {
     fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError> {
         (**self).expire_requests(now, actor)
     }
+
+    fn pending_requests_of(
+        &self,
+        iin: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        (**self).pending_requests_of(iin, now, limit)
+    }
 }
 
 impl<S: CertificateStore + ?Sized> CertificateStore for Arc<S> {

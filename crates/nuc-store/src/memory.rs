@@ -365,6 +365,28 @@ impl RequestStore for MemoryStore {
             Ok(due)
         })
     }
+
+    fn pending_requests_of(
+        &self,
+        iin: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        Ok(self.read(|s| {
+            let mut rows: Vec<RequestRow> = s
+                .requests
+                .values()
+                .filter(|r| {
+                    r.iin == iin && r.state == RequestState::Registered && r.expires_at > now
+                })
+                .cloned()
+                .collect();
+            // Newest first; the number breaks ties so the order is the databases' own.
+            rows.sort_by(|a, b| (b.registered_at, &b.number).cmp(&(a.registered_at, &a.number)));
+            rows.truncate(limit as usize);
+            rows
+        }))
+    }
 }
 
 impl CertificateStore for MemoryStore {

@@ -42,6 +42,15 @@ pub trait RequestStore: Send + Sync {
     /// Expires every registered request whose deadline is at or before `now`, each with its
     /// audit record; gives their numbers.
     fn expire_requests(&self, now: i64, actor: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The requests of `iin` still waiting for a CON operator (registered, deadline after
+    /// `now`), newest first, at most `limit` (read through the index on `requests(iin)`).
+    fn pending_requests_of(
+        &self,
+        iin: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>, StoreError>;
 }
 
 /// The issuance sequence (the CA's, through an [`crate::IssuanceLedger`]): a serial and its

@@ -155,6 +155,21 @@ impl OperatorService for OperatorApi {
         }))
     }
 
+    async fn find_applications(
+        &self,
+        req: Request<FindApplicationsRequest>,
+    ) -> Result<Response<Applications>, Status> {
+        let caller = self.0.authorize(&req, Service::Operator)?;
+        let iin = req.into_inner().iin;
+        let ra = self.0.ra.clone();
+        let masked = nuc_core::mask_iin(iin.trim());
+        let rows = blocking(async move { ra.pending_applications(&iin) }).await?;
+        tracing::info!(caller = %caller.actor(), iin = %masked, found = rows.len(), "pending applications listed");
+        Ok(Response::new(Applications {
+            applications: rows.into_iter().map(application).collect(),
+        }))
+    }
+
     async fn get_issued_certificates(
         &self,
         req: Request<GetIssuedCertificatesRequest>,
