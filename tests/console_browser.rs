@@ -211,6 +211,10 @@ async fn the_console_page_in_chromium_logs_in_looks_up_and_decides_f1() {
         "kk"
     );
     assert!(!is_shown(&b, "#work"));
+    assert!(
+        !is_shown(&b, "#live"),
+        "no live channel to report before login"
+    );
     shot(&b, "login.png");
 
     // A wrong PIN: the token's refusal in plain words with its reason code; no session.
@@ -307,6 +311,11 @@ async fn the_console_page_in_chromium_logs_in_looks_up_and_decides_f1() {
     let decided = b.text_of("#decided");
     assert!(decided.contains("Бас тартылды"), "{decided}");
     assert!(decided.contains(&refused), "{decided}");
+    let shown = b.text_of("#application-fields");
+    assert!(
+        shown.contains("Бас тартылды"),
+        "the state it was left in: {shown}"
+    );
     assert_eq!(desk.state_of(&refused), "refused");
     let stored: String = desk.svc.home.db().row(
         "SELECT refusal_reason FROM requests WHERE number = ?1",
@@ -329,6 +338,12 @@ async fn the_console_page_in_chromium_logs_in_looks_up_and_decides_f1() {
     b.shown("#decided", WAIT);
     let decided = b.text_of("#decided");
     assert!(decided.contains("Куәліктер шығарылды"), "{decided}");
+    let shown = b.text_of("#application-fields");
+    assert!(
+        shown.contains("Куәліктер шығарылды"),
+        "the state it was left in: {shown}"
+    );
+    assert!(!is_shown(&b, "#decide"), "nothing more to decide");
     assert_eq!(desk.state_of(&confirmed), "issued");
     let serials: Vec<String> = desk.svc.home.db().rows(
         "SELECT serial FROM certificates WHERE request_number = ?1 ORDER BY serial",

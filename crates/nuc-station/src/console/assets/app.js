@@ -78,6 +78,7 @@ function loggedIn(json) {
   $("who-serial").textContent = json.operator.serial_hex;
   $("who").hidden = false;
   $("logout").hidden = false;
+  $("live").hidden = false;
   $("login").hidden = true;
   $("work").hidden = false;
   $("iin").focus();
@@ -88,6 +89,8 @@ function loggedOut() {
   state.session = null;
   $("who").hidden = true;
   $("logout").hidden = true;
+  // The live channel runs only in a session: before login there is nothing to be lost.
+  $("live").hidden = true;
   $("work").hidden = true;
   $("login").hidden = false;
   $("pin").focus();
@@ -172,6 +175,7 @@ async function onSearch(ev) {
 
 function showApplication(a) {
   state.number = a.request_number;
+  state.application = a;
   fill($("application-fields"), [
     ["field.number", a.request_number], ["field.state", t("state." + a.state)],
     ["field.iin", a.iin], ["field.surname", a.surname], ["field.name", a.name],
@@ -202,8 +206,10 @@ async function decide(decision) {
       { decision, reason: $("reason").value });
     fill($("decided-fields"), [
       ["field.number", r.request_number], ["field.state", t("state." + r.state)],
-      ["app.certificates", r.certificates.map((c) => c.profile + " " + c.serial_hex).join(", ")],
+      ["app.certificates", r.certificates.map((c) => c.profile + " " + c.serial_hex).join("\n")],
     ]);
+    // The application above shows the state the decision left it in, not the old one.
+    showApplication({ ...state.application, state: r.state });
     $("decide").hidden = true;
     $("decided").hidden = false;
     $("decided").setAttribute("tabindex", "-1");
