@@ -87,17 +87,19 @@ fn http(
             break;
         }
         raw.extend_from_slice(&buf[..n]);
-        if body_at.is_none() {
-            if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                body_at = Some(split + 4);
-                let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-                for line in head.lines() {
-                    if let Some((name, value)) = line.split_once(':') {
-                        match name.trim() {
-                            "content-length" => wanted = value.trim().parse().ok(),
-                            "transfer-encoding" => chunked = value.contains("chunked"),
-                            _ => {}
-                        }
+        let end_of_head = match body_at {
+            None => raw.windows(4).position(|w| w == b"\r\n\r\n"),
+            Some(_) => None,
+        };
+        if let Some(split) = end_of_head {
+            body_at = Some(split + 4);
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            for line in head.lines() {
+                if let Some((name, value)) = line.split_once(':') {
+                    match name.trim() {
+                        "content-length" => wanted = value.trim().parse().ok(),
+                        "transfer-encoding" => chunked = value.contains("chunked"),
+                        _ => {}
                     }
                 }
             }
