@@ -135,10 +135,12 @@ async fn the_console_logs_in_looks_up_and_decides_f1_through_the_nuc() {
     assert_eq!(a.status, 422, "{}", a.body);
     let e = &a.json()["error"];
     assert_eq!(e["code"], "APPLICANT_NOT_IN_REGISTRY");
-    assert!(e["explain"]["ru"]["what"]
-        .as_str()
-        .unwrap()
-        .contains("реестре"));
+    assert!(
+        e["explain"]["ru"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("реестре")
+    );
     assert!(e["explain"]["kk"]["what"].as_str().unwrap().contains("ЖСН"));
 
     // An F1 application: shown, then confirmed with the operator's signature from the token.
@@ -239,6 +241,196 @@ async fn the_console_logs_in_looks_up_and_decides_f1_through_the_nuc() {
     // The agent's own output names no applicant and no PIN.
     let log = console.stop();
     assert!(log.contains("refused POST /api/login"), "{log}");
+    assert_eq!(unmasked_fixture_iins(&log), Vec::<String>::new(), "{log}");
+    assert!(!log.contains(OPERATOR_PIN), "{log}");
+}
+
+/// Issue 14, third part: the applicant's waiting applications found by IIN, then F5 at the
+/// counter through the agent (the order signed in the operator's token, RevokeAtCounter), each
+/// refusal with its reason code, and the revocation as the NUC stored it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_finds_waiting_applications_and_revokes_at_the_counter() {
+    let desk = Desk::open().await;
+    let (console, addr) = desk.console();
+    let me = format!("http://{addr}");
+    let pin_body = format!(r#"{{"pin":"{OPERATOR_PIN}"}}"#);
+    let a = curl(&addr, "POST", "/api/login", &me, None, Some(&pin_body));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let session = a.json()["session"].as_str().unwrap().to_owned();
+    let s = Some(session.as_str());
+
+    // Two waiting applications of the applicant: found by IIN, newest first.
+    let older = desk.submitted().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = desk.submitted().await;
+    let by_iin = format!(r#"{{"iin":"{IIN}"}}"#);
+    let a = curl(&addr, "POST", "/api/applications", &me, s, Some(&by_iin));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let numbers: Vec<String> = a.json()["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["request_number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers, [newer.clone(), older.clone()]);
+    assert_eq!(a.json()["applications"][0]["state"], "REGISTERED");
+    assert_eq!(a.json()["applications"][0]["surname"], "ҚҰНАНБАЙ");
+    // Another applicant has none; a malformed IIN never reaches the NUC; no session, no list.
+    let a = curl(
+        &addr,
+        "POST",
+        "/api/applications",
+        &me,
+        s,
+        Some(&format!(r#"{{"iin":"{OPERATOR_IIN}"}}"#)),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["applications"], serde_json::json!([]));
+    let a = curl(
+        &addr,
+        "POST",
+        "/api/applications",
+        &me,
+        s,
+        Some(r#"{"iin":"86090836301"}"#),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"]["message"], "iin: must be 12 digits");
+    let a = curl(&addr, "POST", "/api/applications", &me, None, Some(&by_iin));
+    assert_eq!(a.status, 401, "{}", a.body);
+
+    // The newer one is confirmed at the counter: it leaves the list, its certificates exist.
+    let a = curl(
+        &addr,
+        "POST",
+        &format!("/api/application/{newer}/decision"),
+        &me,
+        s,
+        Some(r#"{"decision":"confirm"}"#),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let serial = a.json()["certificates"][0]["serial_hex"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = curl(&addr, "POST", "/api/applications", &me, s, Some(&by_iin));
+    let left: Vec<String> = a.json()["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["request_number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, [older.clone()]);
+
+    let revoke = |serial: &str, iin: &str, reason: &str| {
+        curl(
+            &addr,
+            "POST",
+            "/api/revocation",
+            &me,
+            s,
+            Some(&format!(
+                r#"{{"serial_hex":"{serial}","iin":"{iin}","reason":"{reason}"}}"#
+            )),
+        )
+    };
+    let revoked_rows = || -> i64 {
+        desk.svc
+            .home
+            .db()
+            .row("SELECT COUNT(*) FROM revocations", &[])
+    };
+
+    // Refusals by the agent, before anything is signed: the field and why.
+    let a = revoke(&serial, IIN, "ca_compromise");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "INVALID_INPUT");
+    assert!(
+        a.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("reason: must be"),
+        "{}",
+        a.body
+    );
+    let a = revoke("not-hex", IIN, "superseded");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("serial_hex:")
+    );
+    // From another origin, or without the session: nothing is signed or sent.
+    let a = curl(
+        &addr,
+        "POST",
+        "/api/revocation",
+        "http://evil.example",
+        s,
+        Some(&format!(
+            r#"{{"serial_hex":"{serial}","iin":"{IIN}","reason":"superseded"}}"#
+        )),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+
+    // Refusals by the NUC, with their reason codes and words in both languages.
+    let a = revoke("0badc0ffee", IIN, "key_compromise");
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "CERTIFICATE_NOT_FOUND");
+    assert!(
+        a.json()["error"]["explain"]["ru"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("не выпускал")
+    );
+    // Another CA's certificate (made by openssl): its serial is not this NUC's.
+    let foreign = tempfile::tempdir().unwrap();
+    openssl_ca(foreign.path(), "foreign");
+    let out = outside(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            foreign.path().join("foreign.pem").to_str().unwrap(),
+        ],
+    );
+    let foreign_serial = out
+        .stdout
+        .trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("openssl said {:?}", out.stdout))
+        .to_ascii_lowercase();
+    let a = revoke(&foreign_serial, IIN, "key_compromise");
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "CERTIFICATE_NOT_FOUND");
+    // The certificate is not this IIN's.
+    let a = revoke(&serial, "900726302864", "key_compromise");
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "IIN_MISMATCH");
+    assert_eq!(revoked_rows(), 0, "no refusal revoked anything");
+
+    // F5: revoked for key compromise; the NUC stored it with the reason and the operator.
+    let a = revoke(&serial.to_ascii_uppercase(), IIN, "key_compromise");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["serial_hex"], serial.as_str());
+    assert_eq!(a.json()["reason"], "key_compromise");
+    assert!(a.json()["revoked_at"].as_i64().unwrap() > 0);
+    let (reason, by): (i64, String) = desk.svc.home.db().row(
+        "SELECT reason, revoked_by FROM revocations WHERE serial = ?1",
+        &[&serial],
+    );
+    assert_eq!(reason, 1, "RFC 5280 keyCompromise");
+    assert!(by.starts_with("operator:"), "{by}");
+    // Once: a second order for it is refused with its code.
+    let a = revoke(&serial, IIN, "superseded");
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "ALREADY_REVOKED");
+    assert_eq!(revoked_rows(), 1);
+
+    let log = console.stop();
     assert_eq!(unmasked_fixture_iins(&log), Vec::<String>::new(), "{log}");
     assert!(!log.contains(OPERATOR_PIN), "{log}");
 }

@@ -1,6 +1,7 @@
 //! The operator's own key, in the operator's PKCS#11 token, and what it signs: the operator's
-//! decision on the request at hand (a CMS SignedData over an `OperatorDecision`), and once, the
-//! PKCS#10 request for the operator certificate itself.
+//! decision on the request at hand (a CMS SignedData over an `OperatorDecision`), a revocation
+//! order at the counter (F5, over a `RevocationOrder`), and once, the PKCS#10 request for the
+//! operator certificate itself.
 //!
 //! The token is driven through the same PKCS#11 code the CA uses for its own keys
 //! (`nuc-hsm`), but it is the operator's token, with the operator's PIN: the CA's keys are
@@ -18,6 +19,8 @@ use crate::StationError;
 
 /// `payload_type` of an operator's decision (proto common.proto, field 15).
 const OPERATOR_DECISION: &str = "nuc.v1.OperatorDecision";
+/// `payload_type` of a revocation order (F5 at the counter).
+const REVOCATION_ORDER: &str = "nuc.v1.RevocationOrder";
 
 fn token(e: impl std::fmt::Display) -> StationError {
     StationError::Token(e.to_string())
@@ -92,8 +95,35 @@ impl Operator {
             nonce: hex::encode(nonce),
             payload_type: OPERATOR_DECISION.into(),
         };
+        self.sign(&payload.encode_to_vec())
+    }
+
+    /// The operator's signed order to revoke `serial_hex` of the holder `iin` for `reason`
+    /// (RFC 5280 code, as payloads.proto `RevocationReason`): F5 at the counter.
+    pub fn revocation_order(
+        &self,
+        serial_hex: &str,
+        reason: i32,
+        iin: &str,
+    ) -> Result<Vec<u8>, StationError> {
+        let mut nonce = [0u8; 16];
+        openssl::rand::rand_bytes(&mut nonce).map_err(token)?;
+        let payload = nuc_api::v1::RevocationOrder {
+            serial_hex: serial_hex.into(),
+            reason,
+            iin: iin.into(),
+            operator_serial_hex: self.serial_hex.clone(),
+            signed_at: nuc_core::time::now_unix(),
+            nonce: hex::encode(nonce),
+            payload_type: REVOCATION_ORDER.into(),
+        };
+        self.sign(&payload.encode_to_vec())
+    }
+
+    /// CMS SignedData over `content`, signed in the token with the operator's certificate.
+    fn sign(&self, content: &[u8]) -> Result<Vec<u8>, StationError> {
         nuc_cms::sign_with(
-            &payload.encode_to_vec(),
+            content,
             &self.cert_der,
             &|attrs| {
                 self.hsm

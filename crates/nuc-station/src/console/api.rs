@@ -1,6 +1,7 @@
 //! The agent's JSON API, called by the console's page: login with the token PIN, applicant
-//! lookup in the registry, an F1 application and the operator's decision on it, and the live
-//! channel (server-sent events).
+//! lookup in the registry, an F1 application (by number, or the applicant's waiting ones by
+//! IIN) and the operator's decision on it, F5 revocation at the counter, and the live channel
+//! (server-sent events).
 //!
 //! It owns the translation between the page and the NUC: JSON in, gRPC out over the
 //! workstation's mTLS channel, CMS signatures made in the operator's token. It must never send
@@ -18,8 +19,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use nuc_api::v1::operator_service_client::OperatorServiceClient;
 use nuc_api::v1::{
-    Applicant, Application, DecideApplicationRequest, GetApplicationRequest,
-    LookupApplicantRequest, RequestState,
+    Applicant, Application, DecideApplicationRequest, FindApplicationsRequest,
+    GetApplicationRequest, LookupApplicantRequest, RequestState, RevocationReason,
+    RevokeAtCounterRequest,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -360,6 +362,107 @@ pub async fn decide(
     })))
 }
 
+/// The applicant's applications still waiting for the CON (FindApplications), newest first.
+pub async fn find_applications(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Json(body): Json<Lookup>,
+) -> ApiResult {
+    agent.sessions.with(presented(&headers), |_, _| ())?;
+    check_iin("iin", &body.iin)?;
+    let found = agent
+        .nuc()
+        .await?
+        .find_applications(FindApplicationsRequest { iin: body.iin })
+        .await
+        .map_err(|s| StationError::from_status("applications", s))?
+        .into_inner();
+    Ok(Json(json!({
+        "applications": found.applications.iter().map(application_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct Revocation {
+    serial_hex: String,
+    /// The holder's IIN, as on the ID document: the NUC checks the certificate is theirs.
+    iin: String,
+    /// One of [`REVOCATION_REASONS`] by name.
+    reason: String,
+}
+
+/// The reasons an operator may give at the counter (those the NUC accepts, RFC 5280 codes).
+pub const REVOCATION_REASONS: [(&str, RevocationReason); 5] = [
+    ("unspecified", RevocationReason::Unspecified),
+    ("key_compromise", RevocationReason::KeyCompromise),
+    ("affiliation_changed", RevocationReason::AffiliationChanged),
+    ("superseded", RevocationReason::Superseded),
+    (
+        "cessation_of_operation",
+        RevocationReason::CessationOfOperation,
+    ),
+];
+
+fn check_serial(v: &str) -> Result<String, ConsoleError> {
+    let s = v.trim().to_ascii_lowercase();
+    if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(input(
+            "serial_hex",
+            "must be a certificate serial in hex (1 to 40 digits)",
+        ));
+    }
+    Ok(s)
+}
+
+fn revocation_reason(name: &str) -> Result<RevocationReason, ConsoleError> {
+    REVOCATION_REASONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, r)| *r)
+        .ok_or_else(|| {
+            input(
+                "reason",
+                "must be unspecified, key_compromise, affiliation_changed, superseded or cessation_of_operation",
+            )
+        })
+}
+
+/// F5 at the counter: the revocation order, signed in the operator's token, sent with
+/// RevokeAtCounter. The NUC checks the certificate is the holder's and refuses with a code.
+pub async fn revoke(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Json(body): Json<Revocation>,
+) -> ApiResult {
+    let serial = check_serial(&body.serial_hex)?;
+    check_iin("iin", &body.iin)?;
+    let reason = revocation_reason(&body.reason)?;
+    // Signed under the session's lock, as a decision is: only for a live session, and only
+    // for this serial, holder and reason.
+    let (signed, operator) = agent.sessions.with(presented(&headers), |op, info| {
+        let op = op.ok_or_else(|| StationError::Token("no token in this session".into()))?;
+        Ok::<_, StationError>((
+            op.revocation_order(&serial, reason as i32, &body.iin)?,
+            info.serial_hex.clone(),
+        ))
+    })??;
+    let done = agent
+        .nuc()
+        .await?
+        .revoke_at_counter(RevokeAtCounterRequest {
+            operator_serial_hex: operator,
+            signed_order: signed,
+        })
+        .await
+        .map_err(|s| StationError::from_status("revocation", s))?
+        .into_inner();
+    Ok(Json(json!({
+        "serial_hex": done.serial_hex,
+        "revoked_at": done.revoked_at,
+        "reason": body.reason,
+    })))
+}
+
 /// The live channel: a heartbeat and the session's state every few seconds (later also the
 /// reader's state). It does not count as activity, and ends when the session does.
 pub async fn events(
@@ -407,5 +510,17 @@ mod tests {
         assert!(check_number("NUC-ABCD-EFGH-J").is_ok());
         assert!(check_number("../x").is_err());
         assert_eq!(state_name(RequestState::Issued as i32), "ISSUED");
+        assert_eq!(check_serial(" 0A1b ").unwrap(), "0a1b");
+        assert_eq!(
+            check_serial("0x12").unwrap_err().to_string(),
+            "serial_hex: must be a certificate serial in hex (1 to 40 digits)"
+        );
+        assert_eq!(
+            revocation_reason("key_compromise").unwrap(),
+            RevocationReason::KeyCompromise
+        );
+        // cACompromise (2) is not the counter's to give, nor is anything unnamed.
+        assert!(revocation_reason("ca_compromise").is_err());
+        assert!(revocation_reason("").is_err());
     }
 }

@@ -58,6 +58,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/applicant", post(api::applicant))
         .route("/api/application/{number}", get(api::application))
         .route("/api/application/{number}/decision", post(api::decide))
+        .route("/api/applications", post(api::find_applications))
+        .route("/api/revocation", post(api::revoke))
         .route("/api/events", get(api::events))
         .layer(middleware::from_fn_with_state(agent.clone(), guard_layer))
         .with_state(agent)
