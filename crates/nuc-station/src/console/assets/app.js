@@ -244,3 +244,77 @@ async function start() {
 }
 
 document.addEventListener("DOMContentLoaded", start);
+
+// --- Applications waiting for the CON, found by IIN, and F5 revocation at the counter. ---
+// Kept apart from the code above: it only adds listeners and uses call(), fill(), t().
+
+async function findPending() {
+  $("pending").hidden = true;
+  const iin = $("iin").value;
+  if (!/^[0-9]{12}$/.test(iin)) return;
+  try {
+    // Not through call(): a success here must not hide the registry lookup's error beside it.
+    const resp = await fetch("/api/applications", {
+      method: "POST", credentials: "omit", cache: "no-store",
+      headers: { "Accept": "application/json", "Content-Type": "application/json",
+                 "X-Nuc-Session": state.session || "" },
+      body: JSON.stringify({ iin }),
+    });
+    const json = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw json.error || { code: "HTTP_" + resp.status, message: "", explain: null };
+    const { applications } = json;
+    const list = $("pending-list");
+    list.replaceChildren();
+    for (const a of applications) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "open-pending";
+      b.dataset.number = a.request_number;
+      b.textContent = t("pending.open") + " " + a.request_number;
+      b.setAttribute("aria-label", t("pending.open") + " " + a.request_number);
+      b.addEventListener("click", () => {
+        $("number").value = a.request_number;
+        showApplication(a);
+        $("application").setAttribute("tabindex", "-1");
+        $("application").focus();
+      });
+      const when_ = document.createElement("span");
+      when_.className = "small";
+      when_.textContent = " " + when(a.registered_at);
+      li.append(b, when_);
+      list.append(li);
+    }
+    $("pending-none").hidden = applications.length > 0;
+    $("pending").hidden = false;
+  } catch (err) { showError(err); }
+}
+
+async function onRevoke(ev) {
+  ev.preventDefault();
+  $("revoked").hidden = true;
+  $("revoke-submit").disabled = true;
+  try {
+    const r = await call("POST", "/api/revocation", {
+      serial_hex: $("revoke-serial").value.trim(),
+      iin: $("revoke-iin").value.trim(),
+      reason: $("revoke-reason").value,
+    });
+    fill($("revoked-fields"), [
+      ["revoke.serial", r.serial_hex], ["revoke.reason", t("reason." + r.reason)],
+      ["revoke.at", when(r.revoked_at)],
+    ]);
+    $("revoked").hidden = false;
+    $("revoked").setAttribute("tabindex", "-1");
+    $("revoked").focus();
+  } catch (err) {
+    showError(err);
+  } finally {
+    $("revoke-submit").disabled = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search-form").addEventListener("submit", findPending);
+  $("revoke-form").addEventListener("submit", onRevoke);
+});
