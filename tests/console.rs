@@ -320,7 +320,7 @@ async fn the_console_finds_waiting_applications_and_revokes_at_the_counter() {
         .iter()
         .map(|x| x["request_number"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(left, [older.clone()]);
+    assert_eq!(left, std::slice::from_ref(&older));
 
     let revoke = |serial: &str, iin: &str, reason: &str| {
         curl(
