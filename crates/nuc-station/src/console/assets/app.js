@@ -248,7 +248,8 @@ document.addEventListener("DOMContentLoaded", start);
 // --- Applications waiting for the CON, found by IIN, and F5 revocation at the counter. ---
 // Kept apart from the code above: it only adds listeners and uses call(), fill(), t().
 
-async function findPending() {
+async function findPending(ev) {
+  if (ev) ev.preventDefault();
   $("pending").hidden = true;
   const iin = $("iin").value;
   if (!/^[0-9]{12}$/.test(iin)) return;
