@@ -59,6 +59,7 @@ macro_rules! for_each_scenario {
         an_abandoned_reservation_burns_its_serial_and_frees_its_key,
         a_request_is_revoked_with_its_last_certificate_once,
         expiry_takes_only_registered_requests_past_their_deadline,
+        pending_requests_are_one_iins_registered_ones_newest_first,
         operators_keep_their_status,
         the_outbox_hands_out_what_was_not_delivered_yet,
         a_message_failing_its_last_attempt_is_a_dead_letter_until_revived,
@@ -456,6 +457,47 @@ pub fn expiry_takes_only_registered_requests_past_their_deadline(s: &dyn Store) 
     assert_eq!(
         s.request("R3").unwrap().unwrap().state,
         RequestState::Refused
+    );
+}
+
+pub fn pending_requests_are_one_iins_registered_ones_newest_first(s: &dyn Store) {
+    let at = |number: &str, iin: &str, registered_at: i64, expires_at: i64| NewRequest {
+        iin: iin.into(),
+        registered_at,
+        ..request(number, expires_at)
+    };
+    let abai = "860908363012";
+    for r in [
+        at("P1", abai, 10, 500),
+        at("P2", abai, 30, 500),
+        at("P3", abai, 20, 500),
+        // Past its deadline though not yet expired by the job: not waiting any more.
+        at("P4", abai, 40, 150),
+        at("P5", abai, 50, 500),
+        at("Q1", "921002310220", 60, 500),
+    ] {
+        s.register_request(&r, None, None, &audit("r")).unwrap();
+    }
+    s.transition(&transition(
+        "P5",
+        RequestState::Registered,
+        RequestState::Refused,
+        None,
+    ))
+    .unwrap();
+    let numbers = |limit| -> Vec<String> {
+        s.pending_requests_of(abai, 200, limit)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.number)
+            .collect()
+    };
+    assert_eq!(numbers(20), ["P2", "P3", "P1"]);
+    assert_eq!(numbers(2), ["P2", "P3"]);
+    assert!(
+        s.pending_requests_of("900726302864", 200, 20)
+            .unwrap()
+            .is_empty()
     );
 }
 
