@@ -18,7 +18,7 @@ use nuc_e2e::api::*;
 use nuc_e2e::desk::*;
 use nuc_e2e::unmasked_fixture_iins;
 use nuc_e2e::webdriver::Browser;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Generous for a 2-core CI machine: a step normally takes well under a second.
 const WAIT: Duration = Duration::from_secs(30);
@@ -263,9 +263,10 @@ async fn the_console_page_in_chromium_logs_in_looks_up_and_decides_f1() {
     assert!(shown.contains(IIN), "{shown}");
     assert!(shown.contains("ҚҰНАНБАЙ"), "{shown}");
     assert!(shown.contains("ҚҰНАНБАЙҰЛЫ"), "{shown}");
-    assert!(b
-        .text_of("#applicant")
-        .contains("жеке куәлікпен салыстырыңыз"));
+    assert!(
+        b.text_of("#applicant")
+            .contains("жеке куәлікпен салыстырыңыз")
+    );
     shot(&b, "search.png");
 
     // Kazakh to Russian and back: the labels change, the data stays.
@@ -416,9 +417,10 @@ async fn the_console_page_in_chromium_logs_in_looks_up_and_decides_f1() {
         WAIT,
         "the untouched application",
     );
-    assert!(b
-        .text_of("#application-fields")
-        .contains("Тіркелген, ХҚКО-ға келуді күтуде"));
+    assert!(
+        b.text_of("#application-fields")
+            .contains("Тіркелген, ХҚКО-ға келуді күтуде")
+    );
     assert!(is_shown(&b, "#confirm"), "still to be decided");
 
     // Log out: back to the login screen.
