@@ -428,7 +428,23 @@ async fn concurrent_different_applications_under_one_key() {
 /// recorded, and it is delivered once the sink works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_survive_a_failing_sink() {
-    let svc = Service::start();
+    let mut svc = Service::start();
+    // Retried every second while the sink fails (the default waits 30 s, then longer).
+    let config = svc.home.home().join("nuc.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("retry_base_secs = 30\nretry_max_secs = 3600"),
+        "{text}"
+    );
+    std::fs::write(
+        &config,
+        text.replace(
+            "retry_base_secs = 30\nretry_max_secs = 3600",
+            "retry_base_secs = 1\nretry_max_secs = 1",
+        ),
+    )
+    .unwrap();
+    svc.restart(&[]);
     let outbox = svc.home.home().join("outbox");
     if outbox.is_dir() {
         std::fs::remove_dir_all(&outbox).unwrap();
