@@ -166,11 +166,14 @@ fn watched_certificates(inst: &Instance) -> Vec<(&'static str, Vec<u8>)> {
     certs
 }
 
-/// The first certificate of a PEM file (the leaf of a chain).
+/// The first certificate of a PEM file (the leaf of a chain), in DER.
 fn first_certificate(pem: &[u8]) -> Option<Vec<u8>> {
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let end = pem.windows(END.len()).position(|w| w == END)? + END.len();
-    der::pem::decode_vec(&pem[..end]).ok().map(|(_, der)| der)
+    use der::Encode;
+    x509_cert::Certificate::load_pem_chain(pem)
+        .ok()?
+        .first()?
+        .to_der()
+        .ok()
 }
 
 fn not_after(der: &[u8]) -> Option<i64> {
