@@ -194,7 +194,9 @@ impl Service {
         let child = cmd.spawn().unwrap();
         self.server = Some(Proc(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.grpc).is_err() {
+        // Both listeners: the HTTP one (OCSP, CRL, health) may open a moment after gRPC.
+        let listening = |addr: &str| std::net::TcpStream::connect(addr).is_ok();
+        while !(listening(&self.grpc) && listening(&self.home.http)) {
             let exited = self
                 .server
                 .as_mut()
@@ -202,11 +204,20 @@ impl Service {
             if exited.is_some() || Instant::now() >= deadline {
                 let log = std::fs::read_to_string(self.home.path("serve.log")).unwrap_or_default();
                 panic!(
-                    "nuc serve is not listening on {} ({exited:?}); its log:\n{log}",
-                    self.grpc
+                    "nuc serve is not listening on {} and {} ({exited:?}); its log:\n{log}",
+                    self.grpc, self.home.http
                 );
             }
             std::thread::sleep(Duration::from_millis(30));
+        }
+        // Still ours: a service that failed to bind exits, and whatever answered was another's.
+        let exited = self
+            .server
+            .as_mut()
+            .and_then(|p| p.0.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            let log = std::fs::read_to_string(self.home.path("serve.log")).unwrap_or_default();
+            panic!("nuc serve exited ({status}) right after starting; its log:\n{log}");
         }
     }
 

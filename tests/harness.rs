@@ -3,6 +3,8 @@
 //! (`openssl`, `pkcs11-tool`, pkilint's `lint_pkix_cert`) about what came out.
 
 pub mod api;
+pub mod cards;
+pub mod console_page;
 pub mod db;
 pub mod desk;
 pub mod webdriver;
@@ -180,12 +182,22 @@ pub fn nuc(args: &[&str]) -> Run {
 
 /// A free loopback port, below the kernel's ephemeral range (32768+): a port taken from that
 /// range can be handed to some test's outgoing connection before our server binds it.
+///
+/// A port is never handed out twice in one test process: two tests running side by side could
+/// otherwise both find it free before either binds it, and one would then talk to the other's
+/// service.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let mut b = [0u8; 2];
         openssl::rand::rand_bytes(&mut b).unwrap();
         let port = 20_000 + u16::from_le_bytes(b) % 12_000;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }

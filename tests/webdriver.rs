@@ -6,7 +6,7 @@
 //! its owner: dropping the session ends it and kills chromedriver (and with it the browser).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,9 @@ fn transport(message: impl std::fmt::Display) -> WdError {
     }
 }
 
-/// A free loopback port (bound then released; good enough for a test).
+/// A free loopback port, never one handed to another test of this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    crate::free_port()
 }
 
 /// One HTTP/1.1 request with a JSON body on loopback; the status and the body as JSON.
