@@ -55,5 +55,5 @@ pub use card::{ApduCount, Card, CardInfo, PinStatus, WriteOutcome};
 pub use error::CardError;
 pub use pin::Pin;
 pub use profile::{CardKind, KeySlot};
-pub use reader::Pcsc;
+pub use reader::{Pcsc, ReaderSlot, SlotContent};
 pub use sw::StatusWord;

@@ -11,6 +11,23 @@ use crate::error::CardError;
 /// Longest single wait on pcscd before the reader list is read again (new readers come and go).
 const POLL_SLICE: Duration = Duration::from_millis(500);
 
+/// What a reader holds, seen from outside (see [`Pcsc::slots`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderSlot {
+    pub reader: String,
+    pub content: SlotContent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotContent {
+    /// No card.
+    Empty,
+    /// A card that did not answer its reset (badly inserted, or on its way out).
+    Mute,
+    /// A card that answered; its kind when its ATR names one of ours.
+    Card(Option<crate::profile::CardKind>),
+}
+
 /// A connection to pcscd.
 pub struct Pcsc {
     ctx: Context,
@@ -34,6 +51,35 @@ impl Pcsc {
             Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
             Err(e) => Err(CardError::pcsc("list readers", e)),
         }
+    }
+
+    /// What each reader holds right now, as pcscd reports it, without connecting to any card
+    /// (a card being written to by someone else is only looked at): the ATR tells the kind.
+    pub fn slots(&self) -> Result<Vec<ReaderSlot>, CardError> {
+        let names = self.readers()?;
+        let names: Vec<&String> = names.iter().collect();
+        let mut states = reader_states(&names)?;
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.status_change(Duration::ZERO, &mut states)?;
+        Ok(states
+            .iter()
+            .map(|s| {
+                let state = s.event_state();
+                let content = if state.contains(State::EMPTY) || !state.contains(State::PRESENT) {
+                    SlotContent::Empty
+                } else if state.contains(State::MUTE) {
+                    SlotContent::Mute
+                } else {
+                    SlotContent::Card(crate::profile::CardKind::from_atr(s.atr()))
+                };
+                ReaderSlot {
+                    reader: s.name().to_string_lossy().into_owned(),
+                    content,
+                }
+            })
+            .collect())
     }
 
     /// Waits until a card is in `reader` (or, with `None`, in any reader) and gives that

@@ -56,8 +56,29 @@ pub struct Enrolled {
     pub apdus_before_write: u64,
 }
 
-/// The steps of [`enroll`], for the progress counter.
+/// The steps of [`enroll`], for the progress counter. Their keys, in order: `registry`,
+/// `card`, `pin`, `keys`, `register`, `sign`, `issue`, `write`.
 pub const ENROLL_STEPS: usize = 8;
+
+/// The steps of [`write_issued`]: `fetch`, `card` (with the PIN), `write`.
+pub const WRITE_STEPS: usize = 3;
+
+/// Who signs the operator's confirmation of the request the enrollment just registered: the
+/// operator's token, directly (the command line) or through the console's live session.
+pub trait Confirmer {
+    /// The confirmation of `request_number`, signed, and the serial of the operator
+    /// certificate that verifies it.
+    fn confirmation(&self, request_number: &str) -> Result<(Vec<u8>, String), StationError>;
+}
+
+impl Confirmer for Operator {
+    fn confirmation(&self, request_number: &str) -> Result<(Vec<u8>, String), StationError> {
+        Ok((
+            self.decision(request_number, true, "")?,
+            self.serial_hex.clone(),
+        ))
+    }
+}
 
 fn storage_of(kind: CardKind) -> KeyStorage {
     match kind {
@@ -97,7 +118,7 @@ fn connect_card(pcsc: &Pcsc, place: &CardPlace) -> Result<Card, StationError> {
 #[allow(clippy::too_many_arguments)]
 pub async fn enroll(
     nuc: &mut OperatorServiceClient<Channel>,
-    operator: &Operator,
+    confirmer: &dyn Confirmer,
     pcsc: &Pcsc,
     place: &CardPlace,
     applicant: &Applicant,
@@ -105,7 +126,7 @@ pub async fn enroll(
     idempotency_key: &str,
     progress: &mut Progress,
 ) -> Result<Enrolled, StationError> {
-    progress.start("registry: looking up the applicant");
+    progress.start("registry", "registry: looking up the applicant");
     let found = nuc
         .lookup_applicant(LookupApplicantRequest {
             iin: applicant.iin.clone(),
@@ -131,7 +152,7 @@ pub async fn enroll(
         }
     ));
 
-    progress.start("card: waiting for the card");
+    progress.start("card", "card: waiting for the card");
     let mut card = connect_card(pcsc, place)?;
     let info = card.info().map_err(StationError::card("read the card"))?;
     progress.done(&format!(
@@ -141,12 +162,12 @@ pub async fn enroll(
         card.reader()
     ));
 
-    progress.start("PIN: the applicant enters the PIN");
+    progress.start("pin", "PIN: the applicant enters the PIN");
     card.verify_pin(pin)
         .map_err(StationError::card("PIN verification"))?;
     progress.done("PIN: accepted");
 
-    progress.start("keys: generating AUTH and SIGN on the card");
+    progress.start("keys", "keys: generating AUTH and SIGN on the card");
     let subject =
         nuc_card::csr::minimal_subject(&format!("NUC {} {}", card_label(info.kind), info.serial))
             .map_err(StationError::card("certification request"))?;
@@ -163,7 +184,7 @@ pub async fn enroll(
     }
     progress.done("keys: AUTH and SIGN generated on the card, requests signed by the card");
 
-    progress.start("NUC: registering the request");
+    progress.start("register", "NUC: registering the request");
     let registered = nuc
         .register_at_counter(RegisterAtCounterRequest {
             idempotency_key: idempotency_key.into(),
@@ -181,15 +202,18 @@ pub async fn enroll(
     let number = registered.request_number;
     progress.done(&format!("NUC: request {number} registered"));
 
-    progress.start("operator: signing the confirmation with the operator's token");
-    let signed = operator.decision(&number, true, "")?;
+    progress.start(
+        "sign",
+        "operator: signing the confirmation with the operator's token",
+    );
+    let (signed, operator_serial_hex) = confirmer.confirmation(&number)?;
     progress.done("operator: confirmation signed");
 
-    progress.start("NUC: issuing");
+    progress.start("issue", "NUC: issuing");
     let decided = nuc
         .decide_application(DecideApplicationRequest {
             request_number: number.clone(),
-            operator_serial_hex: operator.serial_hex.clone(),
+            operator_serial_hex,
             signed_decision: signed,
         })
         .await
@@ -211,7 +235,7 @@ pub async fn enroll(
             .join(", ")
     ));
 
-    progress.start("card: writing the certificates");
+    progress.start("write", "card: writing the certificates");
     let apdus_before_write = card.apdu_count().apdus;
     let written =
         write_to_card(&mut card, &number, &decided.certificates).map_err(|e| match e {
@@ -299,7 +323,7 @@ pub async fn write_issued(
     pin: &Pin,
     progress: &mut Progress,
 ) -> Result<Enrolled, StationError> {
-    progress.start("NUC: fetching the certificates");
+    progress.start("fetch", "NUC: fetching the certificates");
     let issued = nuc
         .get_issued_certificates(GetIssuedCertificatesRequest {
             request_number: request_number.into(),
@@ -320,13 +344,13 @@ pub async fn write_issued(
         "NUC: {} certificates of {request_number}",
         issued.certificates.len()
     ));
-    progress.start("card: waiting for the card");
+    progress.start("card", "card: waiting for the card");
     let mut card = connect_card(pcsc, place)?;
     let info = card.info().map_err(StationError::card("read the card"))?;
     card.verify_pin(pin)
         .map_err(StationError::card("PIN verification"))?;
     progress.done(&format!("card: {} {}", card_label(info.kind), info.serial));
-    progress.start("card: writing the certificates");
+    progress.start("write", "card: writing the certificates");
     let apdus_before_write = card.apdu_count().apdus;
     let written = write_to_card(&mut card, request_number, &issued.certificates)?;
     progress.done("card: certificates written and read back");

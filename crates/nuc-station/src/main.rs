@@ -279,7 +279,7 @@ async fn run(cli: Cli) -> Result<(), StationError> {
             let mut client = connect(&nuc_config(&nuc)).await?;
             let pcsc = pcsc()?;
             let pin = card_pin()?;
-            let mut progress = Progress::new(3, false);
+            let mut progress = Progress::new(enroll::WRITE_STEPS, false);
             let written = enroll::write_issued(
                 &mut client,
                 &pcsc,

@@ -34,6 +34,7 @@ use super::i18n;
 use super::session::{OperatorInfo, SESSION_HEADER, SessionError};
 use crate::StationError;
 use crate::operator::Operator;
+use nuc_card::CardError;
 
 /// Why an API call did not do what was asked. Each becomes an HTTP status and a JSON body
 /// `{"error": {"code", "message", "step"?, "explain": {"kk", "ru"}}}`.
@@ -51,6 +52,24 @@ pub enum ConsoleError {
     Token { code: &'static str, message: String },
     #[error("{0}")]
     Station(#[from] StationError),
+    /// An enrollment is already running at this counter (one reader, one card).
+    #[error("ENROLLMENT_RUNNING: an enrollment is already running at this workstation")]
+    Busy,
+}
+
+/// The reason code of a card's refusal or failure.
+fn card_code(e: &CardError) -> &'static str {
+    match e {
+        CardError::WrongPin { .. } => "CARD_PIN_WRONG",
+        CardError::PinBlocked { .. } => "CARD_PIN_BLOCKED",
+        CardError::BadPinFormat => "CARD_PIN_FORMAT",
+        CardError::Timeout(_) => "NO_CARD",
+        CardError::NoReader { .. } => "NO_READER",
+        CardError::NoService(_) => "PCSC_UNAVAILABLE",
+        CardError::Removed { .. } => "CARD_REMOVED",
+        CardError::UnknownCard { .. } => "CARD_UNKNOWN",
+        _ => "CARD_ERROR",
+    }
 }
 
 impl ConsoleError {
@@ -63,7 +82,11 @@ impl ConsoleError {
             ConsoleError::Station(StationError::Refused { reason, .. }) => reason.clone(),
             ConsoleError::Station(StationError::Unreachable { .. }) => "NUC_UNREACHABLE".into(),
             ConsoleError::Station(StationError::Token(_)) => "TOKEN".into(),
+            ConsoleError::Station(
+                StationError::Card { source, .. } | StationError::WriteInterrupted { source, .. },
+            ) => card_code(source).into(),
             ConsoleError::Station(_) => "INTERNAL".into(),
+            ConsoleError::Busy => "ENROLLMENT_RUNNING".into(),
         }
     }
 
@@ -75,48 +98,73 @@ impl ConsoleError {
             ConsoleError::Token { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ConsoleError::Station(StationError::Refused { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             ConsoleError::Station(StationError::Unreachable { .. }) => StatusCode::BAD_GATEWAY,
+            ConsoleError::Station(
+                StationError::Card { source, .. } | StationError::WriteInterrupted { source, .. },
+            ) => match card_code(source) {
+                "CARD_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
+                "PCSC_UNAVAILABLE" => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             ConsoleError::Station(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ConsoleError::Busy => StatusCode::CONFLICT,
         }
+    }
+}
+
+impl ConsoleError {
+    /// `{"error": {"code", "step", "message", "explain", "tries_left"?}}`, as the page gets it.
+    pub(crate) fn body(&self) -> Value {
+        let code = self.code();
+        let step = match self {
+            ConsoleError::Station(
+                StationError::Refused { step, .. }
+                | StationError::Unreachable { step, .. }
+                | StationError::Card { step, .. }
+                | StationError::WriteInterrupted { step, .. },
+            ) => Some(*step),
+            _ => None,
+        };
+        let message = match self {
+            ConsoleError::Station(StationError::Refused { message, .. }) => message.clone(),
+            other => other.to_string(),
+        };
+        let mut error = json!({
+            "code": code,
+            "step": step,
+            "message": message,
+            "explain": i18n::explain(&code),
+        });
+        if let ConsoleError::Station(StationError::Card {
+            source: CardError::WrongPin { tries_left, .. },
+            ..
+        }) = self
+        {
+            error["tries_left"] = json!(tries_left);
+        }
+        json!({ "error": error })
     }
 }
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        let code = self.code();
-        let step = match &self {
-            ConsoleError::Station(
-                StationError::Refused { step, .. } | StationError::Unreachable { step, .. },
-            ) => Some(*step),
-            _ => None,
-        };
-        let message = match &self {
-            ConsoleError::Station(StationError::Refused { message, .. }) => message.clone(),
-            other => other.to_string(),
-        };
-        let body = json!({"error": {
-            "code": code,
-            "step": step,
-            "message": message,
-            "explain": i18n::explain(&code),
-        }});
-        (self.status(), Json(body)).into_response()
+        (self.status(), Json(self.body())).into_response()
     }
 }
 
-type ApiResult = Result<Json<Value>, ConsoleError>;
+pub(crate) type ApiResult = Result<Json<Value>, ConsoleError>;
 
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
-fn input(field: &'static str, reason: impl Into<String>) -> ConsoleError {
+pub(crate) fn input(field: &'static str, reason: impl Into<String>) -> ConsoleError {
     ConsoleError::Input {
         field,
         reason: reason.into(),
     }
 }
 
-fn check_iin(field: &'static str, v: &str) -> Result<(), ConsoleError> {
+pub(crate) fn check_iin(field: &'static str, v: &str) -> Result<(), ConsoleError> {
     if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
@@ -153,7 +201,7 @@ fn state_name(state: i32) -> &'static str {
 
 impl Agent {
     /// The gRPC client, connected on first use and kept (a channel reconnects by itself).
-    async fn nuc(&self) -> Result<OperatorServiceClient<Channel>, StationError> {
+    pub(crate) async fn nuc(&self) -> Result<OperatorServiceClient<Channel>, StationError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -463,8 +511,9 @@ pub async fn revoke(
     })))
 }
 
-/// The live channel: a heartbeat and the session's state every few seconds (later also the
-/// reader's state). It does not count as activity, and ends when the session does.
+/// The live channel: a heartbeat and the session's state every few seconds, the reader's state
+/// whenever a card goes in or out, and the enrollment's steps as they happen. It does not count
+/// as activity, and ends when the session does.
 pub async fn events(
     State(agent): State<Arc<Agent>>,
     headers: HeaderMap,
@@ -472,25 +521,62 @@ pub async fn events(
     let token = presented(&headers).ok_or(SessionError::Missing)?.to_owned();
     agent.sessions.state(&token)?;
     let every = agent.heartbeat;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    let mut readers = agent.readers.clone();
+    let mut enrollment = agent.counter.view.subscribe();
     tokio::spawn(async move {
+        let reader_event = |r: &super::reader::ReaderView| {
+            Event::default().event("reader").data(json!(r).to_string())
+        };
+        let enrollment_event = |e: &Option<super::counter::EnrollmentView>| {
+            Event::default()
+                .event("enrollment")
+                .data(json!({ "enrollment": e }).to_string())
+        };
+        // What is true now, then what changes.
+        let first = [
+            reader_event(&readers.borrow_and_update()),
+            enrollment_event(&enrollment.borrow_and_update()),
+        ];
+        for e in first {
+            if tx.send(e).await.is_err() {
+                return;
+            }
+        }
         let mut tick = tokio::time::interval(every);
         loop {
-            tick.tick().await;
-            let state = agent.sessions.state(&token);
-            let ended = state.is_err();
-            let body = match state {
-                Ok(s) => json!(s),
-                Err(e) => json!({"logged_in": false, "code": e.code()}),
+            let (events, ended) = tokio::select! {
+                _ = tick.tick() => {
+                    let state = agent.sessions.state(&token);
+                    let ended = state.is_err();
+                    let body = match state {
+                        Ok(s) => json!(s),
+                        Err(e) => json!({"logged_in": false, "code": e.code()}),
+                    };
+                    let at = nuc_core::time::now_unix();
+                    (vec![
+                        Event::default().event("heartbeat").data(json!({ "at": at }).to_string()),
+                        Event::default().event("session").data(body.to_string()),
+                    ], ended)
+                }
+                changed = readers.changed() => match changed {
+                    Ok(()) => (vec![reader_event(&readers.borrow_and_update())], false),
+                    Err(_) => (Vec::new(), true),
+                },
+                changed = enrollment.changed() => match changed {
+                    Ok(()) => (vec![enrollment_event(&enrollment.borrow_and_update())], false),
+                    Err(_) => (Vec::new(), true),
+                },
             };
-            let at = nuc_core::time::now_unix();
-            let beat = Event::default()
-                .event("heartbeat")
-                .data(json!({ "at": at }).to_string());
-            let session = Event::default().event("session").data(body.to_string());
-            // The page went away (send fails) or the session ended (after saying so): stop.
-            if tx.send(beat).await.is_err() || tx.send(session).await.is_err() || ended {
-                break;
+            for e in events {
+                // The page went away: stop.
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            // The session ended (after saying so): stop.
+            if ended {
+                return;
             }
         }
     });

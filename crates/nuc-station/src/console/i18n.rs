@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value, json};
 
+mod f4;
+
 /// One label of the page: key, Kazakh, Russian.
 type Label = (&'static str, &'static str, &'static str);
 
@@ -183,6 +185,9 @@ const UI: &[Label] = &[
 type Words = (&'static str, &'static str, &'static str, &'static str);
 
 fn words(code: &str) -> Words {
+    if let Some(w) = f4::words(code) {
+        return w;
+    }
     match code {
         "FOREIGN_ORIGIN" | "WRONG_HOST" | "ORIGIN_REQUIRED" => (
             "Сұрау консольдің өз бетінен келмеді, агент оны қабылдамады.",
@@ -315,7 +320,7 @@ pub fn explain(code: &str) -> Value {
 pub fn labels() -> Value {
     let mut kk = Map::new();
     let mut ru = Map::new();
-    for (key, k, r) in UI {
+    for (key, k, r) in UI.iter().chain(f4::UI) {
         kk.insert((*key).into(), (*k).into());
         ru.insert((*key).into(), (*r).into());
     }
@@ -329,7 +334,7 @@ mod tests {
     #[test]
     fn every_label_in_both_languages_once() {
         let mut seen = std::collections::HashSet::new();
-        for (key, kk, ru) in UI {
+        for (key, kk, ru) in UI.iter().chain(f4::UI) {
             assert!(seen.insert(key), "{key} twice");
             assert!(!kk.trim().is_empty() && !ru.trim().is_empty(), "{key}");
         }
@@ -342,7 +347,8 @@ mod tests {
     fn every_label_the_page_uses_exists() {
         // The page names its labels with data-i18n="key"; a missing one would show the key.
         let page = include_str!("assets/index.html");
-        let keys: std::collections::HashSet<&str> = UI.iter().map(|(k, _, _)| *k).collect();
+        let keys: std::collections::HashSet<&str> =
+            UI.iter().chain(f4::UI).map(|(k, _, _)| *k).collect();
         for part in page.split("data-i18n=\"").skip(1) {
             let key = part.split('"').next().unwrap_or("");
             assert!(

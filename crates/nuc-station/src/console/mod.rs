@@ -7,8 +7,10 @@
 //! key, a PIN or anything that would let another page in the same browser drive it.
 
 pub mod api;
+pub mod counter;
 pub mod guard;
 pub mod i18n;
+pub mod reader;
 pub mod server;
 pub mod session;
 
@@ -58,6 +60,10 @@ pub struct Agent {
     pub(crate) client: tokio::sync::Mutex<Option<OperatorServiceClient<Channel>>>,
     /// How often the live channel speaks.
     pub(crate) heartbeat: Duration,
+    /// The card readers, as last seen.
+    pub(crate) readers: tokio::sync::watch::Receiver<reader::ReaderView>,
+    /// F4 at this counter: one enrollment at a time.
+    pub(crate) counter: counter::Counter,
 }
 
 /// Refuses an address that is not on the loopback interface: the console has no TLS and no
@@ -97,6 +103,8 @@ impl Agent {
             sessions: session::Sessions::new(cfg.idle),
             client: tokio::sync::Mutex::new(None),
             heartbeat: Duration::from_secs(5),
+            readers: reader::watch_readers(Duration::from_millis(250)),
+            counter: counter::Counter::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 
 use super::Agent;
 use super::api::{self, ConsoleError};
+use super::counter;
 use super::guard;
 use super::i18n;
 use crate::StationError;
@@ -60,6 +61,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/api/application/{number}/decision", post(api::decide))
         .route("/api/applications", post(api::find_applications))
         .route("/api/revocation", post(api::revoke))
+        .route(
+            "/api/enrollment",
+            post(counter::enroll).get(counter::current),
+        )
         .route("/api/events", get(api::events))
         .layer(middleware::from_fn_with_state(agent.clone(), guard_layer))
         .with_state(agent)

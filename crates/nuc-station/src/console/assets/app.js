@@ -3,7 +3,10 @@
 // never sees a key; the token PIN leaves it once, in the login request to its own agent.
 "use strict";
 
-const state = { lang: "kk", labels: null, session: null, lastError: null, number: null };
+const state = {
+  lang: "kk", labels: null, session: null, lastError: null, number: null,
+  reader: null, enrollment: null,
+};
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => (state.labels && state.labels[state.lang][key]) || key;
@@ -14,13 +17,20 @@ function applyLabels() {
     el.textContent = t(el.dataset.i18n);
   }
   $("live").textContent = t($("live").dataset.state === "ok" ? "live.ok" : "live.lost");
+  // Values that are words (a state, a reason) are said again in the new language.
+  for (const el of document.querySelectorAll("[data-i18n-value]")) {
+    el.textContent = t(el.dataset.i18nValue);
+  }
+  if (state.reader) showReader(state.reader);
+  if (state.enrollment) showEnrollment(state.enrollment);
   if (state.lastError) showError(state.lastError);
 }
 
 function showError(err) {
   state.lastError = err;
   const words = (err.explain && err.explain[state.lang]) || { what: "", next: "" };
-  $("error-what").textContent = words.what;
+  $("error-what").textContent = words.what +
+    (err.tries_left !== undefined ? " " + t("f4.tries") + ": " + err.tries_left + "." : "");
   $("error-next").textContent = words.next;
   $("error-code").textContent = err.code || "";
   $("error-message").textContent = err.message ? "(" + err.message + ")" : "";
@@ -63,7 +73,13 @@ function fill(dl, rows) {
     dt.dataset.i18n = key;
     dt.textContent = t(key);
     const dd = document.createElement("dd");
-    dd.textContent = value;
+    // { i18n: key }: a word of ours, said again when the language changes.
+    if (typeof value === "object") {
+      dd.dataset.i18nValue = value.i18n;
+      dd.textContent = t(value.i18n);
+    } else {
+      dd.textContent = value;
+    }
     dl.append(dt, dd);
   }
 }
@@ -139,6 +155,10 @@ function onEvent(block) {
   if (name === "session") {
     const s = JSON.parse(data);
     if (!s.logged_in) loggedOut();
+  } else if (name === "reader") {
+    showReader(JSON.parse(data));
+  } else if (name === "enrollment") {
+    showEnrollment(JSON.parse(data).enrollment);
   }
 }
 
@@ -177,7 +197,7 @@ function showApplication(a) {
   state.number = a.request_number;
   state.application = a;
   fill($("application-fields"), [
-    ["field.number", a.request_number], ["field.state", t("state." + a.state)],
+    ["field.number", a.request_number], ["field.state", { i18n: "state." + a.state }],
     ["field.iin", a.iin], ["field.surname", a.surname], ["field.name", a.name],
     ["field.patronymic", a.patronymic], ["field.bin", a.bin],
     ["field.organization", a.organization], ["field.role", a.role],
@@ -205,7 +225,7 @@ async function decide(decision) {
     const r = await call("POST", "/api/application/" + encodeURIComponent(state.number) + "/decision",
       { decision, reason: $("reason").value });
     fill($("decided-fields"), [
-      ["field.number", r.request_number], ["field.state", t("state." + r.state)],
+      ["field.number", r.request_number], ["field.state", { i18n: "state." + r.state }],
       ["app.certificates", r.certificates.map((c) => c.profile + " " + c.serial_hex).join("\n")],
     ]);
     // The application above shows the state the decision left it in, not the old one.
@@ -302,7 +322,7 @@ async function onRevoke(ev) {
       reason: $("revoke-reason").value,
     });
     fill($("revoked-fields"), [
-      ["revoke.serial", r.serial_hex], ["revoke.reason", t("reason." + r.reason)],
+      ["revoke.serial", r.serial_hex], ["revoke.reason", { i18n: "reason." + r.reason }],
       ["revoke.at", when(r.revoked_at)],
     ]);
     $("revoked").hidden = false;
@@ -318,4 +338,94 @@ async function onRevoke(ev) {
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", findPending);
   $("revoke-form").addEventListener("submit", onRevoke);
+});
+
+// --- F4 at the counter: the reader's state and the enrollment's steps come over the live
+// channel; the card's PIN leaves the page once, in the request that starts the enrollment. ---
+
+function readerWord(view) {
+  if (!view.service) return "no-service";
+  if (view.readers.length === 0) return "no-reader";
+  const r = view.readers.find((x) => x.card !== "none") || view.readers[0];
+  return r.card;
+}
+
+function showReader(view) {
+  state.reader = view;
+  const word = readerWord(view);
+  $("reader").dataset.card = word;
+  $("reader").textContent = t("reader." + word);
+}
+
+function showEnrollment(e) {
+  state.enrollment = e;
+  if (!e) return;
+  const ol = $("f4-steps");
+  ol.replaceChildren();
+  for (const s of e.steps) {
+    const li = document.createElement("li");
+    li.dataset.key = s.key;
+    li.dataset.phase = s.phase;
+    li.dataset.done = String(s.done);
+    const time = document.createElement("span");
+    time.className = "ms";
+    const stopped = e.state === "failed" && !s.done;
+    time.textContent = " — " +
+      (s.done ? s.ms + " " + t("f4.ms") : t(stopped ? "f4.failed" : "f4.running"));
+    li.append(t("step." + s.key) + (s.phase === "finish" ? " (" + t("f4.finish") + ")" : ""), time);
+    ol.append(li);
+  }
+  $("f4-progress").hidden = e.steps.length === 0;
+  $("f4-reinsert").hidden = e.state !== "reinsert";
+  if (e.state === "done" && e.result) {
+    showEnrolled(e.result);
+  } else {
+    $("f4-result").hidden = true;
+  }
+}
+
+function showEnrolled(r) {
+  fill($("f4-result-fields"), [
+    ["field.number", r.request_number], ["f4.card", { i18n: "reader." + r.card_kind }],
+    ["f4.serial", r.card_serial], ["f4.total", r.total_ms + " " + t("f4.ms")],
+  ]);
+  const box = $("f4-certificates");
+  box.replaceChildren();
+  for (const c of r.certificates) {
+    const dl = document.createElement("dl");
+    dl.className = "certificate";
+    dl.dataset.serial = c.serial_hex;
+    fill(dl, [
+      ["f4.profile", c.profile], ["f4.subject", c.subject], ["f4.serial", c.serial_hex],
+      ["f4.validity", when(c.not_before) + " — " + when(c.not_after)],
+    ]);
+    box.append(dl);
+  }
+  $("f4-result").hidden = false;
+}
+
+async function onEnroll(ev) {
+  ev.preventDefault();
+  const pin = $("f4-pin").value;
+  $("f4-pin").value = "";
+  $("f4-result").hidden = true;
+  $("f4-submit").disabled = true;
+  try {
+    const r = await call("POST", "/api/enrollment", {
+      iin: $("f4-iin").value.trim(), bin: $("f4-bin").value.trim(),
+      email: $("f4-email").value.trim(), pin,
+    });
+    showEnrollment(r.enrollment);
+    $("f4-result").setAttribute("tabindex", "-1");
+    $("f4-result").focus();
+  } catch (err) {
+    showError(err);
+    $("f4-pin").focus();
+  } finally {
+    $("f4-submit").disabled = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("f4-form").addEventListener("submit", onEnroll);
 });
