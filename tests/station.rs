@@ -9,29 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use card_sim::harness::{Pcscd, SimCard, SimOptions, locate_binary, lock_vpcd};
+use card_sim::harness::{Pcscd, SimCard, lock_vpcd};
 use card_sim::vpcd::Removal;
 use nuc_e2e::api::*;
+use nuc_e2e::cards::{self, CARD_PIN};
 use nuc_e2e::*;
 
-const CARD_PIN: &str = "4321";
 const OPERATOR_PIN: &str = "778899";
 
 fn station_bin() -> PathBuf {
     nuc_bin().with_file_name("nuc-station")
-}
-
-fn card_sim_bin() -> PathBuf {
-    std::env::var_os("CARD_SIM_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let beside = nuc_bin().with_file_name("card-sim");
-            if beside.exists() {
-                beside
-            } else {
-                locate_binary().expect("card-sim (built by `make test`)")
-            }
-        })
 }
 
 /// A CON: the NUC service, a workstation identity, an operator whose key lives in its own
@@ -184,35 +171,20 @@ impl Con {
     /// A freshly personalised card of `kind`, its state in `name`.
     fn card(&self, name: &str, kind: card_sim::CardKind) -> PathBuf {
         let state = self.path(name);
-        SimCard::personalise(&card_sim_bin(), &state, kind, CARD_PIN, None).unwrap();
+        cards::personalise(&state, kind);
         state
     }
 
     fn insert(&self, state: &Path, removal: Removal) -> SimCard {
-        SimCard::insert(
-            &card_sim_bin(),
-            state,
-            &SimOptions {
-                removal,
-                ..SimOptions::default()
-            },
-        )
-        .unwrap()
+        cards::insert(state, removal)
     }
 
-    /// Pulls the card out and waits until pcscd has seen the reader empty: the next card must
-    /// not be taken for this one.
     fn pull_out(&self, card: SimCard) {
-        card.pull_out();
-        self.wait_empty();
+        cards::pull_out(card);
     }
 
     fn wait_empty(&self) {
-        let pcsc = nuc_card::Pcsc::establish().unwrap();
-        for reader in pcsc.readers().unwrap() {
-            pcsc.wait_for_removal(&reader, Duration::from_secs(10))
-                .expect("pcscd sees the card gone");
-        }
+        cards::wait_empty();
     }
 
     fn requests(&self) -> i64 {
