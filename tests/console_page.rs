@@ -23,8 +23,8 @@ pub fn screenshot_dir() -> Option<PathBuf> {
     })
 }
 
-/// Takes a screenshot, checks it is the 1366×768 viewport and that the page does not
-/// scroll sideways, and writes it as `name` when screenshots are asked for.
+/// Takes a screenshot, checks it is the 1366×768 viewport and that the screen fits it (no
+/// scrolling, sideways or down), and writes it as `name` when screenshots are asked for.
 pub fn shot(b: &Browser, name: &str) {
     let png = b.screenshot();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}: a PNG");
@@ -38,6 +38,10 @@ pub fn shot(b: &Browser, name: &str) {
     assert_eq!(overflow, json!(0), "{name}: the page scrolls sideways");
     let tall = b.exec("return document.documentElement.scrollHeight;", json!([]));
     println!("{name}: 1366×768, the page {tall} px tall");
+    assert!(
+        tall.as_u64().is_some_and(|h| h <= 768),
+        "{name}: the screen is {tall} px tall, more than the 768 px window"
+    );
     if let Some(dir) = screenshot_dir() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), &png).unwrap();

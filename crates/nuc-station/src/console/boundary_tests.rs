@@ -275,10 +275,71 @@ fn an_api_call_without_the_right_session_token_is_401() {
         ("GET", "/api/session"),
         ("GET", "/api/events"),
         ("GET", "/api/application/NUC-AAAA-BBBB-C"),
+        ("GET", "/api/enrollment"),
     ] {
         let a = send(r.addr, m, p, &base, "");
         assert_eq!(a.status, 401, "{m} {p}: {}", a.body);
     }
+    // F4 is not started without the session, whatever the body says.
+    let f4 = r#"{"iin":"860908363012","email":"a@example.kz","pin":"4321"}"#;
+    let a = send(r.addr, "POST", "/api/enrollment", &base, f4);
+    assert_eq!(a.status, 401, "{}", a.body);
+}
+
+#[test]
+fn an_enrollment_with_a_bad_field_is_refused_naming_it_before_any_card_is_touched() {
+    let r = start();
+    let host = r.addr.to_string();
+    let me = format!("http://{host}");
+    let headers = [
+        ("Host", host.as_str()),
+        ("Origin", me.as_str()),
+        ("Content-Type", "application/json"),
+        ("X-Nuc-Session", r.token.as_str()),
+    ];
+    for (body, field) in [
+        (
+            r#"{"iin":"86090836301","email":"a@example.kz","pin":"4321"}"#,
+            "iin",
+        ),
+        (
+            r#"{"iin":"860908363012","bin":"12","email":"a@example.kz","pin":"4321"}"#,
+            "bin",
+        ),
+        (
+            r#"{"iin":"860908363012","email":"not an address","pin":"4321"}"#,
+            "email",
+        ),
+        (
+            r#"{"iin":"860908363012","email":"a@example.kz","pin":"12"}"#,
+            "pin",
+        ),
+        (
+            r#"{"iin":"860908363012","email":"a@example.kz","pin":"12ab"}"#,
+            "pin",
+        ),
+    ] {
+        let a = send(r.addr, "POST", "/api/enrollment", &headers, body);
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        let e = a.json()["error"].clone();
+        assert_eq!(e["code"], "INVALID_INPUT", "{body}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&format!("{field}: "))),
+            "{body}: {e}"
+        );
+        // The PIN is never echoed.
+        assert!(
+            !a.body.contains("4321") && !a.body.contains("12ab"),
+            "{}",
+            a.body
+        );
+    }
+    // Nothing ran: no enrollment to show.
+    let a = send(r.addr, "GET", "/api/enrollment", &headers, "");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["enrollment"], serde_json::Value::Null);
 }
 
 #[test]
@@ -367,6 +428,7 @@ fn the_live_channel_sends_heartbeat_and_session_state() {
     s.write_all(req.as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
+    // The reader's state and the enrollment come first, then the heartbeat and the session.
     while !String::from_utf8_lossy(&got).contains("event: session") {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(&got));
@@ -376,6 +438,9 @@ fn the_live_channel_sends_heartbeat_and_session_state() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("content-type: text/event-stream"), "{text}");
     assert!(text.contains("event: heartbeat"), "{text}");
+    assert!(text.contains("event: reader"), "{text}");
+    assert!(text.contains("event: enrollment"), "{text}");
+    assert!(text.contains(r#""enrollment":null"#), "{text}");
     assert!(text.contains(r#""logged_in":true"#), "{text}");
 }
 

@@ -298,6 +298,7 @@ impl Job {
         };
         self.update(|v| {
             v.state = "reinsert";
+            v.phase = "finish";
             v.request_number = Some(request.clone());
         });
         eprintln!("console: the card left during the write of {request}; waiting for it");
@@ -307,16 +308,16 @@ impl Job {
             wait: REINSERT_WAIT,
         };
         let mut progress = self.progress(WRITE_STEPS);
-        let nuc = &mut self.nuc;
-        let view = self.view.clone();
-        // Back to running as soon as the card is being read again (the first step of the
-        // finish is the NUC's, the next waits for the card).
-        view.send_modify(|v| {
-            if let Some(v) = v.as_mut() {
-                v.phase = "finish";
-            }
-        });
-        let r = enroll::write_issued(nuc, &pcsc, &place, &request, &self.pin, &mut progress).await;
+        // Back to running once the card is read again (see the progress observer).
+        let r = enroll::write_issued(
+            &mut self.nuc,
+            &pcsc,
+            &place,
+            &request,
+            &self.pin,
+            &mut progress,
+        )
+        .await;
         (self, r)
     }
 }

@@ -369,14 +369,24 @@ function showEnrollment(e) {
     li.dataset.done = String(s.done);
     const time = document.createElement("span");
     time.className = "ms";
-    const stopped = e.state === "failed" && !s.done;
-    time.textContent = " — " +
-      (s.done ? s.ms + " " + t("f4.ms") : t(stopped ? "f4.failed" : "f4.running"));
+    // A step left unfinished: the enrollment failed there, or the card left during it.
+    const word = s.done ? null
+      : e.state === "failed" ? "f4.failed"
+      : s.phase === "enroll" && e.phase === "finish" ? "f4.cut"
+      : "f4.running";
+    time.textContent = " — " + (word ? t(word) : s.ms + " " + t("f4.ms"));
     li.append(t("step." + s.key) + (s.phase === "finish" ? " (" + t("f4.finish") + ")" : ""), time);
     ol.append(li);
   }
   $("f4-progress").hidden = e.steps.length === 0;
-  $("f4-reinsert").hidden = e.state !== "reinsert";
+  const reinsert = e.state === "reinsert";
+  if (reinsert && $("f4-reinsert").hidden) {
+    // Wherever the operator is, the card is what matters now.
+    showTab("f4");
+    $("f4-reinsert").hidden = false;
+    $("f4-reinsert").scrollIntoView({ block: "nearest" });
+  }
+  $("f4-reinsert").hidden = !reinsert;
   if (e.state === "done" && e.result) {
     showEnrolled(e.result);
   } else {
@@ -404,8 +414,18 @@ function showEnrolled(r) {
   $("f4-result").hidden = false;
 }
 
+function showTab(name) {
+  for (const tab of document.querySelectorAll("#tabs [role=tab]")) {
+    const on = tab.dataset.tab === name;
+    tab.setAttribute("aria-selected", String(on));
+    $(tab.getAttribute("aria-controls")).hidden = !on;
+  }
+}
+
 async function onEnroll(ev) {
   ev.preventDefault();
+  // A refusal of the last try is not this one's.
+  clearError();
   const pin = $("f4-pin").value;
   $("f4-pin").value = "";
   $("f4-result").hidden = true;
@@ -428,4 +448,7 @@ async function onEnroll(ev) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("f4-form").addEventListener("submit", onEnroll);
+  for (const tab of document.querySelectorAll("#tabs [role=tab]")) {
+    tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  }
 });
