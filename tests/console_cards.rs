@@ -194,6 +194,15 @@ async fn f4_onto_id_and_sim_cards_a_pulled_card_a_wrong_and_a_blocked_pin_and_f5
         !is_shown(&b, "#search-form"),
         "one flow on screen at a time"
     );
+    // Every control of every screen has a label (or its own text), for a screen reader and
+    // for the keyboard user who tabs to it.
+    let unlabelled = b.exec(
+        "return Array.from(document.querySelectorAll('input, select, button')).filter(e => \
+           (e.tagName === 'BUTTON' ? e.textContent.trim() === '' && !e.getAttribute('aria-label') \
+            : !document.querySelector('label[for=\"' + e.id + '\"]'))).map(e => e.id || e.outerHTML);",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "controls without a label");
     let mut service_ms = Vec::new();
 
     // The reader's state, live: nothing, then the applicant's ID card.
