@@ -173,3 +173,31 @@ pub(crate) fn open_at(url: Option<&str>, sqlite: &Path) -> Result<Arc<dyn Servic
 pub(crate) fn open(home: &Home, url: Option<&str>) -> Result<Arc<dyn ServiceStore>> {
     open_at(url, &home.db_path())
 }
+
+/// Seeds the store of `home` with the certificates of `seed` (`nuc_store::seed`: no audit
+/// records, `der` for each one's DER), through a connection of its own; `progress` hears the
+/// rows written so far. Benchmark homes only.
+pub(crate) fn seed_certificates(
+    home: &Home,
+    url: Option<&str>,
+    seed: &nuc_store::seed::CertificateSeed,
+    der: &[u8],
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
+    match url {
+        Some(url) => {
+            let opts = PgOptions {
+                password: std::env::var(PASSWORD_ENV).ok(),
+                ..PgOptions::default()
+            };
+            PgStore::open(url, &opts)
+                .with_context(|| format!("opening {url}"))?
+                .seed_certificates_unaudited(seed, der, progress)
+                .context("seeding certificates")
+        }
+        None => SqliteStore::open(&home.db_path())
+            .with_context(|| format!("opening the database {}", home.db_path().display()))?
+            .seed_certificates_unaudited(seed, der, progress)
+            .context("seeding certificates"),
+    }
+}

@@ -41,6 +41,12 @@
 //! with, with, without. Target: **issuance rate with the tree >= 0.95 x the rate without it**
 //! (the mean of the two pairs' ratios). `--audit-secs 0` leaves it out.
 //!
+//! **Issuance at a national CA's size** ([`scale`]): last, in the same child, the home is
+//! seeded with `--scale-certificates` certificates (1,000,000; `--scale-revocations` 100,000 of
+//! them revoked) and issuance is measured again against the raw signature. Targets: **issuance
+//! at that size >= 0.95 x the empty database's rate**, and for RSA-2048 **>= 0.9 x the raw HSM
+//! rate**. `--scale-certificates 0` leaves it out.
+//!
 //! Six more benchmarks follow, each in its module:
 //!
 //! * [`f1`]: **F1 end to end over gRPC with mutual TLS**, the real `nuc serve` and
@@ -185,6 +191,15 @@ struct Args {
     /// 3 s gave ratios from 0.87 to 1.04 on a 2-core machine; 10 s settles within ~1%.
     #[arg(long, default_value_t = 10.0)]
     audit_secs: f64,
+    /// Issuance benchmark at a national CA's size after a year: certificates seeded into the
+    /// home after the empty-database measurement (no audit records: `nuc_store::seed`), then
+    /// issuance measured again in the same process (target: >= 0.95 x the empty rate); 0
+    /// leaves it out.
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_certificates: usize,
+    /// Of the seeded certificates, how many are revoked.
+    #[arg(long, default_value_t = 100_000)]
+    scale_revocations: usize,
     /// Audit proofs benchmark: synthetic audit records the tree is grown over.
     #[arg(long, default_value_t = 10_000_000)]
     audit_records: u64,
@@ -322,6 +337,7 @@ mod f1;
 mod f4;
 mod ocsp;
 mod ocsp_flood;
+mod scale;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -613,6 +629,23 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                 None => "FAILED".into(),
             },
         });
+        if args.scale_certificates > 0 {
+            figures.push(Figure {
+                what: format!(
+                    "issuance {}, {}: issue/s at {} certificates ({} revoked) vs empty (ratio; target >= {})",
+                    row.alg,
+                    threads_text(args.threads),
+                    args.scale_certificates,
+                    args.scale_revocations.min(args.scale_certificates),
+                    scale::SCALE_TARGET
+                ),
+                engine: row.engine,
+                text: match &row.report {
+                    Some(r) => scale::ratio_text(r),
+                    None => "FAILED".into(),
+                },
+            });
+        }
         if args.audit_secs > 0.0 {
             figures.push(Figure {
                 what: format!(
@@ -694,6 +727,10 @@ fn issue_child(
         .arg(args.warmup.to_string())
         .arg("--audit-secs")
         .arg(args.audit_secs.to_string())
+        .arg("--scale-certificates")
+        .arg(args.scale_certificates.to_string())
+        .arg("--scale-revocations")
+        .arg(args.scale_revocations.to_string())
         .arg("--csr-file")
         .arg(csr_file)
         .env("SOFTHSM2_CONF", home.join("hsm").join("softhsm2.conf"))
@@ -847,7 +884,12 @@ fn csrs_needed(args: &Args) -> usize {
     } else {
         0
     };
-    1 + args.warmup + args.count + 2 * n_breakdown
+    let n_scale = if args.scale_certificates > 0 {
+        args.warmup + args.count
+    } else {
+        0
+    };
+    1 + args.warmup + args.count + 2 * n_breakdown + n_scale
 }
 
 /// The CSRs the parent wrote: DER in hex, one a line.
@@ -927,6 +969,11 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     let warm = requests(args.warmup);
     let measured = requests(n);
     let breakdown_reqs = requests(2 * n_breakdown);
+    let (scale_warm, scale_reqs) = if args.scale_certificates > 0 {
+        (requests(args.warmup), requests(n))
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let csr_time = started.elapsed();
 
     let message = raw_input(alg);
@@ -1004,6 +1051,29 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     } else {
         Value::Null
     };
+    // Last: the seeding stays in the home.
+    let scale = if args.scale_certificates > 0 {
+        scale::issuance_at_scale(
+            &home,
+            url,
+            args,
+            alg,
+            &der,
+            &scale::Empty {
+                issue_per_s: issue_rate,
+                raw_per_s: raw_rate,
+            },
+            &sign,
+            &|i| issue(&scale_warm, i).map(drop),
+            &|i| issue(&scale_reqs, i).map(drop),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("nuc-bench: {alg}: at scale: error: {}", causes(&e));
+            json!({ "error": causes(&e) })
+        })
+    } else {
+        Value::Null
+    };
 
     println!(
         "{}",
@@ -1025,6 +1095,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
             "raw_sign_latency_ms": { "p50": round(ms(raw_p50)), "p99": round(ms(raw_p99)) },
             "breakdown_us": breakdown,
             "audit_tree": audit_tree,
+            "scale": scale,
         })
     );
     Ok(())

@@ -31,6 +31,7 @@ mod outbox;
 mod pool;
 mod publication;
 mod registration;
+mod seed;
 mod snapshot;
 mod traits;
 mod writer;

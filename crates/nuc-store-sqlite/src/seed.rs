@@ -141,6 +141,70 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Adds the certificates of `seed` (`nuc_store::seed`), each with its certified key and, for
+    /// the revoked ones, its revocation, **without audit records**, `der` standing for every
+    /// certificate's DER: for benchmark homes only (see `nuc_store::seed`). Written in
+    /// transactions of [`SEED_BATCH`] rows; `progress` hears the rows written so far.
+    pub fn seed_certificates_unaudited(
+        &self,
+        seed: &nuc_store::seed::CertificateSeed,
+        der: &[u8],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(), StoreError> {
+        let mut rows = seed.rows().peekable();
+        let mut written = 0usize;
+        while rows.peek().is_some() {
+            let batch: Vec<_> = rows.by_ref().take(SEED_BATCH).collect();
+            let n = batch.len();
+            let der = der.to_vec();
+            self.write(move |tx| {
+                let mut cert = tx.prepare_cached(
+                    "INSERT INTO certificates
+                         (serial, profile, state, subject, iin, spki_sha256, not_before, not_after,
+                          der, reserved_at, issued_at)
+                     VALUES (?1, 'individual-auth', 'issued', ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?5)",
+                )?;
+                let mut key = tx.prepare_cached(
+                    "INSERT INTO certified_keys (spki_sha256, serial) VALUES (?1, ?2)",
+                )?;
+                let mut revocation = tx.prepare_cached(
+                    "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by)
+                     VALUES (?1, ?2, ?3, NULL, ?4)",
+                )?;
+                for r in &batch {
+                    cert.execute(params![
+                        r.serial,
+                        nuc_store::seed::SEED_SUBJECT,
+                        r.iin,
+                        r.spki_sha256,
+                        r.not_before,
+                        r.not_after,
+                        der
+                    ])?;
+                    key.execute(params![r.spki_sha256, r.serial])?;
+                    if let Some((reason, at)) = r.revocation {
+                        revocation.execute(params![
+                            r.serial,
+                            reason,
+                            at,
+                            nuc_store::seed::SEED_ACTOR
+                        ])?;
+                    }
+                }
+                Ok(())
+            })?;
+            written += n;
+            progress(written);
+        }
+        Ok(())
+    }
+}
+
+/// Rows per transaction when seeding certificates: big enough to amortise the commit, small
+/// enough that the write-ahead log stays small.
+pub const SEED_BATCH: usize = 20_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ mod ledger;
 pub mod memory;
 mod retry;
 mod rows;
+pub mod seed;
 mod traits;
 
 pub use audit_tree::{

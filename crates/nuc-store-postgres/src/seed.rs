@@ -1,0 +1,106 @@
+//! Bulk seeding of certificates, **for benchmark homes only**: the rows of
+//! `nuc_store::seed` written with binary `COPY`, in transactions of [`SEED_BATCH`] rows, on a
+//! connection of their own, taking the store's write lock like any writer. No audit record is
+//! written (see `nuc_store::seed` for what that means); the tables are analysed at the end, as
+//! autovacuum would after such a load. Nothing here may run against the database of a CA that
+//! issues real certificates.
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+
+use nuc_store::StoreError;
+use nuc_store::seed::{CertificateSeed, SEED_ACTOR, SEED_SUBJECT};
+
+use crate::{DbError, LOCK_CLASS, LOCK_WRITE, PgStore, off_runtime};
+
+/// Rows per transaction.
+pub const SEED_BATCH: usize = 20_000;
+
+impl PgStore {
+    /// Adds the certificates of `seed`, each with its certified key and, for the revoked ones,
+    /// its revocation, **without audit records**, `der` standing for every certificate's DER;
+    /// `progress` hears the rows written so far. For benchmark homes only.
+    pub fn seed_certificates_unaudited(
+        &self,
+        seed: &CertificateSeed,
+        der: &[u8],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(), StoreError> {
+        Ok(off_runtime(|| {
+            let mut client = self.connector.connect()?;
+            let mut rows = seed.rows().peekable();
+            let mut written = 0usize;
+            while rows.peek().is_some() {
+                let batch: Vec<_> = rows.by_ref().take(SEED_BATCH).collect();
+                let mut tx = client.transaction()?;
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)",
+                    &[&LOCK_CLASS, &LOCK_WRITE],
+                )?;
+                let sink = tx.copy_in(
+                    "COPY certificates (serial, profile, state, subject, iin, spki_sha256, \
+                     not_before, not_after, der, reserved_at, issued_at) FROM STDIN (FORMAT binary)",
+                )?;
+                let types = [
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::BYTEA,
+                    Type::INT8,
+                    Type::INT8,
+                ];
+                let mut w = BinaryCopyInWriter::new(sink, &types);
+                for r in &batch {
+                    let values: [&(dyn ToSql + Sync); 11] = [
+                        &r.serial,
+                        &"individual-auth",
+                        &"issued",
+                        &SEED_SUBJECT,
+                        &r.iin,
+                        &r.spki_sha256,
+                        &r.not_before,
+                        &r.not_after,
+                        &der,
+                        &r.not_before,
+                        &r.not_before,
+                    ];
+                    w.write(&values)?;
+                }
+                w.finish()?;
+                let sink = tx.copy_in(
+                    "COPY certified_keys (spki_sha256, serial) FROM STDIN (FORMAT binary)",
+                )?;
+                let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT]);
+                for r in &batch {
+                    w.write(&[&r.spki_sha256, &r.serial])?;
+                }
+                w.finish()?;
+                let sink = tx.copy_in(
+                    "COPY revocations (serial, reason, revoked_at, revoked_by) \
+                     FROM STDIN (FORMAT binary)",
+                )?;
+                let mut w = BinaryCopyInWriter::new(
+                    sink,
+                    &[Type::TEXT, Type::INT8, Type::INT8, Type::TEXT],
+                );
+                for r in &batch {
+                    if let Some((reason, at)) = r.revocation {
+                        w.write(&[&r.serial, &reason, &at, &SEED_ACTOR])?;
+                    }
+                }
+                w.finish()?;
+                tx.commit()?;
+                written += batch.len();
+                progress(written);
+            }
+            // What autovacuum would do after such a load: the planner sees the tables' size.
+            client.batch_execute("ANALYZE certificates, certified_keys, revocations")?;
+            Ok::<_, DbError>(())
+        })?)
+    }
+}
