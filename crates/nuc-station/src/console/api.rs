@@ -82,9 +82,10 @@ impl ConsoleError {
             ConsoleError::Station(StationError::Refused { reason, .. }) => reason.clone(),
             ConsoleError::Station(StationError::Unreachable { .. }) => "NUC_UNREACHABLE".into(),
             ConsoleError::Station(StationError::Token(_)) => "TOKEN".into(),
-            ConsoleError::Station(
-                StationError::Card { source, .. } | StationError::WriteInterrupted { source, .. },
-            ) => card_code(source).into(),
+            ConsoleError::Station(StationError::Card { source, .. }) => card_code(source).into(),
+            ConsoleError::Station(StationError::WriteInterrupted { .. }) => {
+                "CARD_REMOVED_ISSUED".into()
+            }
             ConsoleError::Station(_) => "INTERNAL".into(),
             ConsoleError::Busy => "ENROLLMENT_RUNNING".into(),
         }
@@ -98,9 +99,10 @@ impl ConsoleError {
             ConsoleError::Token { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ConsoleError::Station(StationError::Refused { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             ConsoleError::Station(StationError::Unreachable { .. }) => StatusCode::BAD_GATEWAY,
-            ConsoleError::Station(
-                StationError::Card { source, .. } | StationError::WriteInterrupted { source, .. },
-            ) => match card_code(source) {
+            ConsoleError::Station(StationError::WriteInterrupted { .. }) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ConsoleError::Station(StationError::Card { source, .. }) => match card_code(source) {
                 "CARD_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
                 "PCSC_UNAVAILABLE" => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,

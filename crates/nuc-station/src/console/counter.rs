@@ -32,6 +32,9 @@ use crate::progress::Progress;
 const CARD_WAIT: Duration = Duration::from_secs(120);
 /// How long it waits for a card pulled out during the write to come back.
 const REINSERT_WAIT: Duration = Duration::from_secs(300);
+/// How many times a card pulled out during the write is waited for before the enrollment
+/// gives up (the certificates stay issued; `nuc-station write` finishes them).
+const MAX_REINSERTS: u32 = 3;
 /// Steps that are the card's own work (what the operator's click does not control).
 const CARD_STEPS: [&str; 4] = ["card", "pin", "keys", "write"];
 
@@ -296,29 +299,47 @@ impl Job {
             Err(StationError::WriteInterrupted { request, .. }) => request,
             other => return (self, other),
         };
-        self.update(|v| {
-            v.state = "reinsert";
-            v.phase = "finish";
-            v.request_number = Some(request.clone());
-        });
-        eprintln!("console: the card left during the write of {request}; waiting for it");
-        wait_pulled_out(&pcsc);
         let place = CardPlace {
             reader: None,
             wait: REINSERT_WAIT,
         };
-        let mut progress = self.progress(WRITE_STEPS);
-        // Back to running once the card is read again (see the progress observer).
-        let r = enroll::write_issued(
-            &mut self.nuc,
-            &pcsc,
-            &place,
-            &request,
-            &self.pin,
-            &mut progress,
-        )
-        .await;
-        (self, r)
+        // The card may leave again during the finish: it is waited for again, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.update(|v| {
+                v.state = "reinsert";
+                v.phase = "finish";
+                v.request_number = Some(request.clone());
+            });
+            eprintln!("console: the card left during the write of {request}; waiting for it");
+            wait_pulled_out(&pcsc);
+            let mut progress = self.progress(WRITE_STEPS);
+            // Back to running once the card is read again (see the progress observer).
+            let r = enroll::write_issued(
+                &mut self.nuc,
+                &pcsc,
+                &place,
+                &request,
+                &self.pin,
+                &mut progress,
+            )
+            .await;
+            match r {
+                Err(StationError::Card { source, .. })
+                    if source.is_removal() && attempt < MAX_REINSERTS => {}
+                // Issued, on record, not on the card: said as such, never as "nothing issued".
+                Err(StationError::Card { step, source }) if source.is_removal() => {
+                    let e = StationError::WriteInterrupted {
+                        step,
+                        request,
+                        source,
+                    };
+                    return (self, Err(e));
+                }
+                other => return (self, other),
+            }
+        }
     }
 }
 
