@@ -187,9 +187,23 @@ async fn f4_onto_id_and_sim_cards_a_pulled_card_a_wrong_and_a_blocked_pin_and_f5
     let desk = Desk::open().await;
     let (console, addr) = desk.console();
     let b = Browser::start();
-    log_in(&b, &format!("http://{addr}"), OPERATOR_PIN);
-    click(&b, "#tab-f4");
+    // From the keyboard alone: the PIN field has the focus when the page opens, Enter logs in,
+    // the search field has it then; Shift+Tab twice reaches the F4 tab, Enter opens it, and
+    // Tab twice reaches the F4 form's first field.
+    b.goto(&format!("http://{addr}/"));
+    b.shown("#pin", WAIT);
+    wait_for(&b, "return state.labels !== null;", json!([]), "the labels");
+    let focused = || b.exec("return document.activeElement.id;", json!([]));
+    assert_eq!(focused(), "pin");
+    b.keys(&format!("{OPERATOR_PIN}\u{E007}"), false);
+    b.shown("#work", WAIT);
+    assert_eq!(focused(), "iin");
+    b.keys("\u{E004}\u{E004}", true);
+    assert_eq!(focused(), "tab-f4");
+    b.keys("\u{E007}", false);
     b.shown("#f4-form", WAIT);
+    b.keys("\u{E004}\u{E004}", false);
+    assert_eq!(focused(), "f4-iin");
     assert!(
         !is_shown(&b, "#search-form"),
         "one flow on screen at a time"

@@ -129,21 +129,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Opens the console at `agent` and logs in with the token's `pin`; waits for the work screen.
-pub fn log_in(b: &Browser, agent: &str, pin: &str) {
-    b.goto(&format!("{agent}/"));
-    b.shown("#pin", WAIT);
-    b.wait_until(
-        "return state.labels !== null;",
-        json!([]),
-        WAIT,
-        "the labels",
-    );
-    fill(b, "#pin", pin);
-    click(b, "#login-form button[type=submit]");
-    b.shown("#work", WAIT);
-}
-
 /// Waits until `js` (a function body returning a boolean) holds in the page.
 pub fn wait_for(b: &Browser, js: &str, args: serde_json::Value, what: &str) {
     b.wait_until(js, args, WAIT, what);

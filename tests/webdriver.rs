@@ -303,6 +303,29 @@ impl Browser {
         );
     }
 
+    /// Keys pressed on the keyboard, into whatever has the focus (as a person types: no element
+    /// is chosen). WebDriver's key codes work: `\u{E004}` Tab, `\u{E007}` Enter; with `shift`,
+    /// Shift is held down around them.
+    pub fn keys(&self, text: &str, shift: bool) {
+        const SHIFT: &str = "\u{E008}";
+        let mut actions = Vec::new();
+        if shift {
+            actions.push(json!({"type": "keyDown", "value": SHIFT}));
+        }
+        for c in text.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        if shift {
+            actions.push(json!({"type": "keyUp", "value": SHIFT}));
+        }
+        self.must(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
     /// The rendered (visible) text of an element.
     pub fn text(&self, el: &Element) -> String {
         self.must("GET", &format!("/element/{}/text", el.0), None)
