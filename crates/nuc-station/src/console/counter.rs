@@ -96,7 +96,7 @@ pub struct EnrollmentView {
 
 /// The enrollment slot of the agent: one at a time, its view published to every page.
 pub struct Counter {
-    running: tokio::sync::Mutex<()>,
+    running: Arc<tokio::sync::Mutex<()>>,
     next_id: std::sync::atomic::AtomicU64,
     pub(crate) view: watch::Sender<Option<EnrollmentView>>,
 }
@@ -104,7 +104,7 @@ pub struct Counter {
 impl Default for Counter {
     fn default() -> Self {
         Counter {
-            running: tokio::sync::Mutex::new(()),
+            running: Arc::new(tokio::sync::Mutex::new(())),
             next_id: std::sync::atomic::AtomicU64::new(1),
             view: watch::Sender::new(None),
         }
@@ -361,9 +361,36 @@ pub async fn enroll(
     check_email(body.email.trim())?;
     let pin = Pin::new(&body.pin).map_err(|_| input("pin", "must be 4 to 12 digits"))?;
     drop(body.pin);
-    let Ok(_running) = agent.counter.running.try_lock() else {
+    let Ok(running) = agent.counter.running.clone().try_lock_owned() else {
         return Err(ConsoleError::Busy);
     };
+    // The enrollment runs to its end in a task of its own, holding the counter, even if the
+    // page goes away meanwhile (the card is being written to): the view says how it ended.
+    let task = tokio::spawn(run_enrollment(
+        agent.clone(),
+        token,
+        Applicant {
+            iin: body.iin,
+            bin: Some(body.bin).filter(|b| !b.is_empty()),
+            email: body.email.trim().to_owned(),
+        },
+        pin,
+        running,
+    ));
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(fail(&agent, StationError::Config(e.to_string()).into())),
+    }
+}
+
+async fn run_enrollment(
+    agent: Arc<Agent>,
+    token: String,
+    applicant: Applicant,
+    pin: Pin,
+    running: tokio::sync::OwnedMutexGuard<()>,
+) -> ApiResult {
+    let _running = running;
     let id = agent
         .counter
         .next_id
@@ -388,11 +415,7 @@ pub async fn enroll(
             agent: agent.clone(),
             token,
         },
-        applicant: Applicant {
-            iin: body.iin,
-            bin: Some(body.bin).filter(|b| !b.is_empty()),
-            email: body.email.trim().to_owned(),
-        },
+        applicant,
         pin,
         view: agent.counter.view.clone(),
     };
@@ -407,13 +430,11 @@ pub async fn enroll(
     drop(job);
     match outcome {
         Ok(enrolled) => {
-            let mut result = None;
             agent.counter.view.send_modify(|v| {
                 if let Some(v) = v.as_mut() {
                     let r = enrolled_view(&enrolled, &v.steps, started);
                     v.state = "done";
                     v.request_number = Some(r.request_number.clone());
-                    result = Some(r.clone());
                     v.result = Some(r);
                 }
             });
