@@ -93,7 +93,8 @@ pub(crate) fn issuance_at_scale(
     let ratio = issue_per_s / empty.issue_per_s;
     let normalised = (issue_per_s / raw_per_s) / (empty.issue_per_s / empty.raw_per_s);
     let to_raw = issue_per_s / raw_per_s;
-    let pass = ratio >= SCALE_TARGET || normalised >= SCALE_TARGET;
+    // The target is on the rates themselves; the normalised ratio only helps to read them.
+    let pass = ratio >= SCALE_TARGET;
     let rsa = matches!(alg, KeyAlgorithm::Rsa { .. });
     let raw_pass = !rsa || to_raw >= RSA_RAW_TARGET;
     println!(
