@@ -446,16 +446,12 @@ pub(crate) fn ratio_text(report: &Value) -> String {
 
 // ------------------------------------------------------------------ proofs at 10M records
 
-/// SplitMix64: random leaves and sizes, the same in every run.
-struct Rng(u64);
+/// Random leaves and sizes, the same in every run (the seeding's SplitMix64).
+struct Rng(nuc_store::seed::SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[lo, hi]`.
@@ -628,7 +624,7 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
 
     let sqlite = SqliteStore::open(&path).context("opening the database")?;
     let store: &dyn AuditTree = &sqlite;
-    let mut rng = Rng(SEED);
+    let mut rng = Rng(nuc_store::seed::SplitMix64(SEED));
     let mut smaller: Vec<u64> = (0..SMALLER_SIZES).map(|_| rng.between(1, n - 1)).collect();
     smaller.sort_unstable();
     smaller.dedup();

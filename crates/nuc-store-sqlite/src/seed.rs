@@ -17,6 +17,7 @@
 //! So it must never run on the database of a CA that issues real certificates: its only callers
 //! are benchmarks (`nuc-bench`) and tests, on temporary homes they throw away.
 
+use nuc_store::seed::SplitMix64;
 use rusqlite::params;
 
 use crate::{DbError, SqliteStore};
@@ -48,24 +49,6 @@ pub const OLD_SPAN_SECS: i64 = 2 * 365 * 86_400;
 /// The revocations' `revoked_by`, so seeded rows are told apart from real ones.
 pub const SEED_ACTOR: &str = "seed:nuc-bench";
 
-/// splitmix64: small, fast, and good enough to spread reasons and times; not for secrets.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (n > 0); the modulo bias is irrelevant here.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A 20-byte serial as the store spells it (lowercase hex of a minimal positive INTEGER):
 /// `0x40` and `index` on the first eight bytes (positive, no leading zero, unique, and
 /// increasing, so the inserts append to the serial index instead of splitting its pages),
@@ -76,8 +59,8 @@ fn serial(rng: &mut SplitMix64, index: u64) -> String {
     // Unique for any index below 2^56, far beyond any CRL.
     let head: u64 = (0x40 << 56) | (index & ((1 << 56) - 1));
     b[..8].copy_from_slice(&head.to_be_bytes());
-    b[8..16].copy_from_slice(&rng.next().to_be_bytes());
-    b[16..].copy_from_slice(&rng.next().to_be_bytes()[..4]);
+    b[8..16].copy_from_slice(&rng.next_u64().to_be_bytes());
+    b[16..].copy_from_slice(&rng.next_u64().to_be_bytes()[..4]);
     hex::encode(b)
 }
 

@@ -43,11 +43,12 @@ pub struct SeededCertificate {
     pub revocation: Option<(i64, i64)>,
 }
 
-/// splitmix64: small and fast; spreads serials and times, never used for a secret.
-struct SplitMix64(u64);
+/// splitmix64: small and fast; spreads the seeded rows (serials, times, reasons), the same for
+/// the same seed. Never used for a secret.
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -55,8 +56,9 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+    /// A value in `0..n` (0 when `n` is 0); the modulo bias is irrelevant here.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -81,12 +83,20 @@ impl CertificateSeed {
             .map_or(usize::MAX, |s| s.max(1));
         let mut revoked_so_far = 0usize;
         (0..self.count).map(move |i| {
-            let mut words = [rng.next(), rng.next(), rng.next()];
+            let mut words = [rng.next_u64(), rng.next_u64(), rng.next_u64()];
             // Positive and without a leading zero byte: the top bit clear, the top byte not 0.
             words[0] = (words[0] & 0x7fff_ffff_ffff_ffff) | 0x0100_0000_0000_0000;
             let serial = hex_of(&words, 20);
             let iin = format!("{:012}", rng.below(1_000_000_000_000));
-            let spki_sha256 = hex_of(&[rng.next(), rng.next(), rng.next(), rng.next()], 32);
+            let spki_sha256 = hex_of(
+                &[
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                ],
+                32,
+            );
             let not_before = self.now - rng.below(YEAR as u64) as i64 - 1;
             let not_after = not_before + 3 * YEAR;
             let revocation = (i % step == 0 && revoked_so_far < self.revoked).then(|| {
