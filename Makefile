@@ -49,7 +49,7 @@ DEV_HOME := .dev-home
 # Extra arguments for the benchmark binary, e.g. `make bench BENCH_ARGS="--help"`.
 BENCH_ARGS ?=
 
-.PHONY: deps deps-deb deps-deb-packaging deps-deb-browser deps-python deps-promtool build run test bench lint clean-dev deb
+.PHONY: deps deps-deb deps-deb-packaging deps-deb-browser deps-python deps-promtool deps-nginx build run test bench lint clean-dev deb
 
 # Install everything build and tests need (Debian packages, then pkilint in .venv/).
 deps: deps-deb deps-deb-packaging deps-deb-browser deps-python deps-promtool
@@ -65,6 +65,19 @@ deps-promtool: deps-deb
 	  ( cd "$$tmp" && { apt-get download prometheus 2>/dev/null || { $(SUDO) apt-get update && apt-get download prometheus; }; } ) && \
 	  dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool && \
 	  mkdir -p "$(CURDIR)/.tools" && mv "$$tmp/usr/bin/promtool" "$(PROMTOOL)" && rm -rf "$$tmp"; \
+	fi
+
+# nginx, the HTTP floor of the OCSP benchmark (crates/nuc-bench/src/ocsp_floor.rs): the binary
+# taken out of Debian's nginx package into .tools/ the same way, since installing the package
+# would start a web server on port 80. Only `make bench` needs it.
+NGINX := $(CURDIR)/.tools/nginx
+deps-nginx: deps-deb
+	@if [ ! -x "$(NGINX)" ]; then \
+	  echo "deps: extracting nginx from Debian's nginx package into .tools/"; \
+	  tmp=$$(mktemp -d) && \
+	  ( cd "$$tmp" && { apt-get download nginx 2>/dev/null || { $(SUDO) apt-get update && apt-get download nginx; }; } ) && \
+	  dpkg-deb --fsys-tarfile "$$tmp"/nginx_*.deb | tar -x -C "$$tmp" ./usr/sbin/nginx && \
+	  mkdir -p "$(CURDIR)/.tools" && mv "$$tmp/usr/sbin/nginx" "$(NGINX)" && rm -rf "$$tmp"; \
 	fi
 
 # Debian packages: apt-get runs only if `dpkg -s` says one of them is not installed.
@@ -176,9 +189,9 @@ deb: deps-deb deps-deb-packaging
 	packaging/debian/build-deb.sh "$(TARGET_DIR)"
 
 # Benchmarks (crates/nuc-bench), release build.
-bench: deps
+bench: deps deps-nginx
 	cargo build --release -p nuc-server -p nuc-registry -p nuc-station -p card-sim
-	cargo run --release -p nuc-bench -- $(BENCH_ARGS)
+	NUC_BENCH_NGINX="$(NGINX)" cargo run --release -p nuc-bench -- $(BENCH_ARGS)
 
 # Clippy with warnings as errors on all targets, and formatting check.
 lint: deps-deb

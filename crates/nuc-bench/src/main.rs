@@ -63,7 +63,10 @@
 //!   anyone can reproduce; 20x is what caching must buy once the path around the cache is
 //!   lean. Also printed: p50/p99 latency, and the ratio with one connection per request on
 //!   both sides (openssl supports nothing else; ours is measured with keep-alive for the
-//!   target).
+//!   target). And against the **HTTP floor** ([`ocsp_floor`]): nginx serving the very bytes
+//!   of one of our responses as a static file, with the same load generator, POST and GET, at
+//!   16 and 64 connections. Target: **ours >= 0.9 x nginx's rate with a p99 < 1 ms at 16
+//!   connections**: what an answer costs beyond one HTTP exchange.
 //! * [`crl`]: **CRL publication** (`nuc_publisher::crl::publish`: complete CRL and delta, signed
 //!   in the HSM and recorded) with 100,000 and 1,000,000 revoked certificates seeded in a fresh
 //!   home, time and peak memory (VmHWM) in a child process, then a delta CRL alone; every CRL
@@ -144,15 +147,15 @@ const BREAKDOWN_MAX: usize = 200;
     name = "nuc-bench",
     about = "Issuance rate of the NUC RK core against the bare HSM signature with the same CA key \
              and with the audit tree against without it, F1 end to end over gRPC with mutual TLS \
-             against the same limit, cached OCSP against openssl ocsp, CRL publication time and \
+             against the same limit, cached OCSP against openssl ocsp and nginx, CRL publication time and \
              memory for up to a million entries, audit proof generation at 10 million records, \
              and F4 enrollment onto an emulated card over pcscd+vpcd"
 )]
 struct Args {
     /// Run only these benchmarks, comma-separated: `issue` (Ca::issue vs the bare signature,
     /// then with the audit tree vs without), `f1` (F1 over gRPC with mutual TLS vs raw rate /
-    /// 2), `ocsp` (cached OCSP vs openssl ocsp), `crl` (CRL publication time and memory),
-    /// `audit` (audit proofs at 10 million records), `f4` (enrollment onto a card over
+    /// 2), `ocsp` (cached OCSP vs openssl ocsp and the HTTP floor), `crl` (CRL publication
+    /// time and memory), `audit` (audit proofs at 10 million records), `f4` (enrollment onto a card over
     /// pcscd+vpcd, APDU round trips) or `ocsp-flood` (F1 latency under an OCSP nonce flood,
     /// memory under unique CertIDs). Default: all seven, in that order.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "BENCH")]
@@ -231,6 +234,10 @@ struct Args {
     /// responders.
     #[arg(long, default_value_t = 16)]
     ocsp_concurrency: usize,
+    /// OCSP benchmark: the wider load, ours and the HTTP floor (nginx serving the same
+    /// response bytes) also measured with this many connections.
+    #[arg(long, default_value_t = 64)]
+    ocsp_wide_concurrency: usize,
     /// OCSP benchmark: rounds, each measuring every responder once, one after the other.
     #[arg(long, default_value_t = 2)]
     ocsp_rounds: usize,
@@ -305,7 +312,8 @@ enum Bench {
     Issue,
     /// F1 end to end over gRPC with mutual TLS against raw HSM rate / 2.
     F1,
-    /// Cached OCSP responses over HTTP: `nuc serve` against `openssl ocsp`, same load.
+    /// Cached OCSP responses over HTTP: `nuc serve` against `openssl ocsp` and against nginx
+    /// serving the same bytes (the HTTP floor), same load.
     Ocsp,
     /// Complete and delta CRL generation time and peak memory, 100k and 1M revocations.
     Crl,
@@ -337,6 +345,7 @@ mod f1;
 mod f4;
 mod ocsp;
 mod ocsp_flood;
+mod ocsp_floor;
 mod scale;
 
 fn main() -> ExitCode {
@@ -375,8 +384,8 @@ fn check_args(args: &Args) -> Result<Vec<KeyAlgorithm>> {
         "--ocsp-revoked must not exceed --ocsp-certs"
     );
     ensure!(
-        args.ocsp_concurrency >= 1,
-        "--ocsp-concurrency must be at least 1"
+        args.ocsp_concurrency >= 1 && args.ocsp_wide_concurrency >= 1,
+        "--ocsp-concurrency and --ocsp-wide-concurrency must be at least 1"
     );
     ensure!(
         (1..=20).contains(&args.ocsp_rounds),

@@ -1,5 +1,6 @@
 //! OCSP: cached responses over loopback HTTP, the real `nuc serve` against `openssl ocsp`
-//! measured side by side in the same run.
+//! and against the HTTP floor (nginx serving the same bytes, [`crate::ocsp_floor`]), measured
+//! side by side in the same run.
 //!
 //! Relying parties ask OCSP far more often than anything else is asked of the CA: every
 //! signature check by a bank or a government portal may ask about the signer's certificate. A
@@ -115,6 +116,7 @@ use serde_json::{Value, json};
 
 use crate::engine::{self, Db, Engine, PgServer};
 use crate::f1::{Proc, clock_ticks_per_second, cpu_seconds, free_port, log_tail, tree_cpu_seconds};
+use crate::ocsp_floor::Floor;
 use crate::{Args, Figure, Run, engines_text, make_csrs, ms, request, round, run};
 
 /// Our cached responses per second must reach this multiple of openssl's.
@@ -224,6 +226,8 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     // first instance of each engine one connection per request.
     struct SideTargets {
         keep_alive: Vec<Target>,
+        /// The GET form, keep-alive, to the first instance.
+        get: Target,
         per_request: Target,
         first_answers: Vec<Vec<Vec<u8>>>,
     }
@@ -236,6 +240,7 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                 format!("nuc serve on {engine}, instance {}, keep-alive", k + 1),
                 inst.addr,
                 "/ocsp",
+                Method::Post,
                 Conn::KeepAlive,
                 &ours.leaves,
                 &ours.issuer,
@@ -245,7 +250,17 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
             format!("nuc serve on {engine}, one connection per request"),
             ours.instances[0].addr,
             "/ocsp",
+            Method::Post,
             Conn::PerRequest,
+            &ours.leaves,
+            &ours.issuer,
+        )?;
+        let get = Target::new(
+            format!("nuc serve on {engine}, GET, keep-alive"),
+            ours.instances[0].addr,
+            "/ocsp",
+            Method::Get,
+            Conn::KeepAlive,
             &ours.leaves,
             &ours.issuer,
         )?;
@@ -257,8 +272,17 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                     .with_context(|| format!("checking the responses of {}", t.label))?,
             );
         }
+        // The GET form answers the same bytes as POST (both from the cache).
+        let get_answers = check_all(&get, &ours.leaves, &ours.issuer, &ours.trust)
+            .with_context(|| format!("checking the responses of {}", get.label))?;
+        ensure!(
+            get_answers == first_answers[0],
+            "{}: the GET answers differ from the POST answers",
+            get.label
+        );
         side_targets.push(SideTargets {
             keep_alive,
+            get,
             per_request,
             first_answers,
         });
@@ -267,6 +291,7 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         "openssl ocsp, one connection per request".into(),
         peer.addr,
         "/",
+        Method::Post,
         Conn::PerRequest,
         &peer.leaves,
         &peer.issuer,
@@ -281,6 +306,45 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         sides.iter().map(|s| s.instances.len()).sum::<usize>(),
         peer.leaves.len()
     );
+
+    // The HTTP floor: nginx answering every request with the bytes of one of our cached
+    // responses (about a good certificate), asked with the same messages as ours.
+    let good = sides[0]
+        .leaves
+        .iter()
+        .position(|l| !l.revoked)
+        .context("no certificate left good")?;
+    let floor_bytes = side_targets[0].first_answers[0][good].clone();
+    let floor = Floor::start(&dir.join("floor"), &floor_bytes, cpus)?;
+    let floor_target = |method: Method| {
+        Target::new(
+            format!("nginx (static file, the same bytes), {}", method.name()),
+            floor.addr,
+            "/ocsp",
+            method,
+            Conn::KeepAlive,
+            &sides[0].leaves,
+            &sides[0].issuer,
+        )
+    };
+    let (floor_post, floor_get) = (floor_target(Method::Post)?, floor_target(Method::Get)?);
+    for t in [&floor_post, &floor_get] {
+        let mut client = Client::new(t.addr, t.conn);
+        client.exchange(&t.messages[0])?;
+        ensure!(
+            client.body() == floor_bytes.as_slice(),
+            "{}: the body is not the response it was given",
+            t.label
+        );
+    }
+    out!(
+        "ocsp: HTTP floor (not timed): {} with {cpus} workers serving one {}-byte response of \
+         ours to POST and GET",
+        floor.version,
+        floor_bytes.len()
+    );
+    let floor_cpu = || group_cpu_seconds(floor.group.pgid());
+    let (narrow, wide) = (args.ocsp_concurrency, args.ocsp_wide_concurrency);
 
     // What each round measures, in this order: per engine, one instance with keep-alive, (after
     // the first engine's, openssl), one instance like for like, and on a shared database both
@@ -301,46 +365,92 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let peer_cpu = || group_cpu_seconds(peer.pgid());
     let mut plan: Vec<Measurement> = Vec::new();
     // Index in `plan` of each engine's (keep-alive, per request, split) measurements.
-    let mut index: Vec<(usize, usize, Option<usize>)> = Vec::new();
+    let mut index: Vec<(usize, usize, Option<usize>, Vec<Versus>)> = Vec::new();
     let mut peer_index = 0;
+    // nginx's measurements, each made once and compared with every engine's.
+    let mut floor_index: Vec<(&Target, usize, usize)> = Vec::new();
     for (s, (ours, t)) in sides.iter().zip(&side_targets).enumerate() {
         let first = &pids[s][..1];
         let all = &pids[s][..];
         let db_pid = ours.db.server().and_then(|d| d.pid());
         let db_cpu = move || db_pid.and_then(tree_cpu_seconds);
-        let ka = plan.len();
-        plan.push(Measurement {
-            targets: vec![&t.keep_alive[0]],
+        let ours_at = |target, clients| Measurement {
+            targets: vec![target],
+            clients,
             responder: "nuc serve",
             responder_cpu: Box::new(move || sum_cpu(first)),
             database_cpu: Box::new(db_cpu),
-        });
+        };
+        plan.push(ours_at(&t.keep_alive[0], narrow));
+        let ka = plan.len() - 1;
         if s == 0 {
             peer_index = plan.len();
             plan.push(Measurement {
                 targets: vec![&peer_pr],
+                clients: narrow,
                 responder: "openssl ocsp (all its processes)",
                 responder_cpu: Box::new(peer_cpu),
                 database_cpu: Box::new(|| None),
             });
         }
-        let pr = plan.len();
-        plan.push(Measurement {
-            targets: vec![&t.per_request],
-            responder: "nuc serve",
-            responder_cpu: Box::new(move || sum_cpu(first)),
-            database_cpu: Box::new(db_cpu),
-        });
+        // Against the floor, each form and width next to nginx's with the same.
+        let mut versus = Vec::new();
+        for (k, (target, floor_target, clients)) in [
+            (&t.keep_alive[0], &floor_post, narrow),
+            (&t.get, &floor_get, narrow),
+            (&t.keep_alive[0], &floor_post, wide),
+            (&t.get, &floor_get, wide),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ours = if k == 0 {
+                ka
+            } else {
+                plan.push(ours_at(target, clients));
+                plan.len() - 1
+            };
+            let nginx = match floor_index
+                .iter()
+                .find(|(t, c, _)| std::ptr::eq(*t, floor_target) && *c == clients)
+            {
+                Some((_, _, i)) => *i,
+                None => {
+                    plan.push(Measurement {
+                        targets: vec![floor_target],
+                        clients,
+                        responder: "nginx (all its processes)",
+                        responder_cpu: Box::new(floor_cpu),
+                        database_cpu: Box::new(|| None),
+                    });
+                    floor_index.push((floor_target, clients, plan.len() - 1));
+                    plan.len() - 1
+                }
+            };
+            versus.push(Versus {
+                method: if std::ptr::eq(target, &t.get) {
+                    Method::Get
+                } else {
+                    Method::Post
+                },
+                clients,
+                ours,
+                nginx,
+            });
+        }
+        plan.push(ours_at(&t.per_request, narrow));
+        let pr = plan.len() - 1;
         let split = (t.keep_alive.len() > 1).then(|| {
             plan.push(Measurement {
                 targets: t.keep_alive.iter().collect(),
+                clients: narrow,
                 responder: "both nuc serve",
                 responder_cpu: Box::new(move || sum_cpu(all)),
                 database_cpu: Box::new(db_cpu),
             });
             plan.len() - 1
         });
-        index.push((ka, pr, split));
+        index.push((ka, pr, split, versus));
     }
     let mut measured: Vec<Option<Measured>> = plan.iter().map(|_| None).collect();
     let mut load_time = vec![Duration::ZERO; plan.len()];
@@ -349,12 +459,18 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
             let started = Instant::now();
             let label = m.label();
             if round == 0 && args.ocsp_warmup_secs > 0.0 {
-                load(&m.targets, args, args.ocsp_warmup_secs, &|| None, &|| None)
-                    .with_context(|| format!("warming up {label}"))?;
+                load(
+                    &m.targets,
+                    m.clients,
+                    args.ocsp_warmup_secs,
+                    &|| None,
+                    &|| None,
+                )
+                .with_context(|| format!("warming up {label}"))?;
             }
             let this = load(
                 &m.targets,
-                args,
+                m.clients,
                 args.ocsp_secs,
                 &*m.responder_cpu,
                 &*m.database_cpu,
@@ -385,17 +501,17 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     };
     let peer_eff = per_cpu_s(m_peer);
     let mut engines_json = serde_json::Map::new();
-    for (s, ((ours, t), (ka, pr, split))) in sides.iter().zip(&side_targets).zip(&index).enumerate()
+    for (s, ((ours, t), (ka, pr, split, versus))) in
+        sides.iter().zip(&side_targets).zip(&index).enumerate()
     {
         let engine = ours.db.engine();
         // This engine's setup and its own measurements (openssl's are not counted).
-        let own = [Some(*ka), Some(*pr), *split];
-        let took = setup_time[s]
-            + own
-                .iter()
-                .flatten()
-                .map(|i| load_time[*i])
-                .sum::<Duration>();
+        let own = [Some(*ka), Some(*pr), *split]
+            .into_iter()
+            .flatten()
+            .chain(versus.iter().map(|v| v.ours))
+            .collect::<HashSet<_>>();
+        let took = setup_time[s] + own.iter().map(|i| load_time[*i]).sum::<Duration>();
         figures.push(Figure {
             what: "OCSP: time taken (setup + this engine's measurements)".into(),
             engine,
@@ -438,6 +554,59 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                 "ocsp {engine}: responses per CPU-second of the responder's processes: nuc serve \
                  {o:.0} (keep-alive), openssl ocsp {p:.0}: {r:.1}x"
             );
+        }
+        // Against the HTTP floor: the verdict is about the narrow load, both forms.
+        let mut floor_json = Vec::new();
+        let mut floor_pass = true;
+        for v in versus {
+            let (o, n) = (&measured[v.ours], &measured[v.nginx]);
+            let r = o.run.rate() / n.run.rate();
+            let p99 = ms(o.run.percentile(99.0));
+            let judged = v.clients == narrow;
+            let ok = r >= FLOOR_TARGET_RATIO && p99 < FLOOR_TARGET_P99_MS;
+            if judged {
+                floor_pass &= ok;
+            }
+            let verdict = match (judged, ok) {
+                (false, _) => "reported",
+                (true, true) => "PASS",
+                (true, false) => "MISS",
+            };
+            out!(
+                "ocsp {engine}: {} {} connections keep-alive: ours/nginx = {r:.2}x (nuc serve \
+                 {:.0}/s p99 {p99:.2} ms, nginx {:.0}/s p99 {:.2} ms; target >= \
+                 {FLOOR_TARGET_RATIO}x and p99 < {FLOOR_TARGET_P99_MS} ms at {narrow} \
+                 connections: {verdict})",
+                v.method.name(),
+                v.clients,
+                o.run.rate(),
+                n.run.rate(),
+                ms(n.run.percentile(99.0)),
+            );
+            figures.push(Figure {
+                what: format!(
+                    "cached OCSP vs the HTTP floor (nginx, same bytes), {} {} connections: \
+                     x floor, our p99{}",
+                    v.method.name(),
+                    v.clients,
+                    if judged {
+                        format!(" (target >= {FLOOR_TARGET_RATIO}x, < {FLOOR_TARGET_P99_MS} ms)")
+                    } else {
+                        String::new()
+                    }
+                ),
+                engine,
+                text: format!("{r:.2}x, {p99:.2} ms ({verdict})"),
+            });
+            floor_json.push(json!({
+                "method": v.method.name(),
+                "connections": v.clients,
+                "ours": o.json(),
+                "nginx": n.json(),
+                "ratio": round(r),
+                "judged": judged,
+                "pass": ok,
+            }));
         }
         figures.push(Figure {
             what: format!(
@@ -513,6 +682,8 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
                 "ratio_per_request": round(ratio_pr),
                 "ratio_per_cpu_second": ratio_cpu.map(round),
                 "pass": pass,
+                "versus_http_floor": floor_json,
+                "http_floor_pass": floor_pass,
             }),
         );
     }
@@ -531,6 +702,9 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
             "openssl_version": openssl.version,
             "openssl_multi": openssl.multi,
             "openssl_per_request": m_peer.json(),
+            "http_floor": floor.version,
+            "http_floor_response_bytes": floor_bytes.len(),
+            "wide_concurrency": wide,
             "target_ratio": TARGET_RATIO,
             "engines": engines_json,
         })
@@ -538,6 +712,9 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     // Processes killed (openssl with its whole process group, then each engine's instances and
     // cluster), then the directory removed.
     drop(plan);
+    drop(floor_post);
+    drop(floor_get);
+    drop(floor);
     drop(side_targets);
     drop(peer);
     drop(sides);
@@ -549,6 +726,8 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
 /// evenly between them), and how to read the CPU they use.
 struct Measurement<'a> {
     targets: Vec<&'a Target>,
+    /// Connections of the load generator, split evenly between the targets.
+    clients: usize,
     /// For the report: whose CPU `responder_cpu` reads.
     responder: &'static str,
     responder_cpu: Box<dyn Fn() -> Option<f64> + 'a>,
@@ -558,16 +737,31 @@ struct Measurement<'a> {
 
 impl Measurement<'_> {
     fn label(&self) -> String {
-        match self.targets.as_slice() {
+        let label = match self.targets.as_slice() {
             [one] => one.label.clone(),
             many => format!(
                 "{}, the connections split between {} instances",
                 many[0].label.replace(", instance 1", ""),
                 many.len()
             ),
-        }
+        };
+        format!("{label}, {} connections", self.clients)
     }
 }
+
+/// One of our measurements and nginx's with the same request form and connections.
+struct Versus {
+    method: Method,
+    clients: usize,
+    /// Indexes in the plan.
+    ours: usize,
+    nginx: usize,
+}
+
+/// Ours against the HTTP floor: at least this fraction of nginx's rate...
+const FLOOR_TARGET_RATIO: f64 = 0.9;
+/// ... with a p99 latency below this many milliseconds, at the narrow load.
+const FLOOR_TARGET_P99_MS: f64 = 1.0;
 
 fn print_run(plan: &Measurement, m: &Measured, cpus: usize) {
     let pct = |x: Option<f64>| x.map_or("?".into(), |x| format!("{:.0}%", x * 100.0));
@@ -922,20 +1116,32 @@ fn openssl_responder_info(cpus: usize) -> Result<OpensslInfo> {
 /// The peer: `openssl ocsp` with a test CA of its own, for the same serials as ours.
 struct Peer {
     /// Killed with its process group when the peer is dropped.
-    responder: Responder,
+    responder: ProcessGroup,
     addr: SocketAddr,
     leaves: Vec<Leaf>,
     issuer: X509,
     trust: Trust,
 }
 
-/// `openssl ocsp` in its own process group: with `-multi` it forks responders that outlive
-/// their parent, so the whole group is killed when dropped.
-struct Responder {
-    proc: Proc,
+/// A responder in its own process group (`openssl ocsp -multi` forks responders that outlive
+/// their parent, nginx has a master and workers): the whole group is killed when dropped.
+pub(crate) struct ProcessGroup {
+    pub(crate) proc: Proc,
+    name: &'static str,
 }
 
-impl Drop for Responder {
+impl ProcessGroup {
+    pub(crate) fn new(proc: Proc, name: &'static str) -> Self {
+        Self { proc, name }
+    }
+
+    /// The process group's id: the leader's pid.
+    pub(crate) fn pgid(&self) -> u32 {
+        self.proc.id()
+    }
+}
+
+impl Drop for ProcessGroup {
     fn drop(&mut self) {
         let pgid = self.proc.id();
         if pgid == 0 {
@@ -948,8 +1154,9 @@ impl Drop for Responder {
             .status();
         if !killed.is_ok_and(|s| s.success()) {
             eprintln!(
-                "nuc-bench: ocsp: cannot kill the process group {pgid} of openssl ocsp; \
-                 its responders may still run"
+                "nuc-bench: ocsp: cannot kill the process group {pgid} of {}; its processes \
+                 may still run",
+                self.name
             );
         }
         // `proc` is killed (if still there) and reaped next.
@@ -1116,9 +1323,7 @@ impl Peer {
             .stderr(log)
             .spawn()
             .context("cannot start openssl ocsp")?;
-        let mut responder = Responder {
-            proc: Proc::new(child, "openssl ocsp"),
-        };
+        let mut responder = ProcessGroup::new(Proc::new(child, "openssl ocsp"), "openssl ocsp");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + START_TIMEOUT;
         while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
@@ -1153,6 +1358,15 @@ impl Peer {
 }
 
 // ------------------------------------------------------------------------ requests, checks
+
+/// Base64 of `der` with the three characters a path cannot carry as such percent-encoded, as
+/// the GET form of RFC 6960 appendix A.1 wants it.
+fn url_base64(der: &[u8]) -> String {
+    openssl::base64::encode_block(der)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
 
 /// One DER OCSPRequest: one CertID (SHA-1) for `cert`, no nonce, unsigned.
 fn ocsp_request(cert: &X509Ref, issuer: &X509Ref) -> Result<Vec<u8>> {
@@ -1267,6 +1481,24 @@ pub(crate) enum Conn {
     PerRequest,
 }
 
+/// How the request travels (RFC 6960 appendix A.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// `POST {path}` with the DER request as the body: what most clients send.
+    Post,
+    /// `GET {path}/{url-encoded base64 of the DER}`: what RFC 5019 clients send, cacheable.
+    Get,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Get => "GET",
+        }
+    }
+}
+
 /// A responder and the HTTP messages to send it, built before timing.
 struct Target {
     label: String,
@@ -1281,6 +1513,7 @@ impl Target {
         label: String,
         addr: SocketAddr,
         path: &str,
+        method: Method,
         conn: Conn,
         leaves: &[Leaf],
         issuer: &X509Ref,
@@ -1293,14 +1526,23 @@ impl Target {
             .iter()
             .map(|leaf| {
                 let der = ocsp_request(&leaf.cert, issuer)?;
-                let mut m = format!(
-                    "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: \
-                     application/ocsp-request\r\nContent-Length: {}\r\n{connection}\r\n",
-                    der.len()
-                )
-                .into_bytes();
-                m.extend_from_slice(&der);
-                Ok(m)
+                Ok(match method {
+                    Method::Post => {
+                        let mut m = format!(
+                            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: \
+                             application/ocsp-request\r\nContent-Length: {}\r\n{connection}\r\n",
+                            der.len()
+                        )
+                        .into_bytes();
+                        m.extend_from_slice(&der);
+                        m
+                    }
+                    Method::Get => format!(
+                        "GET {path}/{} HTTP/1.1\r\nHost: {addr}\r\n{connection}\r\n",
+                        url_base64(&der)
+                    )
+                    .into_bytes(),
+                })
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -1575,7 +1817,7 @@ pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// `--ocsp-concurrency` clients sending requests for `secs` seconds, client `c` to
+/// `clients` connections sending requests for `secs` seconds, client `c` to
 /// `targets[c % targets.len()]` (so the connections are split evenly between responders),
 /// each cycling through the requests from its own starting point; every response must be
 /// HTTP 200 with a successful OCSPResponse, or the run fails. `responder_cpu` and
@@ -1583,13 +1825,12 @@ pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
 /// processes.
 fn load(
     targets: &[&Target],
-    args: &Args,
+    clients: usize,
     secs: f64,
     responder_cpu: &dyn Fn() -> Option<f64>,
     database_cpu: &dyn Fn() -> Option<f64>,
 ) -> Result<Measured> {
     ensure!(!targets.is_empty(), "no responder to load");
-    let clients = args.ocsp_concurrency;
     let stop = AtomicBool::new(false);
     let machine_before = machine_ticks();
     let bench_before = cpu_seconds("self");
