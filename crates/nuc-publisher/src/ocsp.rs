@@ -28,6 +28,8 @@
 //! for a request it refuses, cache a refusal, or let the cache grow past its byte cap.
 
 use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -241,9 +243,36 @@ fn refusal_name(status: OcspResponseStatus) -> &'static str {
     }
 }
 
-/// Counts one answer given (exactly once per request answered).
+/// Every label `nuc_ocsp_responses_total` takes: [`outcome_of`]'s, then [`refusal_name`]'s.
+const OUTCOMES: [&str; 10] = [
+    "good",
+    "revoked",
+    "unknown",
+    "several",
+    "successful",
+    "malformedRequest",
+    "internalError",
+    "tryLater",
+    "sigRequired",
+    "unauthorized",
+];
+
+/// Counts one answer given (exactly once per request answered). The counters are taken from
+/// the recorder once, on the first answer (the service installs its recorder before it
+/// listens): looking one up by name and labels at every answer cost more than the rest of a
+/// cached answer's own work (perf, issue 15).
 fn answered(outcome: &'static str) {
-    metrics::counter!("nuc_ocsp_responses_total", "status" => outcome).increment(1);
+    static COUNTERS: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| {
+        OUTCOMES
+            .iter()
+            .map(|o| metrics::counter!("nuc_ocsp_responses_total", "status" => *o))
+            .collect()
+    });
+    match OUTCOMES.iter().position(|o| *o == outcome) {
+        Some(i) => counters[i].increment(1),
+        None => metrics::counter!("nuc_ocsp_responses_total", "status" => outcome).increment(1),
+    }
 }
 
 /// A refusal answered: counted, then encoded.
@@ -252,10 +281,17 @@ fn refused(status: OcspResponseStatus) -> Vec<u8> {
     status_only(status)
 }
 
-/// Counts a look in the response cache by a request without a nonce.
+/// Counts a look in the response cache by a request without a nonce (counters taken once, as
+/// in [`answered`]).
 fn cache_lookup(hit: bool) {
-    metrics::counter!("nuc_ocsp_cache_lookups_total", "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    static COUNTERS: std::sync::OnceLock<[metrics::Counter; 2]> = std::sync::OnceLock::new();
+    let [hits, misses] = COUNTERS.get_or_init(|| {
+        [
+            metrics::counter!("nuc_ocsp_cache_lookups_total", "result" => "hit"),
+            metrics::counter!("nuc_ocsp_cache_lookups_total", "result" => "miss"),
+        ]
+    });
+    if hit { hits } else { misses }.increment(1);
 }
 
 fn parse(request_der: &[u8]) -> Result<Parsed, OcspResponseStatus> {
@@ -548,7 +584,8 @@ struct Entries {
 struct Entry {
     /// When it was signed (Unix seconds).
     at: i64,
-    der: Vec<u8>,
+    /// Shared with every answer that sends it: a hit costs a reference count, not a copy.
+    der: Bytes,
     seq: u64,
 }
 
@@ -560,7 +597,7 @@ fn entry_cost(key: &[u8], der: &[u8]) -> usize {
 
 impl Entries {
     /// Keeps `der` under `key`, then evicts the oldest until the total is within `max_bytes`.
-    fn insert(&mut self, key: Vec<u8>, at: i64, der: Vec<u8>, max_bytes: usize) {
+    fn insert(&mut self, key: Vec<u8>, at: i64, der: Bytes, max_bytes: usize) {
         let cost = entry_cost(&key, &der).saturating_add(SLOT_OVERHEAD_BYTES);
         if cost > max_bytes {
             return;
@@ -641,17 +678,17 @@ impl OcspCache {
     /// about our CA), which is unsigned. `None` when something must be signed (a nonce, a
     /// miss). It only reads storage (one point lookup per serial), so a server can answer
     /// these at once and send only the rest to where signing may block.
-    pub fn cached(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Option<Vec<u8>> {
+    pub fn cached(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Option<Bytes> {
         let parsed = match parse(request_der) {
             Ok(p) => p,
-            Err(s) => return Some(refused(s)),
+            Err(s) => return Some(refused(s).into()),
         };
         if parsed
             .cert_ids
             .iter()
             .any(|id| !self.issuer(ca).names_us(id))
         {
-            return Some(refused(OcspResponseStatus::Unauthorized));
+            return Some(refused(OcspResponseStatus::Unauthorized).into());
         }
         if parsed.nonce.is_some() {
             return None;
@@ -671,24 +708,24 @@ impl OcspCache {
 
     /// [`respond`], served from the cache when the request has no nonce and nothing about
     /// the serials asked changed.
-    pub fn respond(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Vec<u8> {
+    pub fn respond(&self, ca: OcspContext<'_>, request_der: &[u8], now: i64) -> Bytes {
         let parsed = match parse(request_der) {
             Ok(p) => p,
-            Err(s) => return refused(s),
+            Err(s) => return refused(s).into(),
         };
         let issuer = self.issuer(ca);
         if parsed.nonce.is_some() {
             return match respond_inner(ca, issuer, parsed, now, self.validity) {
                 Ok((der, outcome)) => {
                     answered(outcome);
-                    der
+                    der.into()
                 }
-                Err(s) => refused(s),
+                Err(s) => refused(s).into(),
             };
         }
         let (key, outcome) = match self.key(ca, &parsed) {
             Ok(k) => k,
-            Err(s) => return refused(s),
+            Err(s) => return refused(s).into(),
         };
         let fresh_for = self.fresh_for();
         {
@@ -706,9 +743,9 @@ impl OcspCache {
         let der = match respond_inner(ca, issuer, parsed, now, self.validity) {
             Ok((d, outcome)) => {
                 answered(outcome);
-                d
+                Bytes::from(d)
             }
-            Err(s) => return refused(s),
+            Err(s) => return refused(s).into(),
         };
         self.lock().insert(key, now, der.clone(), self.max_bytes);
         der

@@ -184,12 +184,13 @@ fn serial_longer_than_20_octets_is_refused_unsigned_and_never_cached() {
             let req = request(&ca, &serial(len, 7), nonce);
             for (path, resp) in [
                 ("respond", respond(ctx, &req, now)),
-                ("cache.respond", cache.respond(ctx, &req, now)),
+                ("cache.respond", cache.respond(ctx, &req, now).to_vec()),
                 (
                     "cache.cached",
                     cache
                         .cached(ctx, &req, now)
-                        .unwrap_or_else(|| cache.respond(ctx, &req, now)),
+                        .unwrap_or_else(|| cache.respond(ctx, &req, now))
+                        .to_vec(),
                 ),
             ] {
                 assert_eq!(
@@ -277,8 +278,8 @@ fn saturated_signer_gives_try_later_unsigned_and_uncached() {
     ca.saturated.store(true, Ordering::SeqCst);
     for (name, resp) in [
         ("respond, nonce", respond(ctx, &nonce, now)),
-        ("cache, nonce", cache.respond(ctx, &nonce, now)),
-        ("cache, no nonce", cache.respond(ctx, &plain, now)),
+        ("cache, nonce", cache.respond(ctx, &nonce, now).to_vec()),
+        ("cache, no nonce", cache.respond(ctx, &plain, now).to_vec()),
     ] {
         // tryLater (3), bare: RFC 6960 §2.3 gives it no responseBytes.
         assert_eq!(resp, [0x30, 0x03, 0x0a, 0x01, 0x03], "{name}");

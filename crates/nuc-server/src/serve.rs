@@ -82,6 +82,7 @@ async fn ocsp_answer(state: Arc<AppState>, request: Vec<u8>) -> axum::response::
     .await
     .unwrap_or_else(|_| {
         nuc_publisher::ocsp::status_only(nuc_publisher::ocsp::OcspResponseStatus::InternalError)
+            .into()
     });
     tracing::debug!(
         micros = started.elapsed().as_micros() as u64,
