@@ -619,6 +619,35 @@ impl Proc {
             .with_context(|| format!("waiting for the {}", self.name))
     }
 
+    /// Waits until `addr` accepts connections; refused if the process stops first or
+    /// `timeout` passes, with the tail of its log at `log_path`.
+    pub(crate) fn wait_listening(
+        &mut self,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+        log_path: &std::path::Path,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            if let Some(status) = self.exited() {
+                bail!(
+                    "{} stopped ({status}); its log:\n{}",
+                    self.name,
+                    log_tail(log_path)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {timeout:?}; its log:\n{}",
+                    self.name,
+                    log_tail(log_path)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Ok(())
+    }
+
     /// Has it stopped already?
     pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child

@@ -1337,22 +1337,9 @@ impl Peer {
             .context("cannot start openssl ocsp")?;
         let mut responder = ProcessGroup::new(Proc::new(child, "openssl ocsp"), "openssl ocsp");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err() {
-            if let Some(status) = responder.proc.exited() {
-                bail!(
-                    "openssl ocsp stopped ({status}); its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "openssl ocsp did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        responder
+            .proc
+            .wait_listening(addr, START_TIMEOUT, &log_path)?;
 
         let mut store = X509StoreBuilder::new()?;
         store.add_cert(ca.clone())?;

@@ -20,15 +20,15 @@
 //! It listens on 127.0.0.1 only, writes nothing outside its temporary directory, and is killed
 //! with its process group (master and workers) when dropped.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::f1::{Proc, free_port, log_tail};
+use crate::f1::{Proc, free_port};
 use crate::ocsp::ProcessGroup;
 
 /// How long nginx may take to start answering.
@@ -116,22 +116,7 @@ impl Floor {
             .spawn()
             .with_context(|| format!("cannot start {}", nginx.display()))?;
         let mut group = ProcessGroup::new(Proc::new(child, "nginx"), "nginx");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            if let Some(status) = group.proc.exited() {
-                bail!(
-                    "nginx stopped ({status}); its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "nginx did not listen on {addr} within {START_TIMEOUT:?}; its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        group.proc.wait_listening(addr, START_TIMEOUT, &log_path)?;
         Ok(Floor {
             group,
             addr,
