@@ -45,6 +45,9 @@ pub trait CrlSigner: Send + Sync {
     fn publication(&self) -> &PublicationConfig;
     /// A signature by the issuing CA's key over a linted TBSCertList.
     fn sign_crl(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError>;
+    /// The same signature, over the digest of a linted TBSCertList hashed while it was
+    /// streamed out (the hash of the issuing key's algorithm: SHA-256, or SHA-384 for P-384).
+    fn sign_crl_digest(&self, digest: &[u8]) -> Result<Vec<u8>, CaError>;
     /// A signature by the root CA's key over the root's TBSCertList.
     fn sign_root_crl(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError>;
 }
@@ -103,6 +106,10 @@ impl CrlSigner for Ca {
 
     fn sign_crl(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError> {
         self.sign_with_issuing(tbs_der)
+    }
+
+    fn sign_crl_digest(&self, digest: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(self.hsm.sign_digest(&self.issuing.key, digest)?)
     }
 
     fn sign_root_crl(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError> {

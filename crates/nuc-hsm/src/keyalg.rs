@@ -60,6 +60,15 @@ impl KeyAlgorithm {
         }
     }
 
+    /// Length in bytes of the digest this key's signatures are over: SHA-256 for RSA and
+    /// P-256, SHA-384 for P-384.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Rsa { .. } | Self::EcdsaP256 => 32,
+            Self::EcdsaP384 => 48,
+        }
+    }
+
     /// The AlgorithmIdentifier of signatures made with this key, as it appears in
     /// `signature` and `signatureAlgorithm`.
     pub fn signature_algorithm(self) -> AlgorithmIdentifierOwned {

@@ -49,6 +49,12 @@ pub enum HsmError {
          already waiting"
     )]
     Saturated { sessions: usize, queue: usize },
+    #[error("a digest of {len} bytes for key {label:?}, which signs digests of {want}")]
+    BadDigest {
+        label: String,
+        len: usize,
+        want: usize,
+    },
 }
 
 pub(crate) fn p11(op: &'static str) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
@@ -287,6 +293,32 @@ impl Hsm {
         self.with_session(|s| sign_on(s, key, data))
     }
 
+    /// Signs a digest computed outside the token, for data too large to hand over whole (a CRL
+    /// of millions of entries, hashed while it is streamed out). `digest` must be the hash
+    /// [`KeyAlgorithm::digest_len`] names for the key (SHA-256 for RSA and P-256, SHA-384 for
+    /// P-384). The signature is the one [`Hsm::sign`] gives over the data: for RSA the same
+    /// bytes (PKCS#1 v1.5 is deterministic: the token pads the DigestInfo built here).
+    pub fn sign_digest(&self, key: &HsmKey, digest: &[u8]) -> Result<Vec<u8>, HsmError> {
+        if digest.len() != key.algorithm.digest_len() {
+            return Err(HsmError::BadDigest {
+                label: key.label.clone(),
+                len: digest.len(),
+                want: key.algorithm.digest_len(),
+            });
+        }
+        self.with_session(|s| {
+            observed(&key.label, || match key.algorithm {
+                KeyAlgorithm::Rsa { .. } => {
+                    let mut info = SHA256_DIGEST_INFO_PREFIX.to_vec();
+                    info.extend_from_slice(digest);
+                    s.sign(&Mechanism::RsaPkcs, key.handle, &info)
+                        .map_err(p11("C_Sign"))
+                }
+                KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => ecdsa(s, key, digest),
+            })
+        })
+    }
+
     /// A lane of `sessions` sessions of its own (opened now, logged in with the token) with at
     /// most `queue` callers waiting for one: signing there never takes a session of this pool,
     /// and a caller finding the lane full is refused at once.
@@ -347,6 +379,13 @@ fn sign_unobserved(s: &Session, key: &HsmKey, data: &[u8]) -> Result<Vec<u8>, Hs
         KeyAlgorithm::EcdsaP384 => ecdsa(s, key, &sha2::Sha384::digest(data)),
     }
 }
+
+/// DigestInfo of a SHA-256 digest (RFC 8017 §9.2, note 1), up to the digest itself: what
+/// CKM_RSA_PKCS pads and signs, as CKM_SHA256_RSA_PKCS does after hashing.
+const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
 
 #[derive(der::Sequence)]
 struct EcdsaSigValue<'a> {

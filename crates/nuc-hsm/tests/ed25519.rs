@@ -1,4 +1,5 @@
-//! Ed25519 keys in a real SoftHSM2 token.
+//! Ed25519 keys in a real SoftHSM2 token, and signatures over a digest computed outside it
+//! (what a CRL too large to hand over whole is signed by).
 //!
 //! SoftHSM2 reads SOFTHSM2_CONF once per process, so each test makes a token directory of its
 //! own and runs its scenario in a child process: this test binary again, with
@@ -84,6 +85,7 @@ fn child_process_entry() {
         "missing_and_duplicate_labels" => missing_and_duplicate_labels(&hsm),
         "extractable_key_refused" => extractable_key_refused(&hsm),
         "curve_by_name" => curve_by_name(&hsm),
+        "digest_signatures" => digest_signatures(&hsm),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -297,6 +299,52 @@ fn curve_by_name(hsm: &Hsm) {
     let key = hsm.find_ed25519("named").unwrap();
     let sig = hsm.sign_ed25519(&key, b"m").unwrap();
     assert!(verify(key.public_key(), b"m", &sig));
+}
+
+/// A signature over a digest is the signature over the data: the same bytes for RSA
+/// (deterministic), a signature that verifies over the data for ECDSA; a digest of the wrong
+/// length is refused before the token sees it.
+fn digest_signatures(hsm: &Hsm) {
+    use nuc_hsm::KeyAlgorithm;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1};
+    use sha2::Digest;
+    let data = b"a TBSCertList streamed through the hash".repeat(1000);
+    let rsa = hsm
+        .generate_key("digest-rsa", KeyAlgorithm::Rsa { bits: 2048 })
+        .unwrap();
+    assert_eq!(
+        hsm.sign_digest(&rsa, &sha2::Sha256::digest(&data)).unwrap(),
+        hsm.sign(&rsa, &data).unwrap()
+    );
+    for (label, alg, verifier, digest) in [
+        (
+            "digest-p256",
+            KeyAlgorithm::EcdsaP256,
+            &ECDSA_P256_SHA256_ASN1,
+            sha2::Sha256::digest(&data).to_vec(),
+        ),
+        (
+            "digest-p384",
+            KeyAlgorithm::EcdsaP384,
+            &ECDSA_P384_SHA384_ASN1,
+            sha2::Sha384::digest(&data).to_vec(),
+        ),
+    ] {
+        let key = hsm.generate_key(label, alg).unwrap();
+        let sig = hsm.sign_digest(&key, &digest).unwrap();
+        UnparsedPublicKey::new(verifier, key.spki.subject_public_key.raw_bytes())
+            .verify(&data, &sig)
+            .unwrap_or_else(|_| panic!("{label}: the signature over the digest does not verify"));
+    }
+    assert!(matches!(
+        hsm.sign_digest(&rsa, &[0; 48]),
+        Err(HsmError::BadDigest { len: 48, want: 32, .. })
+    ));
+}
+
+#[test]
+fn a_signature_over_a_digest_is_one_over_the_data() {
+    run("digest_signatures");
 }
 
 #[test]
