@@ -784,3 +784,100 @@ async fn a_nonce_flood_beyond_the_signing_lane_gets_try_later_not_a_queue() {
     assert_eq!(ocsp_status(&body), Some(0));
     println!("nonce flood of {} requests: {counts:?}", threads * each);
 }
+
+/// A GET whose body may be cut short: the status line and headers (lower case), and every
+/// byte of the body that arrived before the connection closed or failed.
+fn http_get_partial(addr: &str, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (
+        String::from_utf8_lossy(&out[..end]).to_lowercase(),
+        out[end..].to_vec(),
+    )
+}
+
+/// A CRL is served from its stored pieces, streamed, with its length announced: whole when
+/// every piece is there; cut short of its Content-Length (never a shorter "complete" CRL)
+/// when a piece is missing past the first; a 500 when the first is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_is_streamed_from_its_pieces_and_a_missing_piece_cuts_the_download() {
+    let svc = Service::start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !http_get(&svc.home.http, "/crl/issuing.crl")
+        .0
+        .starts_with("http/1.1 200")
+    {
+        assert!(std::time::Instant::now() < deadline, "no CRL served");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Stored pieces stand for a CRL of three: what is served must be them, in order. (Their
+    // bytes are not a CRL: serving does not parse, it streams what was recorded.)
+    let pieces: Vec<Vec<u8>> = [(1u8, 1 << 20), (2, 1 << 20), (3, 12_345)]
+        .iter()
+        .map(|&(b, n)| vec![b; n])
+        .collect();
+    let size = pieces.iter().map(Vec::len).sum::<usize>() as i64;
+    let mut db = svc.home.db();
+    let number: i64 = db.row("SELECT MAX(crl_number) + 100 FROM crls", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    db.execute(
+        "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, \
+         size, sha256, published_at) VALUES (?1, 'full', NULL, ?2, ?3, 0, ?4, 'pieces', ?2)",
+        &[&number, &now, &(now + 3600), &size],
+    );
+    for (seq, piece) in pieces.iter().enumerate() {
+        db.execute(
+            "INSERT INTO crl_chunks (crl_number, seq, bytes) VALUES (?1, ?2, ?3)",
+            &[&number, &(seq as i64), piece],
+        );
+    }
+    let (head, body) = http_get_partial(&svc.home.http, "/crl/issuing.crl");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains(&format!("content-length: {size}")), "{head}");
+    assert!(head.contains("etag: \"pieces\""), "{head}");
+    assert!(
+        body == pieces.concat(),
+        "the served bytes are not the pieces in order"
+    );
+
+    // The middle piece gone: the download stops short of what was announced.
+    db.execute(
+        "DELETE FROM crl_chunks WHERE crl_number = ?1 AND seq = 1",
+        &[&number],
+    );
+    let (head, body) = http_get_partial(&svc.home.http, "/crl/issuing.crl");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains(&format!("content-length: {size}")), "{head}");
+    assert!(
+        (body.len() as i64) < size && body.starts_with(&pieces[0]),
+        "{} bytes of {size} served with a piece missing",
+        body.len()
+    );
+
+    // The first piece gone too: nothing is started, the answer is an error.
+    db.execute(
+        "DELETE FROM crl_chunks WHERE crl_number = ?1 AND seq = 0",
+        &[&number],
+    );
+    let (head, _) = http_get_partial(&svc.home.http, "/crl/issuing.crl");
+    assert!(head.starts_with("http/1.1 500"), "{head}");
+}

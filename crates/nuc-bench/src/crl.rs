@@ -3,11 +3,14 @@
 //!
 //! NUC RK certifies millions of people, and revoked certificates stay on the complete CRL until
 //! they expire: a CRL of a million entries is what the service must be able to publish every
-//! interval without stalling and without needing a large machine. **Target: a complete CRL of
-//! 1,000,000 entries published in < 5 s with a peak memory (the process's VmHWM) < 300 MiB.**
-//! Unlike the other benchmarks this one is absolute, not a ratio: both bounds are about what
-//! an operator must provision (a publication interval, a memory limit), and neither depends
-//! much on the HSM (one signature per CRL).
+//! interval without stalling and without needing a large machine. **Targets: a complete CRL of
+//! 1,000,000 entries published in <= 2 s, with a peak memory (the process's VmHWM) <= 64 MiB
+//! above its resident size before; a delta CRL alone in <= 10 ms at 1,000,000 revocations.**
+//! A CRL is built in constant memory (spooled, hashed while read back, the digest signed in
+//! the HSM: `nuc_publisher::crl`), so 10,000,000 entries (`--crl-sizes 10000000`) must show
+//! the same peak. Unlike the other benchmarks this one is absolute, not a ratio: the bounds
+//! are about what an operator must provision (a publication interval, a memory limit), and
+//! none depends much on the HSM (one signature per CRL).
 //!
 //! How it measures, for each size N of `--crl-sizes` (default `100000,1000000`):
 //!
@@ -28,11 +31,11 @@
 //!   open CA) is reported as the baseline. Then, separately, `publish_delta` (a delta CRL
 //!   alone, what the service publishes after a revocation) is timed the same way.
 //! * To show where the time goes, the child also times the bare scan of the N revocations
-//!   (`RevocationReader::for_each_revocation`) and one HSM signature over as many bytes as the
-//!   complete CRL; these two are not part of the target.
-//! * The parent then judges the CRLs with a tool that is not ours: `openssl crl -inform DER
-//!   -CAfile issuing.pem -noout -crlnumber` must parse each and say `verify OK`; and the
-//!   number of entries of the complete CRL must be N.
+//!   (`RevocationReader::for_each_revocation`), which is not part of the target.
+//! * After the measurements the child copies the CRLs out of the store piece by piece, and
+//!   counts the entries of the complete CRL from its bytes: it must list N. The parent then
+//!   judges the CRLs with a tool that is not ours: `openssl crl -inform DER -CAfile
+//!   issuing.pem -noout -crlnumber` must parse each and say `verify OK`.
 //!
 //! The child's figures are on stdout (human lines, then one JSON line); the parent prints a
 //! summary with the verdict for the 1,000,000 row. The temporary home is removed at the end.
@@ -54,10 +57,12 @@ use crate::{Args, round};
 
 /// The target is about a CRL of this many entries.
 const TARGET_ENTRIES: usize = 1_000_000;
-/// A complete CRL of [`TARGET_ENTRIES`] must be published in less than this many seconds.
-const TARGET_SECS: f64 = 5.0;
-/// ... with a peak resident memory of less than this many MiB.
-const TARGET_MIB: f64 = 300.0;
+/// A complete CRL of [`TARGET_ENTRIES`] (and its delta) must be published in this many seconds.
+const TARGET_SECS: f64 = 2.0;
+/// ... with a peak resident memory at most this many MiB above the resident size before.
+const TARGET_MIB: f64 = 64.0;
+/// A delta CRL alone, at [`TARGET_ENTRIES`] revocations, in this many milliseconds.
+const TARGET_DELTA_MS: f64 = 10.0;
 /// The recent revocations (what the delta lists) happened within this many seconds before
 /// seeding; a delta starts [`nuc_publisher::crl::DELTA_OVERLAP_SECS`] before its base.
 const RECENT_SECS: i64 = 60;
@@ -74,8 +79,9 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         "nuc-bench crl: publication of a complete CRL and its delta (nuc_publisher::crl::publish: \
          built from the revocations, signed in SoftHSM2 by the RSA-2048 issuing CA, recorded \
          durably) for {} revoked certificates, {} of them in the delta; then a delta alone \
-         (publish_delta); target: {TARGET_ENTRIES} entries in < {TARGET_SECS} s and < \
-         {TARGET_MIB} MiB peak",
+         (publish_delta); targets: {TARGET_ENTRIES} entries in <= {TARGET_SECS} s and <= \
+         {TARGET_MIB} MiB above the resident size before, a delta alone in <= \
+         {TARGET_DELTA_MS} ms",
         args.crl_sizes
             .iter()
             .map(|n| n.to_string())
@@ -211,16 +217,18 @@ fn openssl_crl(crl: &Path, issuer: &Path) -> Result<String> {
 fn print_summary(rows: &[(usize, Option<Value>)]) {
     out!();
     out!(
-        "summary (complete CRL + its delta, signed and recorded; target for {TARGET_ENTRIES} \
-         entries: < {TARGET_SECS} s and < {TARGET_MIB} MiB peak):"
+        "summary (complete CRL + its delta, signed and recorded; targets for {TARGET_ENTRIES} \
+         entries: <= {TARGET_SECS} s, peak <= {TARGET_MIB} MiB above the resident size before, \
+         delta alone <= {TARGET_DELTA_MS} ms):"
     );
     out!(
-        "{:>9} {:>11} {:>9} {:>10} {:>10} {:>13} {:>12}  verdict",
+        "{:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>13} {:>12}  verdict",
         "entries",
         "publish s",
         "CRL MB",
         "peak MiB",
         "base MiB",
+        "above MiB",
         "delta alone",
         "delta MiB"
     );
@@ -240,11 +248,12 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
             "-"
         };
         out!(
-            "{n:>9} {:>11.2} {:>9.1} {:>10.1} {:>10.1} {:>10.1} ms {:>12.1}  {verdict}",
+            "{n:>9} {:>11.2} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} ms {:>12.1}  {verdict}",
             f("publish_s"),
             f("full_bytes") / 1e6,
             f("publish_peak_mib"),
             f("baseline_rss_mib"),
+            f("publish_peak_above_baseline_mib"),
             f("delta_alone_ms"),
             f("delta_alone_peak_mib")
         );
@@ -252,6 +261,27 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
 }
 
 // -------------------------------------------------------------------------------- child
+
+/// Writes a recorded CRL to `path` piece by piece, checking its length.
+fn copy_crl(store: &SqliteStore, row: &nuc_store::CrlRow, path: &Path) -> Result<()> {
+    use nuc_store::PublicationStore;
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let (mut seq, mut written) = (0, 0i64);
+    while let Some(piece) = store.crl_chunk(row.crl_number, seq)? {
+        file.write_all(&piece)?;
+        written += piece.len() as i64;
+        seq += 1;
+    }
+    file.flush()?;
+    ensure!(
+        written == row.size,
+        "CRL {}: {written} bytes stored, {} recorded",
+        row.crl_number,
+        row.size
+    );
+    Ok(())
+}
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(field: &str) -> Option<u64> {
@@ -344,8 +374,6 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
             .context("publishing the complete CRL and its delta")?;
     let publish_time = started.elapsed();
     let publish_peak = status_kib("VmHWM");
-    let full_entries = crl_entries(&published.full).context("the complete CRL is not DER")?;
-    let delta_entries = crl_entries(&published.delta).context("the delta CRL is not DER")?;
 
     // A delta alone, against the complete CRL just published.
     let delta_rss = status_kib("VmRSS");
@@ -361,24 +389,29 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     .context("no complete CRL to base the delta on")?;
     let delta_time = started.elapsed();
     let delta_peak = status_kib("VmHWM");
-    let delta_alone_entries = crl_entries(&delta.der).context("the delta CRL is not DER")?;
 
-    // Where the time goes: the bare scan, the bare signature over as many bytes.
+    // Where the time goes: the bare scan.
     let started = Instant::now();
     let mut scanned = 0usize;
     store
         .for_each_revocation(None, &mut |_| scanned += 1)
         .context("scanning the revocations")?;
     let scan_time = started.elapsed();
-    let (hsm, key) = ca.bench_issuing_key();
-    let started = Instant::now();
-    hsm.sign(key, &published.full)
-        .context("signing in the HSM")?;
-    let sign_time = started.elapsed();
 
-    std::fs::write(out.join("full.crl"), &published.full)?;
-    std::fs::write(out.join("delta.crl"), &delta.der)?;
-
+    // Out of the store, piece by piece, for the judges; counted from the bytes.
+    for (row, file) in [
+        (&published.full, "full.crl"),
+        (&published.delta, "delta.crl"),
+        (&delta.row, "delta-alone.crl"),
+    ] {
+        copy_crl(&store, row, &out.join(file))?;
+    }
+    let count = |file: &str| -> Result<usize> {
+        crl_entries(&std::fs::read(out.join(file))?).with_context(|| format!("{file} is not DER"))
+    };
+    let full_entries = count("full.crl")?;
+    let delta_entries = count("delta.crl")?;
+    let delta_alone_entries = count("delta-alone.crl")?;
     ensure!(
         full_entries == n && scanned == n,
         "the complete CRL lists {full_entries} entries, the scan saw {scanned}, of {n} revocations"
@@ -398,12 +431,14 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
         // Without the reset the peak may be that of opening the CA: still an upper bound.
         mib(publish_peak).max(mib(peak_before_open))
     };
-    let pass = publish_s < TARGET_SECS && peak_mib < TARGET_MIB;
-    let full_mb = published.full.len() as f64 / 1e6;
+    let above = peak_mib - mib(baseline_rss);
+    let delta_ms = delta_time.as_secs_f64() * 1e3;
+    let pass = publish_s <= TARGET_SECS && above <= TARGET_MIB && delta_ms <= TARGET_DELTA_MS;
+    let full_mb = published.full.size as f64 / 1e6;
     println!(
         "crl {n}: complete CRL of {full_entries} entries ({full_mb:.1} MB) + delta of \
          {delta_entries}, built, signed and recorded in {publish_s:.2} s; peak memory {peak_mib:.1} \
-         MiB (resident before: {:.1} MiB{})",
+         MiB, {above:.1} MiB above the resident size before ({:.1} MiB{})",
         mib(baseline_rss),
         if reset {
             ""
@@ -414,8 +449,8 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     println!(
         "crl {n}: delta CRL alone ({delta_alone_entries} entries, {} bytes): {:.1} ms, peak \
          memory {:.1} MiB (resident before: {:.1} MiB{})",
-        delta.der.len(),
-        delta_time.as_secs_f64() * 1e3,
+        delta.row.size,
+        delta_ms,
         if reset_delta {
             mib(delta_peak)
         } else {
@@ -426,15 +461,14 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     );
     println!(
         "crl {n}: so the complete CRL alone takes about {:.2} s; of which, measured apart: \
-         scanning the {scanned} revocations {:.2} s, one HSM signature over {full_mb:.1} MB \
-         {:.2} s",
+         scanning the {scanned} revocations {:.2} s",
         (publish_time.saturating_sub(delta_time)).as_secs_f64(),
         scan_time.as_secs_f64(),
-        sign_time.as_secs_f64()
     );
     if n == TARGET_ENTRIES {
         println!(
-            "crl {n}: target < {TARGET_SECS} s and < {TARGET_MIB} MiB: {}",
+            "crl {n}: targets <= {TARGET_SECS} s, <= {TARGET_MIB} MiB above the resident size \
+             before, delta alone <= {TARGET_DELTA_MS} ms: {}",
             if pass { "PASS" } else { "MISS" }
         );
     }
@@ -444,23 +478,24 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
             "bench": "crl-publication",
             "revocations": n,
             "full_entries": full_entries,
-            "full_bytes": published.full.len(),
+            "full_bytes": published.full.size,
             "full_number": published.full_number,
             "delta_entries": delta_entries,
             "publish_s": round(publish_s),
             "publish_peak_mib": round(peak_mib),
+            "publish_peak_above_baseline_mib": round(above),
             "baseline_rss_mib": round(mib(baseline_rss)),
             "peak_reset": reset,
             "full_alone_s_estimate": round(publish_time.saturating_sub(delta_time).as_secs_f64()),
             "delta_alone_entries": delta_alone_entries,
-            "delta_alone_bytes": delta.der.len(),
+            "delta_alone_bytes": delta.row.size,
             "delta_alone_ms": round(delta_time.as_secs_f64() * 1e3),
             "delta_alone_peak_mib": reset_delta.then(|| round(mib(delta_peak))),
             "scan_s": round(scan_time.as_secs_f64()),
-            "sign_s": round(sign_time.as_secs_f64()),
             "target_entries": TARGET_ENTRIES,
             "target_s": TARGET_SECS,
-            "target_mib": TARGET_MIB,
+            "target_mib_above_baseline": TARGET_MIB,
+            "target_delta_ms": TARGET_DELTA_MS,
             "pass": (n == TARGET_ENTRIES).then_some(pass),
         })
     );

@@ -1,13 +1,13 @@
 //! CRLs (RFC 5280 §5): a complete CRL and a delta CRL, signed in the HSM by the issuing CA.
 //!
 //! [`publish`] numbers both from the database (one increasing sequence shared by complete and
-//! delta CRLs, §5.2.3), builds them from the revocations as SQLite yields them, has the HSM
-//! sign them, and records them with their `crl.published` audit records in one durable
-//! change. It writes no file and serves nothing: the caller gets the DER and does that.
+//! delta CRLs, §5.2.3), builds them from the revocations as the store yields them, has the HSM
+//! sign them, and records them (bytes in pieces) with their `crl.published` audit records in
+//! one durable change. It serves nothing: the caller reads the pieces from the store.
 //!
-//! Memory: the list of revoked certificates is DER-encoded entry by entry into one buffer
-//! while the revocations are read (a few dozen bytes per entry, no row is kept), then wrapped
-//! into the TBSCertList; nothing else grows with the number of revocations.
+//! Memory does not grow with the number of revocations: the list is spooled to a temporary
+//! file, hashed and linted as it is read back, and the HSM signs the digest (see
+//! [`crate::crl_build`]).
 //!
 //! Delta rule: the delta's base (deltaCRLIndicator) is the complete CRL published before this
 //! call, and the delta lists every certificate revoked at or after that CRL's thisUpdate,
@@ -16,38 +16,29 @@
 //! party may apply it to that base or to any later complete CRL, including the one published
 //! with it (§5.2.4). On the very first publication the base is the new complete CRL itself.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use const_oid::AssociatedOid;
-use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
-use der::asn1::{AnyRef, GeneralizedTime, OctetString};
-use der::{Encode, Sequence, Tag};
-use nuc_core::RevocationReason;
+use der::Encode;
+use der::asn1::OctetString;
 
 use crate::CrlContext;
-use nuc_store::{CrlKind, CrlRow};
-use spki::AlgorithmIdentifierOwned;
-use x509_cert::Version;
-use x509_cert::certificate::Rfc5280;
-use x509_cert::crl::RevokedCert;
+use crate::crl_build::{Built, Frame, Plan};
+use nuc_store::{CrlKind, CrlRow, NewCrl};
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BaseCrlNumber, CrlNumber, FreshestCrl};
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
-use x509_cert::time::Time;
 
 /// How far before its base's thisUpdate a delta CRL starts listing revocations.
 pub const DELTA_OVERLAP_SECS: i64 = 300;
 
-/// The CRLs of one publication, signed and recorded.
+/// The CRLs of one publication, signed and recorded (their bytes are in the store:
+/// [`nuc_store::PublicationStore::crl_chunk`]).
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// The complete CRL (DER).
-    pub full: Vec<u8>,
-    /// The delta CRL (DER).
-    pub delta: Vec<u8>,
+    /// The complete CRL as recorded.
+    pub full: CrlRow,
+    /// The delta CRL as recorded.
+    pub delta: CrlRow,
     pub full_number: i64,
     pub delta_number: i64,
     /// The complete CRL the delta updates (its deltaCRLIndicator).
@@ -76,24 +67,9 @@ pub enum PublishError {
     /// The CRL about to be signed does not say what it should (a bug): nothing was signed.
     #[error("pre-signing lint: {0}")]
     LintFailed(String),
-}
-
-/// TBSCertList, field for field as RFC 5280 §5.1 lays it out; the revoked list is given as the
-/// DER of its SEQUENCE OF, built entry by entry.
-#[derive(Sequence)]
-struct TbsCertListOut<'a> {
-    version: Version,
-    signature: AlgorithmIdentifierOwned,
-    issuer: Name,
-    this_update: Time,
-    next_update: Option<Time>,
-    revoked_certificates: Option<AnyRef<'a>>,
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    crl_extensions: Option<Vec<Extension>>,
-}
-
-fn time(unix: i64) -> Result<Time, der::Error> {
-    Time::try_from(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
+    /// The temporary file the revoked list is spooled to failed (disk full?): nothing signed.
+    #[error("spooling the revoked list to a temporary file: {0}")]
+    Spool(String),
 }
 
 fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension, der::Error> {
@@ -102,43 +78,6 @@ fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension
         critical,
         extn_value: OctetString::new(value.to_der()?)?,
     })
-}
-
-/// Appends the DER of one revokedCertificates entry to `out`.
-fn encode_entry(
-    out: &mut Vec<u8>,
-    serial_hex: &str,
-    reason: RevocationReason,
-    revoked_at: i64,
-    invalidity_date: Option<i64>,
-) -> Result<(), PublishError> {
-    let bad = |detail: String| PublishError::BadRevocation {
-        serial: serial_hex.to_owned(),
-        detail,
-    };
-    let serial = hex::decode(serial_hex).map_err(|e| bad(format!("serial is not hex: {e}")))?;
-    let mut exts = Vec::new();
-    match crate::reason::entry_reason(reason) {
-        // unspecified: RFC 5280 §5.3.1 says to omit the reasonCode rather than send it.
-        Some(None) => {}
-        Some(Some(r)) => exts.push(ext(&r, false)?),
-        None => return Err(bad(format!("{reason} is not a reason to revoke"))),
-    }
-    if let Some(d) = invalidity_date {
-        let t = GeneralizedTime::from_unix_duration(Duration::from_secs(d.max(0) as u64))?;
-        exts.push(Extension {
-            extn_id: ID_CE_INVALIDITY_DATE,
-            critical: false,
-            extn_value: OctetString::new(t.to_der()?)?,
-        });
-    }
-    RevokedCert {
-        serial_number: SerialNumber::<Rfc5280>::new(&serial)?,
-        revocation_date: time(revoked_at)?,
-        crl_entry_extensions: (!exts.is_empty()).then_some(exts),
-    }
-    .encode_to_vec(out)?;
-    Ok(())
 }
 
 /// One CRL to build: its number, times, and (for a delta) its base and start.
@@ -150,29 +89,8 @@ struct Spec {
     delta: Option<(i64, i64)>,
 }
 
-/// Builds, signs and returns one CRL with its entry count.
-fn build(ca: CrlContext<'_>, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError> {
-    let mut list = Vec::new();
-    let mut entries = 0i64;
-    let mut failed = None;
-    ca.store
-        .for_each_revocation(spec.delta.map(|(_, since)| since), &mut |e| {
-            if failed.is_none() {
-                match encode_entry(
-                    &mut list,
-                    e.serial_hex,
-                    e.reason,
-                    e.revoked_at,
-                    e.invalidity_date,
-                ) {
-                    Ok(()) => entries += 1,
-                    Err(e) => failed = Some(e),
-                }
-            }
-        })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
+/// Builds and signs one CRL.
+fn build(ca: CrlContext<'_>, spec: &Spec) -> Result<Built, PublishError> {
     let number = u64::try_from(spec.number)
         .map_err(|_| PublishError::Invalid(format!("CRL number {} is negative", spec.number)))?;
     let mut exts = vec![
@@ -208,57 +126,55 @@ fn build(ca: CrlContext<'_>, spec: &Spec) -> Result<(Vec<u8>, i64), PublishError
             )?);
         }
     }
-    let algorithm = ca.ca.issuing().algorithm.signature_algorithm();
-    let tbs = TbsCertListOut {
-        version: Version::V2,
-        signature: algorithm.clone(),
-        issuer: ca.ca.issuing().subject.clone(),
-        this_update: time(spec.this_update)?,
-        next_update: Some(time(spec.next_update)?),
-        // RFC 5280 §5.1.2.6: no revoked certificates, no list (not an empty one).
-        revoked_certificates: if list.is_empty() {
-            None
-        } else {
-            Some(AnyRef::new(Tag::Sequence, &list)?)
-        },
-        crl_extensions: Some(exts),
-    }
-    .to_der()?;
-    drop(list);
-    crate::crl_lint::lint(
-        &tbs,
-        &crate::crl_lint::Expected {
-            issuer: &ca.ca.issuing().subject,
-            issuer_key_id: &ca.ca.issuing().key_id,
-            signature: &algorithm,
-            number,
-            base: spec.delta.map(|(b, _)| b as u64),
-            this_update: spec.this_update,
-            next_update: spec.next_update,
-            entries,
-            freshest_crl: spec.delta.is_none(),
+    let issuing = ca.ca.issuing();
+    let algorithm = issuing.algorithm.signature_algorithm();
+    let frame = Frame::new(
+        &algorithm,
+        &issuing.subject,
+        spec.this_update,
+        spec.next_update,
+        exts,
+    )?;
+    crate::crl_build::build(
+        ca,
+        Plan {
+            frame,
+            expected: crate::crl_lint::Expected {
+                issuer: &issuing.subject,
+                issuer_key_id: &issuing.key_id,
+                signature: &algorithm,
+                number,
+                base: spec.delta.map(|(b, _)| b as u64),
+                this_update: spec.this_update,
+                next_update: spec.next_update,
+                // Counted by the build: the lint checks the list holds as many as were spooled.
+                entries: 0,
+                freshest_crl: spec.delta.is_none(),
+            },
+            since: spec.delta.map(|(_, since)| since),
         },
     )
-    .map_err(|f| PublishError::LintFailed(f.join("; ")))?;
-    let signature = ca.ca.sign_crl(&tbs)?;
-    Ok((nuc_ca::tbs::assemble(&tbs, algorithm, &signature)?, entries))
 }
 
-fn row(spec: &Spec, der: Vec<u8>, entries: i64) -> CrlRow {
-    CrlRow {
-        crl_number: spec.number,
-        kind: if spec.delta.is_some() {
-            CrlKind::Delta
-        } else {
-            CrlKind::Full
+/// The CRL handed to the store: its row and its bytes.
+fn record(spec: &Spec, built: Built) -> NewCrl {
+    NewCrl {
+        row: CrlRow {
+            crl_number: spec.number,
+            kind: if spec.delta.is_some() {
+                CrlKind::Delta
+            } else {
+                CrlKind::Full
+            },
+            base_crl_number: spec.delta.map(|(b, _)| b),
+            this_update: spec.this_update,
+            next_update: spec.next_update,
+            entries: built.entries,
+            size: built.size,
+            sha256: built.sha256,
+            published_at: 0,
         },
-        base_crl_number: spec.delta.map(|(b, _)| b),
-        this_update: spec.this_update,
-        next_update: spec.next_update,
-        entries,
-        sha256: hex::encode(openssl::sha::sha256(&der)),
-        der,
-        published_at: 0,
+        der: built.der,
     }
 }
 
@@ -333,17 +249,14 @@ pub fn publish_as(
         .map(|b| (b.crl_number, b.this_update))
         .unwrap_or((full_number, now));
     let delta = delta_spec(full_number + 1, now, delta_next, base);
-    let (full_der, full_entries) = build(ca, &full)?;
-    let (delta_der, delta_entries) = build(ca, &delta)?;
+    let full_built = build(ca, &full)?;
+    let delta_built = build(ca, &delta)?;
     // The numbers are taken only here: if another publisher recorded them first, the database
     // refuses these CRLs and nothing of this call is published.
     let mut rows = ca
         .store
         .record_crls(
-            vec![
-                row(&full, full_der, full_entries),
-                row(&delta, delta_der, delta_entries),
-            ],
+            vec![record(&full, full_built), record(&delta, delta_built)],
             actor,
         )?
         .into_iter();
@@ -352,18 +265,20 @@ pub fn publish_as(
             "the store lost a recorded CRL".into(),
         ));
     };
+    let (full_entries, delta_entries) = (full_row.entries, delta_row.entries);
     tracing::info!(
         full = full_number,
         delta = delta.number,
         base = base.0,
         entries = full_entries,
         delta_entries,
+        bytes = full_row.size,
         %actor,
         "CRLs published"
     );
     Ok(Published {
-        full: full_row.der,
-        delta: delta_row.der,
+        full: full_row,
+        delta: delta_row,
         full_number,
         delta_number: delta.number,
         base_number: base.0,
@@ -378,7 +293,8 @@ pub fn publish_as(
 /// A delta CRL published on its own.
 #[derive(Debug, Clone)]
 pub struct PublishedDelta {
-    pub der: Vec<u8>,
+    /// As recorded (its bytes are in the store).
+    pub row: CrlRow,
     pub number: i64,
     /// The complete CRL it updates (its deltaCRLIndicator).
     pub base_number: i64,
@@ -402,16 +318,16 @@ pub fn publish_delta(
     };
     let number = ca.store.next_crl_number()?;
     let spec = delta_spec(number, now, next, (base.crl_number, base.this_update));
-    let (der, entries) = build(ca, &spec)?;
-    let der = ca
+    let built = build(ca, &spec)?;
+    let row = ca
         .store
-        .record_crls(vec![row(&spec, der, entries)], actor)?
+        .record_crls(vec![record(&spec, built)], actor)?
         .pop()
-        .map(|r| r.der)
         .ok_or_else(|| PublishError::Invalid("the store lost a recorded CRL".into()))?;
+    let entries = row.entries;
     tracing::info!(delta = number, base = base.crl_number, entries, %actor, "delta CRL published");
     Ok(Some(PublishedDelta {
-        der,
+        row,
         number,
         base_number: base.crl_number,
         this_update: now,
@@ -452,16 +368,14 @@ pub fn root_crl(
         ext(&CrlNumber::try_from(number)?, false)?,
     ];
     let algorithm = ca.ca.root().algorithm.signature_algorithm();
-    let tbs = TbsCertListOut {
-        version: Version::V2,
-        signature: algorithm.clone(),
-        issuer: ca.ca.root().subject.clone(),
-        this_update: time(this_update)?,
-        next_update: Some(time(next_update)?),
-        revoked_certificates: None,
-        crl_extensions: Some(exts),
-    }
-    .to_der()?;
+    let tbs = Frame::new(
+        &algorithm,
+        &ca.ca.root().subject,
+        this_update,
+        next_update,
+        exts,
+    )?
+    .tbs(&[])?;
     crate::crl_lint::lint(
         &tbs,
         &crate::crl_lint::Expected {
@@ -486,7 +400,10 @@ mod lint_tests {
     //! The pre-signing lint says no: each test builds a TBSCertList that is wrong in one way.
 
     use super::*;
+    use crate::crl_entry::encode_entry;
     use crate::crl_lint::{Expected, lint};
+    use nuc_core::RevocationReason;
+    use spki::AlgorithmIdentifierOwned;
     use x509_cert::name::Name;
 
     const NOW: i64 = 1_800_000_000;
@@ -522,18 +439,10 @@ mod lint_tests {
         if let Some(b) = delta_base {
             exts.push(ext(&BaseCrlNumber(der::asn1::Uint::try_from(b).unwrap()), true).unwrap());
         }
-        TbsCertListOut {
-            version: Version::V2,
-            signature: alg(),
-            issuer: name(),
-            this_update: time(NOW).unwrap(),
-            next_update: Some(time(NOW + 3600).unwrap()),
-            revoked_certificates: (!list.is_empty())
-                .then(|| AnyRef::new(Tag::Sequence, &list).unwrap()),
-            crl_extensions: Some(exts),
-        }
-        .to_der()
-        .unwrap()
+        Frame::new(&alg(), &name(), NOW, NOW + 3600, exts)
+            .unwrap()
+            .tbs(&list)
+            .unwrap()
     }
 
     fn expected<'a>(

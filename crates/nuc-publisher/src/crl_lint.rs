@@ -3,19 +3,23 @@
 //! this publication means to say. A CRL that fails is never signed (as with certificates: the
 //! HSM's signature is the point of no return).
 //!
-//! The revoked entries are decoded one at a time from the encoded list, so the lint's memory
-//! does not grow with the number of revocations either.
+//! The revoked entries are decoded one at a time ([`EntryLint`]), without copying, so the
+//! lint's memory does not grow with the number of revocations either. A CRL too large to hold
+//! is linted in two parts that together cover every byte signed: its frame (the TBSCertList
+//! without the list, [`lint_frame`]) and each entry as it is read back from the spooled list
+//! while being hashed.
 
 use std::collections::HashSet;
 
 use const_oid::AssociatedOid;
 use const_oid::ObjectIdentifier;
 use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
-use der::asn1::{AnyRef, ContextSpecific};
-use der::{Decode, DecodeValue, FixedTag, Header, Reader, SliceReader, Tag, TagNumber};
+use der::asn1::{AnyRef, ContextSpecific, OctetStringRef};
+use der::{
+    Decode, DecodeValue, FixedTag, Header, Reader, Sequence, SliceReader, Tag, TagNumber, Tagged,
+};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::Version;
-use x509_cert::crl::RevokedCert;
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BaseCrlNumber, CrlNumber, CrlReason, FreshestCrl,
@@ -104,6 +108,35 @@ pub fn lint(tbs_der: &[u8], want: &Expected<'_>) -> Result<(), Vec<String>> {
         Err(e) => return Err(vec![format!("TBSCertList does not decode: {e}")]),
     };
     let mut f = Vec::new();
+    lint_fields(&tbs, want, &mut f);
+    match tbs.revoked_certificates {
+        None if want.entries != 0 => f.push(format!(
+            "no revoked certificates listed, {} expected",
+            want.entries
+        )),
+        None => {}
+        Some(list) => lint_list(list, want, &mut f),
+    }
+    if f.is_empty() { Ok(()) } else { Err(f) }
+}
+
+/// Lints the frame of a TBSCertList whose list is spooled elsewhere: the TBSCertList encoded
+/// with every field but revokedCertificates, which must be absent. The entries are linted by
+/// an [`EntryLint`] as the list is read back.
+pub fn lint_frame(frame_der: &[u8], want: &Expected<'_>) -> Result<(), Vec<String>> {
+    let tbs = match TbsCertListIn::from_der(frame_der) {
+        Ok(t) => t,
+        Err(e) => return Err(vec![format!("TBSCertList frame does not decode: {e}")]),
+    };
+    let mut f = Vec::new();
+    lint_fields(&tbs, want, &mut f);
+    if tbs.revoked_certificates.is_some() {
+        f.push("the frame carries a revoked list of its own".into());
+    }
+    if f.is_empty() { Ok(()) } else { Err(f) }
+}
+
+fn lint_fields(tbs: &TbsCertListIn<'_>, want: &Expected<'_>, f: &mut Vec<String>) {
     if tbs.version != Version::V2 {
         f.push("version is not v2".into());
     }
@@ -125,20 +158,7 @@ pub fn lint(tbs_der: &[u8], want: &Expected<'_>) -> Result<(), Vec<String>> {
         }
         Some(_) => {}
     }
-    lint_extensions(
-        tbs.crl_extensions.as_deref().unwrap_or_default(),
-        want,
-        &mut f,
-    );
-    match tbs.revoked_certificates {
-        None if want.entries != 0 => f.push(format!(
-            "no revoked certificates listed, {} expected",
-            want.entries
-        )),
-        None => {}
-        Some(list) => lint_entries(list, want, &mut f),
-    }
-    if f.is_empty() { Ok(()) } else { Err(f) }
+    lint_extensions(tbs.crl_extensions.as_deref().unwrap_or_default(), want, f);
 }
 
 fn lint_extensions(exts: &[Extension], want: &Expected<'_>, f: &mut Vec<String>) {
@@ -194,12 +214,13 @@ fn lint_extensions(exts: &[Extension], want: &Expected<'_>, f: &mut Vec<String>)
     }
 }
 
-/// Decodes the entries one by one (constant memory) and checks each.
-fn lint_entries(list: &[u8], want: &Expected<'_>, f: &mut Vec<String>) {
+/// Decodes the entries of an encoded list one by one and checks each.
+fn lint_list(list: &[u8], want: &Expected<'_>, f: &mut Vec<String>) {
     if list.is_empty() {
         f.push("an empty revokedCertificates list (§5.1.2.6: leave it out)".into());
         return;
     }
+    let mut entries = EntryLint::new(want);
     let mut reader = match SliceReader::new(list) {
         Ok(r) => r,
         Err(e) => {
@@ -207,77 +228,164 @@ fn lint_entries(list: &[u8], want: &Expected<'_>, f: &mut Vec<String>) {
             return;
         }
     };
-    let mut count = 0i64;
-    let mut bad = 0usize;
     while !reader.is_finished() {
-        let entry = match RevokedCert::decode(&mut reader) {
-            Ok(e) => e,
+        match reader.tlv_bytes() {
+            Ok(entry) => entries.entry(entry),
             Err(e) => {
-                f.push(format!("revoked entry {count} does not decode: {e}"));
+                f.push(format!(
+                    "revoked entry {} does not decode: {e}",
+                    entries.count
+                ));
                 return;
             }
-        };
-        count += 1;
-        if let Err(why) = lint_entry(&entry, want) {
-            // The first few findings tell enough; a million identical ones would not help.
-            if bad < 5 {
-                f.push(format!(
-                    "revoked entry {} ({}): {why}",
-                    count - 1,
-                    hex::encode(entry.serial_number.as_bytes())
-                ));
-            }
-            bad += 1;
         }
     }
-    if bad > 5 {
-        f.push(format!(
-            "… and {} more revoked entries with findings",
-            bad - 5
-        ));
-    }
-    if count != want.entries {
-        f.push(format!(
-            "{count} revoked certificates listed, {} expected",
-            want.entries
-        ));
+    if let Err(found) = entries.finish(want.entries) {
+        f.extend(found);
     }
 }
 
-fn lint_entry(e: &RevokedCert, want: &Expected<'_>) -> Result<(), String> {
-    let serial = e.serial_number.as_bytes();
-    if serial.is_empty() || serial.len() > 21 || serial[0] & 0x80 != 0 {
-        return Err("serial is not a positive integer of at most 20 octets".into());
-    }
-    if unix(&e.revocation_date) > want.this_update {
-        return Err("revoked after the CRL's thisUpdate".into());
-    }
-    let mut seen = HashSet::new();
-    for x in e.crl_entry_extensions.iter().flatten() {
-        if !seen.insert(x.extn_id) {
-            return Err(format!("entry extension {} twice", x.extn_id));
+/// The entries of a revokedCertificates list, checked one at a time as they come (from an
+/// encoded list or read back from a spooled one), in constant memory.
+pub struct EntryLint<'a> {
+    want: &'a Expected<'a>,
+    count: i64,
+    bad: usize,
+    findings: Vec<String>,
+}
+
+/// Findings kept in full; beyond them, only counted (a million identical ones would not help).
+const FINDINGS_KEPT: usize = 5;
+
+impl<'a> EntryLint<'a> {
+    pub fn new(want: &'a Expected<'a>) -> Self {
+        Self {
+            want,
+            count: 0,
+            bad: 0,
+            findings: Vec::new(),
         }
+    }
+
+    /// Checks one entry, given as its whole DER (tag, length, value).
+    pub fn entry(&mut self, der: &[u8]) {
+        if let Err(why) = lint_entry(der, self.want) {
+            if self.bad < FINDINGS_KEPT {
+                self.findings
+                    .push(format!("revoked entry {}: {why}", self.count));
+            }
+            self.bad += 1;
+        }
+        self.count += 1;
+    }
+
+    /// `Ok(())` when every entry passed and there were `entries` of them; else every finding.
+    pub fn finish(mut self, entries: i64) -> Result<(), Vec<String>> {
+        if self.bad > FINDINGS_KEPT {
+            self.findings.push(format!(
+                "… and {} more revoked entries with findings",
+                self.bad - FINDINGS_KEPT
+            ));
+        }
+        if self.count != entries {
+            self.findings.push(format!(
+                "{} revoked certificates listed, {entries} expected",
+                self.count
+            ));
+        }
+        if self.findings.is_empty() {
+            Ok(())
+        } else {
+            Err(self.findings)
+        }
+    }
+}
+
+/// An extension as it is encoded, borrowed.
+#[derive(Sequence)]
+struct ExtensionIn<'a> {
+    extn_id: ObjectIdentifier,
+    #[asn1(default = "Default::default")]
+    critical: bool,
+    extn_value: &'a OctetStringRef,
+}
+
+/// One entry: SEQUENCE { userCertificate INTEGER, revocationDate Time, crlEntryExtensions
+/// Extensions OPTIONAL }, decoded without copying.
+fn lint_entry(der: &[u8], want: &Expected<'_>) -> Result<(), String> {
+    let decode = || -> der::Result<(AnyRef<'_>, Time, Option<AnyRef<'_>>)> {
+        let mut r = SliceReader::new(der)?;
+        let parts = r.sequence(|r| {
+            let serial = AnyRef::decode(r)?;
+            let date = Time::decode(r)?;
+            let exts = Option::<AnyRef<'_>>::decode(r)?;
+            Ok::<_, der::Error>((serial, date, exts))
+        })?;
+        r.finish()?;
+        Ok(parts)
+    };
+    let (serial, date, exts) = decode().map_err(|e| format!("does not decode: {e}"))?;
+    let serial_hex = || hex::encode(serial.value());
+    let bytes = serial.value();
+    if serial.tag() != Tag::Integer || bytes.is_empty() || bytes.len() > 21 || bytes[0] & 0x80 != 0
+    {
+        return Err(format!(
+            "serial {} is not a positive integer of at most 20 octets",
+            serial_hex()
+        ));
+    }
+    if unix(&date) > want.this_update {
+        return Err(format!(
+            "{}: revoked after the CRL's thisUpdate",
+            serial_hex()
+        ));
+    }
+    let Some(exts) = exts else { return Ok(()) };
+    lint_entry_extensions(exts, want).map_err(|why| format!("{}: {why}", serial_hex()))
+}
+
+fn lint_entry_extensions(exts: AnyRef<'_>, want: &Expected<'_>) -> Result<(), String> {
+    if exts.tag() != Tag::Sequence {
+        return Err(format!(
+            "entry extensions are a {}, not a SEQUENCE",
+            exts.tag()
+        ));
+    }
+    let mut reader = SliceReader::new(exts.value()).map_err(|e| e.to_string())?;
+    let (mut reason_seen, mut invalidity_seen) = (false, false);
+    while !reader.is_finished() {
+        let x = ExtensionIn::decode(&mut reader)
+            .map_err(|e| format!("entry extension does not decode: {e}"))?;
         if x.critical {
             return Err(format!("entry extension {} is critical", x.extn_id));
         }
         if x.extn_id == CrlReason::OID {
-            match ext_value::<CrlReason>(x) {
-                Some(CrlReason::Unspecified) => {
+            if std::mem::replace(&mut reason_seen, true) {
+                return Err(format!("entry extension {} twice", x.extn_id));
+            }
+            match CrlReason::from_der(x.extn_value.as_bytes()) {
+                Ok(CrlReason::Unspecified) => {
                     return Err("reasonCode unspecified is to be left out (§5.3.1)".into());
                 }
-                Some(CrlReason::RemoveFromCRL) if want.base.is_none() => {
+                Ok(CrlReason::RemoveFromCRL) if want.base.is_none() => {
                     return Err("removeFromCRL belongs in delta CRLs only".into());
                 }
-                Some(_) => {}
-                None => return Err("reasonCode does not decode".into()),
+                Ok(_) => {}
+                Err(_) => return Err("reasonCode does not decode".into()),
             }
         } else if x.extn_id == ID_CE_INVALIDITY_DATE {
+            if std::mem::replace(&mut invalidity_seen, true) {
+                return Err(format!("entry extension {} twice", x.extn_id));
+            }
             if der::asn1::GeneralizedTime::from_der(x.extn_value.as_bytes()).is_err() {
                 return Err("invalidityDate is not a GeneralizedTime".into());
             }
         } else {
             return Err(format!("unexpected entry extension {}", x.extn_id));
         }
+    }
+    if !reason_seen && !invalidity_seen {
+        return Err("an empty crlEntryExtensions (leave it out)".into());
     }
     Ok(())
 }

@@ -13,6 +13,8 @@
 
 pub mod checkpoint;
 pub mod crl;
+mod crl_build;
+mod crl_entry;
 mod crl_lint;
 pub mod ocsp;
 mod reason;

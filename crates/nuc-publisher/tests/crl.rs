@@ -29,6 +29,8 @@ use openssl::x509::{X509NameBuilder, X509ReqBuilder};
 
 const CHILD_HOME: &str = "NUC_CRL_TEST_HOME";
 const CHILD_ISSUING_KEY: &str = "NUC_CRL_TEST_ISSUING_KEY";
+/// Revocations added before the third publication: a CRL of a few stored pieces.
+const BIG_EXTRA: usize = 50_000;
 
 fn csr() -> Vec<u8> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
@@ -135,19 +137,25 @@ fn child(home: &Path) {
     // After it: key compromise with an invalidity date; serials[3] stays valid.
     revoke(&store, &serials[2], 1, now, Some(now - 86_400));
     let second = nuc_publisher::crl::publish(crls, now, 86_400).unwrap();
-    for (name, der) in [
+    for (name, row) in [
         ("full1.crl", &first.full),
         ("delta1.crl", &first.delta),
         ("full2.crl", &second.full),
         ("delta2.crl", &second.delta),
     ] {
+        let der = nuc_store::read_crl(&store, row).unwrap();
+        assert_eq!(
+            hex::encode(openssl::sha::sha256(&der)),
+            row.sha256,
+            "{name}"
+        );
         std::fs::write(out.join(name), der).unwrap();
     }
     let latest = store.latest_full_crl().unwrap().unwrap();
     assert_eq!(latest.crl_number, second.full_number);
-    assert_eq!(latest.der, second.full);
+    assert_eq!(latest, second.full);
     let latest_delta = store.latest_delta_crl().unwrap().unwrap();
-    assert_eq!(latest_delta.der, second.delta);
+    assert_eq!(latest_delta, second.delta);
     assert_eq!(latest_delta.base_crl_number, Some(first.full_number));
     let published = store
         .audit_records()
@@ -156,6 +164,29 @@ fn child(home: &Path) {
         .filter(|r| r.action == "crl.published")
         .count();
     assert_eq!(published, 4);
+
+    // A list longer than one stored piece: 50,000 more revocations, a third publication. Its
+    // bytes come back in pieces of at most CRL_CHUNK_BYTES, and whole.
+    store
+        .seed_revocations_unaudited(&nuc_store_sqlite::RevocationSeed {
+            count: BIG_EXTRA,
+            recent: 0,
+            recent_secs: 1,
+            now,
+            seed: 7,
+        })
+        .unwrap();
+    let third = nuc_publisher::crl::publish(crls, now, 86_400).unwrap();
+    assert_eq!(third.full.entries, 3 + BIG_EXTRA as i64);
+    let pieces: Vec<Vec<u8>> = (0..)
+        .map_while(|seq| store.crl_chunk(third.full.crl_number, seq).unwrap())
+        .collect();
+    assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+    assert!(pieces.iter().all(|p| p.len() <= nuc_store::CRL_CHUNK_BYTES));
+    let big = pieces.concat();
+    assert_eq!(big.len() as i64, third.full.size);
+    assert_eq!(hex::encode(openssl::sha::sha256(&big)), third.full.sha256);
+    std::fs::write(out.join("full3.crl"), big).unwrap();
     let facts = serde_json::json!({
         "serials": serials,
         "numbers": [first.full_number, first.delta_number, second.full_number, second.delta_number],
@@ -323,6 +354,19 @@ fn check_home(issuing_key: &str) {
         );
     }
 
+    // The CRL of several pieces: verified, and every entry there.
+    let verify = openssl_crl(
+        &["-noout", "-verify", "-CAfile", chain.to_str().unwrap()],
+        &out.join("full3.crl"),
+    );
+    assert!(verify.lines().any(|l| l.trim() == "verify OK"), "{verify}");
+    let big = openssl_crl(&["-noout", "-text"], &out.join("full3.crl"));
+    assert_eq!(
+        big.matches("Serial Number:").count(),
+        3 + BIG_EXTRA,
+        "full3.crl"
+    );
+
     let text = |name: &str| openssl_crl(&["-noout", "-text"], &out.join(name));
     let full1 = text("full1.crl");
     let full2 = text("full2.crl");
@@ -390,4 +434,10 @@ fn rsa_issuing_ca_publishes_verifiable_lint_clean_full_and_delta_crls() {
 #[test]
 fn ecdsa_issuing_ca_publishes_verifiable_lint_clean_full_and_delta_crls() {
     check_home("ecdsa-p256");
+}
+
+/// P-384 signs over SHA-384: the CRL's hash follows the key.
+#[test]
+fn p384_issuing_ca_publishes_verifiable_lint_clean_full_and_delta_crls() {
+    check_home("ecdsa-p384");
 }

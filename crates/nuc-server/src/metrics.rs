@@ -114,7 +114,7 @@ fn read_gauges(inst: &Instance) {
         Ok(Some(crl)) => {
             gauge!("nuc_crl_number").set(crl.crl_number as f64);
             gauge!("nuc_crl_entries").set(crl.entries as f64);
-            gauge!("nuc_crl_size_bytes").set(crl.der.len() as f64);
+            gauge!("nuc_crl_size_bytes").set(crl.size as f64);
             gauge!("nuc_crl_age_seconds").set((now - crl.this_update).max(0) as f64);
             gauge!("nuc_crl_next_update_timestamp_seconds").set(crl.next_update as f64);
         }

@@ -108,32 +108,85 @@ async fn ocsp_get(
     ocsp_answer(state, request).await
 }
 
-/// The latest CRL of a kind, with caching headers derived from its nextUpdate.
+/// Pieces of a CRL read ahead of the connection: what one download holds in memory, at most.
+const CRL_PIECES_AHEAD: usize = 2;
+
+/// The latest CRL of a kind, with caching headers derived from its nextUpdate, streamed from
+/// the store piece by piece (a CRL of millions of entries is never held whole). The first
+/// piece is read before the answer starts, so a store that cannot give it yields a 500; a
+/// piece missing later cuts the connection short of its Content-Length, which every client
+/// sees as a failed download, never as a shorter CRL.
 async fn crl(state: Arc<AppState>, kind: nuc_store::CrlKind) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     let inst = state.inst.clone();
-    let row = tokio::task::spawn_blocking(move || match kind {
-        nuc_store::CrlKind::Full => inst.store.latest_full_crl(),
-        nuc_store::CrlKind::Delta => inst.store.latest_delta_crl(),
+    let first = tokio::task::spawn_blocking(move || {
+        let row = match kind {
+            nuc_store::CrlKind::Full => inst.store.latest_full_crl(),
+            nuc_store::CrlKind::Delta => inst.store.latest_delta_crl(),
+        }?;
+        let Some(row) = row else { return Ok(None) };
+        let piece = inst.store.crl_chunk(row.crl_number, 0)?;
+        Ok::<_, nuc_store::StoreError>(Some((row, piece)))
     })
     .await;
-    match row {
-        Ok(Ok(Some(row))) => {
-            let max_age = (row.next_update - nuc_core::time::now_unix()).max(0);
-            (
-                [
-                    (header::CONTENT_TYPE, "application/pkix-crl".to_owned()),
-                    (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
-                    (header::ETAG, format!("\"{}\"", row.sha256)),
-                ],
-                row.der,
-            )
-                .into_response()
+    let (row, first) = match first {
+        Ok(Ok(Some((row, Some(first))))) => (row, first),
+        Ok(Ok(None)) => return (StatusCode::NOT_FOUND, "no CRL published yet").into_response(),
+        Ok(Ok(Some((row, None)))) => {
+            tracing::error!(
+                crl = row.crl_number,
+                "the CRL's first piece is missing from the store"
+            );
+            return (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response();
         }
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no CRL published yet").into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response(),
-    }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading the CRL to serve failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response();
+        }
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "CRL unavailable").into_response(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(CRL_PIECES_AHEAD);
+    let inst = state.inst.clone();
+    let (number, size) = (row.crl_number, row.size);
+    tokio::task::spawn_blocking(move || {
+        let mut sent = first.len() as i64;
+        if tx.blocking_send(Ok(first.into())).is_err() {
+            return;
+        }
+        let mut seq = 1;
+        while sent < size {
+            let piece = match inst.store.crl_chunk(number, seq) {
+                Ok(Some(p)) if sent + p.len() as i64 <= size => p,
+                outcome => {
+                    let why = match outcome {
+                        Err(e) => e.to_string(),
+                        _ => format!("piece {seq} is missing or too long"),
+                    };
+                    tracing::error!(crl = number, sent, size, %why, "serving a CRL cut short");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(why)));
+                    return;
+                }
+            };
+            sent += piece.len() as i64;
+            seq += 1;
+            // The client went away: stop reading.
+            if tx.blocking_send(Ok(piece.into())).is_err() {
+                return;
+            }
+        }
+    });
+    let max_age = (row.next_update - nuc_core::time::now_unix()).max(0);
+    (
+        [
+            (header::CONTENT_TYPE, "application/pkix-crl".to_owned()),
+            (header::CONTENT_LENGTH, row.size.to_string()),
+            (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
+            (header::ETAG, format!("\"{}\"", row.sha256)),
+        ],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }
 
 async fn root_crl(State(state): State<Arc<AppState>>) -> axum::response::Response {

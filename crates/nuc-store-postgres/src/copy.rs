@@ -25,11 +25,12 @@ pub(crate) const EMPTY_QUERY: &str = "SELECT NOT (
     OR EXISTS (SELECT 1 FROM certified_keys) OR EXISTS (SELECT 1 FROM audit_log)
     OR EXISTS (SELECT 1 FROM revocations) OR EXISTS (SELECT 1 FROM operators)
     OR EXISTS (SELECT 1 FROM used_payloads) OR EXISTS (SELECT 1 FROM notifications)
-    OR EXISTS (SELECT 1 FROM crls) OR EXISTS (SELECT 1 FROM audit_tree)
+    OR EXISTS (SELECT 1 FROM crls) OR EXISTS (SELECT 1 FROM crl_chunks)
+    OR EXISTS (SELECT 1 FROM audit_tree)
     OR EXISTS (SELECT 1 FROM audit_checkpoints) OR EXISTS (SELECT 1 FROM audit_cosignatures))";
 
 /// The SQLite schema version this build copies (that of `nuc-store-sqlite`'s migrations).
-pub const SQLITE_SCHEMA_VERSION: i64 = 7;
+pub const SQLITE_SCHEMA_VERSION: i64 = 8;
 
 const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
@@ -166,11 +167,16 @@ const TABLES: &[Table] = &[
             ("this_update", I),
             ("next_update", I),
             ("entries", I),
-            ("der", B),
+            ("size", I),
             ("sha256", T),
             ("published_at", I),
         ],
         "crl_number",
+    ),
+    (
+        "crl_chunks",
+        &[("crl_number", I), ("seq", I), ("bytes", B)],
+        "crl_number, seq",
     ),
     (
         "audit_log",

@@ -1,5 +1,5 @@
-//! Publication: the CRLs signed (numbers, times, bytes) and the streaming read of revocations
-//! they are built from.
+//! Publication: the CRLs signed (numbers, times, bytes in pieces) and the streaming read of
+//! revocations they are built from.
 //!
 //! CRL numbers come from the `crl_numbers` sequence, so two instances never draw the same one,
 //! and the database refuses a recorded number that does not exceed every number recorded
@@ -7,14 +7,13 @@
 //! published. Recording advances the sequence past what was recorded (a delta takes the number
 //! after its complete CRL's without drawing it).
 
-use nuc_store::{AuditEntry, CrlKind, CrlRow, RevocationEntry, StoreError};
+use nuc_store::chunks::{PiecesError, store_pieces};
+use nuc_store::{AuditEntry, CrlKind, CrlRow, NewCrl, RevocationEntry, StoreError};
 
 use crate::audit::append;
 use crate::{DbError, PgStore, reason};
 
-const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at";
-/// The same columns without the CRL itself (an empty `der`).
-const CRL_INFO_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, '\\x'::BYTEA, sha256, published_at";
+const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, size, sha256, published_at";
 
 /// Revocations fetched per round trip while streaming: bounds the memory of a CRL build.
 const FETCH: i32 = 4096;
@@ -36,7 +35,7 @@ fn crl_row(r: &postgres::Row) -> Result<CrlRow, DbError> {
         this_update: r.try_get(3)?,
         next_update: r.try_get(4)?,
         entries: r.try_get(5)?,
-        der: r.try_get(6)?,
+        size: r.try_get(6)?,
         sha256: r.try_get(7)?,
         published_at: r.try_get(8)?,
     })
@@ -54,17 +53,20 @@ impl PgStore {
         })
     }
 
+    /// Records signed CRLs with their bytes (read in pieces, one in memory at a time) and
+    /// their audit records in one transaction; see [`nuc_store::PublicationStore::record_crls`].
     pub(crate) fn record_crls(
         &self,
-        crls: Vec<CrlRow>,
+        crls: Vec<NewCrl>,
         actor: &str,
     ) -> Result<Vec<CrlRow>, DbError> {
         let actor = actor.to_owned();
         self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
-            for c in &crls {
+            let mut rows = Vec::with_capacity(crls.len());
+            for NewCrl { row: c, mut der } in crls {
                 tx.execute(
-                    "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at)
+                    "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, size, sha256, published_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &[
                         &c.crl_number,
@@ -73,15 +75,30 @@ impl PgStore {
                         &c.this_update,
                         &c.next_update,
                         &c.entries,
-                        &c.der,
+                        &c.size,
                         &c.sha256,
                         &now,
                     ],
                 )?;
+                store_pieces(&mut der, c.size, |seq, piece| {
+                    tx.execute(
+                        "INSERT INTO crl_chunks (crl_number, seq, bytes) VALUES ($1, $2, $3)",
+                        &[&c.crl_number, &seq, &piece],
+                    )?;
+                    Ok::<_, DbError>(())
+                })
+                .map_err(|e| match e {
+                    PiecesError::Store(e) => e,
+                    PiecesError::Body(why) => DbError::Store(StoreError::Database(format!(
+                        "CRL {}: {why}",
+                        c.crl_number
+                    ))),
+                })?;
                 let mut details = serde_json::json!({
                     "kind": c.kind.as_str(),
                     "number": c.crl_number,
                     "entries": c.entries,
+                    "size": c.size,
                     "sha256": c.sha256,
                 });
                 if let Some(b) = c.base_crl_number {
@@ -97,8 +114,12 @@ impl PgStore {
                     },
                     now,
                 )?;
+                rows.push(CrlRow {
+                    published_at: now,
+                    ..c
+                });
             }
-            if let Some(top) = crls.iter().map(|c| c.crl_number).max() {
+            if let Some(top) = rows.iter().map(|c| c.crl_number).max() {
                 // Sequences are not transactional: if this batch rolls back, the sequence stays
                 // ahead, which costs a gap in the numbers and never a reuse.
                 tx.execute(
@@ -106,18 +127,14 @@ impl PgStore {
                     &[&top],
                 )?;
             }
-            Ok(crls)
+            Ok(rows)
         })
     }
 
-    fn latest_crl(
-        &self,
-        kind: CrlKind,
-        columns: &str,
-        may_lag: bool,
-    ) -> Result<Option<CrlRow>, DbError> {
-        let sql =
-            format!("SELECT {columns} FROM crls WHERE kind = $1 ORDER BY crl_number DESC LIMIT 1");
+    fn latest_crl(&self, kind: CrlKind, may_lag: bool) -> Result<Option<CrlRow>, DbError> {
+        let sql = format!(
+            "SELECT {CRL_COLUMNS} FROM crls WHERE kind = $1 ORDER BY crl_number DESC LIMIT 1"
+        );
         let f = |s: &mut crate::Sql<'_, postgres::Client>| {
             s.query_opt(&sql, &[&kind.as_str()])?
                 .map(|r| crl_row(&r))
@@ -132,22 +149,37 @@ impl PgStore {
 
     /// The CRL served to relying parties: may come from the standby (`read_url`).
     pub(crate) fn latest_full_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_COLUMNS, true)
+        self.latest_crl(CrlKind::Full, true)
     }
 
     /// What the publisher decides by (numbers, times): always the primary's.
     pub(crate) fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS, false)
+        self.latest_crl(CrlKind::Full, false)
     }
 
     /// The delta CRL served to relying parties: may come from the standby (`read_url`).
     pub(crate) fn latest_delta_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_COLUMNS, true)
+        self.latest_crl(CrlKind::Delta, true)
     }
 
     /// What the publisher decides by: always the primary's.
     pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS, false)
+        self.latest_crl(CrlKind::Delta, false)
+    }
+
+    /// Piece `seq` of CRL `crl_number`: from the standby when there is one, else (and when the
+    /// standby does not hold it yet) from the primary. Pieces never change once recorded.
+    pub(crate) fn crl_chunk(&self, crl_number: i64, seq: i64) -> Result<Option<Vec<u8>>, DbError> {
+        const SQL: &str = "SELECT bytes FROM crl_chunks WHERE crl_number = $1 AND seq = $2";
+        let f = |s: &mut crate::Sql<'_, postgres::Client>| {
+            s.query_opt(SQL, &[&crl_number, &seq])?
+                .map(|r| Ok(r.try_get::<_, Vec<u8>>(0)?))
+                .transpose()
+        };
+        match self.read_lagging(f)? {
+            Some(piece) => Ok(Some(piece)),
+            None => self.read(f),
+        }
     }
 
     /// Calls `f` for every revocation (with `revoked_at >= since` when given) from one

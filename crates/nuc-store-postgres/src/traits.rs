@@ -5,10 +5,10 @@ use nuc_core::{Notice, OperatorStatus};
 use nuc_store::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy};
 use nuc_store::{
     AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
-    CertificateRow, CertificateStore, CrlRow, NewRequest, Notification, OperatorRow, OperatorStore,
-    Outbox, PublicationStore, RequestRow, RequestStore, Reservation, RevocationEntry,
-    RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError, StoreHealth,
-    Transition, UsedPayloads,
+    CertificateRow, CertificateStore, CrlRow, NewCrl, NewRequest, Notification, OperatorRow,
+    OperatorStore, Outbox, PublicationStore, RequestRow, RequestStore, Reservation,
+    RevocationEntry, RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError,
+    StoreHealth, Transition, UsedPayloads,
 };
 use nuc_store::{AuditTree, CheckpointRow, CosignatureRow, TreeHead};
 use nuc_store::{PublisherLease, StatusFeed, StatusListener};
@@ -126,11 +126,12 @@ impl AuditTree for PgStore {
 impl PublicationStore for PgStore {
     delegate! {
         fn next_crl_number(&self) -> i64;
-        fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Vec<CrlRow>;
+        fn record_crls(&self, crls: Vec<NewCrl>, actor: &str) -> Vec<CrlRow>;
         fn latest_full_crl(&self) -> Option<CrlRow>;
         fn latest_full_crl_info(&self) -> Option<CrlRow>;
         fn latest_delta_crl(&self) -> Option<CrlRow>;
         fn latest_delta_crl_info(&self) -> Option<CrlRow>;
+        fn crl_chunk(&self, crl_number: i64, seq: i64) -> Option<Vec<u8>>;
     }
 }
 

@@ -4,22 +4,30 @@
 
 mod common;
 
-use nuc_store::{CrlKind, CrlRow, PublicationStore};
+use nuc_store::{CrlKind, CrlRow, NewCrl, PublicationStore, read_crl};
 use nuc_store_postgres::{PgOptions, PgStore};
 use pg_cluster::Cluster;
 
-fn crl(n: i64, kind: CrlKind, base: Option<i64>) -> CrlRow {
-    CrlRow {
-        crl_number: n,
-        kind,
-        base_crl_number: base,
-        this_update: 1,
-        next_update: 2,
-        entries: 0,
-        der: vec![0x30, 0x03, n as u8, (n >> 8) as u8, 0x5a],
-        sha256: format!("{n:064x}"),
-        published_at: 0,
-    }
+/// The bytes recorded for CRL `n`.
+fn der(n: i64) -> Vec<u8> {
+    vec![0x30, 0x03, n as u8, (n >> 8) as u8, 0x5a]
+}
+
+fn crl(n: i64, kind: CrlKind, base: Option<i64>) -> NewCrl {
+    NewCrl::in_memory(
+        CrlRow {
+            crl_number: n,
+            kind,
+            base_crl_number: base,
+            this_update: 1,
+            next_update: 2,
+            entries: 0,
+            size: 0,
+            sha256: format!("{n:064x}"),
+            published_at: 0,
+        },
+        der(n),
+    )
 }
 
 /// A full CRL and its delta, recorded through `store` (the primary); their numbers.
@@ -82,13 +90,13 @@ fn crls_come_from_the_synchronous_standby_and_are_never_older_than_what_was_reco
         let (full, delta) = publish(&store);
         let served = store.latest_full_crl().unwrap().unwrap();
         assert_eq!(served.crl_number, full);
-        assert_eq!(served.der, crl(full, CrlKind::Full, None).der);
+        assert_eq!(read_crl(&store, &served).unwrap(), der(full));
         let served = store.latest_delta_crl().unwrap().unwrap();
         assert_eq!(
             (served.crl_number, served.base_crl_number),
             (delta, Some(full))
         );
-        assert_eq!(served.der, crl(delta, CrlKind::Delta, Some(full)).der);
+        assert_eq!(read_crl(&store, &served).unwrap(), der(delta));
     }
     // And they were read there.
     assert!(store_connections(&standby) >= 1);

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_renewal_chain.sql"),
     include_str!("migrations/0006_audit_tree.sql"),
     include_str!("migrations/0007_outbox_retries.sql"),
+    include_str!("migrations/0008_crl_chunks.sql"),
 ];
 
 /// The schema version this build migrates to.
@@ -101,5 +102,37 @@ mod tests {
             .is_err(),
             "a negative count is refused"
         );
+    }
+
+    /// A CRL recorded before CRLs were kept in pieces becomes one piece of the same bytes,
+    /// with its size.
+    #[test]
+    fn crls_recorded_whole_become_one_piece() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (idx, sql) in MIGRATIONS.iter().take(7).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", idx as i64 + 1)
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, \
+             entries, der, sha256, published_at) VALUES (1, 'full', NULL, 1, 2, 0, x'300100', 'h', 3)",
+            [],
+        )
+        .unwrap();
+        super::run(&mut conn).unwrap();
+        let size: i64 = conn
+            .query_row("SELECT size FROM crls WHERE crl_number = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let pieces: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT seq, bytes FROM crl_chunks WHERE crl_number = 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!((size, pieces), (3, vec![(0, vec![0x30, 0x01, 0x00])]));
     }
 }

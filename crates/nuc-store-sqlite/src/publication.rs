@@ -1,5 +1,5 @@
-//! Publication: the CRLs the CA signed (numbers, times, bytes) and the streaming read of
-//! revocations they are built from.
+//! Publication: the CRLs the CA signed (numbers, times, bytes in pieces) and the streaming
+//! read of revocations they are built from.
 //!
 //! Full and delta CRLs share one sequence of CRL numbers (RFC 5280 §5.2.3). The database
 //! refuses a number that does not exceed every number already recorded, so two publishers
@@ -9,14 +9,12 @@
 use rusqlite::{OpenFlags, OptionalExtension, Row, params};
 
 use crate::audit::append;
-use nuc_store::{AuditEntry, CrlKind, CrlRow, RevocationEntry};
+use nuc_store::chunks::{PiecesError, store_pieces};
+use nuc_store::{AuditEntry, CrlKind, CrlRow, NewCrl, RevocationEntry};
 
 use crate::{DbError, SqliteStore, reason};
 
-const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at";
-/// The same columns without the CRL itself (an empty `der`): for decisions and status, where
-/// copying a CRL of a million entries would be waste.
-const CRL_INFO_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, X'', sha256, published_at";
+const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, size, sha256, published_at";
 
 fn crl_row(r: &Row<'_>) -> rusqlite::Result<CrlRow> {
     let kind: String = r.get(1)?;
@@ -31,7 +29,7 @@ fn crl_row(r: &Row<'_>) -> rusqlite::Result<CrlRow> {
         this_update: r.get(3)?,
         next_update: r.get(4)?,
         entries: r.get(5)?,
-        der: r.get(6)?,
+        size: r.get(6)?,
         sha256: r.get(7)?,
         published_at: r.get(8)?,
     })
@@ -48,20 +46,22 @@ impl SqliteStore {
         )?)
     }
 
-    /// Records signed CRLs, in the order given, each with its `crl.published` audit record,
-    /// in one durable change. Refused as a whole if any number does not exceed every number
-    /// recorded before it. Gives the rows back (a CRL can be large: it is moved, not copied).
+    /// Records signed CRLs, in the order given, each with its bytes (read from its body in
+    /// pieces of [`nuc_store::CRL_CHUNK_BYTES`], one piece in memory at a time) and its `crl.published`
+    /// audit record, in one durable change. Refused as a whole if any number does not exceed
+    /// every number recorded before it, or a body is not exactly as long as announced.
     pub(crate) fn record_crls(
         &self,
-        crls: Vec<CrlRow>,
+        crls: Vec<NewCrl>,
         actor: &str,
     ) -> Result<Vec<CrlRow>, DbError> {
         let actor = actor.to_owned();
         self.write_returning(move |tx| {
             let now = nuc_core::time::now_unix();
-            for c in &crls {
+            let mut rows = Vec::with_capacity(crls.len());
+            for NewCrl { row: c, mut der } in crls {
                 tx.prepare_cached(
-                    "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, der, sha256, published_at)
+                    "INSERT INTO crls (crl_number, kind, base_crl_number, this_update, next_update, entries, size, sha256, published_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
@@ -71,14 +71,28 @@ impl SqliteStore {
                     c.this_update,
                     c.next_update,
                     c.entries,
-                    c.der,
+                    c.size,
                     c.sha256,
                     now
                 ])?;
+                store_pieces(&mut der, c.size, |seq, piece| {
+                    tx.prepare_cached(
+                        "INSERT INTO crl_chunks (crl_number, seq, bytes) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![c.crl_number, seq, piece])?;
+                    Ok::<_, DbError>(())
+                })
+                .map_err(|e| match e {
+                    PiecesError::Store(e) => e,
+                    PiecesError::Body(why) => DbError::Store(nuc_store::StoreError::Database(
+                        format!("CRL {}: {why}", c.crl_number),
+                    )),
+                })?;
                 let mut details = serde_json::json!({
                     "kind": c.kind.as_str(),
                     "number": c.crl_number,
                     "entries": c.entries,
+                    "size": c.size,
                     "sha256": c.sha256,
                 });
                 if let Some(b) = c.base_crl_number {
@@ -94,17 +108,21 @@ impl SqliteStore {
                     },
                     now,
                 )?;
+                rows.push(CrlRow {
+                    published_at: now,
+                    ..c
+                });
             }
-            Ok(crls)
+            Ok(rows)
         })
     }
 
-    fn latest_crl(&self, kind: CrlKind, columns: &str) -> Result<Option<CrlRow>, DbError> {
+    fn latest_crl(&self, kind: CrlKind) -> Result<Option<CrlRow>, DbError> {
         Ok(self
             .conn()
             .query_row(
                 &format!(
-                    "SELECT {columns} FROM crls WHERE kind = ?1 ORDER BY crl_number DESC LIMIT 1"
+                    "SELECT {CRL_COLUMNS} FROM crls WHERE kind = ?1 ORDER BY crl_number DESC LIMIT 1"
                 ),
                 [kind.as_str()],
                 crl_row,
@@ -112,24 +130,32 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// The complete CRL with the highest number, if any was published.
+    /// The complete CRL with the highest number, if any was published (one database: what
+    /// is served is what the publisher decides by).
     pub(crate) fn latest_full_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_COLUMNS)
+        self.latest_crl(CrlKind::Full)
     }
 
-    /// [`SqliteStore::latest_full_crl`] without its DER (`der` is empty).
     pub(crate) fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Full, CRL_INFO_COLUMNS)
-    }
-
-    /// [`SqliteStore::latest_delta_crl`] without its DER (`der` is empty).
-    pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_INFO_COLUMNS)
+        self.latest_crl(CrlKind::Full)
     }
 
     /// The delta CRL with the highest number, if any was published.
     pub(crate) fn latest_delta_crl(&self) -> Result<Option<CrlRow>, DbError> {
-        self.latest_crl(CrlKind::Delta, CRL_COLUMNS)
+        self.latest_crl(CrlKind::Delta)
+    }
+
+    pub(crate) fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, DbError> {
+        self.latest_crl(CrlKind::Delta)
+    }
+
+    /// Piece `seq` of CRL `crl_number`'s bytes.
+    pub(crate) fn crl_chunk(&self, crl_number: i64, seq: i64) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT bytes FROM crl_chunks WHERE crl_number = ?1 AND seq = ?2")?
+            .query_row(params![crl_number, seq], |r| r.get(0))
+            .optional()?)
     }
 
     /// Calls `f` for every revocation (with
@@ -194,18 +220,24 @@ impl SqliteStore {
 mod tests {
     use super::*;
 
-    fn crl(n: i64, kind: CrlKind, base: Option<i64>) -> CrlRow {
-        CrlRow {
-            crl_number: n,
-            kind,
-            base_crl_number: base,
-            this_update: 1000 + n,
-            next_update: 2000 + n,
-            entries: n,
-            der: vec![n as u8],
-            sha256: format!("{n:064x}"),
-            published_at: 0,
-        }
+    fn crl(n: i64, kind: CrlKind, base: Option<i64>) -> NewCrl {
+        let bytes: Vec<u8> = (0..nuc_store::CRL_CHUNK_BYTES + n as usize)
+            .map(|i| (i + n as usize) as u8)
+            .collect();
+        NewCrl::in_memory(
+            CrlRow {
+                crl_number: n,
+                kind,
+                base_crl_number: base,
+                this_update: 1000 + n,
+                next_update: 2000 + n,
+                entries: n,
+                size: 0,
+                sha256: format!("{n:064x}"),
+                published_at: 0,
+            },
+            bytes,
+        )
     }
 
     #[test]
@@ -213,7 +245,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("nuc.db")).unwrap();
         assert_eq!(store.next_crl_number().unwrap(), 1);
-        assert!(store.latest_full_crl().unwrap().is_none());
         assert!(store.latest_full_crl_info().unwrap().is_none());
         store
             .record_crls(
@@ -222,12 +253,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(store.next_crl_number().unwrap(), 3);
-        assert_eq!(store.latest_full_crl().unwrap().unwrap().crl_number, 1);
-        // The info rows are the rows without their bytes.
-        let info = store.latest_full_crl_info().unwrap().unwrap();
-        assert_eq!((info.crl_number, info.der.len()), (1, 0));
-        assert!(!store.latest_full_crl().unwrap().unwrap().der.is_empty());
-        let delta = store.latest_delta_crl().unwrap().unwrap();
+        let full = store.latest_full_crl_info().unwrap().unwrap();
+        assert_eq!(
+            (full.crl_number, full.size),
+            (1, nuc_store::CRL_CHUNK_BYTES as i64 + 1)
+        );
+        // The bytes come back in pieces, whole and in order.
+        let pieces: Vec<_> = (0..3).map(|seq| store.crl_chunk(1, seq).unwrap()).collect();
+        assert_eq!(
+            pieces[0].as_ref().unwrap().len(),
+            nuc_store::CRL_CHUNK_BYTES
+        );
+        assert_eq!(
+            pieces[1].as_ref().unwrap(),
+            &[(nuc_store::CRL_CHUNK_BYTES + 1) as u8]
+        );
+        assert!(pieces[2].is_none());
+        assert_eq!(
+            nuc_store::read_crl(&store, &full).unwrap(),
+            (0..nuc_store::CRL_CHUNK_BYTES + 1)
+                .map(|i| (i + 1) as u8)
+                .collect::<Vec<_>>()
+        );
+        let delta = store.latest_delta_crl_info().unwrap().unwrap();
         assert_eq!((delta.crl_number, delta.base_crl_number), (2, Some(1)));
         // A number that does not increase is refused, and with it the whole change.
         assert!(
@@ -238,6 +286,20 @@ mod tests {
                 )
                 .is_err()
         );
+        assert_eq!(store.next_crl_number().unwrap(), 3);
+        assert!(
+            store.crl_chunk(3, 0).unwrap().is_none(),
+            "no piece of a refused CRL"
+        );
+        // So is a CRL whose bytes are not as long as announced.
+        let mut short = crl(3, CrlKind::Full, None);
+        short.row.size += 1;
+        let err = store
+            .record_crls(vec![short], "test")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CRL 3") && err.contains("announced"), "{err}");
+        assert!(store.crl_chunk(3, 0).unwrap().is_none());
         assert_eq!(store.next_crl_number().unwrap(), 3);
         let published: Vec<_> = store
             .audit_records()

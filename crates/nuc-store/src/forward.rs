@@ -182,7 +182,7 @@ impl<S: PublicationStore + ?Sized> PublicationStore for Arc<S> {
         (**self).next_crl_number()
     }
 
-    fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+    fn record_crls(&self, crls: Vec<NewCrl>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
         (**self).record_crls(crls, actor)
     }
 
@@ -200,6 +200,10 @@ impl<S: PublicationStore + ?Sized> PublicationStore for Arc<S> {
 
     fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
         (**self).latest_delta_crl_info()
+    }
+
+    fn crl_chunk(&self, crl_number: i64, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).crl_chunk(crl_number, seq)
     }
 }
 

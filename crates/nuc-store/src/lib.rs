@@ -14,6 +14,7 @@
 //! at all.
 
 mod audit_tree;
+pub mod chunks;
 mod cluster;
 mod forward;
 mod ledger;
@@ -35,13 +36,14 @@ pub use retry::{
     SENDER_ACTOR as OUTBOX_ACTOR, dead_letter_audit, revived_audit,
 };
 pub use rows::{
-    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
-    Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
-    SerialStatus, Transition,
+    AuditBreak, AuditEntry, AuditRecord, CRL_CHUNK_BYTES, CaKeyRow, CertificateRow, CrlKind,
+    CrlRow, NewCrl, NewRequest, Notification, OperatorRow, RequestRow, Reservation,
+    RevocationEntry, RevocationRow, SerialStatus, Transition,
 };
 pub use traits::{
     AuditLog, CaKeyStore, CertificateReader, CertificateStore, OperatorStore, Outbox,
     PublicationStore, RequestStore, RevocationReader, RevocationStore, StoreHealth, UsedPayloads,
+    read_crl,
 };
 
 /// Everything a running instance of the service asks of its store: each role is then handed

@@ -18,8 +18,8 @@ use crate::retry::{
     revived_audit,
 };
 use crate::rows::{
-    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewRequest,
-    Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
+    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlKind, CrlRow, NewCrl,
+    NewRequest, Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
     SerialStatus, Transition,
 };
 use crate::traits::{
@@ -49,7 +49,8 @@ struct State {
     sent: std::collections::HashSet<i64>,
     /// The retry state of the notifications attempted and not delivered, by id.
     retries: HashMap<i64, Retry>,
-    crls: Vec<CrlRow>,
+    /// The CRLs recorded, each with the pieces of its bytes.
+    crls: Vec<(CrlRow, Vec<Vec<u8>>)>,
     crl_number: i64,
     ca_keys: Vec<CaKeyRow>,
     issued_counter: u64,
@@ -701,10 +702,29 @@ impl PublicationStore for MemoryStore {
         })
     }
 
-    fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+    fn record_crls(&self, crls: Vec<NewCrl>, actor: &str) -> Result<Vec<CrlRow>, StoreError> {
+        // The bytes are read before the change: a short or long body refuses the whole call.
+        let mut read = Vec::new();
+        for mut c in crls {
+            let mut pieces = Vec::new();
+            crate::chunks::store_pieces(&mut c.der, c.row.size, |_, p| {
+                pieces.push(p.to_vec());
+                Ok::<_, StoreError>(())
+            })
+            .map_err(|e| match e {
+                crate::chunks::PiecesError::Store(e) => e,
+                crate::chunks::PiecesError::Body(why) => {
+                    StoreError::Database(format!("CRL {}: {why}", c.row.crl_number))
+                }
+            })?;
+            read.push((c.row, pieces));
+        }
         self.change(|s| {
             let mut out = Vec::new();
-            for mut c in crls {
+            for (mut c, pieces) in read {
+                if c.crl_number <= s.crls.last().map_or(0, |(l, _)| l.crl_number) {
+                    return Err(StoreError::Database("CRL number does not increase".into()));
+                }
                 c.published_at = now();
                 s.append(&AuditEntry {
                     actor: actor.into(),
@@ -712,7 +732,7 @@ impl PublicationStore for MemoryStore {
                     object: format!("crl:{}", c.crl_number),
                     details: serde_json::json!({ "kind": c.kind.as_str() }),
                 });
-                s.crls.push(c.clone());
+                s.crls.push((c.clone(), pieces));
                 out.push(c);
             }
             Ok(out)
@@ -720,33 +740,38 @@ impl PublicationStore for MemoryStore {
     }
 
     fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError> {
-        Ok(self.read(|s| {
-            s.crls
-                .iter()
-                .rev()
-                .find(|c| c.kind == CrlKind::Full)
-                .cloned()
-        }))
-    }
-
-    fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
-        Ok(self.latest_full_crl()?.map(|c| CrlRow { der: vec![], ..c }))
+        self.latest_full_crl_info()
     }
 
     fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError> {
+        self.latest_delta_crl_info()
+    }
+
+    fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
         Ok(self.read(|s| {
             s.crls
                 .iter()
                 .rev()
-                .find(|c| c.kind == CrlKind::Delta)
-                .cloned()
+                .find(|(c, _)| c.kind == CrlKind::Full)
+                .map(|(c, _)| c.clone())
         }))
     }
 
     fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError> {
-        Ok(self
-            .latest_delta_crl()?
-            .map(|c| CrlRow { der: vec![], ..c }))
+        Ok(self.read(|s| {
+            s.crls
+                .iter()
+                .rev()
+                .find(|(c, _)| c.kind == CrlKind::Delta)
+                .map(|(c, _)| c.clone())
+        }))
+    }
+
+    fn crl_chunk(&self, crl_number: i64, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read(|s| {
+            let (_, pieces) = s.crls.iter().find(|(c, _)| c.crl_number == crl_number)?;
+            pieces.get(usize::try_from(seq).ok()?).cloned()
+        }))
     }
 }
 

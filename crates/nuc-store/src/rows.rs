@@ -235,7 +235,11 @@ impl CrlKind {
     }
 }
 
-/// A signed CRL as recorded.
+/// A signed CRL as recorded: what it says about itself, not its bytes. The bytes are kept in
+/// pieces of at most [`CRL_CHUNK_BYTES`] ([`PublicationStore::crl_chunk`]), so that neither
+/// recording nor serving a CRL of millions of entries holds it whole in memory.
+///
+/// [`PublicationStore::crl_chunk`]: crate::PublicationStore::crl_chunk
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlRow {
     pub crl_number: i64,
@@ -246,9 +250,42 @@ pub struct CrlRow {
     pub next_update: i64,
     /// How many revoked certificates it lists.
     pub entries: i64,
-    pub der: Vec<u8>,
-    /// Hex SHA-256 of `der`.
+    /// Length of its DER, in bytes.
+    pub size: i64,
+    /// Hex SHA-256 of its DER.
     pub sha256: String,
     /// When it was recorded (set by the store; ignored on input).
     pub published_at: i64,
+}
+
+/// The largest piece a CRL's bytes are stored in.
+pub const CRL_CHUNK_BYTES: usize = 1 << 20;
+
+/// A signed CRL handed to [`PublicationStore::record_crls`]: its row and its DER, read once,
+/// in order, exactly `row.size` bytes (a temporary file, for a large CRL).
+///
+/// [`PublicationStore::record_crls`]: crate::PublicationStore::record_crls
+pub struct NewCrl {
+    pub row: CrlRow,
+    pub der: Box<dyn std::io::Read + Send>,
+}
+
+impl NewCrl {
+    /// A CRL whose DER is already in memory (a small one, or a test's): `row.size` is set
+    /// from it.
+    pub fn in_memory(mut row: CrlRow, der: Vec<u8>) -> Self {
+        row.size = der.len() as i64;
+        Self {
+            row,
+            der: Box::new(std::io::Cursor::new(der)),
+        }
+    }
+}
+
+impl std::fmt::Debug for NewCrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCrl")
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
 }

@@ -7,7 +7,7 @@ use nuc_core::{Notice, OperatorStatus};
 use crate::StoreError;
 use crate::retry::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy};
 use crate::rows::{
-    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlRow, NewRequest,
+    AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlRow, NewCrl, NewRequest,
     Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
     SerialStatus, Transition,
 };
@@ -179,17 +179,46 @@ pub trait PublicationStore: Send + Sync {
     /// The next number of the one monotonic CRL-number sequence (full and delta share it).
     fn next_crl_number(&self) -> Result<i64, StoreError>;
 
-    /// Records signed CRLs, with their audit records, in one commit; gives them back as stored.
-    fn record_crls(&self, crls: Vec<CrlRow>, actor: &str) -> Result<Vec<CrlRow>, StoreError>;
+    /// Records signed CRLs with their bytes and their audit records, in one commit; gives
+    /// the rows back as stored. The bytes are read from each [`NewCrl`] in pieces of
+    /// [`crate::CRL_CHUNK_BYTES`]; a CRL whose bytes are not exactly `size` long is refused, and
+    /// then nothing of this call is recorded.
+    fn record_crls(&self, crls: Vec<NewCrl>, actor: &str) -> Result<Vec<CrlRow>, StoreError>;
 
-    /// The latest complete CRL, with its bytes.
+    /// The latest complete CRL as served to relying parties (its row; the bytes through
+    /// [`Self::crl_chunk`]). May lag the primary where a store reads from a replica.
     fn latest_full_crl(&self) -> Result<Option<CrlRow>, StoreError>;
-    /// The latest complete CRL without its bytes (an empty `der`).
+    /// The latest complete CRL as the publisher decides by: never lags.
     fn latest_full_crl_info(&self) -> Result<Option<CrlRow>, StoreError>;
-    /// The latest delta CRL, with its bytes.
+    /// The latest delta CRL as served (may lag, like [`Self::latest_full_crl`]).
     fn latest_delta_crl(&self) -> Result<Option<CrlRow>, StoreError>;
-    /// The latest delta CRL without its bytes.
+    /// The latest delta CRL as the publisher decides by.
     fn latest_delta_crl_info(&self) -> Result<Option<CrlRow>, StoreError>;
+
+    /// Piece `seq` (from 0) of the bytes of CRL `crl_number`; `None` past the last piece or
+    /// for an unknown CRL. The pieces, in order, are the CRL's DER; a recorded CRL's pieces
+    /// never change, so they may be read from a replica or the primary alike.
+    fn crl_chunk(&self, crl_number: i64, seq: i64) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The whole DER of a recorded CRL, checked against its recorded size: for tests,
+/// tools and small CRLs; a server streams the pieces instead.
+pub fn read_crl(store: &dyn PublicationStore, row: &CrlRow) -> Result<Vec<u8>, StoreError> {
+    let mut der = Vec::with_capacity(usize::try_from(row.size).unwrap_or(0));
+    let mut seq = 0;
+    while let Some(piece) = store.crl_chunk(row.crl_number, seq)? {
+        der.extend_from_slice(&piece);
+        seq += 1;
+    }
+    if der.len() as i64 != row.size {
+        return Err(StoreError::Corrupt(format!(
+            "CRL {} holds {} bytes, {} recorded",
+            row.crl_number,
+            der.len(),
+            row.size
+        )));
+    }
+    Ok(der)
 }
 
 /// The notification outbox (the sender's, and `nuc outbox`'s).

@@ -70,6 +70,8 @@ fn failure_reason(e: &PublicationError) -> ReasonCode {
             | PublishError::Invalid(_)
             | PublishError::LintFailed(_),
         ) => ReasonCode::Internal,
+        // The spool's disk may get space back.
+        PublicationError::Publish(PublishError::Spool(_)) => ReasonCode::Unavailable,
     }
 }
 

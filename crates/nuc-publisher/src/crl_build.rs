@@ -1,0 +1,368 @@
+//! One CRL built in constant memory, whatever the number of revocations it lists.
+//!
+//! DER needs every length before the bytes it covers, and the list's length is known only once
+//! the last revocation is read; the signature needs every byte of the TBSCertList. So:
+//!
+//! 1. **Spool.** The revocations are read in one pass (one read snapshot of the store) and each
+//!    is encoded as an entry ([`crate::crl_entry`]) into an anonymous temporary file; the list's
+//!    length is then the file's.
+//! 2. **Frame.** Every other field of the TBSCertList is encoded in memory (a few hundred
+//!    bytes) and linted ([`crate::crl_lint::lint_frame`]).
+//! 3. **Hash.** The TBSCertList is hashed as it would be streamed out: header, frame fields,
+//!    list header, the spooled list read back piece by piece (each entry decoded and linted on
+//!    the way: the lint sees exactly the bytes the hash sees), extensions.
+//! 4. **Sign.** The HSM signs the digest (`CrlSigner::sign_crl_digest`): the point of no
+//!    return, reached only when the frame and every entry passed.
+//! 5. **Hand over.** The CRL is the outer header, the TBSCertList and the signature; the
+//!    caller gets it as a reader over the prefix, the spooled list and the suffix, and the
+//!    store copies it piece by piece. Its SHA-256 is computed by reading the spool once more.
+//!
+//! Memory: one read buffer and the frame; the list lives in the file (page cache), and the
+//! file disappears when the last handle to it is dropped, whatever happens.
+
+use std::io::{BufWriter, Cursor, Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use der::asn1::{BitStringRef, ContextSpecific};
+use der::{Encode, Header, Length, Tag, TagMode, TagNumber};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::Version;
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+
+use crate::crl::PublishError;
+use crate::crl_entry::{encode_entry, time};
+use crate::crl_lint::{EntryLint, Expected, lint_frame};
+
+/// How much of the spool is read at a time (and the largest piece handed to the store).
+const READ_BYTES: usize = 1 << 20;
+
+/// The fields of a TBSCertList but its revoked list, encoded: what the list goes between.
+pub(crate) struct Frame {
+    /// version, signature, issuer, thisUpdate, nextUpdate.
+    head: Vec<u8>,
+    /// The [0] EXPLICIT crlExtensions.
+    exts: Vec<u8>,
+}
+
+impl Frame {
+    pub(crate) fn new(
+        signature: &AlgorithmIdentifierOwned,
+        issuer: &Name,
+        this_update: i64,
+        next_update: i64,
+        extensions: Vec<Extension>,
+    ) -> Result<Self, der::Error> {
+        let mut head = Vec::new();
+        Version::V2.encode(&mut head)?;
+        signature.encode(&mut head)?;
+        issuer.encode(&mut head)?;
+        time(this_update)?.encode(&mut head)?;
+        time(next_update)?.encode(&mut head)?;
+        let exts = ContextSpecific {
+            tag_number: TagNumber(0),
+            tag_mode: TagMode::Explicit,
+            value: extensions,
+        }
+        .to_der()?;
+        Ok(Self { head, exts })
+    }
+
+    /// The TBSCertList header, and the list's header (none for an empty list: RFC 5280
+    /// §5.1.2.6 leaves the field out rather than send an empty one).
+    fn headers(&self, list_len: u64) -> Result<(Vec<u8>, Vec<u8>), der::Error> {
+        let list_header = if list_len == 0 {
+            Vec::new()
+        } else {
+            Header::new(Tag::Sequence, length(list_len)?).to_der()?
+        };
+        let body =
+            self.head.len() as u64 + list_header.len() as u64 + list_len + self.exts.len() as u64;
+        Ok((
+            Header::new(Tag::Sequence, length(body)?).to_der()?,
+            list_header,
+        ))
+    }
+
+    /// The whole TBSCertList around `list` (the DER of the entries, one after the other): for
+    /// CRLs small enough to hold (the root's, tests').
+    pub(crate) fn tbs(&self, list: &[u8]) -> Result<Vec<u8>, der::Error> {
+        let (header, list_header) = self.headers(list.len() as u64)?;
+        Ok([&header, &self.head, &list_header, list, &self.exts].concat())
+    }
+}
+
+/// A DER length (at most 4 GiB: a CRL of some eighty million entries).
+fn length(n: u64) -> Result<Length, der::Error> {
+    u32::try_from(n)
+        .map(Length::from)
+        .map_err(|_| der::ErrorKind::Overlength.into())
+}
+
+/// A CRL built and signed, its bytes ready to be handed to the store.
+pub(crate) struct Built {
+    pub der: Box<dyn Read + Send>,
+    pub size: i64,
+    pub sha256: String,
+    pub entries: i64,
+}
+
+/// The hash the issuing key signs over.
+enum Hasher {
+    Sha256(openssl::sha::Sha256),
+    Sha384(openssl::sha::Sha384),
+}
+
+impl Hasher {
+    fn for_digest_len(len: usize) -> Result<Self, PublishError> {
+        match len {
+            32 => Ok(Self::Sha256(openssl::sha::Sha256::new())),
+            48 => Ok(Self::Sha384(openssl::sha::Sha384::new())),
+            other => Err(PublishError::Invalid(format!(
+                "no hash gives a digest of {other} bytes"
+            ))),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::Sha384(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Sha256(h) => h.finish().to_vec(),
+            Self::Sha384(h) => h.finish().to_vec(),
+        }
+    }
+}
+
+/// What the caller knows of the CRL being built.
+pub(crate) struct Plan<'a> {
+    pub frame: Frame,
+    pub expected: Expected<'a>,
+    /// `revoked_at >= since` for a delta CRL; every revocation for a complete one.
+    pub since: Option<i64>,
+}
+
+/// Builds, lints and signs one CRL from the revocations of `ca.store`, in constant memory.
+pub(crate) fn build(ca: crate::CrlContext<'_>, plan: Plan<'_>) -> Result<Built, PublishError> {
+    let started = Instant::now();
+    let spool = |e: std::io::Error| PublishError::Spool(e.to_string());
+    // 1. Spool.
+    let mut list = BufWriter::with_capacity(1 << 16, tempfile::tempfile().map_err(spool)?);
+    let mut entries = 0i64;
+    let mut failed = None;
+    ca.store.for_each_revocation(plan.since, &mut |e| {
+        if failed.is_none() {
+            match encode_entry(
+                &mut list,
+                e.serial_hex,
+                e.reason,
+                e.revoked_at,
+                e.invalidity_date,
+            ) {
+                Ok(()) => entries += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut list = list.into_inner().map_err(|e| spool(e.into_error()))?;
+    let list_len = list.stream_position().map_err(spool)?;
+    let spooled = started.elapsed();
+
+    // 2. Frame.
+    let frame = &plan.frame;
+    let (tbs_header, list_header) = frame.headers(list_len)?;
+    let frame_findings = lint_frame(&frame.tbs(&[])?, &plan.expected).err();
+
+    // 3. Hash, linting each entry read back.
+    let key_digest_len = ca.ca.issuing().algorithm.digest_len();
+    let mut hasher = Hasher::for_digest_len(key_digest_len)?;
+    for part in [&tbs_header, &frame.head, &list_header] {
+        hasher.update(part);
+    }
+    list.seek(SeekFrom::Start(0)).map_err(spool)?;
+    let mut lint = EntryLint::new(&plan.expected);
+    let read = read_back(&mut list, &mut |bytes| hasher.update(bytes), &mut lint)?;
+    hasher.update(&frame.exts);
+    if read != list_len {
+        return Err(PublishError::Spool(format!(
+            "{read} bytes read back of the {list_len} spooled"
+        )));
+    }
+    let mut findings = frame_findings.unwrap_or_default();
+    if let Err(f) = lint.finish(entries) {
+        findings.extend(f);
+    }
+    if !findings.is_empty() {
+        return Err(PublishError::LintFailed(findings.join("; ")));
+    }
+    let digest = hasher.finish();
+    let hashed = started.elapsed();
+
+    // 4. Sign.
+    let signature = ca.ca.sign_crl_digest(&digest)?;
+    let signed = started.elapsed();
+
+    // 5. Hand over: outer header, TBSCertList, signatureAlgorithm, signatureValue.
+    let algorithm = plan.expected.signature.to_der()?;
+    let signature = BitStringRef::from_bytes(&signature)?.to_der()?;
+    let tbs_len = tbs_header.len() as u64
+        + frame.head.len() as u64
+        + list_header.len() as u64
+        + list_len
+        + frame.exts.len() as u64;
+    let outer = length(tbs_len + algorithm.len() as u64 + signature.len() as u64)?;
+    let prefix = [
+        Header::new(Tag::Sequence, outer).to_der()?,
+        tbs_header,
+        frame.head.clone(),
+        list_header,
+    ]
+    .concat();
+    let suffix = [frame.exts.as_slice(), &algorithm, &signature].concat();
+    let size = prefix.len() as u64 + list_len + suffix.len() as u64;
+    let mut sha256 = openssl::sha::Sha256::new();
+    sha256.update(&prefix);
+    list.seek(SeekFrom::Start(0)).map_err(spool)?;
+    copy_through(&mut list, &mut |bytes| sha256.update(bytes)).map_err(spool)?;
+    sha256.update(&suffix);
+    list.seek(SeekFrom::Start(0)).map_err(spool)?;
+    tracing::info!(
+        entries,
+        bytes = size,
+        spool_ms = spooled.as_millis() as u64,
+        hash_ms = (hashed - spooled).as_millis() as u64,
+        sign_ms = (signed - hashed).as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "CRL built"
+    );
+    Ok(Built {
+        der: Box::new(Cursor::new(prefix).chain(list).chain(Cursor::new(suffix))),
+        size: i64::try_from(size)
+            .map_err(|_| PublishError::Invalid(format!("a CRL of {size} bytes")))?,
+        sha256: hex::encode(sha256.finish()),
+        entries,
+    })
+}
+
+/// Reads `from` to its end, handing every byte to `sink` in order.
+fn copy_through(from: &mut impl Read, sink: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sink(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// The length of the DER element at the start of `bytes` (a revoked entry: a SEQUENCE), or
+/// `None` when `bytes` does not yet hold its header.
+fn element_len(bytes: &[u8]) -> Result<Option<usize>, String> {
+    let Some((&tag, rest)) = bytes.split_first() else {
+        return Ok(None);
+    };
+    if tag != 0x30 {
+        return Err(format!("a revoked entry starts with tag {tag:#04x}"));
+    }
+    let Some((&first, rest)) = rest.split_first() else {
+        return Ok(None);
+    };
+    if first < 0x80 {
+        return Ok(Some(2 + usize::from(first)));
+    }
+    let octets = usize::from(first & 0x7f);
+    if !(1..=2).contains(&octets) {
+        return Err(format!("a revoked entry's length takes {octets} octets"));
+    }
+    let Some(len) = rest.get(..octets) else {
+        return Ok(None);
+    };
+    let len = len.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+    Ok(Some(2 + octets + len))
+}
+
+/// Reads the spooled list back: every byte to `sink` (the hash), every entry to `lint`.
+/// Returns the number of bytes read.
+fn read_back(
+    list: &mut impl Read,
+    sink: &mut dyn FnMut(&[u8]),
+    lint: &mut EntryLint<'_>,
+) -> Result<u64, PublishError> {
+    let mut buf = vec![0u8; READ_BYTES];
+    let (mut start, mut end, mut total) = (0usize, 0usize, 0u64);
+    loop {
+        // Every whole entry in the buffer.
+        loop {
+            let len = element_len(&buf[start..end]).map_err(|why| {
+                PublishError::LintFailed(format!(
+                    "revoked list at byte {}: {why}",
+                    total - (end - start) as u64
+                ))
+            })?;
+            match len {
+                Some(n) if start + n <= end => {
+                    lint.entry(&buf[start..start + n]);
+                    start += n;
+                }
+                Some(n) if n > buf.len() => {
+                    return Err(PublishError::LintFailed(format!(
+                        "a revoked entry of {n} bytes"
+                    )));
+                }
+                _ => break,
+            }
+        }
+        // Keep the partial entry, read what follows it.
+        buf.copy_within(start..end, 0);
+        end -= start;
+        start = 0;
+        let n = match list.read(&mut buf[end..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PublishError::Spool(e.to_string())),
+        };
+        if n == 0 {
+            break;
+        }
+        sink(&buf[end..end + n]);
+        end += n;
+        total += n as u64;
+    }
+    if end != 0 {
+        return Err(PublishError::LintFailed(format!(
+            "the revoked list ends inside an entry ({end} bytes left)"
+        )));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_lengths_in_every_form() {
+        assert_eq!(element_len(&[]), Ok(None));
+        assert_eq!(element_len(&[0x30]), Ok(None));
+        assert_eq!(element_len(&[0x30, 0x05]), Ok(Some(7)));
+        assert_eq!(element_len(&[0x30, 0x81]), Ok(None));
+        assert_eq!(element_len(&[0x30, 0x81, 0x90]), Ok(Some(3 + 0x90)));
+        assert_eq!(element_len(&[0x30, 0x82, 0x01, 0x00]), Ok(Some(4 + 256)));
+        assert!(element_len(&[0x31, 0x05]).is_err());
+        assert!(element_len(&[0x30, 0x80]).is_err());
+        assert!(element_len(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_err());
+    }
+}
