@@ -338,7 +338,11 @@ fn digest_signatures(hsm: &Hsm) {
     }
     assert!(matches!(
         hsm.sign_digest(&rsa, &[0; 48]),
-        Err(HsmError::BadDigest { len: 48, want: 32, .. })
+        Err(HsmError::BadDigest {
+            len: 48,
+            want: 32,
+            ..
+        })
     ));
 }
 
