@@ -12,7 +12,8 @@
 //! are about what an operator must provision (a publication interval, a memory limit), and
 //! none depends much on the HSM (one signature per CRL).
 //!
-//! How it measures, for each size N of `--crl-sizes` (default `100000,1000000`):
+//! How it measures, on each engine of `--engines` (SQLite, and PostgreSQL in a throwaway
+//! cluster) and for each size N of `--crl-sizes` (default `100000,1000000`):
 //!
 //! * A fresh temporary home made by `nuc init` (the release `nuc` next to this binary; RSA-2048
 //!   issuing CA in SoftHSM2, the default).
@@ -21,7 +22,9 @@
 //!   records: a benchmark home only). Serials of 20 bytes like the CA's own, reasons mixed
 //!   (about 40% unspecified, so without a reasonCode, like real lists), some with an
 //!   invalidity date, revocation times spread over two years, except `--crl-delta` of them
-//!   (default 1000), revoked within the last minute: what the delta CRL lists.
+//!   (default 1000), revoked within the last minute: what the delta CRL lists. On PostgreSQL,
+//!   N revoked certificates of the issuance benchmark's seeding (`nuc_store::seed`, binary
+//!   COPY), revoked over the past year: the deltas list the few of their window (about 100).
 //! * A child process (`SOFTHSM2_CONF` = the home's token; SoftHSM2 reads it once per process)
 //!   opens the CA, then times `nuc_publisher::crl::publish`: the complete CRL and its delta
 //!   built from the revocations, both signed in the HSM and recorded with their audit
@@ -47,12 +50,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use nuc_ca::{Ca, Home};
 use nuc_publisher::CrlContext;
-use nuc_store::RevocationReader;
+use nuc_store::{PublicationStore, RevocationReader as _};
 use nuc_store_sqlite::{RevocationSeed, SqliteStore};
 use serde_json::{Value, json};
 
+use crate::engine::{Db, Engine, PgServer};
 use crate::f1::Proc;
-use crate::ocsp::{last_json, nuc_binary, run_nuc};
+use crate::ocsp::{last_json, nuc_binary, run_nuc_on};
 use crate::{Args, round};
 
 /// The target is about a CRL of this many entries.
@@ -90,24 +94,42 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
         args.crl_delta
     );
     let mut rows = Vec::new();
-    for &n in &args.crl_sizes {
-        match one_size(&exe, &nuc, n, args) {
-            Ok(report) => rows.push((n, Some(report))),
-            Err(e) => {
-                eprintln!("nuc-bench: crl {n}: error: {}", crate::causes(&e));
-                rows.push((n, None));
+    for engine in args.engines.iter().copied() {
+        let server = match engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => match PgServer::start() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("nuc-bench: crl on {engine}: error: {}", crate::causes(&e));
+                    rows.extend(args.crl_sizes.iter().map(|&n| (engine, n, None)));
+                    continue;
+                }
+            },
+        };
+        for &n in &args.crl_sizes {
+            let measured = Db::new(engine, server.as_ref(), &format!("nuc_crl_{n}"))
+                .and_then(|db| one_size(&exe, &nuc, n, args, &db));
+            match measured {
+                Ok(report) => rows.push((engine, n, Some(report))),
+                Err(e) => {
+                    eprintln!(
+                        "nuc-bench: crl {n} on {engine}: error: {}",
+                        crate::causes(&e)
+                    );
+                    rows.push((engine, n, None));
+                }
             }
         }
     }
     print_summary(&rows);
-    if rows.iter().any(|(_, r)| r.is_none()) {
+    if rows.iter().any(|(_, _, r)| r.is_none()) {
         bail!("some CRL sizes could not be measured");
     }
     Ok(())
 }
 
-/// One size: a fresh home, seeded, published in a child, judged by openssl.
-fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args) -> Result<Value> {
+/// One size on one store: a fresh home, seeded, published in a child, judged by openssl.
+fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args, db: &Db) -> Result<Value> {
     let tmp = tempfile::Builder::new()
         .prefix("nuc-bench-crl-")
         .tempdir()
@@ -118,24 +140,54 @@ fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args) -> Result<Value> {
     std::fs::create_dir(&out)?;
 
     let started = Instant::now();
-    run_nuc(nuc, &["init".as_ref(), "--home".as_ref(), home.as_os_str()])?;
+    let store_args = db.init_args();
+    let mut init: Vec<&std::ffi::OsStr> =
+        vec!["init".as_ref(), "--home".as_ref(), home.as_os_str()];
+    init.extend(store_args.iter().map(std::ffi::OsStr::new));
+    run_nuc_on(nuc, &init, db)?;
     let init_time = started.elapsed();
 
     let started = Instant::now();
-    let delta = args.crl_delta.min(n);
-    {
-        let store =
-            SqliteStore::open(&Home::open(&home)?.db_path()).context("opening the database")?;
-        store
-            .seed_revocations_unaudited(&RevocationSeed {
-                count: n,
-                recent: delta,
-                recent_secs: RECENT_SECS,
-                now: nuc_core::time::now_unix(),
-                seed: n as u64,
-            })
-            .context("seeding the revocations")?;
-        // Closed here: the child reads a settled database.
+    // PostgreSQL is seeded with revoked certificates of the issuance benchmark's seeding
+    // (revoked over the past year): its deltas list the few revoked in their window.
+    let delta = match db.engine() {
+        Engine::Sqlite => args.crl_delta.min(n),
+        Engine::Postgres => 0,
+    };
+    match db {
+        Db::Sqlite => {
+            let store =
+                SqliteStore::open(&Home::open(&home)?.db_path()).context("opening the database")?;
+            store
+                .seed_revocations_unaudited(&RevocationSeed {
+                    count: n,
+                    recent: delta,
+                    recent_secs: RECENT_SECS,
+                    now: nuc_core::time::now_unix(),
+                    seed: n as u64,
+                })
+                .context("seeding the revocations")?;
+            // Closed here: the child reads a settled database.
+        }
+        Db::Postgres { url, password, .. } => {
+            let opts = nuc_store_postgres::PgOptions {
+                password: Some(password.clone()),
+                ..Default::default()
+            };
+            nuc_store_postgres::PgStore::open(url, &opts)
+                .with_context(|| format!("opening {url}"))?
+                .seed_certificates_unaudited(
+                    &nuc_store::seed::CertificateSeed {
+                        count: n,
+                        revoked: n,
+                        now: nuc_core::time::now_unix(),
+                        seed: n as u64,
+                    },
+                    b"",
+                    &mut |_| {},
+                )
+                .context("seeding the revoked certificates")?;
+        }
     }
     let seed_time = started.elapsed();
     out!(
@@ -144,7 +196,9 @@ fn one_size(exe: &Path, nuc: &Path, n: usize, args: &Args) -> Result<Value> {
         seed_time.as_secs_f64()
     );
 
-    let child = Command::new(exe)
+    let mut child = Command::new(exe);
+    db.child_args(&mut child);
+    let child = child
         .arg("--crl-child-home")
         .arg(&home)
         .arg("--out-dir")
@@ -214,7 +268,7 @@ fn openssl_crl(crl: &Path, issuer: &Path) -> Result<String> {
     Ok(said)
 }
 
-fn print_summary(rows: &[(usize, Option<Value>)]) {
+fn print_summary(rows: &[(Engine, usize, Option<Value>)]) {
     out!();
     out!(
         "summary (complete CRL + its delta, signed and recorded; targets for {TARGET_ENTRIES} \
@@ -222,7 +276,8 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
          delta alone <= {TARGET_DELTA_MS} ms):"
     );
     out!(
-        "{:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>13} {:>12}  verdict",
+        "{:>8} {:>9} {:>11} {:>9} {:>10} {:>10} {:>10} {:>13} {:>12}  verdict",
+        "engine",
         "entries",
         "publish s",
         "CRL MB",
@@ -232,9 +287,10 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
         "delta alone",
         "delta MiB"
     );
-    for (n, report) in rows {
+    for (engine, n, report) in rows {
+        let engine = engine.name();
         let Some(r) = report else {
-            out!("{n:>9} {:>11}", "FAILED");
+            out!("{engine:>8} {n:>9} {:>11}", "FAILED");
             continue;
         };
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
@@ -248,7 +304,7 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
             "-"
         };
         out!(
-            "{n:>9} {:>11.2} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} ms {:>12.1}  {verdict}",
+            "{engine:>8} {n:>9} {:>11.2} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} ms {:>12.1}  {verdict}",
             f("publish_s"),
             f("full_bytes") / 1e6,
             f("publish_peak_mib"),
@@ -263,8 +319,7 @@ fn print_summary(rows: &[(usize, Option<Value>)]) {
 // -------------------------------------------------------------------------------- child
 
 /// Writes a recorded CRL to `path` piece by piece, checking its length.
-fn copy_crl(store: &SqliteStore, row: &nuc_store::CrlRow, path: &Path) -> Result<()> {
-    use nuc_store::PublicationStore;
+fn copy_crl(store: &dyn PublicationStore, row: &nuc_store::CrlRow, path: &Path) -> Result<()> {
     use std::io::Write;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let (mut seq, mut written) = (0, 0i64);
@@ -357,8 +412,8 @@ fn crl_entries(der: &[u8]) -> Option<usize> {
 pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let n = *args.crl_sizes.first().context("no CRL size given")?;
     let home = Home::open(home)?;
-    let store = SqliteStore::open(&home.db_path()).context("opening the database")?;
-    let ca = Ca::open(&home, &store).context("opening the CA of the CRL home")?;
+    let store = crate::engine::open(&home, args.store_url.as_deref())?;
+    let ca = Ca::open(&home, &*store).context("opening the CA of the CRL home")?;
     let crls = CrlContext {
         ca: &ca,
         store: &store,
@@ -404,7 +459,7 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
         (&published.delta, "delta.crl"),
         (&delta.row, "delta-alone.crl"),
     ] {
-        copy_crl(&store, row, &out.join(file))?;
+        copy_crl(&*store, row, &out.join(file))?;
     }
     let count = |file: &str| -> Result<usize> {
         crl_entries(&std::fs::read(out.join(file))?).with_context(|| format!("{file} is not DER"))
@@ -416,7 +471,9 @@ pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
         full_entries == n && scanned == n,
         "the complete CRL lists {full_entries} entries, the scan saw {scanned}, of {n} revocations"
     );
-    if delta_entries != args.crl_delta || delta_alone_entries != args.crl_delta {
+    // Only SQLite's seeding puts a known number of revocations in the delta's window.
+    let sqlite = args.store_url.is_none();
+    if sqlite && (delta_entries != args.crl_delta || delta_alone_entries != args.crl_delta) {
         eprintln!(
             "nuc-bench: crl {n}: the deltas list {delta_entries} and {delta_alone_entries} \
              entries instead of {} (the seeding took longer than the delta's window?)",

@@ -1950,12 +1950,6 @@ pub(crate) fn nuc_binary(exe: &Path) -> Result<PathBuf> {
     Ok(nuc)
 }
 
-/// Runs `nuc ARGS` to its end (it finds its token itself: `SOFTHSM2_CONF` is removed), on
-/// the SQLite file of its home.
-pub(crate) fn run_nuc(nuc: &Path, args: &[&OsStr]) -> Result<()> {
-    run_nuc_on(nuc, args, &Db::Sqlite)
-}
-
 /// Runs `nuc ARGS` to its end with the password of `db` in its environment.
 pub(crate) fn run_nuc_on(nuc: &Path, args: &[&OsStr], db: &Db) -> Result<()> {
     let mut cmd = Command::new(nuc);
