@@ -411,6 +411,16 @@ fn crl_entries(der: &[u8]) -> Option<usize> {
 /// alone; write the CRLs into `OUT` and report on stdout.
 pub(crate) fn child(home: &Path, out: &Path, args: &Args) -> Result<()> {
     let n = *args.crl_sizes.first().context("no CRL size given")?;
+    // The publisher's own account of each CRL (`CRL built`: entries, bytes, time by step), on
+    // stderr beside the figures.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("nuc_publisher=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
     let home = Home::open(home)?;
     let store = crate::engine::open(&home, args.store_url.as_deref())?;
     let ca = Ca::open(&home, &*store).context("opening the CA of the CRL home")?;

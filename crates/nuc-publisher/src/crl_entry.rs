@@ -1,127 +1,96 @@
 //! One entry of a CRL's revokedCertificates list (RFC 5280 §5.1), encoded from a revocation
-//! row without a heap allocation: a CRL of ten million entries encodes ten million of them,
-//! so this is where a CRL's build time goes.
+//! row into a stack buffer: a CRL of ten million entries encodes ten million of them, so this
+//! is where a CRL's build time goes, and it allocates nothing.
 //!
-//! The bytes are those `x509_cert::crl::RevokedCert` gives for the same entry (the tests
-//! compare the two on arbitrary rows); what is signed is then checked again by decoding it
+//! An entry is small and its shape fixed (every length fits one octet), so the framing is
+//! written here octet by octet; the times are encoded by `der`. The bytes are those
+//! `x509_cert::crl::RevokedCert` gives for the same entry (the tests compare the two on
+//! arbitrary rows), and what is signed is checked again by decoding it
 //! ([`crate::crl_lint`]).
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use const_oid::db::rfc5280::{ID_CE_CRL_REASONS, ID_CE_INVALIDITY_DATE};
-use der::asn1::{GeneralizedTime, OctetStringRef, UintRef};
-use der::{Encode, EncodeValue, FixedTag, Length, Sequence, Tag, Writer};
+use der::Encode;
+use der::asn1::GeneralizedTime;
 use nuc_core::RevocationReason;
 use x509_cert::time::Time;
 
 use crate::crl::PublishError;
 
-/// RFC 5280 §4.1.2.2: a serial number is at most 20 octets.
+/// RFC 5280 §4.1.2.2: a serial number is at most 20 octets (its sign octet included).
 const MAX_SERIAL_OCTETS: usize = 20;
 
-/// An extension with `critical` left at its DEFAULT FALSE (every CRL entry extension here).
-#[derive(Sequence)]
-struct ExtensionOut<'a> {
-    extn_id: const_oid::ObjectIdentifier,
-    extn_value: &'a OctetStringRef,
-}
+/// The longest entry: SEQUENCE header, INTEGER of 20 octets, GeneralizedTime, and both
+/// extensions in their SEQUENCE. Every length inside is below 128: one length octet each.
+const MAX_ENTRY: usize =
+    2 + (2 + MAX_SERIAL_OCTETS) + 17 + 2 + REASON_EXT.len() + 1 + INVALIDITY_EXT.len() + 17;
 
-/// A revokedCertificates entry, borrowing its parts.
-pub(crate) struct EntryOut<'a> {
-    serial: UintRef<'a>,
-    revocation_date: Time,
-    /// The DER of the ENUMERATED reasonCode, when the reason is not left out.
-    reason: Option<[u8; 3]>,
-    /// The DER of the invalidityDate's GeneralizedTime.
-    invalidity_date: Option<[u8; 17]>,
-}
+/// Extension { extnID id-ce-cRLReasons (2.5.29.21), extnValue OCTET STRING { ENUMERATED } }
+/// up to the reason code, the one octet that follows.
+const REASON_EXT: [u8; 11] = [
+    0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01,
+];
 
-impl FixedTag for EntryOut<'_> {
-    const TAG: Tag = Tag::Sequence;
-}
-
-impl EntryOut<'_> {
-    fn extensions(&self) -> der::Result<(Option<ExtensionOut<'_>>, Option<ExtensionOut<'_>>)> {
-        let reason = match &self.reason {
-            Some(r) => Some(ExtensionOut {
-                extn_id: ID_CE_CRL_REASONS,
-                extn_value: OctetStringRef::new(r)?,
-            }),
-            None => None,
-        };
-        let invalidity = match &self.invalidity_date {
-            Some(d) => Some(ExtensionOut {
-                extn_id: ID_CE_INVALIDITY_DATE,
-                extn_value: OctetStringRef::new(d)?,
-            }),
-            None => None,
-        };
-        Ok((reason, invalidity))
-    }
-
-    fn extensions_len(&self) -> der::Result<Length> {
-        let (a, b) = self.extensions()?;
-        a.as_ref().map_or(Ok(Length::ZERO), Encode::encoded_len)?
-            + b.as_ref().map_or(Ok(Length::ZERO), Encode::encoded_len)?
-    }
-}
-
-impl EncodeValue for EntryOut<'_> {
-    fn value_len(&self) -> der::Result<Length> {
-        let exts = self.extensions_len()?;
-        let exts = if exts == Length::ZERO {
-            Length::ZERO
-        } else {
-            exts.for_tlv(Tag::Sequence)?
-        };
-        self.serial.encoded_len()? + self.revocation_date.encoded_len()? + exts
-    }
-
-    fn encode_value(&self, w: &mut impl Writer) -> der::Result<()> {
-        self.serial.encode(w)?;
-        self.revocation_date.encode(w)?;
-        let len = self.extensions_len()?;
-        if len != Length::ZERO {
-            der::Header::new(Tag::Sequence, len).encode(w)?;
-            let (a, b) = self.extensions()?;
-            if let Some(a) = a {
-                a.encode(w)?;
-            }
-            if let Some(b) = b {
-                b.encode(w)?;
-            }
-        }
-        Ok(())
-    }
-}
+/// Extension { extnID id-ce-invalidityDate (2.5.29.24), extnValue OCTET STRING {
+/// GeneralizedTime } } up to the time, the 17 octets that follow.
+const INVALIDITY_EXT: [u8; 9] = [0x30, 0x18, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 0x11];
 
 pub(crate) fn time(unix: i64) -> Result<Time, der::Error> {
     Time::try_from(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
 }
 
+/// Appends `bytes` at `at` in `buf`; the new end.
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    buf[at..at + bytes.len()].copy_from_slice(bytes);
+    at + bytes.len()
+}
+
 /// Encodes one revocation as an entry, appended to `out`.
 pub(crate) fn encode_entry(
-    out: &mut impl Writer,
+    out: &mut impl std::io::Write,
     serial_hex: &str,
     reason: RevocationReason,
     revoked_at: i64,
     invalidity_date: Option<i64>,
 ) -> Result<(), PublishError> {
+    let mut buf = [0u8; MAX_ENTRY];
+    let len = entry(&mut buf, serial_hex, reason, revoked_at, invalidity_date)?;
+    out.write_all(&buf[..len])
+        .map_err(|e| PublishError::Spool(e.to_string()))
+}
+
+/// Writes the entry into `buf`; its length.
+fn entry(
+    buf: &mut [u8; MAX_ENTRY],
+    serial_hex: &str,
+    reason: RevocationReason,
+    revoked_at: i64,
+    invalidity_date: Option<i64>,
+) -> Result<usize, PublishError> {
     let bad = |detail: String| PublishError::BadRevocation {
         serial: serial_hex.to_owned(),
         detail,
     };
+    // The serial as a DER INTEGER: leading zero octets dropped, one added before a high bit.
     let mut serial_buf = [0u8; 32];
-    if !serial_hex.len().is_multiple_of(2) || serial_hex.len() / 2 > serial_buf.len() {
+    if !serial_hex.len().is_multiple_of(2)
+        || serial_hex.is_empty()
+        || serial_hex.len() / 2 > serial_buf.len()
+    {
         return Err(bad(format!(
             "serial is not hex of at most {MAX_SERIAL_OCTETS} octets"
         )));
     }
-    let serial_bytes = &mut serial_buf[..serial_hex.len() / 2];
-    hex::decode_to_slice(serial_hex, serial_bytes)
-        .map_err(|e| bad(format!("serial is not hex: {e}")))?;
-    let serial = UintRef::new(serial_bytes)?;
-    if serial.value_len()? > Length::new(MAX_SERIAL_OCTETS as u32) {
+    let serial = &mut serial_buf[..serial_hex.len() / 2];
+    hex::decode_to_slice(serial_hex, serial).map_err(|e| bad(format!("serial is not hex: {e}")))?;
+    let first = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len() - 1);
+    let serial = &serial[first..];
+    let pad = serial[0] & 0x80 != 0;
+    let serial_len = serial.len() + usize::from(pad);
+    if serial_len > MAX_SERIAL_OCTETS {
         return Err(bad(format!(
             "serial is longer than {MAX_SERIAL_OCTETS} octets"
         )));
@@ -129,46 +98,48 @@ pub(crate) fn encode_entry(
     let reason = match crate::reason::entry_reason(reason) {
         // unspecified: RFC 5280 §5.3.1 says to omit the reasonCode rather than send it.
         Some(None) => None,
-        Some(Some(r)) => {
-            let mut buf = [0u8; 3];
-            let mut w = der::SliceWriter::new(&mut buf);
-            r.encode(&mut w)?;
-            if w.finish()?.len() != buf.len() {
-                return Err(bad(format!(
-                    "reasonCode {reason} does not encode in 3 octets"
-                )));
-            }
-            Some(buf)
-        }
+        // The enumeration's discriminants are the codes (reason.rs checks it).
+        Some(Some(r)) => Some(r as u8),
         None => return Err(bad(format!("{reason} is not a reason to revoke"))),
     };
-    let invalidity_date = match invalidity_date {
-        None => None,
-        Some(d) => {
-            let t = GeneralizedTime::from_unix_duration(Duration::from_secs(d.max(0) as u64))?;
-            let mut buf = [0u8; 17];
-            let mut w = der::SliceWriter::new(&mut buf);
-            t.encode(&mut w)?;
-            if w.finish()?.len() != buf.len() {
-                return Err(bad("invalidityDate does not encode in 17 octets".into()));
-            }
-            Some(buf)
+    let mut date = [0u8; 17];
+    let date_len = time(revoked_at)?.encode_to_slice(&mut date)?.len();
+    let mut invalidity = [0u8; 17];
+    if let Some(d) = invalidity_date {
+        let t = GeneralizedTime::from_unix_duration(Duration::from_secs(d.max(0) as u64))?;
+        if t.encode_to_slice(&mut invalidity)?.len() != invalidity.len() {
+            return Err(bad("invalidityDate does not encode in 17 octets".into()));
         }
-    };
-    EntryOut {
-        serial,
-        revocation_date: time(revoked_at)?,
-        reason,
-        invalidity_date,
     }
-    .encode(out)?;
-    Ok(())
+    let exts_len = reason.map_or(0, |_| REASON_EXT.len() + 1)
+        + invalidity_date.map_or(0, |_| INVALIDITY_EXT.len() + invalidity.len());
+    let body_len = 2 + serial_len + date_len + if exts_len > 0 { 2 + exts_len } else { 0 };
+    // Every length is below 128 (MAX_ENTRY is): one length octet each.
+    let mut at = put(buf, 0, &[0x30, body_len as u8, 0x02, serial_len as u8]);
+    if pad {
+        at = put(buf, at, &[0]);
+    }
+    at = put(buf, at, serial);
+    at = put(buf, at, &date[..date_len]);
+    if exts_len > 0 {
+        at = put(buf, at, &[0x30, exts_len as u8]);
+        if let Some(code) = reason {
+            at = put(buf, at, &REASON_EXT);
+            at = put(buf, at, &[code]);
+        }
+        if invalidity_date.is_some() {
+            at = put(buf, at, &INVALIDITY_EXT);
+            at = put(buf, at, &invalidity);
+        }
+    }
+    Ok(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use const_oid::AssociatedOid;
+    use const_oid::db::rfc5280::ID_CE_INVALIDITY_DATE;
     use der::asn1::OctetString;
     use proptest::prelude::*;
     use x509_cert::certificate::Rfc5280;
