@@ -292,7 +292,11 @@ pub(crate) fn spelled_opt<T>(
 
 /// A stored CRLReason code read back as its reason.
 pub(crate) fn reason(row: &Row, idx: usize) -> Result<nuc_core::RevocationReason, DbError> {
-    let code: i64 = row.try_get(idx)?;
+    reason_of(row.try_get(idx)?)
+}
+
+/// The reason of a stored CRLReason code; a code RFC 5280 does not know is corrupt data.
+pub(crate) fn reason_of(code: i64) -> Result<nuc_core::RevocationReason, DbError> {
     nuc_core::RevocationReason::from_code(code).ok_or_else(|| {
         DbError::Store(StoreError::Corrupt(format!(
             "{code} is not an RFC 5280 CRLReason"

@@ -11,12 +11,9 @@ use nuc_store::chunks::{PiecesError, store_pieces};
 use nuc_store::{AuditEntry, CrlKind, CrlRow, NewCrl, RevocationEntry, StoreError};
 
 use crate::audit::append;
-use crate::{DbError, PgStore, reason};
+use crate::{DbError, PgStore, reason_of};
 
 const CRL_COLUMNS: &str = "crl_number, kind, base_crl_number, this_update, next_update, entries, size, sha256, published_at";
-
-/// Revocations fetched per round trip while streaming: bounds the memory of a CRL build.
-const FETCH: i32 = 4096;
 
 fn crl_row(r: &postgres::Row) -> Result<CrlRow, DbError> {
     let kind: String = r.try_get(1)?;
@@ -183,44 +180,51 @@ impl PgStore {
     }
 
     /// Calls `f` for every revocation (with `revoked_at >= since` when given) from one
-    /// snapshot (one portal of a read-only transaction), fetched a few thousand at a time:
-    /// memory does not grow with the number of revocations.
+    /// snapshot (a read-only transaction), streamed by `COPY … TO STDOUT` in binary: no round
+    /// trip per batch, and memory does not grow with the number of revocations.
     pub(crate) fn for_each_revocation(
         &self,
         since: Option<i64>,
         f: &mut dyn FnMut(RevocationEntry<'_>),
     ) -> Result<(), DbError> {
+        use postgres::binary_copy::BinaryCopyOutIter;
+        use postgres::fallible_iterator::FallibleIterator;
+        use postgres::types::Type;
+        // COPY takes no parameters; `since` is a number, written out.
+        let query = match since {
+            None => "COPY (SELECT serial, reason, revoked_at, invalidity_date FROM revocations) \
+                     TO STDOUT (FORMAT binary)"
+                .to_owned(),
+            Some(t) => format!(
+                "COPY (SELECT serial, reason, revoked_at, invalidity_date FROM revocations \
+                 WHERE revoked_at >= {t}) TO STDOUT (FORMAT binary)"
+            ),
+        };
         self.read(|s| {
             let mut tx = s.c.build_transaction().read_only(true).start()?;
-            let portal = match since {
-                None => tx.bind(
-                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations",
-                    &[],
-                )?,
-                Some(t) => tx.bind(
-                    "SELECT serial, reason, revoked_at, invalidity_date FROM revocations WHERE revoked_at >= $1",
-                    &[&t],
-                )?,
-            };
             let mut delivered = false;
-            loop {
-                let rows = match tx.query_portal(&portal, FETCH) {
-                    Ok(rows) => rows,
-                    // Once entries were handed out, a failure must not start the scan again
-                    // (the pool retries a read whose connection died): say it plainly.
-                    Err(e) if delivered => return Err(DbError::Store(crate::classify(&e))),
-                    Err(e) => return Err(e.into()),
-                };
-                if rows.is_empty() {
-                    break;
-                }
-                for r in &rows {
+            {
+                let reader = tx.copy_out(query.as_str())?;
+                let mut rows = BinaryCopyOutIter::new(
+                    reader,
+                    &[Type::TEXT, Type::INT8, Type::INT8, Type::INT8],
+                );
+                loop {
+                    let row = match rows.next() {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        // Once entries were handed out, a failure must not start the scan
+                        // again (the pool retries a read whose connection died): say it plainly.
+                        Err(e) if delivered => return Err(DbError::Store(crate::classify(&e))),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let reason = reason_of(row.try_get(1)?)?;
                     delivered = true;
                     f(RevocationEntry {
-                        serial_hex: r.try_get(0)?,
-                        reason: reason(r, 1)?,
-                        revoked_at: r.try_get(2)?,
-                        invalidity_date: r.try_get(3)?,
+                        serial_hex: row.try_get(0)?,
+                        reason,
+                        revoked_at: row.try_get(2)?,
+                        invalidity_date: row.try_get(3)?,
                     });
                 }
             }

@@ -423,6 +423,29 @@ pub fn a_request_is_revoked_with_its_last_certificate_once(s: &dyn Store) {
         .unwrap();
     listed.sort();
     assert_eq!(listed, ["01", "02"]);
+    // Since a time: those revoked at or after it, with what the CRL entry needs.
+    let mut since = vec![];
+    s.for_each_revocation(Some(10), &mut |e| {
+        since.push((
+            e.serial_hex.to_owned(),
+            e.reason,
+            e.revoked_at,
+            e.invalidity_date,
+        ))
+    })
+    .unwrap();
+    since.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        since,
+        [
+            ("01".to_owned(), RevocationReason::KeyCompromise, 10, None),
+            ("02".to_owned(), RevocationReason::KeyCompromise, 10, None)
+        ]
+    );
+    let mut later = 0;
+    s.for_each_revocation(Some(11), &mut |_| later += 1)
+        .unwrap();
+    assert_eq!(later, 0);
     assert!(
         s.audit_records()
             .unwrap()
