@@ -227,8 +227,8 @@ pub fn publish(
 }
 
 /// Builds and signs a complete CRL and a delta CRL valid from `now`, and records both
-/// (numbers, bytes, one `crl.published` audit record each, naming `actor`). Returns their DER
-/// for the caller to publish.
+/// (numbers, bytes, one `crl.published` audit record each, naming `actor`). Returns the rows
+/// recorded; the bytes are served from the store.
 pub fn publish_as(
     ca: CrlContext<'_>,
     now: i64,
