@@ -95,16 +95,13 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     );
     let mut rows = Vec::new();
     for engine in args.engines.iter().copied() {
-        let server = match engine {
-            Engine::Sqlite => None,
-            Engine::Postgres => match PgServer::start() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("nuc-bench: crl on {engine}: error: {}", crate::causes(&e));
-                    rows.extend(args.crl_sizes.iter().map(|&n| (engine, n, None)));
-                    continue;
-                }
-            },
+        let server = match PgServer::for_engine(engine) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("nuc-bench: crl on {engine}: error: {}", crate::causes(&e));
+                rows.extend(args.crl_sizes.iter().map(|&n| (engine, n, None)));
+                continue;
+            }
         };
         for &n in &args.crl_sizes {
             let measured = Db::new(engine, server.as_ref(), &format!("nuc_crl_{n}"))

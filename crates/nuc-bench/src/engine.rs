@@ -61,6 +61,15 @@ impl PgServer {
         Ok(Arc::new(Self { cluster }))
     }
 
+    /// The cluster a benchmark on `engine` needs: one started now for PostgreSQL, none for
+    /// SQLite.
+    pub(crate) fn for_engine(engine: Engine) -> Result<Option<Arc<Self>>> {
+        match engine {
+            Engine::Sqlite => Ok(None),
+            Engine::Postgres => Self::start().map(Some),
+        }
+    }
+
     /// The postmaster's pid (its backends are its children), for CPU accounting.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.cluster.pid()

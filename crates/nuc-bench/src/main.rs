@@ -579,20 +579,17 @@ fn parent(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let mut rows = Vec::new();
     for engine in args.engines.iter().copied() {
         // One cluster for this engine's key types, a fresh database for each.
-        let server = match engine {
-            Engine::Sqlite => None,
-            Engine::Postgres => match PgServer::start() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("nuc-bench: error: {}", causes(&e));
-                    rows.extend(algs.iter().map(|alg| Row {
-                        engine,
-                        alg: alg.to_string(),
-                        report: None,
-                    }));
-                    continue;
-                }
-            },
+        let server = match PgServer::for_engine(engine) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("nuc-bench: error: {}", causes(&e));
+                rows.extend(algs.iter().map(|alg| Row {
+                    engine,
+                    alg: alg.to_string(),
+                    report: None,
+                }));
+                continue;
+            }
         };
         for (i, alg) in algs.iter().enumerate() {
             let started = Instant::now();

@@ -7,8 +7,8 @@ mod common;
 use nuc_core::{KeyStorage, Notice, NoticeKind, OperatorStatus, RequestKind, RequestState};
 use nuc_store::{
     AuditEntry, AuditLog, CaKeyRow, CaKeyStore, CertificateReader, CertificateStore, CrlKind,
-    CrlRow, NewRequest, OperatorRow, OperatorStore, Outbox, PublicationStore, RequestStore,
-    Reservation, RevocationReader, RevocationRow, RevocationStore, Transition, UsedPayloads,
+    NewRequest, OperatorRow, OperatorStore, Outbox, PublicationStore, RequestStore, Reservation,
+    RevocationReader, RevocationRow, RevocationStore, Transition, UsedPayloads,
 };
 use nuc_store::{AuditRecord, AuditTree, CheckpointRow, CosignatureRow, StoreError, TreeHead};
 use nuc_store_postgres::copy_from_sqlite;
@@ -142,22 +142,8 @@ fn populate(s: &SqliteStore) {
         &audit("operator.registered"),
     )
     .unwrap();
-    let crl = |n: i64, kind, base| {
-        nuc_store::NewCrl::in_memory(
-            CrlRow {
-                crl_number: n,
-                kind,
-                base_crl_number: base,
-                this_update: 1,
-                next_update: 2,
-                entries: 1,
-                size: 0,
-                sha256: format!("{n:064x}"),
-                published_at: 0,
-            },
-            vec![0x30, n as u8],
-        )
-    };
+    let crl = |n: i64, kind, base| common::crl(n, kind, base, 1, vec![0x30, n as u8]);
+
     s.record_crls(
         vec![crl(1, CrlKind::Full, None), crl(2, CrlKind::Delta, Some(1))],
         "system:publisher",

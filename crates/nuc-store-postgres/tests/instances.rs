@@ -257,21 +257,9 @@ fn crl_numbers_strictly_increase_across_instances() {
         .collect();
     assert!(drawn.windows(2).all(|w| w[0] < w[1]), "{drawn:?}");
     let crl = |n: i64, kind: nuc_store::CrlKind, base: Option<i64>| {
-        nuc_store::NewCrl::in_memory(
-            nuc_store::CrlRow {
-                crl_number: n,
-                kind,
-                base_crl_number: base,
-                this_update: 1,
-                next_update: 2,
-                entries: 0,
-                size: 0,
-                sha256: format!("{n:064x}"),
-                published_at: 0,
-            },
-            vec![0x30, n as u8],
-        )
+        common::crl(n, kind, base, 0, vec![0x30, n as u8])
     };
+
     // A full CRL and its delta (the number after it, not drawn): the next number is past both.
     let full = a.next_crl_number().unwrap();
     a.record_crls(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use nuc_store::{CrlKind, CrlRow, NewCrl, PublicationStore, read_crl};
+use nuc_store::{CrlKind, NewCrl, PublicationStore, read_crl};
 use nuc_store_postgres::{PgOptions, PgStore};
 use pg_cluster::Cluster;
 
@@ -14,20 +14,7 @@ fn der(n: i64) -> Vec<u8> {
 }
 
 fn crl(n: i64, kind: CrlKind, base: Option<i64>) -> NewCrl {
-    NewCrl::in_memory(
-        CrlRow {
-            crl_number: n,
-            kind,
-            base_crl_number: base,
-            this_update: 1,
-            next_update: 2,
-            entries: 0,
-            size: 0,
-            sha256: format!("{n:064x}"),
-            published_at: 0,
-        },
-        der(n),
-    )
+    common::crl(n, kind, base, 0, der(n))
 }
 
 /// A full CRL and its delta, recorded through `store` (the primary); their numbers.

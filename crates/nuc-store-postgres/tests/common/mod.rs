@@ -29,3 +29,28 @@ pub fn fresh(c: &Cluster, db: &str) -> PgStore {
 pub fn open(c: &Cluster, db: &str) -> PgStore {
     PgStore::open(&c.url(db), &options(c)).unwrap_or_else(|e| panic!("open {db}: {e}"))
 }
+
+/// CRL number `n` to record, with `der` for its bytes (not a real CRL: the store keeps what it
+/// is given), valid from 1 to 2 and listing `entries`.
+pub fn crl(
+    n: i64,
+    kind: nuc_store::CrlKind,
+    base: Option<i64>,
+    entries: i64,
+    der: Vec<u8>,
+) -> nuc_store::NewCrl {
+    nuc_store::NewCrl::in_memory(
+        nuc_store::CrlRow {
+            crl_number: n,
+            kind,
+            base_crl_number: base,
+            this_update: 1,
+            next_update: 2,
+            entries,
+            size: 0,
+            sha256: format!("{n:064x}"),
+            published_at: 0,
+        },
+        der,
+    )
+}
