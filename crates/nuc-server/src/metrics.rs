@@ -235,6 +235,11 @@ fn describe() {
         "nuc_store_commit_errors_total",
         "Batches of changes whose commit failed, by storage engine."
     );
+    describe_histogram!(
+        "nuc_store_checkpoint_duration_seconds",
+        Unit::Seconds,
+        "Time of one checkpoint of SQLite's write-ahead log into the database, in the background."
+    );
     describe_gauge!("nuc_crl_number", "CRL number of the current complete CRL.");
     describe_gauge!(
         "nuc_crl_entries",

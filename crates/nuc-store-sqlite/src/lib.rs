@@ -83,7 +83,7 @@ impl SqliteStore {
         let conn = connect(path)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            writer: writer::Writer::start(write),
+            writer: writer::Writer::start(write, connect(path)?)?,
             feed: nuc_store::LocalStatusFeed::default(),
         })
     }
