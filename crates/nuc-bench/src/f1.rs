@@ -63,6 +63,7 @@ use serde_json::{Value, json};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::engine::{self, Db, Engine, PgServer};
+use crate::profile::{HSM_STEP, Profiler, Split};
 use crate::{
     Args, Figure, Run, causes, engines_text, make_csrs, ms, raw_input, round, run, threads_text,
 };
@@ -141,7 +142,13 @@ fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<Stri
     let issuing_key = X509::from_pem(&issuing_cert)?.public_key()?;
 
     let started = Instant::now();
-    let n_f1 = 1 + args.f1_warmup + args.f1_count;
+    // Enough F1s for a few thousand samples at perf's rate.
+    let profiled = if args.f1_profile {
+        args.f1_count.max(PROFILED_F1S)
+    } else {
+        0
+    };
+    let n_f1 = 1 + args.f1_warmup + args.f1_count + profiled;
     let csrs: Arc<Vec<Vec<u8>>> = Arc::new(make_csrs(2 * n_f1, KeyAlgorithm::EcdsaP256)?);
     let csr_time = started.elapsed();
 
@@ -187,6 +194,12 @@ fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<Stri
     let cpu_after = svc.cpu();
     let drain = svc.wait_for_outbox(sent + 2 * args.f1_count);
     let raw_after = raw_sign(exe, &svc, args).context("raw HSM signing, after the F1s")?;
+    let split = if profiled > 0 {
+        let first = 1 + args.f1_warmup + args.f1_count;
+        profile_f1s(&runtime, &svc, &clients, &operator, &csrs, first, profiled)?
+    } else {
+        None
+    };
     drop(clients);
     drop(runtime);
 
@@ -241,6 +254,9 @@ fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<Stri
             total / (f1.total.elapsed.as_secs_f64() * cpus as f64) * 100.0
         );
     }
+    if let Some((split, serve_ms)) = &split {
+        print_split(engine, split, *serve_ms, profiled);
+    }
     out!(
         "f1 {engine}: F1 rate / (raw rate / {SIGNATURES_PER_F1}) = {ratio:.1}% (target >= {TARGET_PCT}%: {})",
         if pass { "PASS" } else { "MISS" }
@@ -280,6 +296,11 @@ fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<Stri
                 "f1": { "p50": round(f1_p50), "p99": round(f1_p99) },
             },
             "cpu_ms_per_f1": cpu_json,
+            "serve_cpu_ms_per_f1_by_step": split.as_ref().map(|(split, serve_ms)| {
+                Split::steps()
+                    .map(|step| (step.to_owned(), json!(round(split.share(step) * serve_ms))))
+                    .collect::<serde_json::Map<_, _>>()
+            }),
         })
     );
     // The service's processes are killed and the home removed here (and on every early return),
@@ -289,6 +310,69 @@ fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<Stri
         "{f1_rate:.1} vs {limit:.1} ({ratio:.1}%, {}); p50/p99 {f1_p50:.0}/{f1_p99:.0} ms",
         if pass { "PASS" } else { "MISS" }
     ))
+}
+
+// ---------------------------------------------------------------------------- the profile
+
+/// F1s under the profiler, at least.
+const PROFILED_F1S: usize = 1000;
+
+/// The service's CPU outside the HSM signatures may be at most this much per F1, in ms.
+const SERVICE_CPU_TARGET_MS: f64 = 1.0;
+
+/// `count` more F1s from `first` with `perf record` on `nuc serve`: its samples split by step,
+/// and its CPU per F1 in ms (from `/proc`, over the same F1s). `None` if perf is unavailable.
+fn profile_f1s(
+    runtime: &tokio::runtime::Runtime,
+    svc: &Service,
+    clients: &[Client],
+    operator: &Arc<Operator>,
+    csrs: &Arc<Vec<Vec<u8>>>,
+    first: usize,
+    count: usize,
+) -> Result<Option<(Split, f64)>> {
+    let Some(perf) = Profiler::start(svc.server.id(), &svc.home) else {
+        return Ok(None);
+    };
+    let before = cpu_seconds(&svc.server.id().to_string());
+    runtime.block_on(run_f1s(clients, operator, csrs, first, count))?;
+    let after = cpu_seconds(&svc.server.id().to_string());
+    let split = perf.finish().context("profile of nuc serve")?;
+    let serve_ms = match (before, after) {
+        (Some(b), Some(a)) => (a - b) * 1e3 / count as f64,
+        _ => return Ok(None),
+    };
+    Ok(Some((split, serve_ms)))
+}
+
+/// One line per step: its share of `nuc serve`'s samples times its CPU per F1.
+fn print_split(engine: Engine, split: &Split, serve_ms: f64, count: usize) {
+    out!(
+        "f1 {engine}: nuc serve's CPU per F1 by step (perf, DWARF stacks, {} samples over {count} \
+         more F1s; {serve_ms:.2} ms per F1 under the profiler):",
+        split.total
+    );
+    let mut hsm = 0.0;
+    for step in Split::steps() {
+        let ms = split.share(step) * serve_ms;
+        if step == HSM_STEP {
+            hsm = ms;
+        }
+        out!(
+            "f1 {engine}:   {step:<40} {ms:>6.3} ms  {:>5.1}%",
+            split.share(step) * 100.0
+        );
+    }
+    let outside = serve_ms - hsm;
+    out!(
+        "f1 {engine}: nuc serve's CPU per F1 outside the HSM signatures: {outside:.2} ms (target <= \
+         {SERVICE_CPU_TARGET_MS} ms: {})",
+        if outside <= SERVICE_CPU_TARGET_MS {
+            "PASS"
+        } else {
+            "MISS"
+        }
+    );
 }
 
 // ------------------------------------------------------------------------------ the clients

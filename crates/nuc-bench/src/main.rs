@@ -52,7 +52,10 @@
 //! * [`f1`]: **F1 end to end over gRPC with mutual TLS**, the real `nuc serve` and
 //!   `nuc-registry` driven by concurrent clients (submit, then an operator-confirmed issuance
 //!   of an AUTH+SIGN pair), against the raw signing rate of the same token and issuing key
-//!   measured in the same run (target: F1 rate >= 70% of raw rate / 2).
+//!   measured in the same run (target: F1 rate >= 70% of raw rate / 2). With `--f1-profile`,
+//!   [`profile`] then splits `nuc serve`'s CPU per F1 by step from `perf record` call stacks
+//!   (TLS, gRPC, CMS verification, storage, audit, HSM signatures...; target: **<= 1 ms per
+//!   F1 outside the HSM signatures**).
 //! * [`ocsp`]: **cached OCSP responses over loopback HTTP**, the real `nuc serve` (which signs a
 //!   response once and serves it again while the status holds) against `openssl ocsp -index`
 //!   (which signs every response) measured side by side in the same run: the same serials,
@@ -219,6 +222,11 @@ struct Args {
     /// F1 benchmark: F1s made before measuring, not counted.
     #[arg(long, default_value_t = 10)]
     f1_warmup: usize,
+    /// F1 benchmark: then `--f1-count` (at least 1,000) more F1s under `perf record` (DWARF call stacks) on
+    /// `nuc serve`, to split its CPU per F1 by step (TLS, gRPC, CMS verification, storage,
+    /// audit, HSM signatures...). The profiled run's rate is not a figure: sampling slows it.
+    #[arg(long)]
+    f1_profile: bool,
     /// F1 benchmark: raw signatures per raw measurement (one before, one after the F1s), on
     /// `--threads` threads; more than `--count` because a short run is noisy.
     #[arg(long, default_value_t = 2000)]
@@ -346,6 +354,7 @@ mod f4;
 mod ocsp;
 mod ocsp_flood;
 mod ocsp_floor;
+mod profile;
 mod scale;
 
 fn main() -> ExitCode {
