@@ -16,7 +16,7 @@
 //! durability is what acknowledges a commit, so moving the copy changes nothing after a crash.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,9 +60,9 @@ impl Writer {
         // The writer never checkpoints: the checkpointer thread does.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
-        let commits = Arc::new(AtomicU64::new(0));
+        let log = Arc::new(LogState::default());
         let (stop, stopped) = channel();
-        let seen = commits.clone();
+        let seen = log.clone();
         let checkpointer = std::thread::Builder::new()
             .name("nuc-store-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoints, seen, stopped))
@@ -70,7 +70,7 @@ impl Writer {
         let (tx, rx) = sync_channel::<Job>(4 * MAX_BATCH);
         let thread = std::thread::Builder::new()
             .name("nuc-store-writer".into())
-            .spawn(move || run(conn, rx, commits))
+            .spawn(move || run(conn, rx, log))
             .expect("spawn the storage writer thread");
         Ok(Self {
             jobs: Some(tx),
@@ -107,7 +107,16 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Job>, commits: Arc<AtomicU64>) {
+/// What the writer and the checkpointer tell each other about the log.
+#[derive(Default)]
+struct LogState {
+    /// Batches committed so far.
+    commits: AtomicU64,
+    /// The log has grown past [`RESTART_FRAMES`]: the writer should finish its copy.
+    long: AtomicBool,
+}
+
+fn run(mut conn: Connection, rx: Receiver<Job>, log: Arc<LogState>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -117,40 +126,44 @@ fn run(mut conn: Connection, rx: Receiver<Job>, commits: Arc<AtomicU64>) {
             }
         }
         if commit_batch(&mut conn, batch) {
-            commits.fetch_add(1, Ordering::Relaxed);
+            log.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        if log.long.swap(false, Ordering::Relaxed) {
+            // Between two batches nothing is being written: this PASSIVE checkpoint copies the
+            // few pages the checkpointer's left (as far as no reader needs them) and so lets
+            // the next commit start the log from its beginning. It never waits for a reader.
+            if let Err(e) = checkpoint(&conn, "PASSIVE") {
+                tracing::warn!(error = %e, "write-ahead log checkpoint by the writer failed");
+            }
         }
     }
 }
 
 /// Every [`CHECKPOINT_EVERY`], if anything was committed since the last time, copies the
 /// log's committed pages into the database (PASSIVE: as far as no reader needs the old ones,
-/// never waiting for the writer). Under a steady load the log would then never be wholly
-/// copied at the moment a commit begins, and SQLite restarts it from its beginning only then:
-/// so once it holds more than [`RESTART_FRAMES`] pages, a RESTART checkpoint waits for the
-/// writer between two batches, copies the few pages the PASSIVE one left, and lets the next
-/// commit start the log afresh. A last checkpoint runs when the store closes.
-fn checkpoint_loop(conn: Connection, commits: Arc<AtomicU64>, stop: Receiver<()>) {
+/// never waiting for the writer nor making it wait). Under a steady load the log would then
+/// never be wholly copied at the moment a commit begins, and SQLite restarts it from its
+/// beginning only then: so once it holds more than [`RESTART_FRAMES`] pages, the writer is
+/// asked to finish the copy between two batches (see [`run`]). A last checkpoint runs when the
+/// store closes.
+fn checkpoint_loop(conn: Connection, log: Arc<LogState>, stop: Receiver<()>) {
     let mut done = 0;
     loop {
         let last = matches!(
             stop.recv_timeout(CHECKPOINT_EVERY),
             Err(RecvTimeoutError::Disconnected) | Ok(())
         );
-        let now = commits.load(Ordering::Relaxed);
+        let now = log.commits.load(Ordering::Relaxed);
         if now != done || last {
             done = now;
             let started = std::time::Instant::now();
-            let outcome = checkpoint(&conn, "PASSIVE").and_then(|log| {
-                if log > RESTART_FRAMES {
-                    checkpoint(&conn, "RESTART")
-                } else {
-                    Ok(log)
-                }
-            });
-            match outcome {
-                Ok(_) => {
+            match checkpoint(&conn, "PASSIVE") {
+                Ok(frames) => {
                     metrics::histogram!("nuc_store_checkpoint_duration_seconds", "engine" => "sqlite")
                         .record(started.elapsed().as_secs_f64());
+                    if frames > RESTART_FRAMES {
+                        log.long.store(true, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint failed; retried"),
             }
@@ -161,8 +174,8 @@ fn checkpoint_loop(conn: Connection, commits: Arc<AtomicU64>, stop: Receiver<()>
     }
 }
 
-/// Pages in the log past which the checkpointer makes the next commit restart it (16 MiB of
-/// 4 KiB pages).
+/// Pages in the log past which the writer finishes the copy so that the next commit restarts
+/// the log (16 MiB of 4 KiB pages).
 const RESTART_FRAMES: i64 = 4096;
 
 /// One checkpoint in `mode`; the pages in the log when it ran.
@@ -254,7 +267,10 @@ mod tests {
         let conn = open(path);
         conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, b BLOB)")
             .unwrap();
-        Writer::start(conn, open(path)).unwrap()
+        // As in the service: a checkpointer that waited for readers would wait this long.
+        let checkpoints = open(path);
+        checkpoints.busy_timeout(Duration::from_secs(10)).unwrap();
+        Writer::start(conn, checkpoints).unwrap()
     }
 
     fn insert(w: &Writer, bytes: usize) {
@@ -371,5 +387,35 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
+    }
+
+    /// A reader holding an old snapshot (a CRL's scan of every revocation, a backup) keeps
+    /// the log from being restarted, but never makes a commit wait.
+    #[test]
+    fn a_long_reader_never_makes_a_commit_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let w = writer(&path);
+        insert(&w, 10);
+        let reader = open(&path);
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        let mut slowest = Duration::ZERO;
+        // 40 MiB through the log while the snapshot is held: past RESTART_FRAMES.
+        for _ in 0..640 {
+            let started = std::time::Instant::now();
+            insert(&w, 64 * 1024);
+            slowest = slowest.max(started.elapsed());
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a commit waited {slowest:?}"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+        drop(w);
+        assert_eq!(rows_in_file(&path), 641);
     }
 }
