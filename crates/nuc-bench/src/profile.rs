@@ -23,21 +23,22 @@ use anyhow::{Context, Result, bail};
 /// Samples per second and thread: low enough that the stacks stay a few MB a second.
 const FREQUENCY: &str = "499";
 
+/// Steps that own everything beneath them, wherever they appear in a stack: the HSM's
+/// signatures (SoftHSM2 runs inside the process, on OpenSSL) and the database connection of
+/// PostgreSQL (its TLS, its protocol, its own async runtime).
+const OWNERS: &[(&str, &[&str])] = &[
+    (HSM_STEP, &["softhsm", "nuc_hsm::"]),
+    (
+        DATABASE_STEP,
+        &["tokio_postgres::", "postgres::", "postgres_protocol::"],
+    ),
+];
+
 /// The steps, each with the frame names (substrings of a demangled symbol, or of the shared
 /// object) that put a sample in it. Within one frame the first step listed that matches wins.
 const STEPS: &[(&str, &[&str])] = &[
-    (HSM_STEP, &["softhsm", "nuc_hsm::"]),
     ("audit", &["::audit::", "audit_tree", "nuc_tlog::"]),
-    (
-        "storage",
-        &[
-            "sqlite3",
-            "rusqlite::",
-            "nuc_store",
-            "postgres::",
-            "tokio_postgres::",
-        ],
-    ),
+    ("storage", &["sqlite3", "rusqlite::", "nuc_store"]),
     ("CMS verification", &["nuc_cms::", "nuc_verify::"]),
     (
         "registry client",
@@ -70,16 +71,24 @@ const STEPS: &[(&str, &[&str])] = &[
         "notifications (outbox, mail)",
         &["lettre::", "outbox", "mail"],
     ),
-    ("logs and metrics", &["tracing", "metrics"]),
     (
         "request logic (RA, server)",
         &["nuc_ra::", "nuc_server::", "nuc_payloads::", "nuc_core::"],
     ),
+];
+
+/// Steps that serve every other one: a sample counts here only when no step above claims any
+/// frame of its stack.
+const GENERIC: &[(&str, &[&str])] = &[
+    ("logs and metrics", &["tracing", "metrics"]),
     ("async runtime", &["tokio::"]),
 ];
 
 /// The step of the HSM's signatures (SoftHSM2 here runs inside the process).
 pub(crate) const HSM_STEP: &str = "HSM signatures";
+
+/// The step of PostgreSQL's client connection.
+const DATABASE_STEP: &str = "storage: PostgreSQL connection (TLS, protocol)";
 
 /// The label of samples no step claims (allocator, libc, thread start, unresolved frames).
 pub(crate) const OTHER: &str = "other (allocator, libc, kernel without a known caller)";
@@ -210,15 +219,27 @@ impl Split {
 
     /// The steps in the order of [`STEPS`], then [`OTHER`].
     pub(crate) fn steps() -> impl Iterator<Item = &'static str> {
-        STEPS.iter().map(|(name, _)| *name).chain([OTHER])
+        OWNERS
+            .iter()
+            .chain(STEPS)
+            .chain(GENERIC)
+            .map(|(name, _)| *name)
+            .chain([OTHER])
     }
 }
 
-/// The step of one sample's stack (frames innermost first).
+/// The step of one sample's stack (frames innermost first): an owner anywhere in it, else
+/// the innermost frame of a step, else the innermost frame of a generic step.
 fn classify(frames: &[String]) -> &'static str {
-    for frame in frames {
-        for (step, marks) in STEPS {
-            if marks.iter().any(|m| frame.contains(m)) {
+    let matches = |frame: &String, marks: &[&str]| marks.iter().any(|m| frame.contains(m));
+    for (step, marks) in OWNERS {
+        if frames.iter().any(|f| matches(f, marks)) {
+            return step;
+        }
+    }
+    for table in [STEPS, GENERIC] {
+        for frame in frames {
+            if let Some((step, _)) = table.iter().find(|(_, marks)| matches(frame, marks)) {
                 return step;
             }
         }
@@ -249,13 +270,26 @@ nuc 101/103\n\
 \n\
 nuc 101/104\n\
 \t7f09 malloc (/usr/lib/x86_64-linux-gnu/libc.so.6)\n\
+\n\
+nuc 101/105\n\
+\t7f0a aes_gcm_enc (/x/nuc)\n\
+\t55a4 rustls::conn::ConnectionCommon::write_tls (/x/nuc)\n\
+\t55a5 tokio_postgres::connection::Connection::poll (/x/nuc)\n\
+\n\
+nuc 101/106\n\
+\tffff epoll_wait ([kernel.kallsyms])\n\
+\t55a6 tokio::runtime::io::driver::Driver::turn (/x/nuc)\n\
+\t55a7 h2::proto::connection::Connection::poll (/x/nuc)\n\
 ";
         let split = Split::read(script.as_bytes()).unwrap();
-        assert_eq!(split.total, 4);
+        assert_eq!(split.total, 6);
         assert_eq!(split.samples[HSM_STEP], 1);
         assert_eq!(split.samples["CMS verification"], 1);
         assert_eq!(split.samples["TLS"], 1);
         assert_eq!(split.samples[OTHER], 1);
-        assert!((split.share("TLS") - 0.25).abs() < 1e-9);
+        // TLS under the database connection is the database's; the runtime under h2 is gRPC's.
+        assert_eq!(split.samples[DATABASE_STEP], 1);
+        assert_eq!(split.samples["gRPC and HTTP/2"], 1);
+        assert!((split.share("TLS") - 1.0 / 6.0).abs() < 1e-9);
     }
 }
