@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use nuc_ca::Home;
 use nuc_store::ServiceStore;
-use nuc_store_postgres::{PgOptions, PgStore};
+use nuc_store_postgres::{PgOptions, PgStore, ServerActivity};
 use nuc_store_sqlite::SqliteStore;
 
 /// The environment variable `nuc` (and this bench's children) read the database password from.
@@ -209,4 +209,37 @@ pub(crate) fn seed_certificates(
             .seed_certificates_unaudited(seed, der, progress)
             .context("seeding certificates"),
     }
+}
+
+/// The PostgreSQL server's counters for the store at `url` (`None` on SQLite), read once its
+/// statistics have caught up with the work just done.
+pub(crate) fn server_activity(url: Option<&str>) -> Result<Option<ServerActivity>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    // Backends report their statistics at most about once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let opts = PgOptions {
+        password: std::env::var(PASSWORD_ENV).ok(),
+        ..PgOptions::default()
+    };
+    let store = PgStore::open(url, &opts).with_context(|| format!("opening {url}"))?;
+    Ok(Some(
+        store
+            .server_activity()
+            .context("reading the server's statistics")?,
+    ))
+}
+
+/// What `after - before` cost per issuance, as one line's text.
+pub(crate) fn activity_text(before: &ServerActivity, after: &ServerActivity, n: usize) -> String {
+    let per = |a: i64, b: i64| (a - b) as f64 / n as f64;
+    format!(
+        "per issuance: WAL {:.1} kB with {:.2} full-page images, blocks read from the OS {:.2}, \
+         found in shared buffers {:.1}",
+        per(after.wal_bytes, before.wal_bytes) / 1e3,
+        per(after.wal_full_page_images, before.wal_full_page_images),
+        per(after.blocks_read, before.blocks_read),
+        per(after.blocks_hit, before.blocks_hit),
+    )
 }

@@ -330,6 +330,18 @@ impl Args {
     }
 }
 
+/// What the PostgreSQL server did for the `n` issuances since `before` (nothing on SQLite).
+pub(crate) fn activity_text_after(
+    url: Option<&str>,
+    before: Option<nuc_store_postgres::ServerActivity>,
+    n: usize,
+) -> Result<Option<String>> {
+    Ok(match (before, engine::server_activity(url)?) {
+        (Some(b), Some(a)) => Some(engine::activity_text(&b, &a, n)),
+        _ => None,
+    })
+}
+
 /// The benchmarks `--only` chooses from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Bench {
@@ -1034,7 +1046,9 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     run(args.warmup, threads, |i| issue(&warm, i).map(drop))?;
 
     let raw_before = run(n, threads, sign)?;
+    let activity_before = engine::server_activity(url)?;
     let issued = run(n, threads, |i| issue(&measured, i).map(drop))?;
+    let activity = activity_text_after(url, activity_before, n)?;
     let raw_after = run(n, threads, sign)?;
 
     let issue_rate = issued.rate();
@@ -1047,6 +1061,9 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
         issued.percentile(100.0),
     );
     let (raw_p50, raw_p99) = (raw_before.percentile(50.0), raw_before.percentile(99.0));
+    if let Some(activity) = &activity {
+        println!("{alg}: PostgreSQL on the empty database, {activity}");
+    }
     println!(
         "{alg}: issue {issue_rate:.1}/s, raw HSM sign {raw_rate:.1}/s (same key, {}) -> issuance costs \
          {overhead:.1}% more than the bare signature (target <= {TARGET_PCT}%: {})",

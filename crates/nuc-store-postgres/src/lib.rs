@@ -49,6 +49,7 @@ use nuc_store::StoreError;
 pub use audit::GENESIS_HASH;
 pub use copy::{SQLITE_SCHEMA_VERSION, copy_from_sqlite};
 pub use migrate::{KNOWN as SCHEMA_VERSION, stored_version};
+pub use seed::ServerActivity;
 pub use snapshot::{ExportedSnapshot, Facts, export_snapshot, facts, user_tables};
 
 /// First key of every advisory lock this store takes ("NUC"), so that they cannot collide with

@@ -106,3 +106,38 @@ impl PgStore {
         })?)
     }
 }
+
+/// What the server did for this database so far, as its statistics count it: to tell what a
+/// benchmark's work cost the server (write-ahead log, buffer reads), **for benchmarks only**.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerActivity {
+    /// Bytes of write-ahead log written (the whole server).
+    pub wal_bytes: i64,
+    /// Full-page images in it: the first change to a page after a checkpoint logs the page.
+    pub wal_full_page_images: i64,
+    /// Blocks of this database read from the operating system (not in shared buffers).
+    pub blocks_read: i64,
+    /// Blocks of this database found in shared buffers.
+    pub blocks_hit: i64,
+}
+
+impl PgStore {
+    /// The server's counters now (statistics reach the views within about a second of the
+    /// work; wait that long before reading). For benchmarks only.
+    pub fn server_activity(&self) -> Result<ServerActivity, StoreError> {
+        Ok(off_runtime(|| {
+            let mut client = self.connector.connect()?;
+            let row = client.query_one(
+                "SELECT w.wal_bytes::BIGINT, w.wal_fpi, d.blks_read, d.blks_hit \
+                 FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
+                &[],
+            )?;
+            Ok::<_, DbError>(ServerActivity {
+                wal_bytes: row.try_get(0)?,
+                wal_full_page_images: row.try_get(1)?,
+                blocks_read: row.try_get(2)?,
+                blocks_hit: row.try_get(3)?,
+            })
+        })?)
+    }
+}
