@@ -329,6 +329,9 @@ async fn f3_revocation_online_by_the_holder() {
     }
 
     // The holder's own SIGN certificate revokes itself.
+    let last_crl = svc
+        .home
+        .count("SELECT COALESCE(MAX(crl_number), 0) FROM crls");
     let r = portal
         .revoke_online(online(signed(
             &order(
@@ -370,6 +373,18 @@ async fn f3_revocation_online_by_the_holder() {
         assert!(
             std::time::Instant::now() < deadline,
             "revocation notice not delivered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The delta CRL that reports the revocation follows it by `delta_after_revocation_ms` and
+    // writes its own audit record: it must be in before the refusals below count the rows.
+    while svc.home.count(&format!(
+        "SELECT COUNT(*) FROM crls WHERE kind = 'delta' AND crl_number > {last_crl}"
+    )) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delta CRL after the revocation"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
