@@ -231,8 +231,21 @@ pub(crate) fn server_activity(url: Option<&str>) -> Result<Option<ServerActivity
     ))
 }
 
+/// What the PostgreSQL server did for the `n` issuances since `before`, as one line's text
+/// (nothing on SQLite).
+pub(crate) fn activity_since(
+    url: Option<&str>,
+    before: Option<ServerActivity>,
+    n: usize,
+) -> Result<Option<String>> {
+    Ok(match (before, server_activity(url)?) {
+        (Some(b), Some(a)) => Some(activity_text(&b, &a, n)),
+        _ => None,
+    })
+}
+
 /// What `after - before` cost per issuance, as one line's text.
-pub(crate) fn activity_text(before: &ServerActivity, after: &ServerActivity, n: usize) -> String {
+fn activity_text(before: &ServerActivity, after: &ServerActivity, n: usize) -> String {
     let per = |a: i64, b: i64| (a - b) as f64 / n as f64;
     format!(
         "per issuance: WAL {:.1} kB with {:.2} full-page images, blocks read from the OS {:.2}, \

@@ -227,9 +227,10 @@ struct Args {
     /// F1 benchmark: F1s made before measuring, not counted.
     #[arg(long, default_value_t = 10)]
     f1_warmup: usize,
-    /// F1 benchmark: then `--f1-count` (at least 1,000) more F1s under `perf record` (DWARF call stacks) on
-    /// `nuc serve`, to split its CPU per F1 by step (TLS, gRPC, CMS verification, storage,
-    /// audit, HSM signatures...). The profiled run's rate is not a figure: sampling slows it.
+    /// F1 benchmark: then `--f1-count` (at least 1,000) more F1s under `perf record` (DWARF
+    /// call stacks) on `nuc serve`, to split its CPU per F1 by step (TLS, gRPC, CMS
+    /// verification, storage, audit, HSM signatures...). The profiled run's rate is not a
+    /// figure: sampling slows it.
     #[arg(long)]
     f1_profile: bool,
     /// F1 benchmark: raw signatures per raw measurement (one before, one after the F1s), on
@@ -328,18 +329,6 @@ impl Args {
         }
         args
     }
-}
-
-/// What the PostgreSQL server did for the `n` issuances since `before` (nothing on SQLite).
-pub(crate) fn activity_text_after(
-    url: Option<&str>,
-    before: Option<nuc_store_postgres::ServerActivity>,
-    n: usize,
-) -> Result<Option<String>> {
-    Ok(match (before, engine::server_activity(url)?) {
-        (Some(b), Some(a)) => Some(engine::activity_text(&b, &a, n)),
-        _ => None,
-    })
 }
 
 /// The benchmarks `--only` chooses from.
@@ -1048,7 +1037,7 @@ fn measure(alg: &str, home: &Path, args: &Args) -> Result<()> {
     let raw_before = run(n, threads, sign)?;
     let activity_before = engine::server_activity(url)?;
     let issued = run(n, threads, |i| issue(&measured, i).map(drop))?;
-    let activity = activity_text_after(url, activity_before, n)?;
+    let activity = engine::activity_since(url, activity_before, n)?;
     let raw_after = run(n, threads, sign)?;
 
     let issue_rate = issued.rate();

@@ -89,7 +89,7 @@ pub(crate) fn issuance_at_scale(
     let raw_before = run(n, threads, sign)?;
     let activity_before = engine::server_activity(url)?;
     let issued = run(n, threads, issue)?;
-    let activity = crate::activity_text_after(url, activity_before, n)?;
+    let activity = engine::activity_since(url, activity_before, n)?;
     let raw_after = run(n, threads, sign)?;
     if let Some(activity) = &activity {
         println!(
