@@ -75,38 +75,44 @@ pub struct Pcscd {
 }
 
 impl Pcscd {
-    /// Uses the running pcscd, or starts `pcscd -f` and waits until its socket answers. Its log
-    /// goes to `nuc-card-pcscd.log` in the temporary directory.
+    /// Uses the running pcscd, or starts `pcscd -f`; either way waits until pcscd lists vpcd's
+    /// reader. Its log goes to `nuc-card-pcscd.log` in the temporary directory.
+    ///
+    /// A pcscd whose socket answers is not enough: vpcd's driver adds its reader only if it could
+    /// bind port 35963, and a pcscd started while an earlier one (or a socket-activated one on
+    /// its way out) still held the port runs without any reader — every card wait then ends in
+    /// "no card reader". A pcscd started here that shows no reader is stopped and started once
+    /// more; the machine's own pcscd is never touched, the error says what to look at.
     pub fn ensure(timeout: Duration) -> io::Result<Pcscd> {
+        let deadline = Instant::now() + timeout;
         if pcscd_running() {
+            wait_for_vpcd_reader(deadline).map_err(|e| {
+                io::Error::other(format!(
+                    "the machine's pcscd is running but lists no vpcd reader ({e}); is port 35963 \
+                     held by another process (`ss -ltnp 'sport = 35963'`)?"
+                ))
+            })?;
             return Ok(Pcscd { child: None });
         }
-        let log = File::create(std::env::temp_dir().join("nuc-card-pcscd.log"))?;
-        let mut child = Command::new(pcscd_binary())
-            .arg("-f")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting pcscd: {e}")))?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pcscd_running() {
-                return Ok(Pcscd { child: Some(child) });
-            }
-            if let Some(status) = child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "pcscd exited at start ({status}); is another one running, and are we root?"
-                )));
-            }
-            if Instant::now() >= deadline {
+        let mut child = start_pcscd(deadline)?;
+        // Half of what is left for the first pcscd, the rest for a second one if needed.
+        let first = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+        if wait_for_vpcd_reader(first).is_ok() {
+            return Ok(Pcscd { child: Some(child) });
+        }
+        stop(&mut child);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut child = start_pcscd(deadline)?;
+        match wait_for_vpcd_reader(deadline) {
+            Ok(()) => Ok(Pcscd { child: Some(child) }),
+            Err(e) => {
                 stop(&mut child);
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "pcscd did not start",
-                ));
+                Err(io::Error::other(format!(
+                    "pcscd started twice and listed no vpcd reader ({e}); see {} and whether \
+                     port 35963 is held by another process",
+                    pcscd_log().display()
+                )))
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -134,6 +140,66 @@ fn pcscd_binary() -> PathBuf {
         sbin.into()
     } else {
         "pcscd".into()
+    }
+}
+
+fn pcscd_log() -> PathBuf {
+    std::env::temp_dir().join("nuc-card-pcscd.log")
+}
+
+/// Starts `pcscd -f` and waits until its socket answers.
+fn start_pcscd(deadline: Instant) -> io::Result<Child> {
+    let log = File::create(pcscd_log())?;
+    let mut child = Command::new(pcscd_binary())
+        .arg("-f")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting pcscd: {e}")))?;
+    loop {
+        if pcscd_running() {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "pcscd exited at start ({status}); is another one running, and are we root?"
+            )));
+        }
+        if Instant::now() >= deadline {
+            stop(&mut child);
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "pcscd did not start",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until pcscd lists vpcd's reader; the last thing pcscd said otherwise.
+fn wait_for_vpcd_reader(deadline: Instant) -> Result<(), String> {
+    loop {
+        let seen = pcsc::Context::establish(pcsc::Scope::User)
+            .map_err(|e| format!("connect to pcscd: {e}"))
+            .and_then(|ctx| match ctx.list_readers_owned() {
+                Ok(names) => Ok(names
+                    .into_iter()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()),
+                Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+                Err(e) => Err(format!("list readers: {e}")),
+            });
+        let last = match seen {
+            Ok(readers) if vpcd_reader(&readers).is_some() => return Ok(()),
+            Ok(readers) if readers.is_empty() => "no reader at all".to_owned(),
+            Ok(readers) => format!("only {readers:?}"),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
