@@ -188,8 +188,7 @@ pub(crate) fn build(ca: crate::CrlContext<'_>, plan: Plan<'_>) -> Result<Built, 
         hasher.update(part);
     }
     list.seek(SeekFrom::Start(0)).map_err(spool)?;
-    let mut lint = EntryLint::new(&plan.expected);
-    let read = read_back(&mut list, &mut |bytes| hasher.update(bytes), &mut lint)?;
+    let (read, lint) = read_back(&mut list, &mut |bytes| hasher.update(bytes), &plan.expected)?;
     hasher.update(&frame.exts);
     if read != list_len {
         return Err(PublishError::Spool(format!(
@@ -294,41 +293,74 @@ fn element_len(bytes: &[u8]) -> Result<Option<usize>, String> {
     Ok(Some(2 + octets + len))
 }
 
-/// Reads the spooled list back: every byte to `sink` (the hash), every entry to `lint`.
-/// Returns the number of bytes read.
-fn read_back(
+/// Threads that check entries while the reading thread hashes: the check of a million entries
+/// costs some twenty times their hash, and the service's other work waits for this one.
+const LINT_THREADS: usize = 2;
+
+/// Reads the spooled list back: every byte to `sink` (the hash) on this thread, and every
+/// entry, cut out of the very bytes hashed, to one of [`LINT_THREADS`] checkers in runs of
+/// whole entries. Returns the number of bytes read and the checkers' findings merged.
+fn read_back<'a>(
+    list: &mut (impl Read + Send),
+    sink: &mut (dyn FnMut(&[u8]) + Send),
+    want: &'a Expected<'a>,
+) -> Result<(u64, EntryLint<'a>), PublishError> {
+    std::thread::scope(|scope| {
+        // Checked runs come back to be filled again: a fixed number of buffers, whatever the
+        // size of the list (buffers freed on another thread than the one that made them would
+        // grow the allocator's heaps instead).
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut runs = Vec::with_capacity(LINT_THREADS);
+        let mut checkers = Vec::with_capacity(LINT_THREADS);
+        for _ in 0..LINT_THREADS {
+            // Two runs queued per checker at most.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Vec<u8>)>(2);
+            runs.push(tx);
+            let spare = spare_tx.clone();
+            checkers.push(scope.spawn(move || {
+                let mut lint = EntryLint::new(want);
+                for (first, run) in rx {
+                    lint.skip_to(first);
+                    let mut at = 0;
+                    // The reader cut the run at entry boundaries it measured the same way.
+                    while let Ok(Some(n)) = element_len(&run[at..]) {
+                        lint.entry(&run[at..at + n]);
+                        at += n;
+                    }
+                    let _ = spare.send(run);
+                }
+                lint
+            }));
+        }
+        drop(spare_tx);
+        let read = read_runs(list, sink, &runs, &spare_rx);
+        drop(runs);
+        let mut lint = EntryLint::new(want);
+        for checker in checkers {
+            let part = checker.join().map_err(|_| {
+                PublishError::Invalid("a revoked-entry check stopped unexpectedly".into())
+            })?;
+            lint.merge(part);
+        }
+        read.map(|total| (total, lint))
+    })
+}
+
+/// The reading side of [`read_back`]: reads, hashes, cuts runs of whole entries and deals
+/// them out in turn.
+fn read_runs(
     list: &mut impl Read,
     sink: &mut dyn FnMut(&[u8]),
-    lint: &mut EntryLint<'_>,
+    runs: &[std::sync::mpsc::SyncSender<(i64, Vec<u8>)>],
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<u64, PublishError> {
+    // Each checker holds one run and has two queued: no more buffers are ever needed.
+    let most = runs.len() * 3 + 1;
+    let mut made = 0usize;
+    let stopped = || PublishError::Invalid("a revoked-entry check stopped unexpectedly".into());
     let mut buf = vec![0u8; READ_BYTES];
-    let (mut start, mut end, mut total) = (0usize, 0usize, 0u64);
+    let (mut end, mut total, mut dealt, mut turn) = (0usize, 0u64, 0i64, 0usize);
     loop {
-        // Every whole entry in the buffer.
-        loop {
-            let len = element_len(&buf[start..end]).map_err(|why| {
-                PublishError::LintFailed(format!(
-                    "revoked list at byte {}: {why}",
-                    total - (end - start) as u64
-                ))
-            })?;
-            match len {
-                Some(n) if start + n <= end => {
-                    lint.entry(&buf[start..start + n]);
-                    start += n;
-                }
-                Some(n) if n > buf.len() => {
-                    return Err(PublishError::LintFailed(format!(
-                        "a revoked entry of {n} bytes"
-                    )));
-                }
-                _ => break,
-            }
-        }
-        // Keep the partial entry, read what follows it.
-        buf.copy_within(start..end, 0);
-        end -= start;
-        start = 0;
         let n = match list.read(&mut buf[end..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -340,6 +372,48 @@ fn read_back(
         sink(&buf[end..end + n]);
         end += n;
         total += n as u64;
+        // Every whole entry in the buffer.
+        let (mut cut, mut whole) = (0usize, 0i64);
+        loop {
+            let len = element_len(&buf[cut..end]).map_err(|why| {
+                PublishError::LintFailed(format!(
+                    "revoked list at byte {}: {why}",
+                    total - (end - cut) as u64
+                ))
+            })?;
+            match len {
+                Some(n) if cut + n <= end => {
+                    cut += n;
+                    whole += 1;
+                }
+                Some(n) if n > buf.len() => {
+                    return Err(PublishError::LintFailed(format!(
+                        "a revoked entry of {n} bytes"
+                    )));
+                }
+                _ => break,
+            }
+        }
+        if whole > 0 {
+            let mut run = match spare.try_recv() {
+                Ok(run) => run,
+                Err(_) if made < most => {
+                    made += 1;
+                    Vec::with_capacity(READ_BYTES)
+                }
+                Err(_) => spare.recv().map_err(|_| stopped())?,
+            };
+            run.clear();
+            run.extend_from_slice(&buf[..cut]);
+            runs[turn % runs.len()]
+                .send((dealt, run))
+                .map_err(|_| stopped())?;
+            dealt += whole;
+            turn += 1;
+        }
+        // Keep the partial entry, read what follows it.
+        buf.copy_within(cut..end, 0);
+        end -= cut;
     }
     if end != 0 {
         return Err(PublishError::LintFailed(format!(
@@ -352,6 +426,86 @@ fn read_back(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spooled list of some 3 MiB (runs for both checkers) with three bad entries: every
+    /// byte reaches the hash in order, every entry is checked once, and the findings name the
+    /// bad ones by their place in the whole list, in order, whichever checker saw them.
+    #[test]
+    fn read_back_checks_every_entry_once_and_places_findings() {
+        use std::str::FromStr;
+        let this_update = 1_800_000_000;
+        let bad = [7usize, 40_000, 61_234];
+        let n = 70_000usize;
+        let mut spool = Vec::new();
+        for i in 0..n {
+            let at = if bad.contains(&i) {
+                this_update + 60
+            } else {
+                this_update - 3600
+            };
+            let serial = format!("{:040x}", 0x1000_0000u64 + i as u64);
+            encode_entry(
+                &mut spool,
+                &serial,
+                nuc_core::RevocationReason::KeyCompromise,
+                at,
+                None,
+            )
+            .unwrap();
+        }
+        assert!(spool.len() > 2 * READ_BYTES, "runs for both checkers");
+        let issuer = Name::from_str("CN=test").unwrap();
+        let signature = nuc_hsm::KeyAlgorithm::EcdsaP256.signature_algorithm();
+        let want = Expected {
+            issuer: &issuer,
+            issuer_key_id: &[1; 20],
+            signature: &signature,
+            number: 1,
+            base: None,
+            this_update,
+            next_update: this_update + 86_400,
+            entries: n as i64,
+            freshest_crl: true,
+        };
+        let mut hashed = Vec::new();
+        let (read, lint) = read_back(
+            &mut Cursor::new(spool.clone()),
+            &mut |b| hashed.extend_from_slice(b),
+            &want,
+        )
+        .unwrap();
+        assert_eq!(read, spool.len() as u64);
+        assert_eq!(hashed, spool);
+        let findings = lint.finish(n as i64).unwrap_err();
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        for (f, i) in findings.iter().zip(bad) {
+            assert!(
+                f.starts_with(&format!("revoked entry {i}: "))
+                    && f.contains("after the CRL's thisUpdate"),
+                "{f}"
+            );
+        }
+
+        // Every entry was counted once: one more expected is a finding; a list cut inside an
+        // entry is refused.
+        let (_, lint) = read_back(&mut Cursor::new(spool.clone()), &mut |_| {}, &want).unwrap();
+        let findings = lint.finish(n as i64 + 1).unwrap_err();
+        assert!(
+            findings.last().unwrap()
+                == &format!("{n} revoked certificates listed, {} expected", n + 1),
+            "{findings:?}"
+        );
+        let cut = read_back(
+            &mut Cursor::new(spool[..spool.len() - 1].to_vec()),
+            &mut |_| {},
+            &want,
+        );
+        assert!(
+            matches!(&cut, Err(PublishError::LintFailed(why)) if why.contains("ends inside an entry")),
+            "{:?}",
+            cut.err()
+        );
+    }
 
     #[test]
     fn element_lengths_in_every_form() {

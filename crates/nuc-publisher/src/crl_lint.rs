@@ -246,12 +246,17 @@ fn lint_list(list: &[u8], want: &Expected<'_>, f: &mut Vec<String>) {
 }
 
 /// The entries of a revokedCertificates list, checked one at a time as they come (from an
-/// encoded list or read back from a spooled one), in constant memory.
+/// encoded list or read back from a spooled one), in constant memory. A long list may be
+/// checked in parts on several threads ([`EntryLint::starting_at`]), the parts then
+/// [merged](EntryLint::merge): the findings name each entry by its place in the whole list.
 pub struct EntryLint<'a> {
     want: &'a Expected<'a>,
+    /// The place in the whole list of the next entry.
+    next: i64,
     count: i64,
     bad: usize,
-    findings: Vec<String>,
+    /// (place, finding), at most FINDINGS_KEPT of them.
+    findings: Vec<(i64, String)>,
 }
 
 /// Findings kept in full; beyond them, only counted (a million identical ones would not help).
@@ -259,44 +264,66 @@ const FINDINGS_KEPT: usize = 5;
 
 impl<'a> EntryLint<'a> {
     pub fn new(want: &'a Expected<'a>) -> Self {
+        Self::starting_at(want, 0)
+    }
+
+    /// For a part of the list whose first entry is the `first`-th of the whole (from 0).
+    pub fn starting_at(want: &'a Expected<'a>, first: i64) -> Self {
         Self {
             want,
+            next: first,
             count: 0,
             bad: 0,
             findings: Vec::new(),
         }
     }
 
+    /// Moves on to a part of the list whose first entry is the `first`-th of the whole.
+    pub fn skip_to(&mut self, first: i64) {
+        self.next = first;
+    }
+
     /// Checks one entry, given as its whole DER (tag, length, value).
     pub fn entry(&mut self, der: &[u8]) {
         if let Err(why) = lint_entry(der, self.want) {
-            if self.bad < FINDINGS_KEPT {
+            if self.findings.len() < FINDINGS_KEPT {
                 self.findings
-                    .push(format!("revoked entry {}: {why}", self.count));
+                    .push((self.next, format!("revoked entry {}: {why}", self.next)));
             }
             self.bad += 1;
         }
         self.count += 1;
+        self.next += 1;
+    }
+
+    /// Takes in what another part's check found.
+    pub fn merge(&mut self, other: EntryLint<'_>) {
+        self.count += other.count;
+        self.bad += other.bad;
+        self.findings.extend(other.findings);
+        self.findings.sort_by_key(|(at, _)| *at);
+        self.findings.truncate(FINDINGS_KEPT);
     }
 
     /// `Ok(())` when every entry passed and there were `entries` of them; else every finding.
-    pub fn finish(mut self, entries: i64) -> Result<(), Vec<String>> {
+    pub fn finish(self, entries: i64) -> Result<(), Vec<String>> {
+        let mut findings: Vec<String> = self.findings.into_iter().map(|(_, f)| f).collect();
         if self.bad > FINDINGS_KEPT {
-            self.findings.push(format!(
+            findings.push(format!(
                 "… and {} more revoked entries with findings",
                 self.bad - FINDINGS_KEPT
             ));
         }
         if self.count != entries {
-            self.findings.push(format!(
+            findings.push(format!(
                 "{} revoked certificates listed, {entries} expected",
                 self.count
             ));
         }
-        if self.findings.is_empty() {
+        if findings.is_empty() {
             Ok(())
         } else {
-            Err(self.findings)
+            Err(findings)
         }
     }
 }
