@@ -111,7 +111,8 @@ impl PgStore {
 /// benchmark's work cost the server (write-ahead log, buffer reads), **for benchmarks only**.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerActivity {
-    /// Bytes of write-ahead log written (the whole server).
+    /// Bytes of write-ahead log written (the whole server): the current log position, exact at
+    /// once, unlike the statistics below.
     pub wal_bytes: i64,
     /// Full-page images in it: the first change to a page after a checkpoint logs the page.
     pub wal_full_page_images: i64,
@@ -122,13 +123,16 @@ pub struct ServerActivity {
 }
 
 impl PgStore {
-    /// The server's counters now (statistics reach the views within about a second of the
-    /// work; wait that long before reading). For benchmarks only.
+    /// The server's counters now. The log position is exact; the statistics of a backend
+    /// still connected reach the views up to 10 s after its last transaction (PostgreSQL
+    /// flushes them at most once a second, and an idle backend's leftovers after 10 s): wait
+    /// that long before reading. For benchmarks only.
     pub fn server_activity(&self) -> Result<ServerActivity, StoreError> {
         Ok(off_runtime(|| {
             let mut client = self.connector.connect()?;
             let row = client.query_one(
-                "SELECT w.wal_bytes::BIGINT, w.wal_fpi, d.blks_read, d.blks_hit \
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::BIGINT, w.wal_fpi, \
+                 d.blks_read, d.blks_hit \
                  FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
                 &[],
             )?;
