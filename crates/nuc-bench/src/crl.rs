@@ -95,7 +95,7 @@ pub(crate) fn bench(args: &Args) -> Result<()> {
     );
     let mut rows = Vec::new();
     for engine in args.engines.iter().copied() {
-        let server = match PgServer::for_engine(engine) {
+        let server = match PgServer::for_engine(engine, &args.pg_settings) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("nuc-bench: crl on {engine}: error: {}", crate::causes(&e));

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nuc_ca::Home;
 use nuc_store::ServiceStore;
 use nuc_store_postgres::{PgOptions, PgStore, ServerActivity};
@@ -53,20 +53,37 @@ pub(crate) struct PgServer {
 }
 
 impl PgServer {
-    pub(crate) fn start() -> Result<Arc<Self>> {
+    /// A fresh cluster with `settings` (lines of `postgresql.conf`, `name=value`) added.
+    pub(crate) fn start(settings: &[String]) -> Result<Arc<Self>> {
         let cluster = pg_cluster::Cluster::start().context(
             "starting a throwaway PostgreSQL cluster (Debian's `postgresql`, which `make deps` \
              installs; PG_BIN names another bin directory)",
         )?;
+        if !settings.is_empty() {
+            let conf = cluster.data_dir().join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf)
+                .with_context(|| format!("reading {}", conf.display()))?;
+            for s in settings {
+                let Some((name, value)) = s.split_once('=') else {
+                    bail!("--pg-setting {s:?}: expected NAME=VALUE");
+                };
+                text.push_str(&format!("\n{} = '{}'\n", name.trim(), value.trim()));
+            }
+            std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
+            cluster
+                .restart()
+                .with_context(|| format!("restarting PostgreSQL with {settings:?}"))?;
+            eprintln!("PostgreSQL cluster with {}", settings.join(", "));
+        }
         Ok(Arc::new(Self { cluster }))
     }
 
-    /// The cluster a benchmark on `engine` needs: one started now for PostgreSQL, none for
-    /// SQLite.
-    pub(crate) fn for_engine(engine: Engine) -> Result<Option<Arc<Self>>> {
+    /// The cluster a benchmark on `engine` needs: one started now for PostgreSQL (with
+    /// `settings`), none for SQLite.
+    pub(crate) fn for_engine(engine: Engine, settings: &[String]) -> Result<Option<Arc<Self>>> {
         match engine {
             Engine::Sqlite => Ok(None),
-            Engine::Postgres => Self::start().map(Some),
+            Engine::Postgres => Self::start(settings).map(Some),
         }
     }
 

@@ -131,7 +131,7 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
 /// figure for the side-by-side report.
 fn bench_on(exe: &Path, bins: &Bins, engine: Engine, args: &Args) -> Result<String> {
     let started = Instant::now();
-    let server = PgServer::for_engine(engine)?;
+    let server = PgServer::for_engine(engine, &args.pg_settings)?;
     let db = Db::new(engine, server.as_ref(), "nuc_f1")?;
     drop(server); // the cluster lives as long as `db` (held by the service)
     let svc = Service::start(bins, &db)?;

@@ -177,7 +177,7 @@ pub(crate) fn bench(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let mut setup_time = Vec::new();
     for engine in args.engines.iter().copied() {
         let started = Instant::now();
-        let server = PgServer::for_engine(engine)?;
+        let server = PgServer::for_engine(engine, &args.pg_settings)?;
         let db = Db::new(engine, server.as_ref(), "nuc_ocsp")?;
         drop(server); // the cluster lives as long as `db`, held by `Ours`
         // A SQLite file belongs to one instance; a PostgreSQL database is shared by two.
