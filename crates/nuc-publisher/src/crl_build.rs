@@ -568,19 +568,15 @@ mod tests {
         );
     }
 
-    fn scan_of(
-        serials: Vec<String>,
-    ) -> impl FnOnce(&mut dyn FnMut(RevocationEntry<'_>)) -> Result<(), StoreError> {
-        move |f| {
-            for (i, s) in serials.iter().enumerate() {
-                f(RevocationEntry {
-                    serial_hex: s,
-                    reason: RevocationReason::Superseded,
-                    revoked_at: 1_700_000_000 + i as i64,
-                    invalidity_date: (i % 3 == 0).then_some(1_690_000_000),
-                });
-            }
-            Ok(())
+    /// A scan handing out `serials` in order, with the reasons and times the test expects.
+    fn scan_of(serials: &[String], f: &mut dyn FnMut(RevocationEntry<'_>)) {
+        for (i, s) in serials.iter().enumerate() {
+            f(RevocationEntry {
+                serial_hex: s,
+                reason: RevocationReason::Superseded,
+                revoked_at: 1_700_000_000 + i as i64,
+                invalidity_date: (i % 3 == 0).then_some(1_690_000_000),
+            });
         }
     }
 
@@ -591,7 +587,11 @@ mod tests {
     fn spool_keeps_order_and_reports_the_first_failure() {
         let n = 3 * BATCH + 17;
         let serials: Vec<String> = (0..n).map(|i| format!("{:040x}", 0x5000 + i)).collect();
-        let (mut file, entries) = spool_entries(scan_of(serials.clone())).unwrap();
+        let (mut file, entries) = spool_entries(|f| {
+            scan_of(&serials, f);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(entries, n as i64);
         let mut spooled = Vec::new();
         file.seek(SeekFrom::Start(0)).unwrap();
@@ -614,11 +614,15 @@ mod tests {
 
         let mut bad = serials.clone();
         bad[2 * BATCH + 5] = "not a serial".into();
-        let e = spool_entries(scan_of(bad)).unwrap_err();
+        let e = spool_entries(|f| {
+            scan_of(&bad, f);
+            Ok(())
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("serial"), "{e}");
 
         let e = spool_entries(|f| {
-            scan_of(serials)(f)?;
+            scan_of(&serials, f);
             Err(StoreError::Database("connection lost".into()))
         })
         .unwrap_err();
