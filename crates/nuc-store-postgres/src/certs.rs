@@ -202,19 +202,22 @@ impl PgStore {
                 "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates WHERE serial = $1",
                 &[&serial],
             )?
-            .map(|r| {
-                Ok(CertificateRow {
-                    serial: r.try_get(0)?,
-                    profile: r.try_get(1)?,
-                    state: spelled(&r, 2, CertificateState::parse)?,
-                    subject: r.try_get(3)?,
-                    iin: r.try_get(4)?,
-                    spki_sha256: r.try_get(5)?,
-                    der: r.try_get(6)?,
-                    request_number: r.try_get(7)?,
-                })
-            })
+            .map(|r| certificate_row(&r))
             .transpose()
+        })
+    }
+
+    /// Every issued certificate of an IIN, any profile, in issuance order.
+    pub(crate) fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, DbError> {
+        self.read(|s| {
+            s.query(
+                "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates
+                 WHERE iin = $1 AND state = 'issued' ORDER BY issued_at, ord",
+                &[&iin],
+            )?
+            .iter()
+            .map(certificate_row)
+            .collect()
         })
     }
 
@@ -283,4 +286,18 @@ impl PgStore {
             .collect()
         })
     }
+}
+
+/// A certificate row as the queries above select its columns.
+fn certificate_row(r: &postgres::Row) -> Result<CertificateRow, DbError> {
+    Ok(CertificateRow {
+        serial: r.try_get(0)?,
+        profile: r.try_get(1)?,
+        state: spelled(r, 2, CertificateState::parse)?,
+        subject: r.try_get(3)?,
+        iin: r.try_get(4)?,
+        spki_sha256: r.try_get(5)?,
+        der: r.try_get(6)?,
+        request_number: r.try_get(7)?,
+    })
 }

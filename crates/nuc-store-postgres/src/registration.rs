@@ -12,8 +12,8 @@ use nuc_core::{
     CertificateState, Identification, KeyStorage, Notice, OperatorStatus, RequestKind, RequestState,
 };
 use nuc_store::{
-    AuditEntry, NewRequest, OperatorRow, RequestRow, RevocationRow, SerialStatus, StoreError,
-    Transition,
+    AuditEntry, NewRequest, OperatorRow, RequestRow, Revocation, RevocationRow, SerialStatus,
+    StoreError, Transition,
 };
 
 use crate::audit::append;
@@ -309,70 +309,27 @@ impl PgStore {
         })
     }
 
-    pub(crate) fn revoke(
+    /// Revokes issued certificates (each once) in one transaction, each with its notice and
+    /// audit record, the payload marked used once; every instance hears of each after commit.
+    pub(crate) fn revoke_all(
         &self,
-        r: &RevocationRow,
+        batch: &[Revocation],
         payload_sha256: Option<String>,
-        notify: Option<Notice>,
-        audit: &AuditEntry,
     ) -> Result<(), DbError> {
-        let (r, audit) = (r.clone(), audit.clone());
+        let batch = batch.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
-            let Some(row) = tx.query_opt(
-                "SELECT state, request_number FROM certificates WHERE serial = $1",
-                &[&r.serial],
-            )?
-            else {
-                return Err(DbError::Store(StoreError::CertificateNotFound(r.serial.clone())));
-            };
-            let state: String = row.try_get(0)?;
-            let request_number: Option<String> = row.try_get(1)?;
-            if state != CertificateState::Issued.as_str() {
-                return Err(DbError::Store(StoreError::CertificateNotFound(r.serial.clone())));
-            }
-            if tx
-                .query_opt("SELECT 1 FROM revocations WHERE serial = $1", &[&r.serial])?
-                .is_some()
-            {
-                return Err(DbError::Store(StoreError::AlreadyRevoked(r.serial.clone())));
-            }
             if let Some(h) = &payload_sha256 {
-                use_payload(tx, h, &format!("revocation of {}", r.serial), now)?;
+                use_payload(tx, h, &Revocation::used_for(&batch), now)?;
             }
-            tx.execute(
-                "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by) VALUES ($1, $2, $3, $4, $5)",
-                &[&r.serial, &i64::from(r.reason.code()), &r.revoked_at, &r.invalidity_date, &r.revoked_by],
-            )?;
-            if let Some(n) = &notify {
-                enqueue(tx, n, request_number.as_deref(), now)?;
+            for Revocation {
+                row: r,
+                notice,
+                audit,
+            } in &batch
+            {
+                revoke_one(tx, r, notice.as_ref(), audit, now)?;
             }
-            append(tx, &audit, now)?;
-            // A request whose certificates are all revoked is itself revoked.
-            if let Some(number) = &request_number {
-                let changed = tx.execute(
-                    "UPDATE requests SET state = 'revoked', updated_at = $2
-                     WHERE number = $1 AND state = 'issued' AND NOT EXISTS (
-                         SELECT 1 FROM certificates c WHERE c.request_number = $1 AND c.state = 'issued'
-                         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))",
-                    &[number, &now],
-                )?;
-                if changed == 1 {
-                    append(
-                        tx,
-                        &AuditEntry {
-                            actor: audit.actor.clone(),
-                            action: "request.revoked".into(),
-                            object: format!("request:{number}"),
-                            details: serde_json::json!({ "last_serial": r.serial }),
-                        },
-                        now,
-                    )?;
-                }
-            }
-            // Every instance learns of it, once it commits (and only then).
-            let payload = crate::feed::revoked_payload(&r);
-            tx.execute("SELECT pg_notify($1, $2)", &[&STATUS_CHANNEL, &payload])?;
             Ok(())
         })
     }
@@ -500,4 +457,71 @@ impl PgStore {
             .collect()
         })
     }
+}
+
+/// One revocation inside the caller's transaction: the certificate must be issued and not yet
+/// revoked; its notice and audit record go with it, a request whose certificates are then all
+/// revoked becomes revoked, and every instance learns of it once the transaction commits (and
+/// only then).
+fn revoke_one(
+    tx: &mut Tx<'_>,
+    r: &RevocationRow,
+    notify: Option<&Notice>,
+    audit: &AuditEntry,
+    now: i64,
+) -> Result<(), DbError> {
+    let Some(row) = tx.query_opt(
+        "SELECT state, request_number FROM certificates WHERE serial = $1",
+        &[&r.serial],
+    )?
+    else {
+        return Err(DbError::Store(StoreError::CertificateNotFound(
+            r.serial.clone(),
+        )));
+    };
+    let state: String = row.try_get(0)?;
+    let request_number: Option<String> = row.try_get(1)?;
+    if state != CertificateState::Issued.as_str() {
+        return Err(DbError::Store(StoreError::CertificateNotFound(
+            r.serial.clone(),
+        )));
+    }
+    if tx
+        .query_opt("SELECT 1 FROM revocations WHERE serial = $1", &[&r.serial])?
+        .is_some()
+    {
+        return Err(DbError::Store(StoreError::AlreadyRevoked(r.serial.clone())));
+    }
+    tx.execute(
+        "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by) VALUES ($1, $2, $3, $4, $5)",
+        &[&r.serial, &i64::from(r.reason.code()), &r.revoked_at, &r.invalidity_date, &r.revoked_by],
+    )?;
+    if let Some(n) = notify {
+        enqueue(tx, n, request_number.as_deref(), now)?;
+    }
+    append(tx, audit, now)?;
+    if let Some(number) = &request_number {
+        let changed = tx.execute(
+            "UPDATE requests SET state = 'revoked', updated_at = $2
+             WHERE number = $1 AND state = 'issued' AND NOT EXISTS (
+                 SELECT 1 FROM certificates c WHERE c.request_number = $1 AND c.state = 'issued'
+                 AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))",
+            &[number, &now],
+        )?;
+        if changed == 1 {
+            append(
+                tx,
+                &AuditEntry {
+                    actor: audit.actor.clone(),
+                    action: "request.revoked".into(),
+                    object: format!("request:{number}"),
+                    details: serde_json::json!({ "last_serial": r.serial }),
+                },
+                now,
+            )?;
+        }
+    }
+    let payload = crate::feed::revoked_payload(r);
+    tx.execute("SELECT pg_notify($1, $2)", &[&STATUS_CHANNEL, &payload])?;
+    Ok(())
 }

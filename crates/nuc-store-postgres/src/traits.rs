@@ -6,7 +6,7 @@ use nuc_store::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, Retry
 use nuc_store::{
     AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
     CertificateRow, CertificateStore, CrlRow, NewCrl, NewRequest, Notification, OperatorRow,
-    OperatorStore, Outbox, PublicationStore, RequestRow, RequestStore, Reservation,
+    OperatorStore, Outbox, PublicationStore, RequestRow, RequestStore, Reservation, Revocation,
     RevocationEntry, RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError,
     StoreHealth, Transition, UsedPayloads,
 };
@@ -53,6 +53,7 @@ impl CertificateReader for PgStore {
         fn certificate(&self, serial: &str) -> Option<CertificateRow>;
         fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
         fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
+        fn certificates_of(&self, iin: &str) -> Vec<CertificateRow>;
         fn certificate_counts(&self) -> Vec<(String, i64)>;
     }
 }
@@ -65,14 +66,24 @@ impl RevocationStore for PgStore {
         notice: Option<Notice>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        // The feed hears of it from PostgreSQL, as every other instance does.
-        Ok(PgStore::revoke(
+        RevocationStore::revoke_all(
             self,
-            revocation,
+            &[Revocation {
+                row: revocation.clone(),
+                notice,
+                audit: audit.clone(),
+            }],
             payload_sha256,
-            notice,
-            audit,
-        )?)
+        )
+    }
+
+    fn revoke_all(
+        &self,
+        revocations: &[Revocation],
+        payload_sha256: Option<String>,
+    ) -> Result<(), StoreError> {
+        // The feed hears of each from PostgreSQL, as every other instance does.
+        Ok(PgStore::revoke_all(self, revocations, payload_sha256)?)
     }
 }
 

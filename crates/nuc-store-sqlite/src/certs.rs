@@ -195,20 +195,20 @@ impl SqliteStore {
             .query_row(
                 "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates WHERE serial = ?1",
                 [serial],
-                |r| {
-                    Ok(CertificateRow {
-                        serial: r.get(0)?,
-                        profile: r.get(1)?,
-                        state: spelled(r, 2, CertificateState::parse)?,
-                        subject: r.get(3)?,
-                        iin: r.get(4)?,
-                        spki_sha256: r.get(5)?,
-                        der: r.get(6)?,
-                        request_number: r.get(7)?,
-                    })
-                },
+                certificate_row,
             )
             .optional()?)
+    }
+
+    /// Every issued certificate of an IIN, any profile, in issuance order.
+    pub(crate) fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, DbError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates
+             WHERE iin = ?1 AND state = 'issued' ORDER BY issued_at, rowid",
+        )?;
+        let rows = st.query_map([iin], certificate_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Number of certificates in each state, for health and tests.
@@ -271,6 +271,20 @@ impl SqliteStore {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A certificate row as the queries above select its columns.
+fn certificate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRow> {
+    Ok(CertificateRow {
+        serial: r.get(0)?,
+        profile: r.get(1)?,
+        state: spelled(r, 2, CertificateState::parse)?,
+        subject: r.get(3)?,
+        iin: r.get(4)?,
+        spki_sha256: r.get(5)?,
+        der: r.get(6)?,
+        request_number: r.get(7)?,
+    })
 }
 
 #[cfg(test)]

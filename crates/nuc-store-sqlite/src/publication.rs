@@ -341,20 +341,20 @@ mod tests {
                 )
                 .unwrap();
             store.record_issued(&serial, b"der", &audit).unwrap();
-            store
-                .revoke(
-                    &nuc_store::RevocationRow {
-                        serial,
-                        reason: nuc_core::RevocationReason::from_code(i).unwrap(),
-                        revoked_at: at,
-                        invalidity_date: (i == 2).then_some(50),
-                        revoked_by: "test".into(),
-                    },
-                    None,
-                    None,
-                    &audit,
-                )
-                .unwrap();
+            nuc_store::RevocationStore::revoke(
+                &store,
+                &nuc_store::RevocationRow {
+                    serial,
+                    reason: nuc_core::RevocationReason::from_code(i).unwrap(),
+                    revoked_at: at,
+                    invalidity_date: (i == 2).then_some(50),
+                    revoked_by: "test".into(),
+                },
+                None,
+                None,
+                &audit,
+            )
+            .unwrap();
         }
         let mut all = vec![];
         store

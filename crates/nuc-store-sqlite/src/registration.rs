@@ -11,7 +11,8 @@ use nuc_core::{
     CertificateState, Identification, KeyStorage, Notice, OperatorStatus, RequestKind, RequestState,
 };
 use nuc_store::{
-    AuditEntry, NewRequest, OperatorRow, RequestRow, RevocationRow, SerialStatus, Transition,
+    AuditEntry, NewRequest, OperatorRow, RequestRow, Revocation, RevocationRow, SerialStatus,
+    Transition,
 };
 
 use crate::audit::append;
@@ -306,64 +307,27 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Revokes an issued certificate (once), with its payload mark, notification and audit
-    /// record. The revocation is durable when this returns: CRL and OCSP read it from here.
-    pub(crate) fn revoke(
+    /// Revokes issued certificates (each once), all in one transaction, each with its
+    /// notification and audit record, the payload marked used once. Durable when this
+    /// returns: CRL and OCSP read the revocations from here.
+    pub(crate) fn revoke_all(
         &self,
-        r: &RevocationRow,
+        batch: &[Revocation],
         payload_sha256: Option<String>,
-        notify: Option<Notice>,
-        audit: &AuditEntry,
     ) -> Result<(), DbError> {
-        let (r, audit) = (r.clone(), audit.clone());
+        let batch = batch.to_vec();
         self.write(move |tx| {
             let now = nuc_core::time::now_unix();
-            let state: Option<(String, Option<String>)> = tx
-                .prepare_cached("SELECT state, request_number FROM certificates WHERE serial = ?1")?
-                .query_row([&r.serial], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let (state, request_number) = state.ok_or_else(|| DbError::Store(StoreError::CertificateNotFound(r.serial.clone())))?;
-            if state != "issued" {
-                return Err(DbError::Store(StoreError::CertificateNotFound(r.serial.clone())));
-            }
-            let revoked: bool = tx
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM revocations WHERE serial = ?1)")?
-                .query_row([&r.serial], |row| row.get(0))?;
-            if revoked {
-                return Err(DbError::Store(StoreError::AlreadyRevoked(r.serial.clone())));
-            }
             if let Some(h) = &payload_sha256 {
-                use_payload(tx, h, &format!("revocation of {}", r.serial), now)?;
+                use_payload(tx, h, &Revocation::used_for(&batch), now)?;
             }
-            tx.prepare_cached(
-                "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![r.serial, r.reason.code(), r.revoked_at, r.invalidity_date, r.revoked_by])?;
-            if let Some(n) = &notify {
-                enqueue(tx, n, request_number.as_deref(), now)?;
-            }
-            append(tx, &audit, now)?;
-            // A request whose certificates are all revoked is itself revoked.
-            if let Some(number) = &request_number {
-                let changed = tx.execute(
-                    "UPDATE requests SET state = 'revoked', updated_at = ?2
-                     WHERE number = ?1 AND state = 'issued' AND NOT EXISTS (
-                         SELECT 1 FROM certificates c WHERE c.request_number = ?1 AND c.state = 'issued'
-                         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))",
-                    params![number, now],
-                )?;
-                if changed == 1 {
-                    append(
-                        tx,
-                        &AuditEntry {
-                            actor: audit.actor.clone(),
-                            action: "request.revoked".into(),
-                            object: format!("request:{number}"),
-                            details: serde_json::json!({ "last_serial": r.serial }),
-                        },
-                        now,
-                    )?;
-                }
+            for Revocation {
+                row: r,
+                notice,
+                audit,
+            } in &batch
+            {
+                revoke_one(tx, r, notice.as_ref(), audit, now)?;
             }
             Ok(())
         })
@@ -493,4 +457,63 @@ impl SqliteStore {
         let rows = st.query_map(params![iin, profile], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// One revocation inside the caller's transaction: the certificate must be issued and not yet
+/// revoked; its notice and audit record go with it, and a request whose certificates are then
+/// all revoked becomes revoked.
+fn revoke_one(
+    tx: &rusqlite::Transaction<'_>,
+    r: &RevocationRow,
+    notify: Option<&Notice>,
+    audit: &AuditEntry,
+    now: i64,
+) -> Result<(), DbError> {
+    let state: Option<(String, Option<String>)> = tx
+        .prepare_cached("SELECT state, request_number FROM certificates WHERE serial = ?1")?
+        .query_row([&r.serial], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let (state, request_number) =
+        state.ok_or_else(|| DbError::Store(StoreError::CertificateNotFound(r.serial.clone())))?;
+    if state != "issued" {
+        return Err(DbError::Store(StoreError::CertificateNotFound(
+            r.serial.clone(),
+        )));
+    }
+    let revoked: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM revocations WHERE serial = ?1)")?
+        .query_row([&r.serial], |row| row.get(0))?;
+    if revoked {
+        return Err(DbError::Store(StoreError::AlreadyRevoked(r.serial.clone())));
+    }
+    tx.prepare_cached(
+        "INSERT INTO revocations (serial, reason, revoked_at, invalidity_date, revoked_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![r.serial, r.reason.code(), r.revoked_at, r.invalidity_date, r.revoked_by])?;
+    if let Some(n) = notify {
+        enqueue(tx, n, request_number.as_deref(), now)?;
+    }
+    append(tx, audit, now)?;
+    if let Some(number) = &request_number {
+        let changed = tx.execute(
+            "UPDATE requests SET state = 'revoked', updated_at = ?2
+             WHERE number = ?1 AND state = 'issued' AND NOT EXISTS (
+                 SELECT 1 FROM certificates c WHERE c.request_number = ?1 AND c.state = 'issued'
+                 AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))",
+            params![number, now],
+        )?;
+        if changed == 1 {
+            append(
+                tx,
+                &AuditEntry {
+                    actor: audit.actor.clone(),
+                    action: "request.revoked".into(),
+                    object: format!("request:{number}"),
+                    details: serde_json::json!({ "last_serial": r.serial }),
+                },
+                now,
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use nuc_store::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, Retry
 use nuc_store::{
     AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
     CertificateRow, CertificateStore, CrlRow, NewCrl, NewRequest, Notification, OperatorRow,
-    OperatorStore, Outbox, PublicationStore, RequestRow, RequestStore, Reservation,
+    OperatorStore, Outbox, PublicationStore, RequestRow, RequestStore, Reservation, Revocation,
     RevocationEntry, RevocationReader, RevocationRow, RevocationStore, SerialStatus, StoreError,
     StoreHealth, Transition, UsedPayloads,
 };
@@ -53,6 +53,7 @@ impl CertificateReader for SqliteStore {
         fn certificate(&self, serial: &str) -> Option<CertificateRow>;
         fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
         fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
+        fn certificates_of(&self, iin: &str) -> Vec<CertificateRow>;
         fn certificate_counts(&self) -> Vec<(String, i64)>;
     }
 }
@@ -65,12 +66,30 @@ impl RevocationStore for SqliteStore {
         notice: Option<Notice>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        SqliteStore::revoke(self, revocation, payload_sha256, notice, audit)?;
-        self.feed.publish(&StatusChange::Revoked {
-            serial: revocation.serial.clone(),
-            reason: revocation.reason,
-            revoked_at: revocation.revoked_at,
-        });
+        RevocationStore::revoke_all(
+            self,
+            &[Revocation {
+                row: revocation.clone(),
+                notice,
+                audit: audit.clone(),
+            }],
+            payload_sha256,
+        )
+    }
+
+    fn revoke_all(
+        &self,
+        revocations: &[Revocation],
+        payload_sha256: Option<String>,
+    ) -> Result<(), StoreError> {
+        SqliteStore::revoke_all(self, revocations, payload_sha256)?;
+        for r in revocations {
+            self.feed.publish(&StatusChange::Revoked {
+                serial: r.row.serial.clone(),
+                reason: r.row.reason,
+                revoked_at: r.row.revoked_at,
+            });
+        }
         Ok(())
     }
 }

@@ -99,6 +99,10 @@ impl<S: CertificateReader + ?Sized> CertificateReader for Arc<S> {
         (**self).serials_for(iin, profile)
     }
 
+    fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, StoreError> {
+        (**self).certificates_of(iin)
+    }
+
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         (**self).certificate_counts()
     }
@@ -113,6 +117,14 @@ impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         (**self).revoke(revocation, payload_sha256, notice, audit)
+    }
+
+    fn revoke_all(
+        &self,
+        revocations: &[Revocation],
+        payload_sha256: Option<String>,
+    ) -> Result<(), StoreError> {
+        (**self).revoke_all(revocations, payload_sha256)
     }
 }
 

@@ -37,7 +37,7 @@ pub use retry::{
 };
 pub use rows::{
     AuditBreak, AuditEntry, AuditRecord, CRL_CHUNK_BYTES, CaKeyRow, CertificateRow, CrlKind,
-    CrlRow, NewCrl, NewRequest, Notification, OperatorRow, RequestRow, Reservation,
+    CrlRow, NewCrl, NewRequest, Notification, OperatorRow, RequestRow, Reservation, Revocation,
     RevocationEntry, RevocationRow, SerialStatus, Transition,
 };
 pub use traits::{

@@ -528,6 +528,22 @@ impl CertificateReader for MemoryStore {
         }))
     }
 
+    fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, StoreError> {
+        Ok(self.read(|s| {
+            let mut rows: Vec<(u64, CertificateRow)> = s
+                .certificates
+                .values()
+                .filter_map(|c| c.row.as_ref().map(|r| (c.issued_seq, r)))
+                .filter(|(_, r)| {
+                    r.state == CertificateState::Issued && r.iin.as_deref() == Some(iin)
+                })
+                .map(|(seq, r)| (seq, r.clone()))
+                .collect();
+            rows.sort_by_key(|(seq, _)| *seq);
+            rows.into_iter().map(|(_, r)| r).collect()
+        }))
+    }
+
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(self.read(|s| {
             let mut counts: BTreeMap<String, i64> = BTreeMap::new();
@@ -547,56 +563,80 @@ impl RevocationStore for MemoryStore {
         notice: Option<Notice>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        self.revoke_all(
+            &[crate::Revocation {
+                row: r.clone(),
+                notice,
+                audit: audit.clone(),
+            }],
+            payload_sha256,
+        )
+    }
+
+    fn revoke_all(
+        &self,
+        revocations: &[crate::Revocation],
+        payload_sha256: Option<String>,
+    ) -> Result<(), StoreError> {
         self.change(|s| {
-            let request_number = s
-                .issued_row(&r.serial)
-                .ok_or_else(|| StoreError::CertificateNotFound(r.serial.clone()))?
-                .request_number
-                .clone();
-            if s.revocations.contains_key(&r.serial) {
-                return Err(StoreError::AlreadyRevoked(r.serial.clone()));
-            }
             if let Some(h) = &payload_sha256 {
-                s.use_payload(h, format!("revocation of {}", r.serial))?;
+                s.use_payload(h, crate::Revocation::used_for(revocations))?;
             }
-            s.revocations.insert(r.serial.clone(), r.clone());
-            if let Some(n) = &notice {
-                s.enqueue(n, request_number.as_deref());
-            }
-            s.append(audit);
-            if let Some(number) = request_number {
-                let all_revoked = s
-                    .certificates
-                    .values()
-                    .filter_map(|c| c.row.as_ref())
-                    .filter(|c| {
-                        c.state == CertificateState::Issued
-                            && c.request_number.as_deref() == Some(number.as_str())
-                    })
-                    .all(|c| s.revocations.contains_key(&c.serial));
-                let issued = s
-                    .requests
-                    .get(&number)
-                    .is_some_and(|q| q.state == RequestState::Issued);
-                if all_revoked && issued {
-                    let q = s.requests.get_mut(&number).expect("checked");
-                    q.state = RequestState::Revoked;
-                    q.updated_at = now();
-                    s.append(&AuditEntry {
-                        actor: audit.actor.clone(),
-                        action: "request.revoked".into(),
-                        object: format!("request:{number}"),
-                        details: serde_json::json!({ "last_serial": r.serial }),
-                    });
+            for crate::Revocation {
+                row: r,
+                notice,
+                audit,
+            } in revocations
+            {
+                let request_number = s
+                    .issued_row(&r.serial)
+                    .ok_or_else(|| StoreError::CertificateNotFound(r.serial.clone()))?
+                    .request_number
+                    .clone();
+                if s.revocations.contains_key(&r.serial) {
+                    return Err(StoreError::AlreadyRevoked(r.serial.clone()));
+                }
+                s.revocations.insert(r.serial.clone(), r.clone());
+                if let Some(n) = notice {
+                    s.enqueue(n, request_number.as_deref());
+                }
+                s.append(audit);
+                if let Some(number) = request_number {
+                    let all_revoked = s
+                        .certificates
+                        .values()
+                        .filter_map(|c| c.row.as_ref())
+                        .filter(|c| {
+                            c.state == CertificateState::Issued
+                                && c.request_number.as_deref() == Some(number.as_str())
+                        })
+                        .all(|c| s.revocations.contains_key(&c.serial));
+                    let issued = s
+                        .requests
+                        .get(&number)
+                        .is_some_and(|q| q.state == RequestState::Issued);
+                    if all_revoked && issued {
+                        let q = s.requests.get_mut(&number).expect("checked");
+                        q.state = RequestState::Revoked;
+                        q.updated_at = now();
+                        s.append(&AuditEntry {
+                            actor: audit.actor.clone(),
+                            action: "request.revoked".into(),
+                            object: format!("request:{number}"),
+                            details: serde_json::json!({ "last_serial": r.serial }),
+                        });
+                    }
                 }
             }
             Ok(())
         })?;
-        self.feed.publish(&crate::StatusChange::Revoked {
-            serial: r.serial.clone(),
-            reason: r.reason,
-            revoked_at: r.revoked_at,
-        });
+        for r in revocations {
+            self.feed.publish(&crate::StatusChange::Revoked {
+                serial: r.row.serial.clone(),
+                reason: r.row.reason,
+                revoked_at: r.row.revoked_at,
+            });
+        }
         Ok(())
     }
 }

@@ -203,6 +203,33 @@ pub struct RevocationRow {
     pub revoked_by: String,
 }
 
+/// One revocation of a batch ([`crate::RevocationStore::revoke_all`]): the row, the holder's
+/// notice and the audit record, each its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revocation {
+    pub row: RevocationRow,
+    pub notice: Option<Notice>,
+    pub audit: AuditEntry,
+}
+
+impl Revocation {
+    /// What a signed payload was used for when it asked for `batch`, as the used-payloads
+    /// record says it.
+    pub fn used_for(batch: &[Revocation]) -> String {
+        match batch {
+            [one] => format!("revocation of {}", one.row.serial),
+            many => format!(
+                "revocation of {} certificates: {}",
+                many.len(),
+                many.iter()
+                    .map(|r| r.row.serial.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
 /// One revocation as a CRL lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevocationEntry<'a> {

@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::retry::{AttemptRecorded, DeadLetter, DeliveryAttempt, OutboxStats, RetryPolicy};
 use crate::rows::{
     AuditBreak, AuditEntry, AuditRecord, CaKeyRow, CertificateRow, CrlRow, NewCrl, NewRequest,
-    Notification, OperatorRow, RequestRow, Reservation, RevocationEntry, RevocationRow,
+    Notification, OperatorRow, RequestRow, Reservation, Revocation, RevocationEntry, RevocationRow,
     SerialStatus, Transition,
 };
 
@@ -101,6 +101,9 @@ pub trait CertificateReader: Send + Sync {
     /// Serials of the issued certificates of a profile for an IIN (e.g. an operator's).
     fn serials_for(&self, iin: &str, profile: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Every issued certificate of an IIN, of any profile, revoked or not, in issuance order.
+    fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, StoreError>;
+
     /// How many certificates are in each state, by stored spelling.
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
@@ -115,6 +118,16 @@ pub trait RevocationStore: Send + Sync {
         payload_sha256: Option<String>,
         notice: Option<Notice>,
         audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes several issued certificates in one transaction, each with its notice and audit
+    /// record, the signed payload that asked for them marked used once: all of them, or none
+    /// (one already revoked or not issued refuses the whole batch). Durable on return; every
+    /// instance learns of each revocation.
+    fn revoke_all(
+        &self,
+        revocations: &[Revocation],
+        payload_sha256: Option<String>,
     ) -> Result<(), StoreError>;
 }
 

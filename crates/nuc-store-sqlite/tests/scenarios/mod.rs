@@ -1,7 +1,8 @@
 //! The scenarios of the storage conformance suite: the promises every implementation of the
 //! storage traits keeps, written once over the traits — a transition refused by its state, a
 //! payload accepted once, a reservation that commits with its transition or not at all, a key
-//! certified once, a request revoked with its last certificate, expiry, operators, the outbox,
+//! certified once, a request revoked with its last certificate, a holder's certificates revoked
+//! all at once or not at all, expiry, operators, the outbox,
 //! the link of a renewal to what signed it.
 //!
 //! Included (`mod scenarios;`, or with `#[path]` from another crate) by each store's test:
@@ -17,7 +18,7 @@ use nuc_core::{
 use nuc_store::{AttemptRecorded, DeliveryAttempt, OutboxStats, RetryPolicy};
 use nuc_store::{
     AuditEntry, AuditLog, CertificateReader, CertificateStore, NewRequest, OperatorRow,
-    OperatorStore, Outbox, RequestStore, Reservation, RevocationReader, RevocationRow,
+    OperatorStore, Outbox, RequestStore, Reservation, Revocation, RevocationReader, RevocationRow,
     RevocationStore, StoreError, Transition, UsedPayloads,
 };
 
@@ -58,6 +59,7 @@ macro_rules! for_each_scenario {
         a_reservation_commits_with_its_transition_or_not_at_all,
         an_abandoned_reservation_burns_its_serial_and_frees_its_key,
         a_request_is_revoked_with_its_last_certificate_once,
+        revoke_all_revokes_every_one_or_none,
         expiry_takes_only_registered_requests_past_their_deadline,
         pending_requests_are_one_iins_registered_ones_newest_first,
         operators_keep_their_status,
@@ -147,6 +149,38 @@ pub fn issue(s: &dyn Store, serial: &str, key: &str, number: Option<&str>) {
     s.record_batch(
         &[(serial.into(), b"der".to_vec(), audit("certificate.issued"))],
         None,
+    )
+    .unwrap();
+}
+
+/// Request R1, registered, confirmed and issued with two certificates, 01 and 02.
+pub fn issued_request_r1(s: &dyn Store) {
+    s.register_request(&request("R1", 100), None, None, &audit("r"))
+        .unwrap();
+    s.reserve_batch(
+        &[
+            reservation("01", "k1", Some("R1")),
+            reservation("02", "k2", Some("R1")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Registered,
+            RequestState::Confirmed,
+            None,
+        )),
+    )
+    .unwrap();
+    s.record_batch(
+        &[
+            ("01".into(), b"a".to_vec(), audit("certificate.issued")),
+            ("02".into(), b"b".to_vec(), audit("certificate.issued")),
+        ],
+        Some(transition(
+            "R1",
+            RequestState::Confirmed,
+            RequestState::Issued,
+            None,
+        )),
     )
     .unwrap();
 }
@@ -349,34 +383,7 @@ pub fn an_abandoned_reservation_burns_its_serial_and_frees_its_key(s: &dyn Store
 }
 
 pub fn a_request_is_revoked_with_its_last_certificate_once(s: &dyn Store) {
-    s.register_request(&request("R1", 100), None, None, &audit("r"))
-        .unwrap();
-    s.reserve_batch(
-        &[
-            reservation("01", "k1", Some("R1")),
-            reservation("02", "k2", Some("R1")),
-        ],
-        Some(transition(
-            "R1",
-            RequestState::Registered,
-            RequestState::Confirmed,
-            None,
-        )),
-    )
-    .unwrap();
-    s.record_batch(
-        &[
-            ("01".into(), b"a".to_vec(), audit("certificate.issued")),
-            ("02".into(), b"b".to_vec(), audit("certificate.issued")),
-        ],
-        Some(transition(
-            "R1",
-            RequestState::Confirmed,
-            RequestState::Issued,
-            None,
-        )),
-    )
-    .unwrap();
+    issued_request_r1(s);
     let revoke = |serial: &str, payload: Option<&str>| {
         s.revoke(
             &RevocationRow {
@@ -452,6 +459,118 @@ pub fn a_request_is_revoked_with_its_last_certificate_once(s: &dyn Store) {
             .iter()
             .any(|r| r.action == "request.revoked")
     );
+}
+
+pub fn revoke_all_revokes_every_one_or_none(s: &dyn Store) {
+    const HOLDER: &str = "860908363012";
+    // One request of the holder with two certificates, a certificate of no request, and a
+    // serial only reserved (never issued).
+    issued_request_r1(s);
+    issue(s, "03", "k3", None);
+    issue(s, "04", "k4", None);
+    s.reserve_batch(&[reservation("05", "k5", None)], None)
+        .unwrap();
+
+    // The holder's issued certificates, in issuance order, with their bytes.
+    let of = s.certificates_of(HOLDER).unwrap();
+    let serials: Vec<&str> = of.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, ["01", "02", "03", "04"]);
+    assert!(
+        of.iter()
+            .all(|c| c.der.is_some() && c.state == CertificateState::Issued)
+    );
+    assert_eq!(of[0].request_number.as_deref(), Some("R1"));
+    assert!(s.certificates_of("990101300123").unwrap().is_empty());
+
+    let batch = |serials: &[&str]| -> Vec<Revocation> {
+        serials
+            .iter()
+            .map(|serial| Revocation {
+                row: RevocationRow {
+                    serial: (*serial).into(),
+                    reason: RevocationReason::KeyCompromise,
+                    revoked_at: 20,
+                    invalidity_date: None,
+                    revoked_by: "holder:0a".into(),
+                },
+                notice: Some(Notice {
+                    kind: NoticeKind::Revoked,
+                    recipient: "holder@example.kz".into(),
+                    subject: format!("revoked {serial}"),
+                    body: "b".into(),
+                }),
+                audit: audit("certificate.revoked"),
+            })
+            .collect()
+    };
+    let revoked_count = |s: &dyn Store| {
+        s.audit_records()
+            .unwrap()
+            .iter()
+            .filter(|r| r.action == "certificate.revoked")
+            .count()
+    };
+
+    // One of them already revoked: the whole batch is refused, nothing written, payload unspent.
+    s.revoke(
+        &batch(&["03"])[0].row,
+        None,
+        None,
+        &audit("certificate.revoked"),
+    )
+    .unwrap();
+    let (audited, queued) = (
+        revoked_count(s),
+        s.pending_notifications(100).unwrap().len(),
+    );
+    assert!(matches!(
+        s.revoke_all(&batch(&["01", "02", "03"]), Some("pall".into())),
+        Err(StoreError::AlreadyRevoked(serial)) if serial == "03"
+    ));
+    // One never issued: refused the same way.
+    assert!(matches!(
+        s.revoke_all(&batch(&["01", "05"]), Some("pall".into())),
+        Err(StoreError::CertificateNotFound(serial)) if serial == "05"
+    ));
+    assert!(s.revocation("01").unwrap().is_none());
+    assert!(s.revocation("02").unwrap().is_none());
+    assert!(s.payload_used("pall").unwrap().is_none());
+    assert_eq!(revoked_count(s), audited);
+    assert_eq!(s.pending_notifications(100).unwrap().len(), queued);
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Issued
+    );
+
+    // The batch: each revoked with its audit record and notice, the payload spent once, the
+    // request revoked with its last certificate.
+    s.revoke_all(&batch(&["01", "02", "04"]), Some("pall".into()))
+        .unwrap();
+    for serial in ["01", "02", "04"] {
+        let r = s.revocation(serial).unwrap().unwrap();
+        assert_eq!(
+            (r.reason, r.revoked_at),
+            (RevocationReason::KeyCompromise, 20)
+        );
+    }
+    assert_eq!(revoked_count(s), audited + 3);
+    let notices = s.pending_notifications(100).unwrap();
+    assert_eq!(notices.len(), queued + 3);
+    assert_eq!(
+        s.request("R1").unwrap().unwrap().state,
+        RequestState::Revoked
+    );
+    let used = s.payload_used("pall").unwrap().unwrap();
+    assert!(
+        used.contains("3 certificates") && used.contains("04"),
+        "{used}"
+    );
+    assert!(matches!(
+        s.revoke_all(&batch(&["05"]), Some("pall".into())),
+        Err(StoreError::PayloadReplayed { .. })
+    ));
+    // Still listed: revoked certificates stay the holder's.
+    assert_eq!(s.certificates_of(HOLDER).unwrap().len(), 4);
 }
 
 pub fn expiry_takes_only_registered_requests_past_their_deadline(s: &dyn Store) {
