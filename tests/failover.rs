@@ -132,24 +132,6 @@ fn column(cluster: &Cluster, db: &str, sql: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// GET over plain HTTP/1.1: the status line and headers (lower case), and the body.
-fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (
-        String::from_utf8_lossy(&out[..end]).to_lowercase(),
-        out[end..].to_vec(),
-    )
-}
-
 /// `openssl ocsp` against the service for a certificate (DER): its status line.
 fn ocsp_status(svc: &Service, serial: &str, der: &[u8]) -> String {
     let leaf = svc.home.path(&format!("{serial}.pem"));

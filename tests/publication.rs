@@ -294,24 +294,6 @@ async fn the_service_publishes_crls_at_start_and_serves_them_with_caching_header
     assert_eq!(chain.code, Some(0), "{}{}", chain.stdout, chain.stderr);
 }
 
-/// GET over plain HTTP/1.1: the status line and headers (lower case), and the body.
-fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (
-        String::from_utf8_lossy(&out[..end]).to_lowercase(),
-        out[end..].to_vec(),
-    )
-}
-
 /// `openssl crl -text` of a DER CRL.
 fn crl_text(svc: &Service, name: &str, der: &[u8]) -> String {
     let path = svc.home.path(name);
