@@ -29,7 +29,19 @@ async fn issued_holder(
     iin: &str,
     email: &str,
 ) -> Holder {
-    let (app, auth_key, sign_key) = application_of(&format!("holder-{iin}"), iin, email);
+    issued_holder_again(portal, ws, op, iin, email, "holder").await
+}
+
+/// As [`issued_holder`], one more application of the same person (`tag` tells them apart).
+async fn issued_holder_again(
+    portal: &mut nuc_api::v1::portal_service_client::PortalServiceClient<Channel>,
+    ws: &mut nuc_api::v1::operator_service_client::OperatorServiceClient<Channel>,
+    op: &Signer,
+    iin: &str,
+    email: &str,
+    tag: &str,
+) -> Holder {
+    let (app, auth_key, sign_key) = application_of(&format!("{tag}-{iin}"), iin, email);
     let number = portal
         .submit_application(app)
         .await
@@ -80,6 +92,8 @@ fn order(serial: &str, reason: RevocationReason, iin: &str, operator_serial: &st
         operator_serial_hex: operator_serial.into(),
         signed_at: now(),
         nonce: rand_suffix(),
+        all: false,
+        spare_signer: false,
         payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec()
@@ -378,16 +392,7 @@ async fn f3_revocation_online_by_the_holder() {
     }
     // The delta CRL that reports the revocation follows it by `delta_after_revocation_ms` and
     // writes its own audit record: it must be in before the refusals below count the rows.
-    while svc.home.count(&format!(
-        "SELECT COUNT(*) FROM crls WHERE kind = 'delta' AND crl_number > {last_crl}"
-    )) == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no delta CRL after the revocation"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_delta_after(&svc, last_crl);
 
     // Signed with the certificate that is now revoked.
     let before = counts(&svc);
@@ -414,6 +419,187 @@ async fn f3_revocation_online_by_the_holder() {
     // The other person's certificates are untouched by all of this.
     assert_eq!(revocation_row(&svc, &other.auth.serial), None);
     assert_eq!(revocation_row(&svc, &other.sign.serial), None);
+}
+
+/// Waits (at most 15 s) until a delta CRL numbered above `last_crl` is recorded.
+fn wait_for_delta_after(svc: &Service, last_crl: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while svc.home.count(&format!(
+        "SELECT COUNT(*) FROM crls WHERE kind = 'delta' AND crl_number > {last_crl}"
+    )) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delta CRL after the revocation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An order for all of the holder's certificates, signed online by the holder.
+fn order_all(reason: RevocationReason, iin: &str, spare_signer: bool) -> Vec<u8> {
+    RevocationOrder {
+        serial_hex: String::new(),
+        reason: reason as i32,
+        iin: iin.into(),
+        operator_serial_hex: String::new(),
+        signed_at: now(),
+        nonce: rand_suffix(),
+        all: true,
+        spare_signer,
+        payload_type: "nuc.v1.RevocationOrder".into(),
+    }
+    .encode_to_vec()
+}
+
+/// What `openssl ocsp` (the outside judge) says of a serial of our issuing CA: "good",
+/// "revoked", … from its "0xSERIAL: status" line.
+fn ocsp_says(svc: &Service, serial_hex: &str) -> String {
+    let ca = svc.home.home().join("ca");
+    let r = outside(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            ca.join("issuing.pem").to_str().unwrap(),
+            "-serial",
+            &format!("0x{serial_hex}"),
+            "-url",
+            &format!("http://{}/ocsp", svc.home.http),
+            "-CAfile",
+            ca.join("root.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        r.stderr.contains("Response verify OK"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
+        .lines()
+        .find_map(|l| l.split_once(": ").map(|(_, s)| s.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+/// F3 for all: one signed order revokes every valid certificate of the holder in one
+/// transaction (sparing the signing one when asked), OCSP says revoked for each as soon as the
+/// call returns, and the next delta CRL lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_the_holder_revokes_all_their_certificates_at_once() {
+    let svc = Service::start();
+    let mut portal = svc.portal().await;
+    let mut ws = svc.workstation().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let first = issued_holder(&mut portal, &mut ws, &op, IIN, EMAIL).await;
+    let second = issued_holder_again(&mut portal, &mut ws, &op, IIN, EMAIL, "again").await;
+    let other = issued_holder(&mut portal, &mut ws, &op, OTHER_IIN, OTHER_EMAIL).await;
+    let online = |cms: Vec<u8>| RevokeOnlineRequest {
+        idempotency_key: rand_suffix(),
+        signed_order: cms,
+    };
+
+    // Signed by another person for this IIN: refused, nothing changed.
+    let before = counts(&svc);
+    assert_refused(
+        &svc,
+        before,
+        portal
+            .revoke_online(online(signed(
+                &order_all(RevocationReason::KeyCompromise, IIN, false),
+                &other.sign,
+            )))
+            .await,
+        "IIN_MISMATCH",
+        Code::PermissionDenied,
+    );
+
+    let last_crl = svc
+        .home
+        .count("SELECT COALESCE(MAX(crl_number), 0) FROM crls");
+    let r = portal
+        .revoke_online(online(signed(
+            &order_all(RevocationReason::KeyCompromise, IIN, true),
+            &first.sign,
+        )))
+        .await
+        .expect("revoked all")
+        .into_inner();
+    let mut got: Vec<String> = r.revoked.iter().map(|c| c.serial_hex.clone()).collect();
+    got.sort();
+    let mut want = vec![
+        first.auth.serial.clone(),
+        second.auth.serial.clone(),
+        second.sign.serial.clone(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(r.serial_hex, "", "more than one revoked: no single serial");
+    assert!(r.revoked.iter().all(|c| c.revoked_at == r.revoked_at));
+
+    // Right after the call: OCSP says revoked for each, good for the spared signer and for
+    // the other person.
+    for serial in &want {
+        assert_eq!(ocsp_says(&svc, serial), "revoked", "{serial}");
+    }
+    for serial in [&first.sign.serial, &other.auth.serial] {
+        assert_eq!(ocsp_says(&svc, serial), "good", "{serial}");
+    }
+
+    // Stored: one revocation, one audit record and one notice each; the order marked used
+    // once; the second request, all of whose certificates are revoked, is revoked.
+    let after = counts(&svc);
+    assert_eq!(after[0], before[0] + 3, "three revocations");
+    assert_eq!(after[1], before[1], "no request added");
+    assert_eq!(
+        svc.home.count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'certificate.revoked' AND actor = 'holder:{}'",
+            first.sign.serial
+        )),
+        3
+    );
+    assert_eq!(after[3], before[3] + 3, "a notice for each");
+    assert_eq!(after[4], before[4] + 1, "the order is marked used once");
+    for serial in &want {
+        let (reason_code, _, by) = revocation_row(&svc, serial).unwrap();
+        assert_eq!(
+            (reason_code, by),
+            (1, format!("holder:{}", first.sign.serial))
+        );
+    }
+    assert_eq!(
+        svc.home.count(&format!(
+            "SELECT COUNT(*) FROM requests WHERE number = '{}' AND state = 'revoked'",
+            second.number
+        )),
+        1
+    );
+
+    // The delta CRL that follows lists every one of them (judged by openssl).
+    wait_for_delta_after(&svc, last_crl);
+    let delta = svc.home.path("delta.crl");
+    let (_, body) = http_get(&svc.home.http, "/crl/issuing-delta.crl");
+    std::fs::write(&delta, body).unwrap();
+    let text = outside(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            delta.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    );
+    for serial in &want {
+        assert!(
+            text.stdout.contains(&serial.to_uppercase()),
+            "{serial} not on the delta CRL:\n{}",
+            text.stdout
+        );
+    }
+    assert!(!text.stdout.contains(&first.sign.serial.to_uppercase()));
 }
 
 /// A portal retrying a RevokeOnline (same idempotency key, same signed order) after a lost

@@ -592,6 +592,8 @@ async fn a_decision_of_the_wrong_kind_or_by_a_non_operator_is_refused() {
         operator_serial_hex: op.serial.clone(),
         signed_at: now(),
         nonce: rand_suffix(),
+        all: false,
+        spare_signer: false,
         payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec();
@@ -677,6 +679,8 @@ async fn a_signed_revocation_order_never_confirms_an_application() {
         operator_serial_hex: op.serial.clone(),
         signed_at: now(),
         nonce: rand_suffix(),
+        all: false,
+        spare_signer: false,
         payload_type: "nuc.v1.RevocationOrder".into(),
     }
     .encode_to_vec();

@@ -42,6 +42,8 @@ fn seeds() -> Vec<Vec<u8>> {
             operator_serial_hex: "7f3a9c01d2e4".into(),
             signed_at: -1,
             nonce: "n".into(),
+            all: false,
+            spare_signer: false,
             payload_type: REVOCATION_ORDER.into(),
         }
         .encode_to_vec(),

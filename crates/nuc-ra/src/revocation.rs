@@ -4,7 +4,7 @@
 
 use nuc_core::{ReasonCode, RevocationReason};
 use nuc_payloads::RevocationOrder;
-use nuc_store::{AuditEntry, RevocationRow};
+use nuc_store::{AuditEntry, CertificateRow, Revocation, RevocationRow};
 
 use crate::signer::HolderKey;
 use crate::{Ra, RaError, notices, sha256_hex};
@@ -115,6 +115,12 @@ impl Ra {
                 "the signed order names another operator or has no nonce",
             ));
         }
+        if s.payload.all || s.payload.spare_signer {
+            return Err(RaError::invalid(
+                "all",
+                "an order for all of a holder's certificates is the holder's own, online (F3)",
+            ));
+        }
         // Separation of duties: an operator's own certificates (personal or operator) are
         // revoked at the counter by another operator, or by an administrator.
         if s.payload.iin.trim() == s.signer.iin {
@@ -134,8 +140,14 @@ impl Ra {
         )
     }
 
-    /// F3: a revocation signed online by the holder's own (valid) certificate.
-    pub fn revoke_online(&self, caller: &str, signed: &[u8]) -> Result<RevocationRow, RaError> {
+    /// F3: a revocation signed online by the holder's own (valid) certificate: of the
+    /// certificate it names, or with `all` of every valid certificate of the holder (sparing
+    /// the signing one if the order says so). Returns what was revoked.
+    pub fn revoke_online(
+        &self,
+        caller: &str,
+        signed: &[u8],
+    ) -> Result<Vec<RevocationRow>, RaError> {
         let now = self.now();
         let s = self.applicant_signed::<RevocationOrder>(signed, HolderKey::Any, now)?;
         if s.payload.iin != s.signer.iin {
@@ -152,12 +164,117 @@ impl Ra {
                 "the signed order has no nonce",
             ));
         }
-        self.carry_out_order(
-            &s.payload,
-            &s.content,
-            &format!("holder:{}", s.signer.serial_hex),
-            &format!("online by the holder, via {caller}"),
-        )
+        let actor = format!("holder:{}", s.signer.serial_hex);
+        let why = format!("online by the holder, via {caller}");
+        if s.payload.all {
+            return self.revoke_all_of_holder(
+                &s.payload,
+                &s.content,
+                &s.signer.serial_hex,
+                &actor,
+                &why,
+            );
+        }
+        if s.payload.spare_signer {
+            return Err(RaError::invalid(
+                "spare_signer",
+                "goes only with an order for all of the holder's certificates",
+            ));
+        }
+        Ok(vec![
+            self.carry_out_order(&s.payload, &s.content, &actor, &why)?,
+        ])
+    }
+
+    /// Every valid certificate of the order's holder (not revoked, not expired; the signer's
+    /// own spared if asked), revoked in one transaction, one audit record and notice each. A
+    /// retry of an order carried out gets the revocations it made back, and changes nothing.
+    fn revoke_all_of_holder(
+        &self,
+        order: &RevocationOrder,
+        signed_content: &[u8],
+        signer_serial: &str,
+        actor: &str,
+        why: &str,
+    ) -> Result<Vec<RevocationRow>, RaError> {
+        if !order.serial_hex.trim().is_empty() {
+            return Err(RaError::invalid(
+                "serial_hex",
+                "an order for all of a holder's certificates names none",
+            ));
+        }
+        let reason = order_reason(order)?;
+        let payload_sha256 = sha256_hex(signed_content);
+        let theirs = self.store.certificates_of(&order.iin)?;
+        if self.store.payload_used(&payload_sha256)?.is_some() {
+            let mut again = Vec::new();
+            for c in &theirs {
+                if let Some(r) = self.store.revocation(&c.serial)?
+                    && r.revoked_by == actor
+                {
+                    again.push(r);
+                }
+            }
+            return Ok(again);
+        }
+        let now = self.now();
+        let mut batch = Vec::new();
+        for c in theirs {
+            if order.spare_signer && c.serial.eq_ignore_ascii_case(signer_serial) {
+                continue;
+            }
+            if self.store.revocation(&c.serial)?.is_some() || expired(&c, now) {
+                continue;
+            }
+            let notice = match &c.request_number {
+                Some(n) => self
+                    .store
+                    .request(n)?
+                    .and_then(|r| r.email)
+                    .map(|to| notices::revoked(&to, &c.serial, why)),
+                None => None,
+            };
+            batch.push(Revocation {
+                row: RevocationRow {
+                    serial: c.serial.clone(),
+                    reason,
+                    revoked_at: now,
+                    invalidity_date: None,
+                    revoked_by: actor.into(),
+                },
+                notice,
+                audit: AuditEntry {
+                    actor: actor.into(),
+                    action: "certificate.revoked".into(),
+                    object: format!("serial:{}", c.serial),
+                    details: serde_json::json!({
+                        "reason": reason.code(),
+                        "invalidity_date": null,
+                        "why": why,
+                        "order": "all",
+                    }),
+                },
+            });
+        }
+        if batch.is_empty() {
+            return Err(RaError::new(
+                ReasonCode::CertificateNotFound,
+                format!(
+                    "holder {} has no valid certificate left to revoke",
+                    nuc_core::mask_iin(&order.iin)
+                ),
+            ));
+        }
+        self.store.revoke_all(&batch, Some(payload_sha256))?;
+        tracing::info!(
+            count = batch.len(),
+            holder = %nuc_core::mask_iin(&order.iin),
+            %reason,
+            "certificates revoked at the holder's order for all"
+        );
+        metrics::counter!("nuc_certificates_revoked_total", "reason" => reason.rfc_name())
+            .increment(batch.len() as u64);
+        Ok(batch.into_iter().map(|r| r.row).collect())
     }
 
     /// A checked revocation order: a retry of one already carried out gets its revocation
@@ -218,4 +335,22 @@ impl Ra {
         }
         Ok(())
     }
+}
+
+/// Past its notAfter at `now` (a certificate whose bytes do not parse counts as valid: it is
+/// revoked rather than left out).
+fn expired(c: &CertificateRow, now: i64) -> bool {
+    use der::Decode;
+    c.der
+        .as_deref()
+        .and_then(|d| x509_cert::Certificate::from_der(d).ok())
+        .is_some_and(|cert| {
+            let not_after = cert
+                .tbs_certificate()
+                .validity()
+                .not_after
+                .to_unix_duration()
+                .as_secs();
+            i64::try_from(not_after).is_ok_and(|t| t < now)
+        })
 }

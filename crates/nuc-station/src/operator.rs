@@ -115,6 +115,8 @@ impl Operator {
             operator_serial_hex: self.serial_hex.clone(),
             signed_at: nuc_core::time::now_unix(),
             nonce: hex::encode(nonce),
+            all: false,
+            spare_signer: false,
             payload_type: REVOCATION_ORDER.into(),
         };
         self.sign(&payload.encode_to_vec())

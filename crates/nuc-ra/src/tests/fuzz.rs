@@ -145,6 +145,8 @@ fn order(rig: &Rig, serial: &str, iin: &str, operator_serial: &str) -> Vec<u8> {
         operator_serial_hex: operator_serial.into(),
         signed_at: rig.clock.now(),
         nonce: nonce(),
+        all: false,
+        spare_signer: false,
         payload_type: nuc_payloads::REVOCATION_ORDER.into(),
     }
     .encode_to_vec()
@@ -224,7 +226,10 @@ fn fuzzed_revocation_orders_are_refused_with_a_reason_and_no_partial_row() {
         let r = if online {
             let content = order(&rig, &h.auth.0, h.iin(), "");
             let cms = signed(&rig, &t, &content, &h.sign.1, &h.sign.2);
-            rig.ra.revoke_online(PORTAL, &cms)
+            // A single order revokes one certificate.
+            rig.ra
+                .revoke_online(PORTAL, &cms)
+                .map(|rows| rows.into_iter().next().expect("one revocation"))
         } else {
             let content = order(&rig, &h.auth.0, h.iin(), &op.serial);
             let cms = signed(&rig, &t, &content, &op.cert, &op.key);

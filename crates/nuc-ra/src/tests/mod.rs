@@ -286,6 +286,8 @@ impl Operator {
             operator_serial_hex: self.serial.clone(),
             signed_at: self.clock.now(),
             nonce: nonce(),
+            all: false,
+            spare_signer: false,
             payload_type: REVOCATION_ORDER.into(),
         };
         cms_at(&o.encode_to_vec(), &self.cert, &self.key, o.signed_at)
@@ -299,15 +301,36 @@ impl Holder {
 
     /// A revocation order for `serial`, signed online by this holder's SIGN certificate.
     pub fn order(&self, serial: &str, reason: i32) -> Vec<u8> {
-        let o = RevocationOrder {
-            serial_hex: serial.into(),
-            reason,
+        self.order_with(|o| {
+            o.serial_hex = serial.into();
+            o.reason = reason;
+        })
+    }
+
+    /// An order for all of this holder's certificates (`spare_signer`: but the SIGN
+    /// certificate that signs it), signed online by this holder's SIGN certificate.
+    pub fn order_all(&self, reason: i32, spare_signer: bool) -> Vec<u8> {
+        self.order_with(|o| {
+            o.reason = reason;
+            o.all = true;
+            o.spare_signer = spare_signer;
+        })
+    }
+
+    /// A revocation order of this holder, as `edit` leaves it, signed by the SIGN certificate.
+    pub fn order_with(&self, edit: impl FnOnce(&mut RevocationOrder)) -> Vec<u8> {
+        let mut o = RevocationOrder {
+            serial_hex: String::new(),
+            reason: 0,
             iin: self.iin().into(),
             operator_serial_hex: String::new(),
             signed_at: self.clock.now(),
             nonce: nonce(),
+            all: false,
+            spare_signer: false,
             payload_type: REVOCATION_ORDER.into(),
         };
+        edit(&mut o);
         cms_at(&o.encode_to_vec(), &self.sign.1, &self.sign.2, o.signed_at)
     }
 

@@ -31,10 +31,12 @@ async fn a_holder_revokes_online_and_the_request_follows_its_certificates() {
         Arc::new(move |c: &nuc_store::StatusChange| seen.lock().unwrap().push(c.clone())),
     )
     .unwrap();
-    let row = rig
-        .ra
-        .revoke_online(PORTAL, &holder.order(&holder.auth.0, 1))
-        .unwrap();
+    let [row] = <[_; 1]>::try_from(
+        rig.ra
+            .revoke_online(PORTAL, &holder.order(&holder.auth.0, 1))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(row.reason, RevocationReason::KeyCompromise);
     assert_eq!(row.revoked_by, format!("holder:{}", holder.sign.0));
     // Every instance learns of it before the call returns (OCSP, the delta CRL publisher).
@@ -65,6 +67,132 @@ async fn a_holder_revokes_online_and_the_request_follows_its_certificates() {
         rig.audit()
             .ends_with(&["certificate.revoked".into(), "request.revoked".into()])
     );
+}
+
+#[tokio::test]
+async fn a_holder_revokes_all_their_certificates_at_once_sparing_the_signer_if_asked() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    // Two requests of one holder (four certificates), and another holder's.
+    let first = rig.holder(ABAI, &op).await;
+    let second = rig.holder(ABAI, &op).await;
+    let other = rig.holder(KANYSH, &op).await;
+    let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = changes.clone();
+    nuc_store::StatusFeed::subscribe_status(
+        rig.store.as_ref(),
+        Arc::new(move |c: &nuc_store::StatusChange| seen.lock().unwrap().push(c.clone())),
+    )
+    .unwrap();
+    let audit_before = rig.audit_count();
+    let order = first.order_all(1, true);
+    let rows = rig.ra.revoke_online(PORTAL, &order).unwrap();
+    let mut revoked: Vec<String> = rows.iter().map(|r| r.serial.clone()).collect();
+    revoked.sort();
+    let mut want = vec![
+        first.auth.0.clone(),
+        second.auth.0.clone(),
+        second.sign.0.clone(),
+    ];
+    want.sort();
+    assert_eq!(revoked, want);
+    assert!(
+        rows.iter()
+            .all(|r| r.reason == RevocationReason::KeyCompromise
+                && r.revoked_by == format!("holder:{}", first.sign.0)
+                && r.revoked_at == rows[0].revoked_at)
+    );
+    // The signer spared, the other holder untouched.
+    for spared in [&first.sign.0, &other.auth.0, &other.sign.0] {
+        assert!(rig.store.revocation(spared).unwrap().is_none(), "{spared}");
+    }
+    // Every instance heard of each before the call returned; one audit record each, and the
+    // second request, all of whose certificates are revoked, is revoked too.
+    assert_eq!(changes.lock().unwrap().len(), 3);
+    let audit = rig.audit();
+    let added = &audit[audit_before..];
+    assert_eq!(
+        added.iter().filter(|a| *a == "certificate.revoked").count(),
+        3,
+        "{added:?}"
+    );
+    assert_eq!(
+        rig.ra.request(&second.request.number).unwrap().state,
+        RequestState::Revoked
+    );
+    assert_eq!(
+        rig.ra.request(&first.request.number).unwrap().state,
+        RequestState::Issued
+    );
+    // The retry of the same order: the same answer, nothing written.
+    let count = rig.audit_count();
+    let mut again: Vec<String> = rig
+        .ra
+        .revoke_online(PORTAL, &order)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.serial)
+        .collect();
+    again.sort();
+    assert_eq!(again, want);
+    assert_eq!(rig.audit_count(), count);
+    // Without sparing, the signer's own certificate goes too; after that the holder has no
+    // valid certificate left to sign with.
+    let rows = rig
+        .ra
+        .revoke_online(PORTAL, &first.order_all(4, false))
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].serial, first.sign.0);
+    assert!(
+        rig.ra
+            .revoke_online(PORTAL, &first.order_all(4, false))
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_order_for_all_is_refused_with_a_serial_and_sparing_needs_all() {
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let holder = rig.holder(ABAI, &op).await;
+    refused(
+        rig.ra.revoke_online(
+            PORTAL,
+            &holder.order_with(|o| {
+                o.all = true;
+                o.serial_hex = holder.auth.0.clone();
+                o.reason = 1;
+            }),
+        ),
+        ReasonCode::InvalidArgument,
+        "serial_hex",
+    );
+    refused(
+        rig.ra.revoke_online(
+            PORTAL,
+            &holder.order_with(|o| {
+                o.spare_signer = true;
+                o.serial_hex = holder.auth.0.clone();
+                o.reason = 1;
+            }),
+        ),
+        ReasonCode::InvalidArgument,
+        "spare_signer",
+    );
+    assert!(rig.store.revocation(&holder.auth.0).unwrap().is_none());
+    // Nothing left to revoke but the spared signer: not found, nothing spent.
+    rig.ra
+        .revoke_online(PORTAL, &holder.order(&holder.auth.0, 1))
+        .unwrap();
+    let order = holder.order_all(1, true);
+    refused(
+        rig.ra.revoke_online(PORTAL, &order),
+        ReasonCode::CertificateNotFound,
+        "no valid certificate left",
+    );
+    let sha = crate::sha256_hex(&nuc_cms::verify(&order, None).unwrap().content);
+    assert!(rig.store.payload_used(&sha).unwrap().is_none());
 }
 
 #[tokio::test]

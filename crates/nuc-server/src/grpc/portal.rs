@@ -83,11 +83,24 @@ impl PortalService for PortalApi {
         let caller = self.0.authorize(&req, Service::Portal)?;
         let r = req.into_inner();
         let ra = self.0.ra.clone();
-        let row =
+        let rows =
             blocking(async move { ra.revoke_online(&caller.actor(), &r.signed_order) }).await?;
+        let revoked: Vec<RevokedCertificate> = rows
+            .into_iter()
+            .map(|row| RevokedCertificate {
+                serial_hex: row.serial,
+                revoked_at: row.revoked_at,
+            })
+            .collect();
+        // One certificate revoked is also given in the fields callers of a single order read.
+        let (serial_hex, revoked_at) = match revoked.as_slice() {
+            [one] => (one.serial_hex.clone(), one.revoked_at),
+            _ => (String::new(), revoked.first().map_or(0, |r| r.revoked_at)),
+        };
         Ok(Response::new(RevokeOnlineResponse {
-            serial_hex: row.serial,
-            revoked_at: row.revoked_at,
+            serial_hex,
+            revoked_at,
+            revoked,
         }))
     }
 
