@@ -59,24 +59,6 @@ impl CertificateReader for SqliteStore {
 }
 
 impl RevocationStore for SqliteStore {
-    fn revoke(
-        &self,
-        revocation: &RevocationRow,
-        payload_sha256: Option<String>,
-        notice: Option<Notice>,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        RevocationStore::revoke_all(
-            self,
-            &[Revocation {
-                row: revocation.clone(),
-                notice,
-                audit: audit.clone(),
-            }],
-            payload_sha256,
-        )
-    }
-
     fn revoke_all(
         &self,
         revocations: &[Revocation],

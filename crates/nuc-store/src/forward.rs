@@ -109,16 +109,6 @@ impl<S: CertificateReader + ?Sized> CertificateReader for Arc<S> {
 }
 
 impl<S: RevocationStore + ?Sized> RevocationStore for Arc<S> {
-    fn revoke(
-        &self,
-        revocation: &RevocationRow,
-        payload_sha256: Option<String>,
-        notice: Option<Notice>,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        (**self).revoke(revocation, payload_sha256, notice, audit)
-    }
-
     fn revoke_all(
         &self,
         revocations: &[Revocation],

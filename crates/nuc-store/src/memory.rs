@@ -556,23 +556,6 @@ impl CertificateReader for MemoryStore {
 }
 
 impl RevocationStore for MemoryStore {
-    fn revoke(
-        &self,
-        r: &RevocationRow,
-        payload_sha256: Option<String>,
-        notice: Option<Notice>,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        self.revoke_all(
-            &[crate::Revocation {
-                row: r.clone(),
-                notice,
-                audit: audit.clone(),
-            }],
-            payload_sha256,
-        )
-    }
-
     fn revoke_all(
         &self,
         revocations: &[crate::Revocation],

@@ -111,14 +111,24 @@ pub trait CertificateReader: Send + Sync {
 /// Revoking (the RA's).
 pub trait RevocationStore: Send + Sync {
     /// Revokes an issued certificate, once, with its payload mark, notice and audit record; a
-    /// request whose certificates are then all revoked becomes revoked. Durable on return.
+    /// request whose certificates are then all revoked becomes revoked. Durable on return. A
+    /// batch of one for [`RevocationStore::revoke_all`].
     fn revoke(
         &self,
         revocation: &RevocationRow,
         payload_sha256: Option<String>,
         notice: Option<Notice>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.revoke_all(
+            &[Revocation {
+                row: revocation.clone(),
+                notice,
+                audit: audit.clone(),
+            }],
+            payload_sha256,
+        )
+    }
 
     /// Revokes several issued certificates in one transaction, each with its notice and audit
     /// record, the signed payload that asked for them marked used once: all of them, or none
