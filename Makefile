@@ -18,7 +18,7 @@ SHELL := /bin/bash
 # postgresql-client: pg_dump and pg_restore, which `nuc backup` / `nuc restore` run for a home on
 # PostgreSQL (tests/backup.rs).
 DEB_PACKAGES := openssl pkg-config libssl-dev libpcsclite-dev softhsm2 opensc pcscd vsmartcard-vpcd \
-                python3 python3-venv postgresql postgresql-client jq curl
+                python3 python3-venv postgresql postgresql-client jq curl poppler-utils
 
 # Debian packages to build and check the Debian package of the service (`make deb`, and
 # tests/deb.rs): lintian, help2man (the man pages, from --help), dpkg-dev (dpkg-shlibdeps),
