@@ -293,7 +293,7 @@ fn running_header(fonts: &Fonts, report: &CertificateReport) -> Block {
     let mut block = Block::default();
     let text = format!("{} — {}", words::TITLE.both(), report.subject_id);
     block.text(fonts, SMALL, MARGIN_X, BODY_W, 1, &text);
-    block.rule(3.0, 5.0);
+    // No rule of its own: the certificate that follows starts with one.
     block
 }
 
