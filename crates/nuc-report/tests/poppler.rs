@@ -37,6 +37,13 @@ fn poppler(tool: &str, args: &[&str], pdf: &Path) -> String {
         pdf.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+    // poppler reports a malformed object on stderr and still exits 0: none is accepted.
+    assert!(
+        output.stderr.is_empty(),
+        "{tool} complained about {}: {}",
+        pdf.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("poppler prints UTF-8 with -enc UTF-8")
 }
 
