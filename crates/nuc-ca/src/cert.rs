@@ -52,6 +52,11 @@ fn prefixed(cert: &Certificate, oid: ObjectIdentifier, prefix: &str) -> Option<S
         })
 }
 
+/// The subject's common name (a person's full name in the NUC's profiles), if it has one.
+pub fn common_name(cert: &Certificate) -> Option<String> {
+    prefixed(cert, const_oid::db::rfc4519::CN, "")
+}
+
 /// The IIN in a certificate's SERIALNUMBER attribute ("IIN" + 12 digits).
 pub fn iin_of(cert: &Certificate) -> Option<String> {
     prefixed(cert, const_oid::db::rfc4519::SERIAL_NUMBER, "IIN")

@@ -65,6 +65,10 @@ pub enum ReasonCode {
     ConVisitRequired,
     /// The caller's role does not allow this call.
     PermissionDenied,
+    /// The registry does not give the signer, at this moment, the role in the legal entity
+    /// that the act needs (its first head for the entity's report, its HR officer to confirm
+    /// an employee's application).
+    RoleNotHeld,
     /// No certificate under this serial.
     CertificateNotFound,
     /// The certificate is already revoked.
@@ -124,6 +128,7 @@ impl ReasonCode {
             ReasonCode::SignCertificateRequired => "SIGN_CERTIFICATE_REQUIRED",
             ReasonCode::ConVisitRequired => "CON_VISIT_REQUIRED",
             ReasonCode::PermissionDenied => "PERMISSION_DENIED",
+            ReasonCode::RoleNotHeld => "ROLE_NOT_HELD",
             ReasonCode::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
             ReasonCode::AlreadyRevoked => "ALREADY_REVOKED",
             ReasonCode::OperatorNotFound => "OPERATOR_NOT_FOUND",
@@ -166,6 +171,7 @@ impl ReasonCode {
                 | ReasonCode::SignCertificateRequired
                 | ReasonCode::ConVisitRequired
                 | ReasonCode::PermissionDenied
+                | ReasonCode::RoleNotHeld
                 | ReasonCode::CertificateNotFound
                 | ReasonCode::AlreadyRevoked
                 | ReasonCode::OperatorNotFound
@@ -184,7 +190,7 @@ impl ReasonCode {
 
 impl ReasonCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ReasonCode; 40] = [
+    pub const ALL: [ReasonCode; 41] = [
         ReasonCode::InvalidArgument,
         ReasonCode::KeyRejected,
         ReasonCode::CsrMalformed,
@@ -213,6 +219,7 @@ impl ReasonCode {
         ReasonCode::SignCertificateRequired,
         ReasonCode::ConVisitRequired,
         ReasonCode::PermissionDenied,
+        ReasonCode::RoleNotHeld,
         ReasonCode::CertificateNotFound,
         ReasonCode::AlreadyRevoked,
         ReasonCode::OperatorNotFound,

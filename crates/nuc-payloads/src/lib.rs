@@ -1,6 +1,7 @@
 //! The payloads that people of the NUC sign: an operator's decision on an application, a
-//! revocation order (an operator's at a CON counter, or the holder's online), and a renewal
-//! application signed by the applicant's current certificate.
+//! revocation order (an operator's at a CON counter, or the holder's online), a renewal
+//! application signed by the applicant's current certificate, and a holder's (or a legal
+//! entity's first head's) request for the report of their certificates.
 //!
 //! This crate owns their encoding (prost messages compiled from `proto/nuc/v1/payloads.proto`)
 //! and the `payload_type` each names, so that the RA can decode what was signed without
@@ -14,13 +15,17 @@ pub mod v1 {
 }
 
 pub use v1::operator_decision::Decision;
-pub use v1::{OperatorDecision, RenewalApplication, RevocationOrder, RevocationReason};
+pub use v1::{
+    CertificateReportRequest, OperatorDecision, RenewalApplication, RevocationOrder,
+    RevocationReason,
+};
 
 /// The `payload_type` of each signed payload (field 15): a signature given for one purpose is
 /// never read as another, even where two encodings coincide.
 pub const OPERATOR_DECISION: &str = "nuc.v1.OperatorDecision";
 pub const REVOCATION_ORDER: &str = "nuc.v1.RevocationOrder";
 pub const RENEWAL_APPLICATION: &str = "nuc.v1.RenewalApplication";
+pub const CERTIFICATE_REPORT_REQUEST: &str = "nuc.v1.CertificateReportRequest";
 
 /// A payload that names its own type.
 pub trait SignedPayload: prost::Message + Default {
@@ -62,6 +67,16 @@ impl SignedPayload for RenewalApplication {
     }
 }
 
+impl SignedPayload for CertificateReportRequest {
+    const TYPE: &'static str = CERTIFICATE_REPORT_REQUEST;
+    fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+    fn signed_at(&self) -> i64 {
+        self.signed_at
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -78,6 +93,10 @@ mod tests {
         assert_eq!(back.payload_type(), OperatorDecision::TYPE);
         assert_eq!(RevocationOrder::TYPE, "nuc.v1.RevocationOrder");
         assert_eq!(RenewalApplication::TYPE, "nuc.v1.RenewalApplication");
+        assert_eq!(
+            CertificateReportRequest::TYPE,
+            "nuc.v1.CertificateReportRequest"
+        );
     }
 
     #[test]

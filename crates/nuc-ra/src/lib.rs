@@ -30,6 +30,7 @@ pub mod number;
 mod operators;
 mod payload;
 mod renewal;
+mod report;
 mod revocation;
 mod signer;
 
@@ -49,6 +50,7 @@ pub use application::{Applicant, Application};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use download::{Download, PENDING_LIMIT};
 pub use error::RaError;
+pub use report::{CertificateReport, IssuedHow, ReportedCertificate, Standing};
 pub use revocation::RevocationAsk;
 
 /// The storage the RA works with: requests, the issuance sequence and certificates,

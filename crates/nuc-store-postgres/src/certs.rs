@@ -221,6 +221,19 @@ impl PgStore {
         })
     }
 
+    pub(crate) fn certificates_of_bin(&self, bin: &str) -> Result<Vec<CertificateRow>, DbError> {
+        self.read(|s| {
+            s.query(
+                "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates
+             WHERE bin = $1 AND state = 'issued' ORDER BY issued_at, ord",
+                &[&bin],
+            )?
+            .iter()
+            .map(certificate_row)
+            .collect()
+        })
+    }
+
     pub(crate) fn certificate_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
         self.read(|s| {
             s.query(

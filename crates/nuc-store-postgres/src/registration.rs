@@ -345,6 +345,22 @@ impl PgStore {
         })
     }
 
+    /// Marks a payload used with its audit record, for an act that changes nothing else.
+    pub(crate) fn spend_payload(
+        &self,
+        sha256: &str,
+        used_for: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), DbError> {
+        let (sha256, used_for, audit) = (sha256.to_owned(), used_for.to_owned(), audit.clone());
+        self.write(move |tx| {
+            let now = nuc_core::time::now_unix();
+            use_payload(tx, &sha256, &used_for, now)?;
+            append(tx, &audit, now)?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn revocation(&self, serial: &str) -> Result<Option<RevocationRow>, DbError> {
         self.read(|s| {
             s.query_opt(

@@ -54,6 +54,7 @@ impl CertificateReader for PgStore {
         fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
         fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
         fn certificates_of(&self, iin: &str) -> Vec<CertificateRow>;
+        fn certificates_of_bin(&self, bin: &str) -> Vec<CertificateRow>;
         fn certificate_counts(&self) -> Vec<(String, i64)>;
     }
 }
@@ -80,6 +81,7 @@ impl RevocationReader for PgStore {
 impl UsedPayloads for PgStore {
     delegate! {
         fn payload_used(&self, sha256: &str) -> Option<String>;
+        fn spend_payload(&self, sha256: &str, used_for: &str, audit: &AuditEntry) -> ();
     }
 }
 

@@ -211,6 +211,16 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    pub(crate) fn certificates_of_bin(&self, bin: &str) -> Result<Vec<CertificateRow>, DbError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT serial, profile, state, subject, iin, spki_sha256, der, request_number FROM certificates
+             WHERE bin = ?1 AND state = 'issued' ORDER BY issued_at, rowid",
+        )?;
+        let rows = st.query_map([bin], certificate_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Number of certificates in each state, for health and tests.
     pub(crate) fn certificate_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
         let conn = self.conn();

@@ -54,6 +54,7 @@ impl CertificateReader for SqliteStore {
         fn certificates_of_request(&self, number: &str) -> Vec<(String, String, Vec<u8>)>;
         fn serials_for(&self, iin: &str, profile: &str) -> Vec<String>;
         fn certificates_of(&self, iin: &str) -> Vec<CertificateRow>;
+        fn certificates_of_bin(&self, bin: &str) -> Vec<CertificateRow>;
         fn certificate_counts(&self) -> Vec<(String, i64)>;
     }
 }
@@ -87,6 +88,7 @@ impl RevocationReader for SqliteStore {
 impl UsedPayloads for SqliteStore {
     delegate! {
         fn payload_used(&self, sha256: &str) -> Option<String>;
+        fn spend_payload(&self, sha256: &str, used_for: &str, audit: &AuditEntry) -> ();
     }
 }
 

@@ -103,6 +103,10 @@ impl<S: CertificateReader + ?Sized> CertificateReader for Arc<S> {
         (**self).certificates_of(iin)
     }
 
+    fn certificates_of_bin(&self, bin: &str) -> Result<Vec<CertificateRow>, StoreError> {
+        (**self).certificates_of_bin(bin)
+    }
+
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         (**self).certificate_counts()
     }
@@ -139,6 +143,15 @@ impl<S: RevocationReader + ?Sized> RevocationReader for Arc<S> {
 impl<S: UsedPayloads + ?Sized> UsedPayloads for Arc<S> {
     fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError> {
         (**self).payload_used(sha256)
+    }
+
+    fn spend_payload(
+        &self,
+        sha256: &str,
+        used_for: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        (**self).spend_payload(sha256, used_for, audit)
     }
 }
 

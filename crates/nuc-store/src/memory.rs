@@ -30,6 +30,8 @@ use crate::traits::{
 #[derive(Debug, Clone, Default)]
 struct Cert {
     row: Option<CertificateRow>,
+    /// The legal entity the certificate was issued for (its holder being an employee).
+    bin: Option<String>,
     reserved_at: i64,
     issued_seq: u64,
 }
@@ -172,6 +174,7 @@ impl State {
                     der: None,
                     request_number: r.request_number.clone(),
                 }),
+                bin: r.bin.clone(),
                 reserved_at: now(),
                 issued_seq: 0,
             },
@@ -259,6 +262,11 @@ impl MemoryStore {
         let seq = s.issued_counter;
         s.certified_keys
             .insert(row.spki_sha256.clone(), row.serial.clone());
+        let bin = row
+            .request_number
+            .as_ref()
+            .and_then(|n| s.requests.get(n))
+            .and_then(|q| q.bin.clone());
         s.certificates.insert(
             row.serial.clone(),
             Cert {
@@ -266,6 +274,7 @@ impl MemoryStore {
                     state: CertificateState::Issued,
                     ..row
                 }),
+                bin,
                 reserved_at: now(),
                 issued_seq: seq,
             },
@@ -544,6 +553,21 @@ impl CertificateReader for MemoryStore {
         }))
     }
 
+    fn certificates_of_bin(&self, bin: &str) -> Result<Vec<CertificateRow>, StoreError> {
+        Ok(self.read(|s| {
+            let mut rows: Vec<(u64, CertificateRow)> = s
+                .certificates
+                .values()
+                .filter(|c| c.bin.as_deref() == Some(bin))
+                .filter_map(|c| c.row.as_ref().map(|r| (c.issued_seq, r)))
+                .filter(|(_, r)| r.state == CertificateState::Issued)
+                .map(|(seq, r)| (seq, r.clone()))
+                .collect();
+            rows.sort_by_key(|(seq, _)| *seq);
+            rows.into_iter().map(|(_, r)| r).collect()
+        }))
+    }
+
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(self.read(|s| {
             let mut counts: BTreeMap<String, i64> = BTreeMap::new();
@@ -663,6 +687,19 @@ impl RevocationReader for MemoryStore {
 impl UsedPayloads for MemoryStore {
     fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(self.read(|s| s.used_payloads.get(sha256).cloned()))
+    }
+
+    fn spend_payload(
+        &self,
+        sha256: &str,
+        used_for: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.change(|s| {
+            s.use_payload(sha256, used_for.to_owned())?;
+            s.append(audit);
+            Ok(())
+        })
     }
 }
 

@@ -104,6 +104,10 @@ pub trait CertificateReader: Send + Sync {
     /// Every issued certificate of an IIN, of any profile, revoked or not, in issuance order.
     fn certificates_of(&self, iin: &str) -> Result<Vec<CertificateRow>, StoreError>;
 
+    /// Every issued certificate of a request made for a legal entity's employee (the request
+    /// names the BIN), revoked or not, in issuance order: the entity's report.
+    fn certificates_of_bin(&self, bin: &str) -> Result<Vec<CertificateRow>, StoreError>;
+
     /// How many certificates are in each state, by stored spelling.
     fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
@@ -163,6 +167,16 @@ pub trait RevocationReader: Send + Sync {
 pub trait UsedPayloads: Send + Sync {
     /// What a signed payload was used for, if it was.
     fn payload_used(&self, sha256: &str) -> Result<Option<String>, StoreError>;
+
+    /// Marks a signed payload used, with its audit record, for an act that changes nothing
+    /// else (a report read): refused with [`StoreError::PayloadReplayed`] if it already was.
+    /// Durable on return.
+    fn spend_payload(
+        &self,
+        sha256: &str,
+        used_for: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
 }
 
 /// Operators of the CONs (F6).

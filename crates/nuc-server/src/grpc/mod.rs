@@ -236,6 +236,7 @@ pub fn code_of(reason: ReasonCode) -> Code {
         | ApplicantSignatureInvalid
         | IinMismatch
         | PermissionDenied
+        | RoleNotHeld
         | SeparationOfDuties
         | SignCertificateRequired => Code::PermissionDenied,
         PayloadReplayed => Code::AlreadyExists,

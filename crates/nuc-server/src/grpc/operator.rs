@@ -11,7 +11,7 @@ use super::{Api, Service, blocking, issued_all};
 
 pub struct OperatorApi(pub Arc<Api>);
 
-fn key_storage_of(k: nuc_core::KeyStorage) -> KeyStorage {
+pub(super) fn key_storage_of(k: nuc_core::KeyStorage) -> KeyStorage {
     match k {
         nuc_core::KeyStorage::File => KeyStorage::File,
         nuc_core::KeyStorage::IdCard => KeyStorage::IdCard,

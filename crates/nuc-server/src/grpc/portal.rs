@@ -23,8 +23,111 @@ pub fn state_of(s: nuc_core::RequestState) -> RequestState {
     }
 }
 
+fn standing_of(s: nuc_ra::Standing) -> CertificateStanding {
+    match s {
+        nuc_ra::Standing::Valid => CertificateStanding::Valid,
+        nuc_ra::Standing::Expired => CertificateStanding::Expired,
+        nuc_ra::Standing::Revoked => CertificateStanding::Revoked,
+    }
+}
+
+fn identification_of(i: Option<nuc_core::Identification>) -> IdentificationMethod {
+    match i {
+        Some(nuc_core::Identification::InPerson) => IdentificationMethod::InPerson,
+        Some(nuc_core::Identification::Remote) => IdentificationMethod::Remote,
+        None => IdentificationMethod::Unspecified,
+    }
+}
+
+/// The report as the API lists it.
+pub(super) fn listing_of(r: nuc_ra::CertificateReport) -> ListCertificatesResponse {
+    let certificates = r
+        .certificates
+        .into_iter()
+        .map(|c| {
+            let (issued, con, operator_serial_hex, renewed_from) = match c.issued {
+                nuc_ra::IssuedHow::AtCon {
+                    con,
+                    operator_serial,
+                } => (IssuanceChannel::AtCon, con, operator_serial, String::new()),
+                nuc_ra::IssuedHow::RemoteRenewal { renewed_from } => (
+                    IssuanceChannel::RemoteRenewal,
+                    String::new(),
+                    String::new(),
+                    renewed_from,
+                ),
+                nuc_ra::IssuedHow::Online => (
+                    IssuanceChannel::Online,
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ),
+                nuc_ra::IssuedHow::ByAdministrator => (
+                    IssuanceChannel::ByAdministrator,
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ),
+            };
+            ReportedCertificate {
+                serial_hex: c.serial,
+                profile: c.profile,
+                holder_iin: c.holder_iin.unwrap_or_default(),
+                holder_name: c.holder_name,
+                not_before: c.not_before,
+                not_after: c.not_after,
+                standing: standing_of(c.standing) as i32,
+                request_number: c.request_number.unwrap_or_default(),
+                issued: issued as i32,
+                con,
+                operator_serial_hex,
+                renewed_from,
+                identification: identification_of(c.identification) as i32,
+                key_storage: super::operator::key_storage_of(c.key_storage) as i32,
+                revocation: c.revocation.map(|r| ReportedRevocation {
+                    revoked_at: r.revoked_at,
+                    reason: r.reason.code() as i32,
+                    invalidity_date: r.invalidity_date.unwrap_or(0),
+                }),
+            }
+        })
+        .collect();
+    ListCertificatesResponse {
+        iin: r.iin,
+        bin: r.bin.unwrap_or_default(),
+        name: r.name,
+        generated_at: r.generated_at,
+        certificates,
+    }
+}
+
 #[tonic::async_trait]
 impl PortalService for PortalApi {
+    async fn list_certificates(
+        &self,
+        req: Request<ListCertificatesRequest>,
+    ) -> Result<Response<ListCertificatesResponse>, Status> {
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        let ra = self.0.ra.clone();
+        let report = blocking(async move {
+            ra.certificate_report(&caller.actor(), &r.signed_request)
+                .await
+        })
+        .await?;
+        Ok(Response::new(listing_of(report)))
+    }
+
+    async fn get_certificate_report(
+        &self,
+        req: Request<ListCertificatesRequest>,
+    ) -> Result<Response<CertificateReportDocument>, Status> {
+        self.0.authorize(&req, Service::Portal)?;
+        Err(Status::unimplemented(
+            "GetCertificateReport: the signed PDF report is not built yet",
+        ))
+    }
+
     async fn submit_application(
         &self,
         req: Request<SubmitApplicationRequest>,

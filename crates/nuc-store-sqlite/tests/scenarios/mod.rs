@@ -3,7 +3,7 @@
 //! payload accepted once, a reservation that commits with its transition or not at all, a key
 //! certified once, a request revoked with its last certificate, a holder's certificates revoked
 //! all at once or not at all, expiry, operators, the outbox,
-//! the link of a renewal to what signed it.
+//! the link of a renewal to what signed it, the reads of a report and its payload spent once.
 //!
 //! Included (`mod scenarios;`, or with `#[path]` from another crate) by each store's test:
 //! SQLite and memory here, PostgreSQL in `nuc-store-postgres`. Each runs every scenario of
@@ -65,7 +65,8 @@ macro_rules! for_each_scenario {
         operators_keep_their_status,
         the_outbox_hands_out_what_was_not_delivered_yet,
         a_message_failing_its_last_attempt_is_a_dead_letter_until_revived,
-        a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain
+        a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain,
+        a_report_reads_a_bins_certificates_and_spends_its_payload_once
         }
     };
 }
@@ -880,4 +881,100 @@ pub fn a_renewal_keeps_the_certificate_that_signed_it_and_its_place_in_the_chain
         .unwrap();
     assert_eq!(moved.renewed_from.as_deref(), Some("0a"));
     assert_eq!(moved.remote_renewals, 3);
+}
+
+pub fn a_report_reads_a_bins_certificates_and_spends_its_payload_once(s: &dyn Store) {
+    const BIN: &str = "990140000385";
+    // R1: the holder's own (no BIN); R2 and R3: two employees of BIN; R4: another entity's.
+    issued_request_r1(s);
+    let employee = |number: &str, iin: &str, bin: &str| NewRequest {
+        iin: iin.into(),
+        bin: Some(bin.into()),
+        ..request(number, 100)
+    };
+    for (number, iin, bin, serial) in [
+        ("R2", "880101300011", BIN, "11"),
+        ("R3", "900202400022", BIN, "12"),
+        ("R4", "910303500033", "000740001307", "13"),
+    ] {
+        s.register_request(&employee(number, iin, bin), None, None, &audit("r"))
+            .unwrap();
+        let mut r = reservation(serial, &format!("k{serial}"), Some(number));
+        r.0.iin = Some(iin.into());
+        r.0.bin = Some(bin.into());
+        s.reserve_batch(&[r], None).unwrap();
+        s.record_batch(
+            &[(serial.into(), b"der".to_vec(), audit("certificate.issued"))],
+            None,
+        )
+        .unwrap();
+    }
+    // A serial of BIN's request only reserved: never in a report.
+    s.reserve_batch(&[reservation("14", "k14", Some("R2"))], None)
+        .unwrap();
+    // A revoked one stays in the report.
+    s.revoke(
+        &RevocationRow {
+            serial: "12".into(),
+            reason: RevocationReason::KeyCompromise,
+            revoked_at: 5,
+            invalidity_date: None,
+            revoked_by: "test".into(),
+        },
+        None,
+        None,
+        &audit("certificate.revoked"),
+    )
+    .unwrap();
+
+    let of_bin = s.certificates_of_bin(BIN).unwrap();
+    let serials: Vec<&str> = of_bin.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(
+        serials,
+        ["11", "12"],
+        "the BIN's employees' certificates, in order"
+    );
+    assert_eq!(of_bin[0].iin.as_deref(), Some("880101300011"));
+    assert_eq!(of_bin[1].request_number.as_deref(), Some("R3"));
+    assert!(
+        of_bin
+            .iter()
+            .all(|c| c.der.as_deref() == Some(b"der".as_slice()))
+    );
+    assert!(s.certificates_of_bin("000000000000").unwrap().is_empty());
+
+    // A report's payload: spent once, with its audit record; the second time changes nothing.
+    let before = s.audit_records().unwrap().len();
+    s.spend_payload("f00d", "report:BIN", &audit("certificates.reported"))
+        .unwrap();
+    assert_eq!(
+        s.payload_used("f00d").unwrap().as_deref(),
+        Some("report:BIN")
+    );
+    let after = s.audit_records().unwrap();
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after.last().unwrap().action, "certificates.reported");
+    match s.spend_payload("f00d", "report:again", &audit("certificates.reported")) {
+        Err(StoreError::PayloadReplayed { used_for }) => assert_eq!(used_for, "report:BIN"),
+        other => panic!("a spent payload spent again: {other:?}"),
+    }
+    assert_eq!(s.audit_records().unwrap().len(), before + 1);
+    // A payload spent by a revocation cannot be spent by a report either.
+    s.revoke(
+        &RevocationRow {
+            serial: "11".into(),
+            reason: RevocationReason::Superseded,
+            revoked_at: 6,
+            invalidity_date: None,
+            revoked_by: "test".into(),
+        },
+        Some("beef".into()),
+        None,
+        &audit("certificate.revoked"),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.spend_payload("beef", "report:x", &audit("certificates.reported")),
+        Err(StoreError::PayloadReplayed { .. })
+    ));
 }
