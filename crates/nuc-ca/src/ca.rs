@@ -8,7 +8,8 @@
 //! The CA writes through an [`IssuanceLedger`] its caller gives it: it keeps the order of the
 //! steps, the caller (the RA) decides what commits with each of them. The CA knows no request
 //! state. Its keys and the HSM are private; what other roles may ask of it is a trait each —
-//! [`Issuer`] for the RA, [`CrlSigner`] and [`OcspSigner`] for the publisher.
+//! [`Issuer`] for the RA, [`CrlSigner`] and [`OcspSigner`] for the publisher, [`ReportSigner`]
+//! for the API's handlers that hand out the NUC's signed reports.
 //!
 //! The root key is not the service's: by default ([`Ca::open`] with `[publication] root_crl_by
 //! = "ceremony"`) the CA never even looks it up, and what the root signs is made by an
@@ -141,7 +142,7 @@ impl CaSigner {
 
 /// An opened CA: its policy, the publication URLs it writes into certificates, the HSM session
 /// pool, and its keys. Nothing here is public: the roles reach it through [`Issuer`],
-/// [`CrlSigner`] and [`OcspSigner`].
+/// [`CrlSigner`], [`OcspSigner`] and [`ReportSigner`].
 ///
 /// The root key is held only when this opening may sign with it (see [`RootKey`]); otherwise
 /// the root is its certificate alone, and the token's root key object is never looked up.
@@ -161,6 +162,10 @@ pub struct Ca {
     pub(crate) ocsp_lane: Option<Arc<HsmLane>>,
     /// The audit log's checkpoint key ([`crate::audit_key`]).
     audit_key: nuc_hsm::Ed25519Key,
+    /// The report signer in force (role `report-signer`), if the store names one: swapped
+    /// whole, certificate and key together, when it is made or renewed
+    /// ([`crate::report_signer`]).
+    pub(crate) report: RwLock<Option<Arc<CaSigner>>>,
 }
 
 /// Whether an opening of the CA looks up the root key in the HSM.
@@ -721,7 +726,11 @@ impl Ca {
         };
         let audit_key = crate::audit_key::find_or_make(&hsm)?;
         let hsm = Arc::new(hsm);
-        Ok(Self {
+        let report_row = keys
+            .iter()
+            .find(|k| k.role == crate::report_signer::REPORT_SIGNER_ROLE)
+            .cloned();
+        let ca = Self {
             policy,
             publication: home.config.publication.clone(),
             ocsp: RwLock::new(Arc::new(OcspResponder::new(
@@ -736,7 +745,23 @@ impl Ca {
             root_key,
             ocsp_lane: None,
             audit_key,
-        })
+            report: RwLock::new(None),
+        };
+        // Optional: a home made before the report signer gets one at the service's start. One
+        // that cannot be used (expired, key missing) leaves the CA without one, so that every
+        // other command, its renewal first, still works; only reports are refused.
+        if let Some(row) = report_row {
+            match ca.report_signer_from_row(&row) {
+                Ok(signer) => {
+                    *ca.report.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(signer));
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the report signer the store names is not usable: reports cannot be signed until it is renewed (`nuc report-signer renew`)"
+                ),
+            }
+        }
+        Ok(ca)
     }
 
     /// Signs OCSP responses from now on on `sessions` HSM sessions of their own, with at most

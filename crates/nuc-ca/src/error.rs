@@ -28,6 +28,14 @@ pub enum CaError {
          what the root signs is made by a ceremony command (`nuc root crl`)"
     )]
     RootKeyOffline,
+    /// A report was to be signed, but this CA has no report signer in force (see
+    /// [`crate::report_signer`]).
+    #[error("no report signer: {0}")]
+    NoReportSigner(String),
+    /// The CMS around a report's signature could not be made (e.g. the signature made does
+    /// not verify with the report signer's certificate).
+    #[error("signing the report: {0}")]
+    ReportSigning(String),
     #[error("hsm: {0}")]
     Hsm(#[from] HsmError),
     #[error("storage: {0}")]
@@ -69,6 +77,7 @@ impl CaError {
             CaError::KeyAlreadyCertified { .. } => ReasonCode::KeyAlreadyCertified,
             CaError::LintFailed(_) => ReasonCode::LintFailed,
             CaError::CaState(_)
+            | CaError::NoReportSigner(_)
             | CaError::RootKeyOffline
             | CaError::Policy(_)
             | CaError::Home(_) => ReasonCode::CaState,
@@ -77,7 +86,7 @@ impl CaError {
             CaError::Hsm(_) => ReasonCode::HsmFailure,
             CaError::Store(nuc_store::StoreError::Unavailable(_)) => ReasonCode::Unavailable,
             CaError::Store(_) => ReasonCode::StorageFailure,
-            CaError::Encoding(_) => ReasonCode::Internal,
+            CaError::Encoding(_) | CaError::ReportSigning(_) => ReasonCode::Internal,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What each role may ask of the CA, as a trait: the RA issues, the publisher signs CRLs and
-//! OCSP responses. A role holds the trait, not the [`Ca`], so it cannot reach the HSM, the
+//! OCSP responses, the API's handlers sign the NUC's reports. A role holds the trait, not the [`Ca`], so it cannot reach the HSM, the
 //! other keys or the policy; and a test can stand in for the CA without an HSM.
 
 use const_oid::ObjectIdentifier;
@@ -10,6 +10,7 @@ use crate::csr::CheckedCsr;
 use crate::error::CaError;
 use crate::home::PublicationConfig;
 use crate::ocsp_signer::OcspResponder;
+use crate::report_signer::SignedReport;
 
 /// The RA's handle on the CA: check a key, issue for checked orders, and the certificates a
 /// signer must chain to.
@@ -59,6 +60,21 @@ pub trait OcspSigner: Send + Sync {
     fn responder(&self) -> &CaIdentity;
     /// A signature by the OCSP signer's key over a ResponseData.
     fn sign_ocsp(&self, tbs_der: &[u8]) -> Result<Vec<u8>, CaError>;
+}
+
+/// The handle of whoever hands out the NUC's own signed documents (the certificate report
+/// of `GetCertificateReport`): a detached CMS by the report signer, nothing else. Blocking
+/// (the HSM signs): an async handler calls it on the blocking pool.
+pub trait ReportSigner: Send + Sync {
+    /// A detached CMS SignedData over `content` by the report signer in force, with its
+    /// certificate ([`Ca::sign_report`]).
+    fn sign_report(&self, content: &[u8]) -> Result<SignedReport, CaError>;
+}
+
+impl ReportSigner for Ca {
+    fn sign_report(&self, content: &[u8]) -> Result<SignedReport, CaError> {
+        Ca::sign_report(self, content)
+    }
 }
 
 impl Issuer for Ca {
