@@ -114,8 +114,10 @@ pub struct Profile {
     pub kind: ProfileKind,
     pub description: String,
     pub validity_days: u32,
-    /// Validity when the key was generated on an ID card or a SIM card (SPEC §4: up to three
-    /// years); `None`: this profile is not issued for keys on cards.
+    /// Validity when the key was generated on hardware at a CON — an ID card, a SIM card or a
+    /// USB token, every [`nuc_core::KeyStorage`] but `File` (SPEC §4: up to three years for
+    /// cards and tokens alike, so one figure serves them all); `None`: this profile is not
+    /// issued for keys on cards or tokens.
     pub validity_days_on_card: Option<u32>,
     pub key_rules: Vec<KeyRule>,
     pub key_usage: Vec<KeyUsages>,

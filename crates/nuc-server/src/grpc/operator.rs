@@ -16,6 +16,7 @@ pub(super) fn key_storage_of(k: nuc_core::KeyStorage) -> KeyStorage {
         nuc_core::KeyStorage::File => KeyStorage::File,
         nuc_core::KeyStorage::IdCard => KeyStorage::IdCard,
         nuc_core::KeyStorage::SimCard => KeyStorage::SimCard,
+        nuc_core::KeyStorage::Token => KeyStorage::Token,
     }
 }
 
@@ -111,10 +112,11 @@ impl OperatorService for OperatorApi {
         let key_storage = match KeyStorage::try_from(r.key_storage) {
             Ok(KeyStorage::IdCard) => nuc_core::KeyStorage::IdCard,
             Ok(KeyStorage::SimCard) => nuc_core::KeyStorage::SimCard,
+            Ok(KeyStorage::Token) => nuc_core::KeyStorage::Token,
             _ => {
                 return Err(super::refusal(
                     nuc_core::ReasonCode::InvalidArgument,
-                    "key_storage: must be KEY_STORAGE_ID_CARD or KEY_STORAGE_SIM_CARD",
+                    "key_storage: must be KEY_STORAGE_ID_CARD, KEY_STORAGE_SIM_CARD or KEY_STORAGE_TOKEN",
                 ));
             }
         };
