@@ -15,12 +15,14 @@ use x509_cert::request::{CertReq, CertReqInfo, Version};
 use crate::error::CardError;
 
 /// Builds the request for `public_key` under `subject`; `sign` is given SHA-256 of the DER
-/// CertificationRequestInfo and answers with a DER ECDSA-Sig-Value.
-pub fn build(
+/// CertificationRequestInfo and answers with a DER ECDSA-Sig-Value. Any device that signs a
+/// hash with a P-256 key it keeps can sign it (a card here, a PKCS#11 USB token in
+/// nuc-station): its own error type passes through.
+pub fn build<E: From<CardError>>(
     subject: &Name,
     public_key: SubjectPublicKeyInfoOwned,
-    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, CardError>,
-) -> Result<Vec<u8>, CardError> {
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, E> {
     let der_err = |source| CardError::Der {
         op: "build the certification request",
         source,
@@ -33,15 +35,16 @@ pub fn build(
     };
     let tbs = info.to_der().map_err(der_err)?;
     let signature = sign(&Sha256::digest(&tbs))?;
+    let signature = BitString::from_bytes(&signature).map_err(der_err)?;
     let request = CertReq {
         info,
         algorithm: AlgorithmIdentifierOwned {
             oid: ECDSA_WITH_SHA_256,
             parameters: None,
         },
-        signature: BitString::from_bytes(&signature).map_err(der_err)?,
+        signature,
     };
-    request.to_der().map_err(der_err)
+    Ok(request.to_der().map_err(der_err)?)
 }
 
 /// A minimal subject for a request made at a CON: the CA puts the registry's subject into the
@@ -83,7 +86,7 @@ mod tests {
         .unwrap();
         let subject = minimal_subject("NUC ID card 0123,45").unwrap();
         let mut seen = Vec::new();
-        let der = build(&subject, spki.clone(), |hash| {
+        let der = build::<CardError>(&subject, spki.clone(), |hash| {
             seen = hash.to_vec();
             Ok(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])
         })

@@ -126,31 +126,7 @@ pub async fn enroll(
     idempotency_key: &str,
     progress: &mut Progress,
 ) -> Result<Enrolled, StationError> {
-    progress.start("registry", "registry: looking up the applicant");
-    let found = nuc
-        .lookup_applicant(LookupApplicantRequest {
-            iin: applicant.iin.clone(),
-            bin: applicant.bin.clone().unwrap_or_default(),
-        })
-        .await
-        .map_err(|s| StationError::from_status("registry check", s))?
-        .into_inner();
-    progress.done(&format!(
-        "registry: {} {}{} (IIN {}){}",
-        found.surname,
-        found.name,
-        if found.patronymic.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", found.patronymic)
-        },
-        found.iin,
-        if found.organization.is_empty() {
-            String::new()
-        } else {
-            format!(", {} of {}", found.role, found.organization)
-        }
-    ));
+    lookup(nuc, applicant, progress).await?;
 
     progress.start("card", "card: waiting for the card");
     let mut card = connect_card(pcsc, place)?;
@@ -209,12 +185,82 @@ pub async fn enroll(
     let (signed, operator_serial_hex) = confirmer.confirmation(&number)?;
     progress.done("operator: confirmation signed");
 
+    let certificates =
+        confirm_and_issue(nuc, &number, signed, operator_serial_hex, progress).await?;
+
+    progress.start("write", "card: writing the certificates");
+    let apdus_before_write = card.apdu_count().apdus;
+    let written = write_to_card(&mut card, &number, &certificates).map_err(|e| match e {
+        StationError::Card { step, source } if source.is_removal() => {
+            StationError::WriteInterrupted {
+                step,
+                request: number.clone(),
+                source,
+            }
+        }
+        other => other,
+    })?;
+    progress.done("card: certificates written and read back");
+    Ok(Enrolled {
+        request_number: number,
+        card_kind: info.kind,
+        card_serial: info.serial,
+        certificates: written,
+        apdus: card.apdu_count().apdus,
+        apdus_before_write,
+    })
+}
+
+/// F4 step 2, before any device is touched: the applicant as the registry knows them, shown
+/// for the operator to compare with the identity document.
+pub(crate) async fn lookup(
+    nuc: &mut OperatorServiceClient<Channel>,
+    applicant: &Applicant,
+    progress: &mut Progress,
+) -> Result<(), StationError> {
+    progress.start("registry", "registry: looking up the applicant");
+    let found = nuc
+        .lookup_applicant(LookupApplicantRequest {
+            iin: applicant.iin.clone(),
+            bin: applicant.bin.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| StationError::from_status("registry check", s))?
+        .into_inner();
+    progress.done(&format!(
+        "registry: {} {}{} (IIN {}){}",
+        found.surname,
+        found.name,
+        if found.patronymic.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", found.patronymic)
+        },
+        found.iin,
+        if found.organization.is_empty() {
+            String::new()
+        } else {
+            format!(", {} of {}", found.role, found.organization)
+        }
+    ));
+    Ok(())
+}
+
+/// Sends the operator's signed confirmation of `number` and gives the certificates the NUC
+/// issued.
+pub(crate) async fn confirm_and_issue(
+    nuc: &mut OperatorServiceClient<Channel>,
+    number: &str,
+    signed_decision: Vec<u8>,
+    operator_serial_hex: String,
+    progress: &mut Progress,
+) -> Result<Vec<IssuedCertificate>, StationError> {
     progress.start("issue", "NUC: issuing");
     let decided = nuc
         .decide_application(DecideApplicationRequest {
-            request_number: number.clone(),
+            request_number: number.to_owned(),
             operator_serial_hex,
-            signed_decision: signed,
+            signed_decision,
         })
         .await
         .map_err(|s| StationError::from_status("confirmation", s))?
@@ -234,33 +280,11 @@ pub async fn enroll(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-
-    progress.start("write", "card: writing the certificates");
-    let apdus_before_write = card.apdu_count().apdus;
-    let written =
-        write_to_card(&mut card, &number, &decided.certificates).map_err(|e| match e {
-            StationError::Card { step, source } if source.is_removal() => {
-                StationError::WriteInterrupted {
-                    step,
-                    request: number.clone(),
-                    source,
-                }
-            }
-            other => other,
-        })?;
-    progress.done("card: certificates written and read back");
-    Ok(Enrolled {
-        request_number: number,
-        card_kind: info.kind,
-        card_serial: info.serial,
-        certificates: written,
-        apdus: card.apdu_count().apdus,
-        apdus_before_write,
-    })
+    Ok(decided.certificates)
 }
 
 /// The slot a certificate of `profile` goes to.
-fn slot_of(profile: &str) -> Option<KeySlot> {
+pub(crate) fn slot_of(profile: &str) -> Option<KeySlot> {
     if profile.ends_with("-auth") {
         Some(KeySlot::Auth)
     } else if profile.ends_with("-sign") {
@@ -268,6 +292,20 @@ fn slot_of(profile: &str) -> Option<KeySlot> {
     } else {
         None
     }
+}
+
+/// A request is issued as a pair: AUTH and SIGN.
+pub(crate) fn check_pair(number: &str, certs: &[IssuedCertificate]) -> Result<(), StationError> {
+    if certs.len() != 2 {
+        return Err(StationError::Check {
+            step: "writing the certificates",
+            detail: format!(
+                "request {number} has {} certificates, not AUTH and SIGN",
+                certs.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Writes each certificate to its slot (a certificate already there is left alone) and checks
@@ -278,15 +316,7 @@ fn write_to_card(
     certs: &[IssuedCertificate],
 ) -> Result<Vec<(String, String, Vec<u8>)>, StationError> {
     const STEP: &str = "writing the certificates";
-    if certs.len() != 2 {
-        return Err(StationError::Check {
-            step: STEP,
-            detail: format!(
-                "request {number} has {} certificates, not AUTH and SIGN",
-                certs.len()
-            ),
-        });
-    }
+    check_pair(number, certs)?;
     let mut out = Vec::new();
     for c in certs {
         let slot = slot_of(&c.profile).ok_or_else(|| StationError::Check {

@@ -1,7 +1,11 @@
 //! Failures of a station step, each naming the step, so the operator knows what happened and
 //! what to do next.
 
+use std::path::PathBuf;
+
 use nuc_card::CardError;
+
+use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StationError {
@@ -21,6 +25,24 @@ pub enum StationError {
     /// The NUC could not be reached or failed (nothing to blame on the input).
     #[error("{step}: the NUC did not answer: {message}")]
     Unreachable { step: &'static str, message: String },
+    /// The applicant's USB token (PKCS#11) refused or failed during `step`.
+    #[error("{step}: {source}")]
+    CitizenToken {
+        step: &'static str,
+        source: Box<TokenError>,
+    },
+    /// Writing onto the applicant's USB token failed after the certificates were issued: they
+    /// are on record at the NUC and can be written again onto the same token.
+    #[error(
+        "{step}: {source}; the certificates of request {request} are issued — with the same token plugged in, run `nuc-station write --request {request} --token-module {}`",
+        .module.display()
+    )]
+    TokenWriteInterrupted {
+        step: &'static str,
+        request: String,
+        module: PathBuf,
+        source: Box<TokenError>,
+    },
     /// The operator's token (PKCS#11) failed.
     #[error("operator token: {0}")]
     Token(String),
@@ -51,7 +73,8 @@ impl StationError {
     /// NUC), 3 when the step is to be repeated with the card back in the reader, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StationError::WriteInterrupted { .. } => 3,
+            StationError::WriteInterrupted { .. } | StationError::TokenWriteInterrupted { .. } => 3,
+            StationError::CitizenToken { source, .. } if source.is_refusal() => 2,
             StationError::Card { source, .. } if source.is_removal() => 3,
             StationError::Card {
                 source:

@@ -1,7 +1,7 @@
 //! `nuc-station`: the CON workstation agent (F4). See the crate documentation and
 //! `docs/station.md`. Errors print as one line `error: STEP: …`; exit 2 when refused (wrong PIN,
-//! a refusal by the NUC), 3 when the step is to be repeated with the card back in the reader,
-//! 1 on other failures.
+//! a refusal by the NUC), 3 when the step is to be repeated with the card back in the reader
+//! (or the certificates written again onto the USB token), 1 on other failures.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,11 +15,12 @@ use nuc_station::enroll::{self, Applicant, CardPlace, ENROLL_STEPS};
 use nuc_station::nuc::{NucConfig, connect};
 use nuc_station::operator::{self, Operator};
 use nuc_station::progress::Progress;
+use nuc_station::token::{self, AuthPin, TokenPlace};
 
 #[derive(Parser)]
 #[command(
     name = "nuc-station",
-    about = "CON workstation agent: issuance onto ID cards and SIM cards (F4)"
+    about = "CON workstation agent: issuance onto ID cards, SIM cards and USB tokens (F4)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,9 +73,22 @@ struct CardArgs {
     wait_secs: u64,
 }
 
+#[derive(Args, Clone)]
+struct CitizenTokenArgs {
+    /// Issue onto the applicant's USB token (Kaztoken, JaCarta, eToken PRO, AKey) instead of a
+    /// card: the PKCS#11 module of the token's vendor.
+    #[arg(long)]
+    token_module: Option<PathBuf>,
+    /// Label of the applicant's token (default: the only token of the module, the operator's
+    /// own excepted).
+    #[arg(long, requires = "token_module")]
+    token_label: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Issue certificates onto the card in the reader for an applicant at the counter.
+    /// Issue certificates onto the card in the reader (or the applicant's USB token, with
+    /// --token-module) for an applicant at the counter.
     Enroll {
         #[command(flatten)]
         nuc: NucArgs,
@@ -85,6 +99,8 @@ enum Command {
         operator_cert: PathBuf,
         #[command(flatten)]
         card: CardArgs,
+        #[command(flatten)]
+        citizen_token: CitizenTokenArgs,
         #[arg(long)]
         iin: String,
         /// For a legal entity's employee.
@@ -96,12 +112,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the certificates of an issued request onto the card (after a card was pulled out).
+    /// Write the certificates of an issued request onto the card (after a card was pulled out)
+    /// or, with --token-module, onto the applicant's USB token.
     Write {
         #[command(flatten)]
         nuc: NucArgs,
         #[command(flatten)]
         card: CardArgs,
+        #[command(flatten)]
+        citizen_token: CitizenTokenArgs,
         #[arg(long)]
         request: String,
         #[arg(long)]
@@ -172,6 +191,49 @@ fn card_pin() -> Result<Pin, StationError> {
     .map_err(StationError::card("PIN entry"))
 }
 
+/// The applicant's PIN of the USB token: `NUC_TOKEN_PIN`, else typed by the applicant.
+fn citizen_token_pin() -> Result<AuthPin, StationError> {
+    token::token_pin(secret(
+        "NUC_TOKEN_PIN",
+        "USB token PIN (the applicant enters it)",
+    )?)
+    .map_err(|source| StationError::CitizenToken {
+        step: "PIN entry",
+        source: Box::new(source),
+    })
+}
+
+fn token_report(e: &token::TokenEnrolled, progress: &Progress, json: bool) {
+    let total = progress.elapsed();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "request_number": e.request_number,
+                "key_storage": "token",
+                "token_label": e.token_label,
+                "token_serial": e.token_serial,
+                "certificates": e.certificates.iter().map(|(p, s, _)| serde_json::json!({"profile": p, "serial_hex": s})).collect::<Vec<_>>(),
+                "millis": total.as_millis() as u64,
+                "steps": progress.steps.iter().map(|(s, d)| serde_json::json!({"step": s, "millis": d.as_millis() as u64})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "request {}: {} on USB token {:?} ({}) in {} ms",
+            e.request_number,
+            e.certificates
+                .iter()
+                .map(|(p, s, _)| format!("{p} {s}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            e.token_label,
+            e.token_serial,
+            total.as_millis()
+        );
+    }
+}
+
 fn nuc_config(a: &NucArgs) -> NucConfig {
     NucConfig {
         address: a.nuc.clone(),
@@ -232,6 +294,7 @@ async fn run(cli: Cli) -> Result<(), StationError> {
             token,
             operator_cert,
             card,
+            citizen_token,
             iin,
             bin,
             email,
@@ -247,21 +310,43 @@ async fn run(cli: Cli) -> Result<(), StationError> {
             )?;
             drop(operator_pin);
             let mut client = connect(&nuc_config(&nuc)).await?;
-            let pcsc = pcsc()?;
-            let pin = card_pin()?;
             let mut key = [0u8; 16];
             openssl::rand::rand_bytes(&mut key).map_err(|e| StationError::Config(e.to_string()))?;
+            let applicant = Applicant {
+                iin,
+                bin: bin.filter(|b| !b.is_empty()),
+                email,
+            };
+            if let Some(module) = citizen_token.token_module {
+                let pin = citizen_token_pin()?;
+                let mut progress = Progress::new(ENROLL_STEPS, false);
+                let place = TokenPlace {
+                    module,
+                    label: citizen_token.token_label,
+                    operator_label: Some(token.token.clone()),
+                };
+                let enrolled = token::enroll_token(
+                    &mut client,
+                    &operator,
+                    &place,
+                    &applicant,
+                    &pin,
+                    &hex::encode(key),
+                    &mut progress,
+                )
+                .await?;
+                token_report(&enrolled, &progress, json);
+                return Ok(());
+            }
+            let pcsc = pcsc()?;
+            let pin = card_pin()?;
             let mut progress = Progress::new(ENROLL_STEPS, false);
             let enrolled = enroll::enroll(
                 &mut client,
                 &operator,
                 &pcsc,
                 &place(&card),
-                &Applicant {
-                    iin,
-                    bin: bin.filter(|b| !b.is_empty()),
-                    email,
-                },
+                &applicant,
                 &pin,
                 &hex::encode(key),
                 &mut progress,
@@ -273,10 +358,25 @@ async fn run(cli: Cli) -> Result<(), StationError> {
         Command::Write {
             nuc,
             card,
+            citizen_token,
             request,
             json,
         } => {
             let mut client = connect(&nuc_config(&nuc)).await?;
+            if let Some(module) = citizen_token.token_module {
+                let pin = citizen_token_pin()?;
+                let mut progress = Progress::new(enroll::WRITE_STEPS, false);
+                let place = TokenPlace {
+                    module,
+                    label: citizen_token.token_label,
+                    operator_label: None,
+                };
+                let written =
+                    token::write_token_issued(&mut client, &place, &request, &pin, &mut progress)
+                        .await?;
+                token_report(&written, &progress, json);
+                return Ok(());
+            }
             let pcsc = pcsc()?;
             let pin = card_pin()?;
             let mut progress = Progress::new(enroll::WRITE_STEPS, false);
