@@ -85,8 +85,8 @@ fn smtp_sink(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<Recei
     rx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_kazakh_subject_arrives_whole_in_short_encoded_words() {
+/// The service with its notices going out by SMTP to [`smtp_sink`].
+fn service_sending_to_a_relay() -> (Service, std::sync::mpsc::Receiver<Received>) {
     let mut svc = Service::start();
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let relay_port = listener.local_addr().unwrap().port();
@@ -103,6 +103,30 @@ async fn a_long_kazakh_subject_arrives_whole_in_short_encoded_words() {
     )
     .unwrap();
     svc.restart(&[]);
+    (svc, received)
+}
+
+/// What a mail client (Python's `email`, policy=default) reads of a received message.
+fn as_a_mail_client_reads_it(got: &Received) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("received.eml");
+    std::fs::write(&eml, &got.data).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mail_check.py");
+    let out = std::process::Command::new(python())
+        .args(["-W", "error"])
+        .arg(&script)
+        .arg(&eml)
+        .output()
+        .expect("python (run `make deps`)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_kazakh_subject_arrives_whole_in_short_encoded_words() {
+    let (svc, received) = service_sending_to_a_relay();
     let mut portal = svc.portal().await;
     let number = portal
         .submit_application(application("mail").0)
@@ -140,20 +164,7 @@ async fn a_long_kazakh_subject_arrives_whole_in_short_encoded_words() {
         assert!(line.len() <= 998, "a line of {} characters", line.len());
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let eml = dir.path().join("received.eml");
-    std::fs::write(&eml, &got.data).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mail_check.py");
-    let out = std::process::Command::new(python())
-        .args(["-W", "error"])
-        .arg(&script)
-        .arg(&eml)
-        .output()
-        .expect("python (run `make deps`)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = as_a_mail_client_reads_it(&got);
     let field = |k: &str| seen[k].as_str().unwrap_or_else(|| panic!("{k}: {seen}"));
 
     assert_eq!(field("subject"), subject, "{data}");
@@ -206,5 +217,83 @@ async fn a_long_kazakh_subject_arrives_whole_in_short_encoded_words() {
     {
         assert!(Instant::now() < deadline, "not marked sent");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Someone applies in ҚҰНАНБАЙ АБАЙ's name and gives their own address: when the certificates
+/// are issued, the alert reaches the address the registry has for him, saying what was issued
+/// and to which address the applicant had it announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuance_alert_reaches_the_address_on_record_when_the_applicant_gave_another() {
+    const ON_RECORD: &str = "person1@mail.example.kz"; // the registry fixture's, for IIN
+    const GIVEN: &str = "someone.else@mail.example.kz";
+    let (svc, received) = service_sending_to_a_relay();
+    let mut portal = svc.portal().await;
+    let mut ws = svc.workstation().await;
+    let op = make_operator(&svc, OPERATOR_IIN).await;
+    let (app, _, _) = application_of("alert", IIN, GIVEN);
+    let number = portal
+        .submit_application(app)
+        .await
+        .unwrap()
+        .into_inner()
+        .request_number;
+    ws.decide_application(nuc_api::v1::DecideApplicationRequest {
+        request_number: number.clone(),
+        operator_serial_hex: op.serial.clone(),
+        signed_decision: decision(
+            &op,
+            &number,
+            nuc_api::v1::operator_decision::Decision::Confirm,
+            "",
+        ),
+    })
+    .await
+    .expect("issued");
+
+    // Stored with the issuance: the applicant's notice to the address given, the alert to the
+    // one on record.
+    let stored: Vec<(String, String)> = svc.home.db().rows(
+        "SELECT kind, recipient FROM notifications WHERE request_number = ?1 ORDER BY id",
+        &[&number],
+    );
+    assert_eq!(
+        stored,
+        [
+            ("application".to_owned(), GIVEN.to_owned()),
+            ("issued".to_owned(), GIVEN.to_owned()),
+            ("issuance-alert".to_owned(), ON_RECORD.to_owned()),
+        ]
+    );
+
+    // Delivered: the relay takes the alert for the address on record, and a mail client
+    // reads what was issued, when, how, and the address the applicant gave.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = received
+            .recv_timeout(left)
+            .expect("the alert reached the relay");
+        if got.rcpt_to == [format!("RCPT TO:<{ON_RECORD}>")] {
+            break got;
+        }
+        assert_eq!(got.rcpt_to, [format!("RCPT TO:<{GIVEN}>")]);
+    };
+    let seen = as_a_mail_client_reads_it(&alert);
+    assert_eq!(seen["to"], ON_RECORD);
+    assert_eq!(seen["request"], number.as_str());
+    assert_eq!(seen["defects"], serde_json::json!([]));
+    let subject = seen["subject"].as_str().unwrap();
+    let body = seen["body"].as_str().unwrap();
+    assert!(subject.contains(&number), "{subject}");
+    for what in [
+        number.as_str(),
+        GIVEN,
+        "ЦОН",
+        "ХҚКО",
+        "pki.gov.kz",
+        "отзовите",
+    ] {
+        assert!(body.contains(what), "{what} not in {body}");
     }
 }

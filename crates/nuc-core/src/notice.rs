@@ -18,6 +18,10 @@ crate::state::spelled! {
         /// F2: a certificate of the holder signed a renewal; sent to the address on record for
         /// it, so that a holder whose key was stolen learns of the renewal.
         Renewal => "renewal",
+        /// Certificates were issued in the holder's name: sent to the holder's address on
+        /// record (the registry's, else that of their earlier certificates), on top of the
+        /// applicant's own notice, so that keys issued to someone else are found out.
+        IssuanceAlert => "issuance-alert",
     }
 }
 

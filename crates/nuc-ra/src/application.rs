@@ -51,6 +51,10 @@ pub(crate) struct RegisteredSubject {
     pub patronymic: Option<String>,
     pub organization: Option<String>,
     pub role: Option<String>,
+    /// The person's e-mail in the registry when the request was registered: where the alert of
+    /// an issuance in their name goes. Absent in requests registered before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_email: Option<String>,
 }
 
 /// A new request about to be registered.
@@ -198,6 +202,7 @@ impl Ra {
             patronymic: person.patronymic,
             organization,
             role,
+            registry_email: person.email.filter(|e| !e.trim().is_empty()),
         })
     }
 

@@ -85,7 +85,9 @@ impl Ra {
                     notify: request
                         .email
                         .as_deref()
-                        .map(|to| notices::refused(to, &request.number, reason)),
+                        .map(|to| notices::refused(to, &request.number, reason))
+                        .into_iter()
+                        .collect(),
                     audit: AuditEntry {
                         actor: actor.clone(),
                         action: "request.refused".into(),
@@ -110,7 +112,7 @@ impl Ra {
                     decided_by: Some(operator.serial_hex.clone()),
                     identification: Some(Identification::InPerson),
                     payload_sha256: Some(payload_sha256),
-                    notify: None,
+                    notify: vec![],
                     audit: AuditEntry {
                         actor: actor.clone(),
                         action: "request.confirmed".into(),
@@ -165,7 +167,7 @@ impl Ra {
             decided_by: Some(operator_serial.to_owned()),
             identification: None,
             payload_sha256: Some(payload_sha256),
-            notify: None,
+            notify: vec![],
             audit: AuditEntry {
                 actor: actor.clone(),
                 action: "request.issuance_resumed".into(),

@@ -1,9 +1,13 @@
 //! Issuance for a request: the AUTH and SIGN certificates, composed with the request's
 //! transitions so that they commit together — the reservations with the decision that
-//! allows them, the certificates with the request becoming issued and its notice.
+//! allows them, the certificates with the request becoming issued and its notices: the
+//! applicant's, and the alert to the holder's address on record, which the applicant cannot
+//! choose (a person who did not ask for keys learns that someone got them in their name).
 
 use nuc_ca::{IssueRequest, Issued};
-use nuc_core::{Bin, Identification, Iin, ReasonCode, RequestState, SubjectInfo};
+use nuc_core::{
+    Bin, Identification, Iin, Notice, ReasonCode, RequestKind, RequestState, SubjectInfo,
+};
 use nuc_store::{AuditEntry, Issuance, RequestRow, Transition};
 
 use crate::application::{RegisteredSubject, profiles_for};
@@ -91,25 +95,49 @@ impl Ra {
             key_storage: request.key_storage,
         })
         .collect();
-        let after = self.finish_transition(request, issuing_from, actor);
+        let after = self.finish_transition(request, &subject, issuing_from, actor)?;
         Ok(self.ca.issue(
             &orders,
             &Issuance::with(self.store.as_ref(), before, Some(after)),
         )?)
     }
 
-    /// The request becoming issued, with the "certificates issued" notice.
+    /// The request becoming issued, with the "certificates issued" notice to the applicant and
+    /// the alert to the holder's address on record.
     fn finish_transition(
         &self,
         request: &RequestRow,
+        subject: &RegisteredSubject,
         from: RequestState,
         actor: &str,
-    ) -> Transition {
+    ) -> Result<Transition, RaError> {
         let link = self
             .config
             .download_url
             .replace("{number}", &request.number);
-        Transition {
+        let mut notify: Vec<Notice> = request
+            .email
+            .as_deref()
+            .map(|to| notices::issued(to, &request.number, &link))
+            .into_iter()
+            .collect();
+        match self.address_on_record(request, subject)? {
+            Some(to) => notify.push(notices::issuance_alert(
+                &to,
+                &request.number,
+                &nuc_core::time::rfc3339(self.now()),
+                &channel(request),
+                request.email.as_deref().unwrap_or("—"),
+            )),
+            None => {
+                tracing::warn!(
+                    request = %request.number,
+                    "no address on record for the holder: the issuance alert cannot be sent"
+                );
+                metrics::counter!("nuc_issuance_alerts_unaddressed_total").increment(1);
+            }
+        }
+        Ok(Transition {
             number: request.number.clone(),
             from: vec![from],
             to: RequestState::Issued,
@@ -117,16 +145,56 @@ impl Ra {
             decided_by: None,
             identification: None,
             payload_sha256: None,
-            notify: request
-                .email
-                .as_deref()
-                .map(|to| notices::issued(to, &request.number, &link)),
+            notify,
             audit: AuditEntry {
                 actor: actor.into(),
                 action: "request.issued".into(),
                 object: format!("request:{}", request.number),
                 details: serde_json::json!({ "identification": request.identification.map(|i| i.as_str()) }),
             },
+        })
+    }
+
+    /// Where the holder hears of an issuance in their name, whatever address the applicant
+    /// gave: the registry's e-mail as it stood at registration, else the address of the
+    /// holder's latest earlier certificates. `None`: the holder has none on record.
+    fn address_on_record(
+        &self,
+        request: &RequestRow,
+        subject: &RegisteredSubject,
+    ) -> Result<Option<String>, RaError> {
+        if let Some(email) = &subject.registry_email {
+            return Ok(Some(email.clone()));
         }
+        for earlier in self.store.certificates_of(&request.iin)?.iter().rev() {
+            let Some(number) = earlier.request_number.as_deref() else {
+                continue;
+            };
+            if number == request.number {
+                continue;
+            }
+            if let Some(email) = self.store.request(number)?.and_then(|r| r.email) {
+                return Ok(Some(email));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// How the request came to be issued, in Kazakh and Russian (one value for both templates).
+fn channel(request: &RequestRow) -> String {
+    match request.kind {
+        RequestKind::First => {
+            "ХҚКО операторы растаған онлайн өтініш / онлайн-заявление, подтверждённое оператором ЦОН"
+                .to_owned()
+        }
+        RequestKind::Card => format!(
+            "ХҚКО-да, кілттер тасымалдағышта ({0}) / в ЦОН, ключи на носителе ({0})",
+            request.key_storage
+        ),
+        RequestKind::Renewal => format!(
+            "қашықтан қайта шығару, {0} куәлігімен қол қойылған / удалённый повторный выпуск, подписанный свидетельством {0}",
+            request.renewed_from.as_deref().unwrap_or("—")
+        ),
     }
 }

@@ -30,6 +30,10 @@ fn templates(kind: NoticeKind) -> (&'static str, &'static str) {
             include_str!("../notices/kk/renewal.txt"),
             include_str!("../notices/ru/renewal.txt"),
         ),
+        NoticeKind::IssuanceAlert => (
+            include_str!("../notices/kk/issuance-alert.txt"),
+            include_str!("../notices/ru/issuance-alert.txt"),
+        ),
     }
 }
 
@@ -105,6 +109,28 @@ pub fn renewal(recipient: &str, serial: &str, number: &str, new_email: &str) -> 
     )
 }
 
+/// The alert of an issuance in the holder's name, to their address on record: what (the
+/// request and its certificates), when, how (`channel`, in both languages), and where the
+/// applicant asked the certificates to be announced.
+pub fn issuance_alert(
+    recipient: &str,
+    number: &str,
+    when: &str,
+    channel: &str,
+    applicant_email: &str,
+) -> Notice {
+    compose(
+        NoticeKind::IssuanceAlert,
+        recipient,
+        &[
+            ("number", number),
+            ("when", when),
+            ("channel", channel),
+            ("email", applicant_email),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +154,7 @@ mod tests {
             NoticeKind::Issued => vec!["link", "number"],
             NoticeKind::Revoked => vec!["serial", "why"],
             NoticeKind::Renewal => vec!["email", "number", "serial"],
+            NoticeKind::IssuanceAlert => vec!["channel", "email", "number", "when"],
         }
     }
 

@@ -95,7 +95,7 @@ fn populate(s: &SqliteStore) {
         decided_by: Some("0f".into()),
         identification: None,
         payload_sha256: payload.map(str::to_owned),
-        notify: Some(notice()),
+        notify: vec![notice()],
         audit: audit("request.moved"),
     };
     s.reserve_batch(

@@ -140,7 +140,7 @@ pub(crate) fn apply_transition(tx: &Transaction<'_>, t2: &Transition) -> Result<
         t2.decided_by,
         t2.identification.map(|i| i.as_str())
     ])?;
-    if let Some(n) = &t2.notify {
+    for n in &t2.notify {
         enqueue(tx, n, Some(&t2.number), now)?;
     }
     append(tx, &t2.audit, now)?;

@@ -145,7 +145,7 @@ impl State {
         if t.identification.is_some() {
             r.identification = t.identification;
         }
-        if let Some(n) = &t.notify {
+        for n in &t.notify {
             self.enqueue(n, Some(&t.number));
         }
         self.append(&t.audit);

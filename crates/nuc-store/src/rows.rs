@@ -142,8 +142,9 @@ pub struct Transition {
     pub identification: Option<Identification>,
     /// SHA-256 (hex) of the signed payload that caused it; refused if already used.
     pub payload_sha256: Option<String>,
-    /// The notice to queue with it.
-    pub notify: Option<Notice>,
+    /// The notices to queue with it (the applicant's, and on issuance the alert to the
+    /// holder's address on record).
+    pub notify: Vec<Notice>,
     pub audit: AuditEntry,
 }
 
@@ -159,7 +160,7 @@ impl Transition {
             decided_by: None,
             identification: None,
             payload_sha256: None,
-            notify: None,
+            notify: Vec::new(),
             audit: AuditEntry {
                 actor: actor.into(),
                 action: "request.expired".into(),

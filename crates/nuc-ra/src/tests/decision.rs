@@ -47,7 +47,11 @@ async fn a_confirmation_issues_auth_and_sign_and_commits_with_them() {
             "request.issued"
         ]
     );
-    let issued_notice = rig.store.notices().pop().unwrap();
+    let mut notices = rig.store.notices();
+    let alert = notices.pop().unwrap();
+    assert_eq!(alert.kind, NoticeKind::IssuanceAlert);
+    assert_eq!(alert.recipient, ABAI_REGISTRY_EMAIL);
+    let issued_notice = notices.pop().unwrap();
     assert_eq!(issued_notice.kind, NoticeKind::Issued);
     assert!(
         issued_notice

@@ -46,6 +46,8 @@ pub const DALA: &str = "120340240006";
 /// A valid IIN (check digit) that the registry does not know.
 pub const NOBODY: &str = "000000000000";
 pub const EMAIL: &str = "applicant@mail.example.kz";
+/// ABAI's e-mail in the registry fixture: his address on record.
+pub const ABAI_REGISTRY_EMAIL: &str = "person1@mail.example.kz";
 pub const WORKSTATION: &str = "workstation:0a";
 pub const PORTAL: &str = "portal:0b";
 pub const ADMIN: &str = "admin:0c";

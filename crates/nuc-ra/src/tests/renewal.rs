@@ -301,6 +301,7 @@ async fn a_renewal_is_told_to_the_address_on_record_as_well_as_to_the_new_one() 
         [
             (NoticeKind::Renewal, EMAIL, Some(number)),
             (NoticeKind::Issued, THIEF, Some(number)),
+            (NoticeKind::IssuanceAlert, ABAI_REGISTRY_EMAIL, Some(number)),
         ]
     );
     // The holder of record learns which certificate signed, for which request, and where the
@@ -442,4 +443,84 @@ async fn a_sign_certificate_issued_outside_a_request_has_no_con_visit_on_record(
         ReasonCode::ConVisitRequired,
         "no visit to a CON is on record",
     );
+}
+
+/// The registry fixture with ABAI's e-mail taken out: nothing on record but his requests.
+fn registry_without_abais_email() -> FixtureRegistry {
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("../../../nuc-registry/fixtures/registry.json")).unwrap();
+    for person in json["individuals"].as_array_mut().unwrap() {
+        if person["iin"] == ABAI {
+            person["email"] = serde_json::Value::Null;
+        }
+    }
+    FixtureRegistry::new(nuc_registry::Fixture::from_json(&json.to_string()).unwrap())
+}
+
+#[tokio::test]
+async fn every_issuance_alerts_the_address_on_record_whatever_the_applicant_gave() {
+    // The registry has an address: the alert goes there, on top of the applicant's notice,
+    // saying what was issued, when, how, and where the applicant had it announced.
+    let rig = Rig::new();
+    let op = rig.operator(SHOKAN).await;
+    let before = rig.store.notices().len();
+    let holder = rig.holder(ABAI, &op).await;
+    let sent = rig.store.notices().split_off(before);
+    let kinds: Vec<(NoticeKind, &str)> = sent
+        .iter()
+        .map(|n| (n.kind, n.recipient.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (NoticeKind::Application, EMAIL),
+            (NoticeKind::Issued, EMAIL),
+            (NoticeKind::IssuanceAlert, ABAI_REGISTRY_EMAIL)
+        ]
+    );
+    let alert = &sent[2];
+    for what in [
+        holder.request.number.as_str(),
+        EMAIL,
+        "ЦОН",
+        "ХҚКО",
+        "pki.gov.kz",
+    ] {
+        assert!(alert.body.contains(what), "{what} not in {}", alert.body);
+    }
+    assert!(alert.subject.contains(&holder.request.number));
+
+    // No address in the registry: the alert goes to the address of the holder's earlier
+    // certificates — here, a renewal that names a thief's address.
+    let rig = Rig::with_registry(registry_without_abais_email());
+    let op = rig.operator(SHOKAN).await;
+    let before = rig.store.notices().len();
+    let holder = rig.holder(ABAI, &op).await;
+    let first: Vec<NoticeKind> = rig.store.notices()[before..]
+        .iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(
+        first,
+        [NoticeKind::Application, NoticeKind::Issued],
+        "nothing on record yet: no alert (and no failure)"
+    );
+    let before = rig.store.notices().len();
+    let renewed = renew(&rig, &holder, THIEF).await.unwrap();
+    let sent = rig.store.notices().split_off(before);
+    let kinds: Vec<(NoticeKind, &str)> = sent
+        .iter()
+        .map(|n| (n.kind, n.recipient.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (NoticeKind::Renewal, EMAIL),
+            (NoticeKind::Issued, THIEF),
+            (NoticeKind::IssuanceAlert, EMAIL)
+        ]
+    );
+    assert!(sent[2].body.contains(&renewed.request.number));
+    assert!(sent[2].body.contains(THIEF));
+    assert!(sent[2].body.contains(&holder.sign.0), "{}", sent[2].body);
 }

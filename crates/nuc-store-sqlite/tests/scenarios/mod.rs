@@ -117,12 +117,12 @@ pub fn transition(
         decided_by: Some("0a".into()),
         identification: None,
         payload_sha256: payload.map(str::to_owned),
-        notify: Some(Notice {
+        notify: vec![Notice {
             kind: NoticeKind::Issued,
             recipient: "a@mail.example.kz".into(),
             subject: "s".into(),
             body: "b".into(),
-        }),
+        }],
         audit: audit("request.moved"),
     }
 }
