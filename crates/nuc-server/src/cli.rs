@@ -159,6 +159,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::renew::OcspSignerCommand,
     },
+    /// The NUC's report signer (signs the certificate reports): renew it (new key in the
+    /// HSM) while the service runs.
+    ReportSigner {
+        #[command(subcommand)]
+        command: crate::renew::ReportSignerCommand,
+    },
     /// The gRPC listener's TLS certificate: renew it (new key) while the service runs.
     Tls {
         #[command(subcommand)]
@@ -393,6 +399,7 @@ fn home_dir(cmd: &Command) -> Option<&Path> {
         // A client of a running service: no home of its own.
         Command::Publish { .. } => None,
         Command::OcspSigner { command } => Some(command.home()),
+        Command::ReportSigner { command } => Some(command.home()),
         Command::Tls { command } => Some(command.home()),
         Command::Backup { home, .. } | Command::Restore { home, .. } => Some(home),
         Command::Store {
@@ -807,6 +814,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Outbox { command } => crate::outbox_cli::run(command),
         Command::Publish { command } => crate::publish_cli::run(command),
         Command::OcspSigner { command } => crate::renew::ocsp_signer(command),
+        Command::ReportSigner { command } => crate::renew::report_signer(command),
         Command::Tls { command } => crate::renew::tls(command),
         Command::Check {
             home,

@@ -132,7 +132,8 @@ fn new_config(args: &InitArgs) -> Result<Config, Failure> {
     Ok(config)
 }
 
-/// A new CA: keys in the HSM, certificates, the service's TLS identity, the first root CRL.
+/// A new CA: keys in the HSM, certificates, the service's TLS identity, the report signer,
+/// the first root CRL.
 fn create(home: &Path, config: &Config, location: &Location) -> Result<(), Failure> {
     // A home that has its CA already is refused as such by `Ca::init` (nothing changed),
     // whatever its store holds: that the store holds a CA too is no news to it.
@@ -166,6 +167,16 @@ fn create(home: &Path, config: &Config, location: &Location) -> Result<(), Failu
             format!("TLS identity of the service: {e}"),
         )
     })?;
+    // The NUC's document signer: its key in the HSM, its certificate issued (and recorded,
+    // audited) like any other.
+    let report_signer = ca.ensure_report_signer(shared.as_ref(), "cli:init")?;
+    let report_signer_pem = match &report_signer {
+        Some(made) => Some((
+            made,
+            crate::renew::write_report_signer_pem(&home.ca_dir(), &made.cert_der)?,
+        )),
+        None => None,
+    };
     let root_crl = root_crl_ceremony(
         &home,
         &shared,
@@ -183,6 +194,14 @@ fn create(home: &Path, config: &Config, location: &Location) -> Result<(), Failu
             .to_vkey()
     );
     finish(&home, config, &report)?;
+    if let Some((made, path)) = report_signer_pem {
+        println!(
+            "report signer certificate: {} (serial {}, {} key in the HSM; renew it with `nuc report-signer renew`)",
+            path.display(),
+            made.serial,
+            made.algorithm
+        );
+    }
     println!(
         "root CRL: {} (number {}, next update {}; renew it with `nuc root crl`)",
         root_crl.path.display(),

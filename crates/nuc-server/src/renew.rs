@@ -1,6 +1,7 @@
-//! `nuc ocsp-signer renew` and `nuc tls renew`: a new OCSP-signer certificate (on a new key in
-//! the HSM) and a new TLS certificate of the gRPC listener (on a new key in a file), made
-//! before the old ones expire, while the service keeps running.
+//! `nuc ocsp-signer renew`, `nuc report-signer renew` and `nuc tls renew`: a new OCSP-signer
+//! certificate and a new report-signer certificate (each on a new key in the HSM) and a new
+//! TLS certificate of the gRPC listener (on a new key in a file), made before the old ones
+//! expire, while the service keeps running.
 //!
 //! This module owns the two commands and the atomic writing of what they put in the home
 //! (written to a temporary file beside it, then renamed over the old one). Adopting them
@@ -36,6 +37,31 @@ pub enum OcspSignerCommand {
         #[arg(long)]
         days: Option<u32>,
     },
+}
+
+/// `nuc report-signer …`.
+#[derive(Subcommand, Debug)]
+pub enum ReportSignerCommand {
+    /// A new report-signer certificate (the NUC's document signer, which signs the
+    /// certificate reports) on a new key in the HSM, issued and recorded like any certificate,
+    /// named in the store in place of the old one. Running instances adopt it within
+    /// `[service] reload_secs` (or at once on SIGHUP) and sign with the old one until then;
+    /// the old certificate stays valid (revoke it with `nuc cert revoke` if need be).
+    Renew {
+        #[arg(long)]
+        home: PathBuf,
+        /// Validity in days (at most the `report-signer` profile's; default the profile's).
+        #[arg(long)]
+        days: Option<u32>,
+    },
+}
+
+impl ReportSignerCommand {
+    pub fn home(&self) -> &Path {
+        match self {
+            ReportSignerCommand::Renew { home, .. } => home,
+        }
+    }
 }
 
 /// `nuc tls …`.
@@ -124,6 +150,53 @@ pub(crate) fn ocsp_signer(cmd: OcspSignerCommand) -> Result<(), Failure> {
         renewed.old_serial,
         renewed.hsm_label,
         nuc_core::time::rfc3339(renewed.not_after)
+    );
+    println!("certificate: {}", path.display());
+    println!(
+        "running instances adopt it within {} s ([service] reload_secs) or at once on SIGHUP; they sign with the old one until then",
+        config.service.reload_secs
+    );
+    Ok(())
+}
+
+/// This home's copy of the report signer's certificate (`ca/report-signer.pem`), rewritten
+/// when it is not `cert_der` already.
+pub(crate) fn write_report_signer_pem(ca_dir: &Path, cert_der: &[u8]) -> Result<PathBuf, Failure> {
+    let path = ca_dir.join("report-signer.pem");
+    let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, cert_der).map_err(
+        |e| Failure {
+            code: ReasonCode::Internal,
+            message: format!("the report signer's certificate as PEM: {e}"),
+        },
+    )?;
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(pem.as_str()) {
+        write_atomically(&path, pem.as_bytes(), 0o600).map_err(|e| io_failure(&path, e))?;
+    }
+    Ok(path)
+}
+
+pub(crate) fn report_signer(cmd: ReportSignerCommand) -> Result<(), Failure> {
+    let ReportSignerCommand::Renew { home, days } = cmd;
+    check_days(days)?;
+    let config = Config::open(&home).map_err(CaError::from)?;
+    let (home, store, ca) = open_ca(&home, RootKey::Offline)?;
+    let made = ca.renew_report_signer(store.as_ref(), days, &actor())?;
+    let path = write_report_signer_pem(&home.ca_dir(), &made.cert_der)?;
+    println!(
+        "report signer {}: serial {}{}, key {:?} ({}) new in the HSM, valid until {}",
+        if made.old_serial.is_some() {
+            "renewed"
+        } else {
+            "made"
+        },
+        made.serial,
+        made.old_serial
+            .as_deref()
+            .map(|s| format!(" (was {s}, still valid)"))
+            .unwrap_or_default(),
+        made.hsm_label,
+        made.algorithm,
+        nuc_core::time::rfc3339(made.not_after)
     );
     println!("certificate: {}", path.display());
     println!(

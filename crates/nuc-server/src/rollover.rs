@@ -284,7 +284,7 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
-    let mut last_failure: (Option<String>, Option<String>) = (None, None);
+    let mut last_failure: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     loop {
         let hup = async {
             match hangup.as_mut() {
@@ -301,14 +301,19 @@ pub async fn watch(
         }
         let (inst, ocsp, tls) = (inst.clone(), ocsp.clone(), tls.clone());
         let looked = tokio::task::spawn_blocking(move || {
-            (reload_ocsp(&inst, &ocsp), tls.map(|t| reload_tls(&t)))
+            (
+                reload_ocsp(&inst, &ocsp),
+                tls.map(|t| reload_tls(&t)),
+                reload_report_signer(&inst),
+            )
         })
         .await;
-        let Ok((o, t)) = looked else { continue };
+        let Ok((o, t, r)) = looked else { continue };
         note(&mut last_failure.0, o, "OCSP signer");
         if let Some(t) = t {
             note(&mut last_failure.1, t, "gRPC TLS certificate");
         }
+        note(&mut last_failure.2, r, "report signer");
     }
 }
 
@@ -349,6 +354,23 @@ fn reload_ocsp(inst: &Instance, slot: &OcspSlot) -> Result<(), String> {
         && let Err(e) = crate::renew::write_atomically(&path, pem.as_bytes(), 0o600)
     {
         tracing::warn!(path = %path.display(), error = %e, "could not update this home's copy of the OCSP signer certificate");
+    }
+    Ok(())
+}
+
+/// Adopts the report signer the store names when another instance (or `nuc report-signer
+/// renew`) made a new one; this home's copy of its certificate follows.
+fn reload_report_signer(inst: &Instance) -> Result<(), String> {
+    let Some(id) = inst
+        .ca
+        .reload_report_signer(inst.store.as_ref())
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    tracing::info!(serial = %serial(&id.cert_der), "report signer renewed: new reports are signed by the new certificate");
+    if let Err(e) = crate::renew::write_report_signer_pem(&inst.home.ca_dir(), &id.cert_der) {
+        tracing::warn!(error = %e.message, "could not update this home's copy of the report signer certificate");
     }
     Ok(())
 }

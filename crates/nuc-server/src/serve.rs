@@ -318,6 +318,27 @@ pub fn run(dir: &std::path::Path, opts: ServeOptions) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("recovering stale reservations: {e}"),
     }
 
+    // The report signer: the one the store names, or a first one made now (a home made
+    // before it existed). Without one the service still serves; only reports are refused.
+    match inst
+        .ca
+        .ensure_report_signer(inst.store.as_ref(), "system:report-signer")
+    {
+        Ok(_) => {
+            if let Some(id) = inst.ca.report_signer()
+                && let Err(e) =
+                    crate::renew::write_report_signer_pem(&inst.home.ca_dir(), &id.cert_der)
+            {
+                tracing::warn!(error = %e.message, "could not write this home's copy of the report signer certificate");
+            }
+        }
+        Err(e) => tracing::warn!(
+            reason = %e.reason(),
+            error = %e,
+            "no report signer: certificate reports cannot be signed until one is made (`nuc report-signer renew`)"
+        ),
+    }
+
     let tls = if cfg.grpc.dev_plaintext {
         tracing::warn!("gRPC in PLAINTEXT dev mode: roles come from the x-nuc-dev-role header");
         None

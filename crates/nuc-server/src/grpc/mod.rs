@@ -108,6 +108,11 @@ pub struct Api {
     pub role_oids: Vec<(ObjectIdentifier, Role)>,
     /// Plaintext dev mode: every caller is treated as having every role. Loopback only.
     pub dev_plaintext: bool,
+    /// The NUC's report signer (the CA's, through its narrow trait): a detached CMS over a
+    /// report the handler made. It signs in the HSM: call it through [`offload`].
+    // Read by GetCertificateReport (issue 16), written beside this; drop the allow with it.
+    #[allow(dead_code)]
+    pub reports: Arc<dyn nuc_ca::ReportSigner>,
 }
 
 impl Api {
@@ -126,6 +131,7 @@ impl Api {
             .unwrap_or_default();
         Self {
             ra: inst.ra.clone(),
+            reports: inst.ca.clone(),
             inst,
             role_oids,
             dev_plaintext,
