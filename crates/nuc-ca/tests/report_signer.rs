@@ -13,7 +13,11 @@ use std::process::Command;
 use nuc_ca::report_signer::{REPORT_SIGNER_LABEL, REPORT_SIGNER_ROLE};
 use nuc_ca::{Ca, CaError, Home, InitOptions};
 use nuc_core::{CertificateState, ReasonCode, RevocationReason};
-use nuc_store::{AuditLog, CaKeyStore, CertificateReader, RevocationRow, RevocationStore};
+use nuc_store::{
+    AuditBreak, AuditEntry, AuditLog, AuditRecord, CaKeyRow, CaKeyStore, CertificateReader,
+    CertificateStore, Reservation, Revocation, RevocationReader, RevocationRow, RevocationStore,
+    StoreError, Transition,
+};
 use nuc_store_sqlite::SqliteStore;
 use nuc_verify::{Lookups, Stated, verify_document};
 
@@ -384,7 +388,7 @@ fn scenario(home_dir: &Path) {
     // An opening of the CA adopts whatever the store names at its reload (another
     // instance's renewal): here the store is made to name the old one again, then the new.
     // (SoftHSM2 lets one process open the token once, so one opening plays both parts.)
-    let audit = nuc_store::AuditEntry {
+    let audit = AuditEntry {
         actor: "test".into(),
         action: "test.ca_key".into(),
         object: String::new(),
@@ -426,6 +430,49 @@ fn scenario(home_dir: &Path) {
     );
     store.replace_ca_key(&renewed_row, &audit).unwrap();
 
+    // Two instances making the first one at once: this one does not see the other's yet
+    // (the store hides it from its first look), makes its own, loses at the record, revokes
+    // its own (superseded) and signs with the other's.
+    let racing = Racing {
+        inner: &store,
+        hidden: std::sync::atomic::AtomicBool::new(true),
+    };
+    assert!(
+        ca.ensure_report_signer(&racing, "test:race")
+            .unwrap()
+            .is_none()
+    );
+    let lost: Vec<String> = store
+        .audit_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.actor == "test:race" && r.action == "certificate.revoked")
+        .map(|r| r.object.trim_start_matches("serial:").to_owned())
+        .collect();
+    assert_eq!(lost.len(), 1, "one certificate made for nothing, revoked");
+    assert_ne!(lost[0], renewed.serial);
+    assert_eq!(
+        store.certificate(&lost[0]).unwrap().unwrap().profile,
+        "report-signer"
+    );
+    assert_eq!(
+        store.revocation(&lost[0]).unwrap().map(|r| r.reason),
+        Some(RevocationReason::Superseded)
+    );
+    assert_eq!(
+        ca.sign_report(report).unwrap().signer_serial_hex,
+        renewed.serial
+    );
+    assert_eq!(
+        store
+            .ca_keys()
+            .unwrap()
+            .into_iter()
+            .find(|k| k.role == REPORT_SIGNER_ROLE)
+            .map(|k| k.cert_der),
+        Some(renewed.cert_der.clone())
+    );
+
     // Revoked like any other certificate: F8 then says so.
     store
         .revoke(
@@ -438,7 +485,7 @@ fn scenario(home_dir: &Path) {
             },
             None,
             None,
-            &nuc_store::AuditEntry {
+            &AuditEntry {
                 actor: "test".into(),
                 action: "certificate.revoked".into(),
                 object: format!("serial:{}", renewed.serial),
@@ -460,4 +507,83 @@ fn scenario(home_dir: &Path) {
         "{:?}",
         verdict.failure
     );
+}
+
+/// A store whose first look at the CA keys misses the report signer another instance has just
+/// recorded: what an instance sees when two start at once on one database.
+struct Racing<'a> {
+    inner: &'a SqliteStore,
+    hidden: std::sync::atomic::AtomicBool,
+}
+
+impl CaKeyStore for Racing<'_> {
+    fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.put_ca_keys(keys, audit)
+    }
+
+    fn ca_keys(&self) -> Result<Vec<CaKeyRow>, StoreError> {
+        let mut rows = self.inner.ca_keys()?;
+        if self.hidden.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            rows.retain(|k| k.role != REPORT_SIGNER_ROLE);
+        }
+        Ok(rows)
+    }
+
+    fn replace_ca_key(&self, key: &CaKeyRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.replace_ca_key(key, audit)
+    }
+}
+
+impl CertificateStore for Racing<'_> {
+    fn reserve_batch(
+        &self,
+        items: &[(Reservation, AuditEntry)],
+        before: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        self.inner.reserve_batch(items, before)
+    }
+
+    fn record_batch(
+        &self,
+        items: &[(String, Vec<u8>, AuditEntry)],
+        after: Option<Transition>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_batch(items, after)
+    }
+
+    fn abandon(&self, serial: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.abandon(serial, audit)
+    }
+
+    fn abandon_stale_reservations(
+        &self,
+        before: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.abandon_stale_reservations(before, actor)
+    }
+}
+
+impl AuditLog for Racing<'_> {
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.inner.audit(entry)
+    }
+
+    fn audit_records(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.audit_records()
+    }
+
+    fn verify_audit(&self) -> Result<Result<u64, AuditBreak>, StoreError> {
+        self.inner.verify_audit()
+    }
+}
+
+impl RevocationStore for Racing<'_> {
+    fn revoke_all(
+        &self,
+        revocations: &[Revocation],
+        payload_sha256: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.inner.revoke_all(revocations, payload_sha256)
+    }
 }
