@@ -279,6 +279,8 @@ async fn f4_onto_a_usb_token() {
     let result: serde_json::Value =
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
     let number = result["request_number"].as_str().unwrap().to_owned();
+    // The whole enrollment and each step's time, for `--nocapture`.
+    eprintln!("{result}");
 
     // The NUC recorded where the keys live.
     let stored: String = counter.svc.home.db().row(
@@ -317,6 +319,13 @@ async fn f4_onto_a_usb_token() {
             private[0]
         );
         assert!(private[0].heading.contains("EC"), "{:?}", private[0]);
+        // For signing only: no decryption, unwrapping or key agreement with it.
+        assert_eq!(
+            private[0].field("Usage"),
+            "sign",
+            "{label}: {:?}",
+            private[0]
+        );
         let id = private[0].field("ID");
         assert!(id.len() >= 2, "{label}: no ID: {:?}", private[0]);
         assert_eq!(public[0].field("ID"), id, "{label}");

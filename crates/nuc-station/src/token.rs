@@ -301,7 +301,8 @@ impl CitizenToken {
     }
 
     /// Generates the key pair of `slot` on the token (P-256; the private key sensitive, never
-    /// extractable, for signing only) and checks that the token honoured that.
+    /// extractable, for signing only: no decrypt, unwrap or derive) and checks that the token
+    /// kept it sensitive and never extractable.
     pub fn generate(&self, slot: KeySlot) -> Result<TokenKey, TokenError> {
         let mut id = [0u8; 16];
         openssl::rand::rand_bytes(&mut id).map_err(|e| TokenError::PublicKey {
@@ -324,6 +325,8 @@ impl CitizenToken {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
             Attribute::Derive(false),
             Attribute::Label(label.into()),
             Attribute::Id(id.clone()),
