@@ -1098,7 +1098,37 @@ impl Ca {
 
     /// [`Ca::issue`], each certificate valid at most `max_days` days (within its profile's
     /// validity): what a renewal of the service's own TLS certificate asks for.
+    ///
+    /// The profile of the NUC's report signer is refused here: its certificates are made by
+    /// the CA alone, for its own key in the HSM ([`crate::report_signer`]), so that a
+    /// certificate of that profile always names the NUC's key.
     pub fn issue_for_days(
+        &self,
+        orders: &[IssueRequest],
+        ledger: &dyn IssuanceLedger,
+        max_days: Option<u32>,
+    ) -> Result<Vec<Issued>, CaError> {
+        if let Some(order) = orders
+            .iter()
+            .find(|o| o.profile == crate::report_signer::REPORT_SIGNER_PROFILE)
+        {
+            let e = CaError::invalid(
+                "profile",
+                format!(
+                    "{} is the NUC's own report signer, made by the service for its key in the \
+                     HSM (`nuc report-signer renew`), never issued on request",
+                    order.profile
+                ),
+            );
+            audit_refusal(ledger, order, &e);
+            return Err(e);
+        }
+        self.issue_unchecked_profile(orders, ledger, max_days)
+    }
+
+    /// [`Ca::issue_for_days`] for any end-entity profile, the report signer's included: for
+    /// [`crate::report_signer`] only.
+    pub(crate) fn issue_unchecked_profile(
         &self,
         orders: &[IssueRequest],
         ledger: &dyn IssuanceLedger,

@@ -220,6 +220,53 @@ fn scenario(home_dir: &Path) {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
 
+    // Nobody gets a certificate of this profile on request (an administrator's `nuc cert
+    // issue`, the RA): only the CA's own key does, so the profile names the NUC's signer.
+    let key = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let key = openssl::pkey::PKey::from_ec_key(key).unwrap();
+    let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
+    req.set_pubkey(&key).unwrap();
+    req.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let order = nuc_ca::IssueRequest {
+        profile: "report-signer".into(),
+        csr: req.build().to_der().unwrap(),
+        subject: nuc_core::SubjectInfo {
+            iin: None,
+            surname: None,
+            name: None,
+            patronymic: None,
+            organization: None,
+            email: None,
+            common_name: Some("NUC RK report signer".into()),
+        },
+        role: None,
+        identification: None,
+        dns_names: vec![],
+        actor: "test:impostor".into(),
+        request_number: None,
+        key_storage: Default::default(),
+    };
+    let e = ca
+        .issue(
+            std::slice::from_ref(&order),
+            &nuc_store::Issuance::alone(&store),
+        )
+        .unwrap_err();
+    assert_eq!(e.reason(), ReasonCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("never issued on request"), "{e}");
+    assert!(
+        store
+            .audit_records()
+            .unwrap()
+            .iter()
+            .any(|r| r.actor == "test:impostor" && r.action == "certificate.refused"),
+        "the refusal is audited"
+    );
+
     // Signing: a detached CMS that openssl accepts over the report, and not over another.
     let report = "Сертификаттар туралы есеп / Отчёт о сертификатах\n%PDF-1.7 …".as_bytes();
     let signed = ca.sign_report(report).unwrap();
