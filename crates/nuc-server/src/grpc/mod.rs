@@ -110,8 +110,6 @@ pub struct Api {
     pub dev_plaintext: bool,
     /// The NUC's report signer (the CA's, through its narrow trait): a detached CMS over a
     /// report the handler made. It signs in the HSM: call it through [`offload`].
-    // Read by GetCertificateReport (issue 16), written beside this; drop the allow with it.
-    #[allow(dead_code)]
     pub reports: Arc<dyn nuc_ca::ReportSigner>,
 }
 

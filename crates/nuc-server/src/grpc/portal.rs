@@ -122,10 +122,35 @@ impl PortalService for PortalApi {
         &self,
         req: Request<ListCertificatesRequest>,
     ) -> Result<Response<CertificateReportDocument>, Status> {
-        self.0.authorize(&req, Service::Portal)?;
-        Err(Status::unimplemented(
-            "GetCertificateReport: the signed PDF report is not built yet",
-        ))
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        // The report spends the signed request: make sure first that there is a key to sign
+        // the document with, so that a home without one refuses before anything is spent.
+        let Some(signer) = self.0.inst.ca.report_signer() else {
+            return Err(super::status(nuc_ra::RaError::new(
+                nuc_core::ReasonCode::CaState,
+                "no report signer in force: the signed report cannot be made (`nuc \
+                 report-signer renew` makes one); nothing was spent",
+            )));
+        };
+        let ra = self.0.ra.clone();
+        let reports = self.0.reports.clone();
+        // The RA's report, the PDF (CPU) and its signature (the HSM): all on the blocking pool.
+        let (report, pdf, signed) = blocking(async move {
+            let report = ra
+                .certificate_report(&caller.actor(), &r.signed_request)
+                .await?;
+            let serial = nuc_ca::ocsp_signer::serial_of(&signer.cert_der)?;
+            let (pdf, signed) = signed_document(&report, serial, reports.as_ref())?;
+            Ok((report, pdf, signed))
+        })
+        .await?;
+        Ok(Response::new(CertificateReportDocument {
+            pdf,
+            signature: signed.signature,
+            signer_serial_hex: signed.signer_serial_hex,
+            listing: Some(listing_of(report)),
+        }))
     }
 
     async fn submit_application(
@@ -243,5 +268,94 @@ impl PortalService for PortalApi {
                 .collect(),
             pkcs7_bundle: dl.pkcs7_bundle,
         }))
+    }
+}
+
+/// The PDF of `report` with `signed_by` (the report signer's serial) in its footer, and the
+/// report signer's detached CMS over it. Should the signer in force have been renewed since
+/// `signed_by` was read, the PDF is rendered again with the serial that did sign, and signed
+/// again: the footer always names the key of the signature that comes with the document.
+fn signed_document(
+    report: &nuc_ra::CertificateReport,
+    mut signed_by: String,
+    reports: &dyn nuc_ca::ReportSigner,
+) -> Result<(Vec<u8>, nuc_ca::SignedReport), nuc_ra::RaError> {
+    for _ in 0..2 {
+        let pdf = nuc_report::render_pdf(&document_of(report, &signed_by)).map_err(|e| {
+            nuc_ra::RaError::new(
+                nuc_core::ReasonCode::Internal,
+                format!("the report's PDF could not be rendered: {e}"),
+            )
+        })?;
+        let signed = reports.sign_report(&pdf)?;
+        if signed.signer_serial_hex == signed_by {
+            return Ok((pdf, signed));
+        }
+        signed_by = signed.signer_serial_hex;
+    }
+    Err(nuc_ra::RaError::new(
+        nuc_core::ReasonCode::Unavailable,
+        "the report signer changed twice while the report was being signed: ask again",
+    ))
+}
+
+/// The RA's report as the PDF words it (Kazakh / Russian where the caller words a field).
+fn document_of(r: &nuc_ra::CertificateReport, signed_by: &str) -> nuc_report::CertificateReport {
+    use nuc_report::{EntryState, KeyStorageWord, ReportEntry, RevocationLine};
+    let entries = r
+        .certificates
+        .iter()
+        .map(|c| ReportEntry {
+            holder_name: c.holder_name.clone(),
+            profile: c.profile.clone(),
+            serial_hex: c.serial.clone(),
+            not_before: c.not_before,
+            not_after: c.not_after,
+            state: match c.standing {
+                nuc_ra::Standing::Valid => EntryState::Valid,
+                nuc_ra::Standing::Expired => EntryState::Expired,
+                nuc_ra::Standing::Revoked => EntryState::Revoked,
+            },
+            issued_how: issued_how(&c.issued),
+            key_storage: match c.key_storage {
+                nuc_core::KeyStorage::File => KeyStorageWord::File,
+                nuc_core::KeyStorage::IdCard => KeyStorageWord::IdCard,
+                nuc_core::KeyStorage::SimCard => KeyStorageWord::SimCard,
+                nuc_core::KeyStorage::Token => KeyStorageWord::Token,
+            },
+            revocation: c.revocation.as_ref().map(|v| RevocationLine {
+                at: v.revoked_at,
+                reason: v.reason.rfc_name().into(),
+            }),
+        })
+        .collect();
+    nuc_report::CertificateReport {
+        holder_name: r.name.clone(),
+        subject_id: match &r.bin {
+            Some(bin) => format!("БСН / БИН {bin}"),
+            None => format!("ЖСН / ИИН {}", r.iin),
+        },
+        generated_at: r.generated_at,
+        signed_by: signed_by.into(),
+        entries,
+    }
+}
+
+/// How a certificate came to be issued, in a few words of Kazakh / Russian.
+fn issued_how(how: &nuc_ra::IssuedHow) -> String {
+    match how {
+        nuc_ra::IssuedHow::AtCon {
+            con,
+            operator_serial,
+        } if con.is_empty() => format!("ХҚКО-да / в ЦОН, оператор {operator_serial}"),
+        nuc_ra::IssuedHow::AtCon {
+            con,
+            operator_serial,
+        } => format!("ХҚКО-да / в ЦОН: {con}, оператор {operator_serial}"),
+        nuc_ra::IssuedHow::RemoteRenewal { renewed_from } => {
+            format!("қашықтан қайта шығару / удалённый перевыпуск: {renewed_from}")
+        }
+        nuc_ra::IssuedHow::Online => "онлайн, ХҚКО-сыз / онлайн, без ЦОН".into(),
+        nuc_ra::IssuedHow::ByAdministrator => "ҰКО әкімшісі / администратор НУЦ".into(),
     }
 }
