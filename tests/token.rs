@@ -292,6 +292,7 @@ async fn f4_onto_a_usb_token() {
     // What is on the token, as pkcs11-tool sees it: for AUTH and SIGN, a key pair and a
     // certificate under one CKA_ID, the private key sensitive and never extractable.
     let objects = counter.objects();
+    let mut written = Vec::new();
     for label in ["AUTH", "SIGN"] {
         let of = |kind: &str| -> Vec<&Object> {
             objects
@@ -346,6 +347,7 @@ async fn f4_onto_a_usb_token() {
         ]);
         assert_eq!(read.code, Some(0), "{}{}", read.stdout, read.stderr);
         let x509 = openssl::x509::X509::from_der(&std::fs::read(&der_path).unwrap()).unwrap();
+        written.push((id.to_owned(), x509.to_der().unwrap()));
         let pem_path = counter.path(&format!("{lower}.pem"));
         std::fs::write(&pem_path, x509.to_pem().unwrap()).unwrap();
         let v = openssl_verify(&counter.svc.home, &pem_path);
@@ -417,6 +419,50 @@ async fn f4_onto_a_usb_token() {
         again.stderr
     );
     assert_eq!(counter.objects().len(), objects.len());
+
+    // Certificates lost from the token after issuance (a write cut short) are written again
+    // from the NUC's record onto the same key pairs, byte for byte.
+    for (id, _) in &written {
+        let gone = counter.pkcs11_tool(&["--delete-object", "--type", "cert", "--id", id]);
+        assert_eq!(gone.code, Some(0), "{}{}", gone.stdout, gone.stderr);
+    }
+    assert_eq!(counter.objects().len(), objects.len() - 2);
+    let again = counter.station(
+        &[
+            "write",
+            "--request",
+            &number,
+            "--token-module",
+            MODULE,
+            "--token-label",
+            TOKEN_LABEL,
+        ],
+        TOKEN_PIN,
+    );
+    assert_eq!(again.code, Some(0), "{}{}", again.stdout, again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("token: certificates written and read back")
+            && !again.stderr.contains("already on the token"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(counter.objects().len(), objects.len());
+    for (id, der) in &written {
+        let path = counter.path(&format!("again-{id}.der"));
+        let read = counter.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            id,
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(read.code, Some(0), "{}{}", read.stdout, read.stderr);
+        assert_eq!(&std::fs::read(&path).unwrap(), der, "certificate {id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
