@@ -128,14 +128,15 @@ async fn f1_from_submission_to_issued_certificates() {
         printed.stdout
     );
 
-    // Notifications: the application with its number, then "issued" with the link.
+    // Notifications: the application with its number, then "issued" with the link, and the
+    // issuance alert to the address on record (the registry's: here the same).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let sent = count(
             &svc,
             "SELECT COUNT(*) FROM notifications WHERE sent_at IS NOT NULL",
         );
-        if sent == 2 {
+        if sent == 3 {
             break;
         }
         assert!(
@@ -144,11 +145,24 @@ async fn f1_from_submission_to_issued_certificates() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let mut mails: Vec<String> = std::fs::read_dir(svc.home.home().join("outbox"))
+    // One file per message, named by the outbox's order and the notice's kind.
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(svc.home.home().join("outbox"))
         .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
         .collect();
-    mails.sort();
+    files.sort();
+    let kinds: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let name = f.file_stem().unwrap().to_str().unwrap();
+            name.split_once('-').unwrap().1.to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["application", "issued", "issuance-alert"]);
+    let mails: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     assert!(
         mails[0].contains(&number) && mails[0].contains("To: person1@mail.example.kz"),
         "{}",
@@ -158,6 +172,13 @@ async fn f1_from_submission_to_issued_certificates() {
         mails[1].contains(&format!("download/{number}")),
         "{}",
         mails[1]
+    );
+    assert!(
+        mails[2].contains(&number)
+            && mails[2].contains("To: person1@mail.example.kz")
+            && mails[2].contains("pki.gov.kz"),
+        "{}",
+        mails[2]
     );
 
     // The audit trail tells the story, and the chain is intact.
@@ -870,8 +891,9 @@ async fn f2_renewal_signed_by_the_applicants_sign_certificate_is_issued_remotely
         );
         assert!(!text.contains("1.2.398.3.3.4.3.1"), "{text}");
     }
-    // The address on record hears of it as well as the new one, and the request keeps the
-    // certificate that signed it and its place in the chain of remote renewals.
+    // The address on record hears of it as well as the new one (the renewal when it is
+    // registered, the alert when it is issued), and the request keeps the certificate that
+    // signed it and its place in the chain of remote renewals.
     let mut db = svc.home.db();
     let sent: Vec<(String, String)> = db.rows(
         "SELECT kind, recipient FROM notifications WHERE request_number = ?1 ORDER BY id",
@@ -881,7 +903,8 @@ async fn f2_renewal_signed_by_the_applicants_sign_certificate_is_issued_remotely
         sent,
         [
             ("renewal".to_owned(), EMAIL.to_owned()),
-            ("issued".to_owned(), new_email.to_owned())
+            ("issued".to_owned(), new_email.to_owned()),
+            ("issuance-alert".to_owned(), EMAIL.to_owned())
         ]
     );
     let (renewed_from, remote_renewals): (String, i64) = db.row(
