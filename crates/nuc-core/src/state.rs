@@ -114,6 +114,9 @@ spelled! {
         InPerson => "in-person",
         /// Remotely, by a signature of a currently valid certificate of the applicant's.
         Remote => "remote",
+        /// By the applicant's own organisation: the legal entity's HR officer confirmed an
+        /// employee's application with their SIGN certificate (role 1.2.398.3.3.4.1.2.4).
+        Organization => "organization",
     }
 }
 

@@ -1,7 +1,8 @@
 //! The payloads that people of the NUC sign: an operator's decision on an application, a
 //! revocation order (an operator's at a CON counter, or the holder's online), a renewal
 //! application signed by the applicant's current certificate, and a holder's (or a legal
-//! entity's first head's) request for the report of their certificates.
+//! entity's first head's) request for the report of their certificates, and a legal entity's
+//! HR officer's confirmation of an employee's application.
 //!
 //! This crate owns their encoding (prost messages compiled from `proto/nuc/v1/payloads.proto`)
 //! and the `payload_type` each names, so that the RA can decode what was signed without
@@ -16,8 +17,8 @@ pub mod v1 {
 
 pub use v1::operator_decision::Decision;
 pub use v1::{
-    CertificateReportRequest, OperatorDecision, RenewalApplication, RevocationOrder,
-    RevocationReason,
+    CertificateReportRequest, EmployerConfirmation, OperatorDecision, RenewalApplication,
+    RevocationOrder, RevocationReason,
 };
 
 /// The `payload_type` of each signed payload (field 15): a signature given for one purpose is
@@ -26,6 +27,7 @@ pub const OPERATOR_DECISION: &str = "nuc.v1.OperatorDecision";
 pub const REVOCATION_ORDER: &str = "nuc.v1.RevocationOrder";
 pub const RENEWAL_APPLICATION: &str = "nuc.v1.RenewalApplication";
 pub const CERTIFICATE_REPORT_REQUEST: &str = "nuc.v1.CertificateReportRequest";
+pub const EMPLOYER_CONFIRMATION: &str = "nuc.v1.EmployerConfirmation";
 
 /// A payload that names its own type.
 pub trait SignedPayload: prost::Message + Default {
@@ -59,6 +61,16 @@ impl SignedPayload for RevocationOrder {
 
 impl SignedPayload for RenewalApplication {
     const TYPE: &'static str = RENEWAL_APPLICATION;
+    fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+    fn signed_at(&self) -> i64 {
+        self.signed_at
+    }
+}
+
+impl SignedPayload for EmployerConfirmation {
+    const TYPE: &'static str = EMPLOYER_CONFIRMATION;
     fn payload_type(&self) -> &str {
         &self.payload_type
     }

@@ -95,7 +95,8 @@ impl Ra {
             key_storage: request.key_storage,
         })
         .collect();
-        let after = self.finish_transition(request, &subject, issuing_from, actor)?;
+        let after =
+            self.finish_transition(request, &subject, identification, issuing_from, actor)?;
         Ok(self.ca.issue(
             &orders,
             &Issuance::with(self.store.as_ref(), before, Some(after)),
@@ -108,6 +109,7 @@ impl Ra {
         &self,
         request: &RequestRow,
         subject: &RegisteredSubject,
+        identification: Identification,
         from: RequestState,
         actor: &str,
     ) -> Result<Transition, RaError> {
@@ -126,7 +128,7 @@ impl Ra {
                 &to,
                 &request.number,
                 &nuc_core::time::rfc3339(self.now()),
-                &channel(request),
+                &channel(request, identification),
                 request.email.as_deref().unwrap_or("—"),
             )),
             None => {
@@ -182,8 +184,12 @@ impl Ra {
 }
 
 /// How the request came to be issued, in Kazakh and Russian (one value for both templates).
-fn channel(request: &RequestRow) -> String {
+fn channel(request: &RequestRow, identification: Identification) -> String {
     match request.kind {
+        RequestKind::First if identification == Identification::Organization => {
+            "ұйымның кадр қызметі растаған онлайн өтініш / онлайн-заявление, подтверждённое кадровой службой организации"
+                .to_owned()
+        }
         RequestKind::First => {
             "ХҚКО операторы растаған онлайн өтініш / онлайн-заявление, подтверждённое оператором ЦОН"
                 .to_owned()

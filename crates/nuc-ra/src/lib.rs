@@ -22,6 +22,7 @@ pub mod bundle;
 pub mod clock;
 mod decision;
 mod download;
+mod employer;
 pub mod error;
 mod intake;
 mod issuance;

@@ -43,6 +43,11 @@ pub enum IssuedHow {
     Online,
     /// Without a request: by the NUC's administrator (`nuc cert issue`).
     ByAdministrator,
+    /// Confirmed by the legal entity's HR officer (identification `organization`).
+    ByEmployer {
+        /// Serial of the officer's SIGN certificate that signed the confirmation.
+        hr_serial: String,
+    },
 }
 
 /// One line of the report.
@@ -218,6 +223,13 @@ impl Ra {
             None => (IssuedHow::ByAdministrator, None, KeyStorage::File),
             Some(r) => {
                 let issued = match (&r.decided_by, &r.renewed_from) {
+                    (Some(hr_serial), _)
+                        if r.identification == Some(Identification::Organization) =>
+                    {
+                        IssuedHow::ByEmployer {
+                            hr_serial: hr_serial.clone(),
+                        }
+                    }
                     (Some(operator_serial), _) => IssuedHow::AtCon {
                         con: self.con_of(operator_serial)?,
                         operator_serial: operator_serial.clone(),

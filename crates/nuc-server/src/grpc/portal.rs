@@ -35,6 +35,7 @@ fn identification_of(i: Option<nuc_core::Identification>) -> IdentificationMetho
     match i {
         Some(nuc_core::Identification::InPerson) => IdentificationMethod::InPerson,
         Some(nuc_core::Identification::Remote) => IdentificationMethod::Remote,
+        Some(nuc_core::Identification::Organization) => IdentificationMethod::Organization,
         None => IdentificationMethod::Unspecified,
     }
 }
@@ -45,6 +46,7 @@ pub(super) fn listing_of(r: nuc_ra::CertificateReport) -> ListCertificatesRespon
         .certificates
         .into_iter()
         .map(|c| {
+            let mut hr_serial_hex = String::new();
             let (issued, con, operator_serial_hex, renewed_from) = match c.issued {
                 nuc_ra::IssuedHow::AtCon {
                     con,
@@ -62,6 +64,15 @@ pub(super) fn listing_of(r: nuc_ra::CertificateReport) -> ListCertificatesRespon
                     String::new(),
                     String::new(),
                 ),
+                nuc_ra::IssuedHow::ByEmployer { hr_serial } => {
+                    hr_serial_hex = hr_serial;
+                    (
+                        IssuanceChannel::ByEmployer,
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )
+                }
                 nuc_ra::IssuedHow::ByAdministrator => (
                     IssuanceChannel::ByAdministrator,
                     String::new(),
@@ -89,6 +100,7 @@ pub(super) fn listing_of(r: nuc_ra::CertificateReport) -> ListCertificatesRespon
                     reason: r.reason.code() as i32,
                     invalidity_date: r.invalidity_date.unwrap_or(0),
                 }),
+                hr_serial_hex,
             }
         })
         .collect();
@@ -103,6 +115,25 @@ pub(super) fn listing_of(r: nuc_ra::CertificateReport) -> ListCertificatesRespon
 
 #[tonic::async_trait]
 impl PortalService for PortalApi {
+    async fn confirm_by_employer(
+        &self,
+        req: Request<ConfirmByEmployerRequest>,
+    ) -> Result<Response<ConfirmByEmployerResponse>, Status> {
+        let caller = self.0.authorize(&req, Service::Portal)?;
+        let r = req.into_inner();
+        let ra = self.0.ra.clone();
+        let (row, certs) = blocking(async move {
+            ra.confirm_by_employer(&caller.actor(), &r.signed_confirmation)
+                .await
+        })
+        .await?;
+        Ok(Response::new(ConfirmByEmployerResponse {
+            request_number: row.number,
+            state: state_of(row.state) as i32,
+            certificates: issued_all(&certs),
+        }))
+    }
+
     async fn list_certificates(
         &self,
         req: Request<ListCertificatesRequest>,
@@ -357,5 +388,8 @@ fn issued_how(how: &nuc_ra::IssuedHow) -> String {
         }
         nuc_ra::IssuedHow::Online => "онлайн, ХҚКО-сыз / онлайн, без ЦОН".into(),
         nuc_ra::IssuedHow::ByAdministrator => "ҰКО әкімшісі / администратор НУЦ".into(),
+        nuc_ra::IssuedHow::ByEmployer { hr_serial } => {
+            format!("ұйымның кадр қызметі / кадровая служба организации: {hr_serial}")
+        }
     }
 }
