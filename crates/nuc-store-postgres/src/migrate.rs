@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_outbox_retries.sql"),
     include_str!("../migrations/0004_crl_chunks.sql"),
     include_str!("../migrations/0005_token_storage.sql"),
+    include_str!("../migrations/0006_certificates_bin.sql"),
 ];
 
 /// The schema version this build migrates to.

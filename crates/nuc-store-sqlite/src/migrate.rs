@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_outbox_retries.sql"),
     include_str!("migrations/0008_crl_chunks.sql"),
     include_str!("migrations/0009_token_storage.sql"),
+    include_str!("migrations/0010_certificates_bin.sql"),
 ];
 
 /// The schema version this build migrates to.
