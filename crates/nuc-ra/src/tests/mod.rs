@@ -7,6 +7,7 @@
 
 mod decision;
 mod download;
+mod employer;
 mod fuzz;
 mod intake;
 mod operators;
