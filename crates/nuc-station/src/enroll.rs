@@ -1,6 +1,8 @@
 //! F4 at the counter, from the operator's side: [`enroll`] runs the whole issuance onto the
 //! card in the reader; [`write_issued`] finishes one whose certificates could not be written
-//! (the card was pulled out); [`read_card`] shows what a card holds.
+//! (the card was pulled out); [`read_card`] shows what a card holds. The same steps onto the
+//! applicant's USB token are in [`crate::token`], which shares the registry and issuance steps
+//! with this module.
 //!
 //! The order of the steps keeps every failure recoverable:
 //! - the registry is asked before the card is touched: an applicant the registry does not know

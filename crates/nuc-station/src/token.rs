@@ -100,11 +100,13 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// Whether the input or the token's state refused (wrong PIN, no such token): exit 2.
+    /// Whether the input or the token's state refused (wrong PIN, no such token or module):
+    /// exit 2.
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            TokenError::NotFound { .. }
+            TokenError::Module { .. }
+                | TokenError::NotFound { .. }
                 | TokenError::NoToken { .. }
                 | TokenError::Several { .. }
                 | TokenError::OperatorsToken(_)
