@@ -176,12 +176,12 @@ fn crl_numbers_in_commit_order(svc: &Service) -> Vec<i64> {
 async fn two_instances_share_the_work_and_one_killed_loses_nothing_it_acknowledged() {
     let mut a = Service::start_with_registry_on(Engine::Postgres);
     let b = a.join();
-    // Joining made no key: the token still holds the three of the CA and the audit log's
-    // checkpoint key, once each.
+    // Joining made no key: the token still holds the three of the CA, the audit log's
+    // checkpoint key and the report signer's, once each.
     let keys = a.home.pkcs11_tool(&["--list-objects", "--type", "privkey"]);
     assert_eq!(
         keys.stdout.matches("Private Key Object").count(),
-        4,
+        5,
         "{}",
         keys.stdout
     );

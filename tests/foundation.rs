@@ -118,8 +118,9 @@ fn init_builds_a_verifiable_hierarchy_and_refuses_a_second_init() {
         issuing.contains(&format!("URI:http://{}/crl/root.crl", h.http)),
         "{issuing}"
     );
-    // Init also issued the service's own TLS certificate (profile system), and signed the
-    // first root CRL (the root key's first ceremony), and audited both.
+    // Init also issued the service's own TLS certificate (profile system) and the report
+    // signer's (profile report-signer, its key made in the HSM), and signed the first root CRL
+    // (the root key's first ceremony), and audited all three.
     let actions: Vec<String> = h.audit_actions().into_iter().map(|(_, a)| a).collect();
     assert_eq!(
         actions,
@@ -127,6 +128,9 @@ fn init_builds_a_verifiable_hierarchy_and_refuses_a_second_init() {
             "ca.initialised",
             "certificate.reserved",
             "certificate.issued",
+            "certificate.reserved",
+            "certificate.issued",
+            "ca.report_signer.created",
             "crl.published"
         ]
     );
@@ -214,8 +218,8 @@ fn every_profile_verifies_and_lints_clean_for_rsa_and_ecdsa_keys() {
     }
     assert_eq!(
         h.count("SELECT COUNT(*) FROM certificates WHERE state = 'issued'"),
-        (cases.len() * 3) as i64 + 1,
-        "every case issued, plus the service's own TLS certificate from init"
+        (cases.len() * 3) as i64 + 2,
+        "every case issued, plus the service's own TLS certificate and the report signer's from init"
     );
 }
 
@@ -324,8 +328,14 @@ fn ca_private_keys_live_only_in_the_hsm_as_sensitive_and_non_extractable() {
     let list = pkcs11(&["--list-objects", "--type", "privkey"]);
     assert_eq!(list.code, Some(0), "{}", list.stderr);
     let blocks: Vec<&str> = list.stdout.split("Private Key Object").skip(1).collect();
-    assert_eq!(blocks.len(), 4, "{}", list.stdout);
-    for label in ["nuc-root", "nuc-issuing", "nuc-ocsp", "nuc-audit-log"] {
+    assert_eq!(blocks.len(), 5, "{}", list.stdout);
+    for label in [
+        "nuc-root",
+        "nuc-issuing",
+        "nuc-ocsp",
+        "nuc-audit-log",
+        "nuc-report-signer-",
+    ] {
         let b = blocks
             .iter()
             .find(|b| b.contains(&format!("label:      {label}")))
@@ -603,11 +613,11 @@ fn tampering_with_one_audit_row_is_found_and_named() {
     }
     let ok = nuc(&["audit", "verify", "--home", &h.home_str()]);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
-    // init (CA + the service's TLS certificate + the first root CRL: 4 records) + 2 issuances
-    // × 2.
+    // init (CA + the service's TLS certificate + the report signer's certificate and record +
+    // the first root CRL: 7 records) + 2 issuances × 2.
     assert!(
         ok.stdout
-            .starts_with("audit log intact: 8 records, chain and tree verified"),
+            .starts_with("audit log intact: 11 records, chain and tree verified"),
         "{}",
         ok.stdout
     );
