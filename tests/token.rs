@@ -487,6 +487,53 @@ async fn a_wrong_token_pin_stops_before_anything_is_made() {
         counter.objects()
     );
 
+    // Without --token-label the module's only token but the operator's is the applicant's.
+    let out = counter.station(
+        &[
+            "enroll",
+            "--token-module",
+            MODULE,
+            "--iin",
+            IIN,
+            "--email",
+            EMAIL,
+        ],
+        "135790",
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("PIN verification: wrong PIN for token \"citizen-usb\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(counter.requests(), requests);
+
+    // Two applicants' tokens in the module: which one is meant must be said.
+    softhsm_util(&counter.softhsm_conf, "another-usb", TOKEN_PIN);
+    let out = counter.station(
+        &[
+            "enroll",
+            "--token-module",
+            MODULE,
+            "--iin",
+            IIN,
+            "--email",
+            EMAIL,
+        ],
+        TOKEN_PIN,
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 tokens in")
+            && out
+                .stderr
+                .contains("name the applicant's with --token-label"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(counter.requests(), requests);
+
     // An applicant the registry does not know: refused before the token is even opened.
     let out = counter.enroll("000000000000", TOKEN_PIN);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
