@@ -320,10 +320,16 @@ async fn run(cli: Cli) -> Result<(), StationError> {
             if let Some(module) = citizen_token.token_module {
                 let pin = citizen_token_pin()?;
                 let mut progress = Progress::new(ENROLL_STEPS, false);
+                // The operator's token is in the way only when both come through one module.
+                let same_module = match (module.canonicalize(), token.pkcs11_module.canonicalize())
+                {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => module == token.pkcs11_module,
+                };
                 let place = TokenPlace {
                     module,
                     label: citizen_token.token_label,
-                    operator_label: Some(token.token.clone()),
+                    operator_label: same_module.then(|| token.token.clone()),
                 };
                 let enrolled = token::enroll_token(
                     &mut client,

@@ -139,7 +139,8 @@ pub struct TokenPlace {
     pub module: PathBuf,
     /// The token's label; `None`: the only token of the module (the operator's excepted).
     pub label: Option<String>,
-    /// The operator's own token, never to be taken for the applicant's.
+    /// The operator's own token when it comes through the same module, never to be taken for
+    /// the applicant's.
     pub operator_label: Option<String>,
 }
 
