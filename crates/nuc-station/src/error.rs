@@ -166,4 +166,37 @@ mod tests {
             "{cut}"
         );
     }
+
+    #[test]
+    fn a_token_refusal_is_2_and_a_cut_write_names_the_command_that_finishes_it() {
+        let wrong = StationError::CitizenToken {
+            step: "PIN verification",
+            source: Box::new(TokenError::WrongPin {
+                label: "citizen-usb".into(),
+                hint: "",
+            }),
+        };
+        assert_eq!(wrong.exit_code(), 2);
+        let failed = StationError::CitizenToken {
+            step: "key generation on the token",
+            source: Box::new(TokenError::BadSignature(3)),
+        };
+        assert_eq!(failed.exit_code(), 1);
+        let cut = StationError::TokenWriteInterrupted {
+            step: "writing the certificates",
+            request: "NUC-AAAA-BBBB-C".into(),
+            module: PathBuf::from("/usr/lib/libkaztoken.so"),
+            source: Box::new(TokenError::Certificate {
+                slot: nuc_card::KeySlot::Auth,
+                detail: "the certificate reads back differently".into(),
+            }),
+        };
+        assert_eq!(cut.exit_code(), 3);
+        assert!(
+            cut.to_string().contains(
+                "run `nuc-station write --request NUC-AAAA-BBBB-C --token-module /usr/lib/libkaztoken.so`"
+            ),
+            "{cut}"
+        );
+    }
 }
