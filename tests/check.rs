@@ -174,8 +174,8 @@ fn a_database_missing_a_migration_is_caught_and_left_as_it_was() {
     let db = home.home().join("nuc.db");
     {
         // As a build before the audit tree left it: that migration's tables gone, the version
-        // at the one before (this build has the outbox's retries, the CRLs in pieces and the
-        // USB tokens' key storage too).
+        // at the one before (this build has the outbox's retries, the CRLs in pieces, the
+        // USB tokens' key storage and the index of certificates by BIN too).
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
             "DROP TABLE audit_cosignatures; DROP TABLE audit_checkpoints; DROP TABLE audit_tree;
@@ -188,7 +188,7 @@ fn a_database_missing_a_migration_is_caught_and_left_as_it_was() {
     assert_eq!(
         lines_starting(&r, "FAIL: "),
         [format!(
-            "FAIL: database {}: at schema version 5, this build expects 9: back the database up, \
+            "FAIL: database {}: at schema version 5, this build expects 10: back the database up, \
              then start this build once (`nuc serve` migrates it when it opens it)",
             db.display()
         )],

@@ -30,7 +30,7 @@ pub(crate) const EMPTY_QUERY: &str = "SELECT NOT (
     OR EXISTS (SELECT 1 FROM audit_checkpoints) OR EXISTS (SELECT 1 FROM audit_cosignatures))";
 
 /// The SQLite schema version this build copies (that of `nuc-store-sqlite`'s migrations).
-pub const SQLITE_SCHEMA_VERSION: i64 = 9;
+pub const SQLITE_SCHEMA_VERSION: i64 = 10;
 
 const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
