@@ -44,7 +44,7 @@ impl Ra {
         if !app.key_storage.on_card() {
             return Err(RaError::invalid(
                 "key_storage",
-                "a registration at the counter is for keys generated on an ID card or a SIM card",
+                "a registration at the counter is for keys generated on an ID card, a SIM card or a USB token",
             ));
         }
         if let Some(serial) = &app.card_serial
