@@ -985,8 +985,18 @@ impl Outbox for MemoryStore {
 
 impl CaKeyStore for MemoryStore {
     fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError> {
+        // As the databases do: the keys are added, one row per role, and a role already
+        // recorded refuses the whole batch.
         self.change(|s| {
-            s.ca_keys = keys.to_vec();
+            for k in keys {
+                if s.ca_keys.iter().any(|have| have.role == k.role) {
+                    return Err(StoreError::Database(format!(
+                        "a CA key of role {} is already recorded",
+                        k.role
+                    )));
+                }
+                s.ca_keys.push(k.clone());
+            }
             s.append(audit);
             Ok(())
         })

@@ -292,7 +292,8 @@ pub trait Outbox: Send + Sync {
 
 /// The CA's own keys and certificates (bootstrap and start).
 pub trait CaKeyStore: Send + Sync {
-    /// Stores the CA's keys with the audit record of their creation.
+    /// Adds the CA's keys with the audit record of their creation, all or none; a role
+    /// already recorded refuses the batch (the first instance to record a role wins).
     fn put_ca_keys(&self, keys: &[CaKeyRow], audit: &AuditEntry) -> Result<(), StoreError>;
 
     /// The CA's keys.
