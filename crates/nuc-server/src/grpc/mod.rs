@@ -11,6 +11,7 @@ pub mod observe;
 mod operator;
 mod portal;
 mod publisher;
+mod report;
 mod verify;
 
 use std::sync::Arc;
