@@ -84,6 +84,16 @@ pub struct CertificateReport {
     pub certificates: Vec<ReportedCertificate>,
 }
 
+/// Where a certificate stands at `now`: a revocation outlasts the expiry (a relying party
+/// must still learn that a key was compromised); past its notAfter otherwise, it is expired.
+fn standing(revoked: bool, not_after: i64, now: i64) -> Standing {
+    match (revoked, now > not_after) {
+        (true, _) => Standing::Revoked,
+        (false, true) => Standing::Expired,
+        (false, false) => Standing::Valid,
+    }
+}
+
 impl Ra {
     /// The report a signed `CertificateReportRequest` asks for. Refused: a request signed by
     /// someone else than the IIN it names (`IIN_MISMATCH`), an entity's report for someone the
@@ -210,11 +220,7 @@ impl Ra {
         let not_before = validity.not_before.to_unix_duration().as_secs() as i64;
         let not_after = validity.not_after.to_unix_duration().as_secs() as i64;
         let revocation = self.store.revocation(&row.serial)?;
-        let standing = match (&revocation, now > not_after) {
-            (Some(_), _) => Standing::Revoked,
-            (None, true) => Standing::Expired,
-            (None, false) => Standing::Valid,
-        };
+        let standing = standing(revocation.is_some(), not_after, now);
         let request = match &row.request_number {
             Some(n) => self.store.request(n)?,
             None => None,
@@ -270,5 +276,18 @@ impl Ra {
                 .unwrap_or_default(),
             None => String::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod standing_tests {
+    use super::{Standing, standing};
+
+    #[test]
+    fn revoked_outlasts_expired_and_the_last_second_is_still_valid() {
+        assert_eq!(standing(false, 100, 100), Standing::Valid);
+        assert_eq!(standing(false, 100, 101), Standing::Expired);
+        assert_eq!(standing(true, 100, 50), Standing::Revoked);
+        assert_eq!(standing(true, 100, 500), Standing::Revoked);
     }
 }

@@ -12,6 +12,7 @@ mod fuzz;
 mod intake;
 mod operators;
 mod renewal;
+mod report;
 mod revocation;
 mod soft_ca;
 
