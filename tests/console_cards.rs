@@ -182,7 +182,7 @@ fn enroll(b: &Browser, desk: &Desk, storage: &str, kind_word: &str) -> (f64, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_onto_id_and_sim_cards_a_pulled_card_a_wrong_and_a_blocked_pin_and_f5_from_the_page() {
     let _vpcd = lock_vpcd().unwrap();
-    let _pcscd = Pcscd::ensure(Duration::from_secs(10)).expect("pcscd (run as root)");
+    let _pcscd = Pcscd::ensure(Duration::from_secs(30)).expect("pcscd (run as root)");
     cards::wait_empty();
     let desk = Desk::open().await;
     let (console, addr) = desk.console();

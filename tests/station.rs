@@ -41,7 +41,7 @@ struct Outcome {
 impl Con {
     async fn open() -> Con {
         let vpcd = lock_vpcd().unwrap();
-        let pcscd = Pcscd::ensure(Duration::from_secs(10)).expect("pcscd (run as root)");
+        let pcscd = Pcscd::ensure(Duration::from_secs(30)).expect("pcscd (run as root)");
         let svc = Service::start();
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().to_path_buf();

@@ -147,8 +147,34 @@ fn pcscd_log() -> PathBuf {
     std::env::temp_dir().join("nuc-card-pcscd.log")
 }
 
-/// Starts `pcscd -f` and waits until its socket answers.
+/// vpcd's port (its reader.conf CHANNELID, 0x8C7B).
+const VPCD_PORT: u16 = 35963;
+
+/// Waits until nothing listens on vpcd's port: a pcscd (ours, stopped a moment ago, or one on
+/// its way out) still holding it would make the next one start without the reader. Probed by
+/// binding it on loopback for an instant (Linux refuses that while any address holds the port).
+fn wait_for_vpcd_port_free(deadline: Instant) -> io::Result<()> {
+    loop {
+        match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, VPCD_PORT)) {
+            Ok(probe) => {
+                drop(probe);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "port {VPCD_PORT} (vpcd's) is still held ({e}): see `ss -ltnp 'sport = {VPCD_PORT}'`"
+                )));
+            }
+        }
+    }
+}
+
+/// Starts `pcscd -f`, once vpcd's port is free, and waits until its socket answers.
 fn start_pcscd(deadline: Instant) -> io::Result<Child> {
+    wait_for_vpcd_port_free(deadline)?;
     let log = File::create(pcscd_log())?;
     let mut child = Command::new(pcscd_binary())
         .arg("-f")
