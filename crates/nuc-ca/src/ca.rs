@@ -1173,3 +1173,40 @@ fn audit_refusal(ledger: &dyn IssuanceLedger, order: &IssueRequest, e: &CaError)
         });
     }
 }
+
+impl Ca {
+    /// The signer a `ca_keys` row of `role` names (the OCSP responder, the report signer): its
+    /// key found in the token, its certificate issued by our issuing CA (by name and by
+    /// signature) and valid now; `when_invalid` ends the message of an expired one.
+    pub(crate) fn delegated_signer_from_row(
+        &self,
+        row: &CaKeyRow,
+        role: &str,
+        when_invalid: &str,
+    ) -> Result<CaSigner, CaError> {
+        let key = self
+            .hsm
+            .find_key(&row.hsm_label, key_alg("algorithm", &row.algorithm)?)?;
+        let signer = CaSigner::new(key, row.cert_der.clone())?;
+        let cert = Certificate::from_der(&row.cert_der)?;
+        let tbs = cert.tbs_certificate();
+        let signed_by_issuing = (|| -> Result<bool, openssl::error::ErrorStack> {
+            let issuing = openssl::x509::X509::from_der(&self.issuing.id.cert_der)?;
+            openssl::x509::X509::from_der(&row.cert_der)?.verify(&*issuing.public_key()?)
+        })()
+        .unwrap_or(false);
+        if tbs.issuer() != &self.issuing.id.subject || !signed_by_issuing {
+            return Err(CaError::CaState(format!(
+                "the {role} certificate in the store is not issued by our issuing CA"
+            )));
+        }
+        let now = nuc_core::time::now_unix();
+        let not_before = tbs.validity().not_before.to_unix_duration().as_secs() as i64;
+        if not_before > now || signer.id.not_after <= now {
+            return Err(CaError::CaState(format!(
+                "the {role} certificate in the store is not valid now{when_invalid}"
+            )));
+        }
+        Ok(signer)
+    }
+}

@@ -25,7 +25,7 @@ use nuc_hsm::{Hsm, HsmLane};
 use nuc_store::{AuditEntry, CaKeyRow, CaKeyStore};
 use x509_cert::Certificate;
 
-use crate::ca::{Ca, CaIdentity, CaSigner, OCSP_LABEL, ca_certificate, key_alg};
+use crate::ca::{Ca, CaIdentity, CaSigner, OCSP_LABEL, ca_certificate};
 use crate::error::CaError;
 
 /// The role of the OCSP signer's key in the store.
@@ -224,29 +224,7 @@ impl Ca {
         if row.cert_der == current.signer.id.cert_der {
             return Ok(None);
         }
-        let key = self
-            .hsm
-            .find_key(&row.hsm_label, key_alg("algorithm", &row.algorithm)?)?;
-        let signer = CaSigner::new(key, row.cert_der.clone())?;
-        let cert = Certificate::from_der(&row.cert_der)?;
-        let tbs = cert.tbs_certificate();
-        let signed_by_issuing = (|| -> Result<bool, openssl::error::ErrorStack> {
-            let issuing = openssl::x509::X509::from_der(&self.issuing.id.cert_der)?;
-            openssl::x509::X509::from_der(&row.cert_der)?.verify(&*issuing.public_key()?)
-        })()
-        .unwrap_or(false);
-        if tbs.issuer() != &self.issuing.id.subject || !signed_by_issuing {
-            return Err(CaError::CaState(format!(
-                "the {OCSP_ROLE} certificate in the store is not issued by our issuing CA"
-            )));
-        }
-        let now = nuc_core::time::now_unix();
-        let not_before = tbs.validity().not_before.to_unix_duration().as_secs() as i64;
-        if not_before > now || signer.id.not_after <= now {
-            return Err(CaError::CaState(format!(
-                "the {OCSP_ROLE} certificate in the store is not valid now"
-            )));
-        }
+        let signer = self.delegated_signer_from_row(row, OCSP_ROLE, "")?;
         let responder = Arc::new(OcspResponder::new(
             self.issuing.id.clone(),
             signer,

@@ -331,31 +331,11 @@ impl Ca {
     /// The report signer a `ca_keys` row names, checked: key in the token matching the
     /// certificate, issued by our issuing CA, valid now.
     pub(crate) fn report_signer_from_row(&self, row: &CaKeyRow) -> Result<CaSigner, CaError> {
-        let key = self
-            .hsm
-            .find_key(&row.hsm_label, key_alg("algorithm", &row.algorithm)?)?;
-        let signer = CaSigner::new(key, row.cert_der.clone())?;
-        let cert = Certificate::from_der(&row.cert_der)?;
-        let tbs = cert.tbs_certificate();
-        let signed_by_issuing = (|| -> Result<bool, openssl::error::ErrorStack> {
-            let issuing = openssl::x509::X509::from_der(&self.issuing.id.cert_der)?;
-            openssl::x509::X509::from_der(&row.cert_der)?.verify(&*issuing.public_key()?)
-        })()
-        .unwrap_or(false);
-        if tbs.issuer() != &self.issuing.id.subject || !signed_by_issuing {
-            return Err(CaError::CaState(format!(
-                "the {REPORT_SIGNER_ROLE} certificate in the store is not issued by our issuing CA"
-            )));
-        }
-        let now = nuc_core::time::now_unix();
-        let not_before = tbs.validity().not_before.to_unix_duration().as_secs() as i64;
-        if not_before > now || signer.id.not_after <= now {
-            return Err(CaError::CaState(format!(
-                "the {REPORT_SIGNER_ROLE} certificate in the store is not valid now (renew it: \
-                 `nuc report-signer renew`)"
-            )));
-        }
-        Ok(signer)
+        self.delegated_signer_from_row(
+            row,
+            REPORT_SIGNER_ROLE,
+            " (renew it: `nuc report-signer renew`)",
+        )
     }
 
     /// A new key in the HSM and its certificate, issued through the normal issuance (request
