@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use nuc_api::v1::operator_service_client::OperatorServiceClient;
 use nuc_api::v1::{
-    DecideApplicationRequest, GetIssuedCertificatesRequest, IssuedCertificate, KeyStorage,
-    LookupApplicantRequest, RegisterAtCounterRequest, RequestState,
+    DecideApplicationRequest, GetIssuedCertificatesRequest, IssuedCertificate, IssuedCertificates,
+    KeyStorage, LookupApplicantRequest, RegisterAtCounterRequest, RequestState,
 };
 use nuc_card::{Card, CardKind, KeySlot, Pcsc, Pin, WriteOutcome};
 use tonic::transport::Channel;
@@ -345,16 +345,13 @@ fn write_to_card(
     Ok(out)
 }
 
-/// Writes the certificates of an issued request onto the card in the reader: the end of an
-/// enrollment whose card was pulled out. The card must hold the keys they certify.
-pub async fn write_issued(
+/// The `fetch` step of a write after the fact: the certificates of `request_number`, which must
+/// be issued.
+pub(crate) async fn fetch_issued(
     nuc: &mut OperatorServiceClient<Channel>,
-    pcsc: &Pcsc,
-    place: &CardPlace,
     request_number: &str,
-    pin: &Pin,
     progress: &mut Progress,
-) -> Result<Enrolled, StationError> {
+) -> Result<IssuedCertificates, StationError> {
     progress.start("fetch", "NUC: fetching the certificates");
     let issued = nuc
         .get_issued_certificates(GetIssuedCertificatesRequest {
@@ -376,6 +373,20 @@ pub async fn write_issued(
         "NUC: {} certificates of {request_number}",
         issued.certificates.len()
     ));
+    Ok(issued)
+}
+
+/// Writes the certificates of an issued request onto the card in the reader: the end of an
+/// enrollment whose card was pulled out. The card must hold the keys they certify.
+pub async fn write_issued(
+    nuc: &mut OperatorServiceClient<Channel>,
+    pcsc: &Pcsc,
+    place: &CardPlace,
+    request_number: &str,
+    pin: &Pin,
+    progress: &mut Progress,
+) -> Result<Enrolled, StationError> {
+    let issued = fetch_issued(nuc, request_number, progress).await?;
     progress.start("card", "card: waiting for the card");
     let mut card = connect_card(pcsc, place)?;
     let info = card.info().map_err(StationError::card("read the card"))?;

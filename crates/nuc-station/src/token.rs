@@ -35,10 +35,7 @@ pub use cryptoki::types::AuthPin;
 use der::asn1::{BitString, ObjectIdentifier, OctetString, UintRef};
 use der::{Decode, Encode};
 use nuc_api::v1::operator_service_client::OperatorServiceClient;
-use nuc_api::v1::{
-    GetIssuedCertificatesRequest, IssuedCertificate, KeyStorage, RegisterAtCounterRequest,
-    RequestState,
-};
+use nuc_api::v1::{IssuedCertificate, KeyStorage, RegisterAtCounterRequest};
 use nuc_card::{CardError, KeySlot, WriteOutcome};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use tonic::transport::Channel;
@@ -767,27 +764,7 @@ pub async fn write_token_issued(
     pin: &AuthPin,
     progress: &mut Progress,
 ) -> Result<TokenEnrolled, StationError> {
-    progress.start("fetch", "NUC: fetching the certificates");
-    let issued = nuc
-        .get_issued_certificates(GetIssuedCertificatesRequest {
-            request_number: request_number.into(),
-        })
-        .await
-        .map_err(|s| StationError::from_status("fetching the certificates", s))?
-        .into_inner();
-    if issued.state != RequestState::Issued as i32 {
-        return Err(StationError::Check {
-            step: "fetching the certificates",
-            detail: format!(
-                "request {request_number} is not issued (state {})",
-                issued.state
-            ),
-        });
-    }
-    progress.done(&format!(
-        "NUC: {} certificates of {request_number}",
-        issued.certificates.len()
-    ));
+    let issued = enroll::fetch_issued(nuc, request_number, progress).await?;
     progress.start("token", "token: the applicant's USB token and PIN");
     let token = CitizenToken::find(place).map_err(token_err("USB token"))?;
     token.login(pin).map_err(token_err("PIN verification"))?;
