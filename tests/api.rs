@@ -572,3 +572,77 @@ impl Service {
         s
     }
 }
+
+/// Now, in unix seconds: the `signed_at` of a payload signed at once.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// One F1 application of `iin` (as an employee of `bin` when not empty), submitted by the
+/// portal and confirmed at a CON by `op`: its number and the AUTH and SIGN certificates with
+/// their keys (of the individual's profiles, or the legal entity's with a BIN).
+pub async fn confirmed_application(
+    portal: &mut PortalServiceClient<Channel>,
+    ws: &mut OperatorServiceClient<Channel>,
+    op: &Signer,
+    iin: &str,
+    bin: &str,
+    tag: &str,
+) -> (String, Signer, Signer) {
+    let (mut app, auth_key, sign_key) = application_of(&format!("{tag}-{iin}"), iin, EMAIL);
+    app.bin = bin.into();
+    let number = portal
+        .submit_application(app)
+        .await
+        .expect("submitted")
+        .into_inner()
+        .request_number;
+    let decided = ws
+        .decide_application(nuc_api::v1::DecideApplicationRequest {
+            request_number: number.clone(),
+            operator_serial_hex: op.serial.clone(),
+            signed_decision: decision(
+                op,
+                &number,
+                nuc_api::v1::operator_decision::Decision::Confirm,
+                "",
+            ),
+        })
+        .await
+        .expect("confirmed")
+        .into_inner();
+    let profiles: Vec<&str> = decided
+        .certificates
+        .iter()
+        .map(|c| c.profile.as_str())
+        .collect();
+    let kind = if bin.is_empty() {
+        "individual"
+    } else {
+        "legal"
+    };
+    assert_eq!(profiles, [format!("{kind}-auth"), format!("{kind}-sign")]);
+    let signer = |c: &nuc_api::v1::IssuedCertificate, key| Signer {
+        serial: c.serial_hex.clone(),
+        cert_der: c.der.clone(),
+        key,
+    };
+    let (a, s) = (&decided.certificates[0], &decided.certificates[1]);
+    (number, signer(a, auth_key), signer(s, sign_key))
+}
+
+/// A holder's request for their report (with `bin`: the entity's), signed now.
+pub fn report_request(iin: &str, bin: &str) -> Vec<u8> {
+    use prost::Message;
+    nuc_api::v1::CertificateReportRequest {
+        iin: iin.into(),
+        bin: bin.into(),
+        signed_at: unix_now(),
+        nonce: rand_suffix(),
+        payload_type: "nuc.v1.CertificateReportRequest".into(),
+    }
+    .encode_to_vec()
+}

@@ -4,7 +4,6 @@
 //! self-confirmation, an officer the registry no longer lists as HR, a revoked HR certificate,
 //! a replay — with its reason code and nothing stored.
 
-use nuc_api::v1::operator_decision::Decision;
 use nuc_api::v1::*;
 use nuc_e2e::api::*;
 use nuc_e2e::*;
@@ -25,13 +24,6 @@ const IN_PERSON: &str = "1.2.398.3.3.4.3.1";
 
 type Portal = nuc_api::v1::portal_service_client::PortalServiceClient<Channel>;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// An employee's application (F1 with the BIN), registered: its number.
 async fn applied(portal: &mut Portal, iin: &str, bin: &str) -> String {
     let (mut app, _, _) = application_of(&format!("emp-{}", rand_suffix()), iin, EMAIL);
@@ -49,30 +41,9 @@ async fn applied(portal: &mut Portal, iin: &str, bin: &str) -> String {
 async fn legal_sign_certificate(svc: &Service, op: &Signer, iin: &str, bin: &str) -> Signer {
     let mut portal = svc.portal().await;
     let mut ws = svc.workstation().await;
-    let (mut app, _, sign_key) = application_of(&format!("hr-{}", rand_suffix()), iin, EMAIL);
-    app.bin = bin.into();
-    let number = portal
-        .submit_application(app)
-        .await
-        .expect("submitted")
-        .into_inner()
-        .request_number;
-    let decided = ws
-        .decide_application(DecideApplicationRequest {
-            request_number: number.clone(),
-            operator_serial_hex: op.serial.clone(),
-            signed_decision: decision(op, &number, Decision::Confirm, ""),
-        })
-        .await
-        .expect("confirmed at a CON")
-        .into_inner();
-    let sign = &decided.certificates[1];
-    assert_eq!(sign.profile, "legal-sign");
-    Signer {
-        serial: sign.serial_hex.clone(),
-        cert_der: sign.der.clone(),
-        key: sign_key,
-    }
+    // A BIN given: the pair is legal-auth and legal-sign.
+    let (_, _, sign) = confirmed_application(&mut portal, &mut ws, op, iin, bin, "hr").await;
+    sign
 }
 
 fn confirmation(number: &str, bin: &str, hr: &Signer) -> Vec<u8> {
@@ -81,7 +52,7 @@ fn confirmation(number: &str, bin: &str, hr: &Signer) -> Vec<u8> {
             request_number: number.into(),
             bin: bin.into(),
             hr_serial_hex: hr.serial.clone(),
-            signed_at: now(),
+            signed_at: unix_now(),
             nonce: rand_suffix(),
             payload_type: "nuc.v1.EmployerConfirmation".into(),
         }
@@ -312,7 +283,7 @@ async fn an_hr_officer_confirms_an_employees_application_and_each_refusal_stores
                     serial_hex: hr.serial.clone(),
                     reason: RevocationReason::Superseded as i32,
                     iin: HR_IIN.into(),
-                    signed_at: now(),
+                    signed_at: unix_now(),
                     nonce: rand_suffix(),
                     payload_type: "nuc.v1.RevocationOrder".into(),
                     ..Default::default()

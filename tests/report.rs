@@ -4,13 +4,11 @@
 //! refusals — another IIN, an employee asking for the entity's, a replay — each changing no
 //! row.
 
-use nuc_api::v1::operator_decision::Decision;
 use nuc_api::v1::*;
 use nuc_e2e::api::*;
 use nuc_e2e::*;
 use prost::Message;
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// ТОО «ДАЛА ЦИФРЛЫҚ» in the fixture: IIN (ҚҰНАНБАЙ АБАЙ) is its first head.
 const BIN: &str = "120340240006";
@@ -18,59 +16,6 @@ const BIN: &str = "120340240006";
 const FINANCE_IIN: &str = "900726302864";
 const EMPLOYEE_IIN: &str = "641112349017";
 const CON: &str = "ЦОН Алматы №1";
-
-type Portal = nuc_api::v1::portal_service_client::PortalServiceClient<Channel>;
-type Workstation = nuc_api::v1::operator_service_client::OperatorServiceClient<Channel>;
-
-/// The certificates of one confirmed application: (AUTH, SIGN).
-async fn issued(
-    portal: &mut Portal,
-    ws: &mut Workstation,
-    op: &Signer,
-    iin: &str,
-    bin: &str,
-    tag: &str,
-) -> (String, Signer, Signer) {
-    let (mut app, auth_key, sign_key) = application_of(&format!("{tag}-{iin}"), iin, EMAIL);
-    app.bin = bin.into();
-    let number = portal
-        .submit_application(app)
-        .await
-        .expect("submitted")
-        .into_inner()
-        .request_number;
-    let decided = ws
-        .decide_application(DecideApplicationRequest {
-            request_number: number.clone(),
-            operator_serial_hex: op.serial.clone(),
-            signed_decision: decision(op, &number, Decision::Confirm, ""),
-        })
-        .await
-        .expect("confirmed")
-        .into_inner();
-    assert_eq!(decided.certificates.len(), 2);
-    let (a, s) = (&decided.certificates[0], &decided.certificates[1]);
-    let signer = |c: &IssuedCertificate, key| Signer {
-        serial: c.serial_hex.clone(),
-        cert_der: c.der.clone(),
-        key,
-    };
-    (number, signer(a, auth_key), signer(s, sign_key))
-}
-
-fn report_request(iin: &str, bin: &str) -> Vec<u8> {
-    CertificateReportRequest {
-        iin: iin.into(),
-        bin: bin.into(),
-        signed_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-        nonce: rand_suffix(),
-        payload_type: "nuc.v1.CertificateReportRequest".into(),
-    }
-    .encode_to_vec()
-}
 
 fn list(cms: Vec<u8>) -> ListCertificatesRequest {
     ListCertificatesRequest {
@@ -141,9 +86,9 @@ async fn the_holder_and_the_first_head_get_their_reports() {
 
     // The holder: two applications of their own, one certificate revoked since.
     let (first_number, first_auth, first_sign) =
-        issued(&mut portal, &mut ws, &op, IIN, "", "first").await;
+        confirmed_application(&mut portal, &mut ws, &op, IIN, "", "first").await;
     let (second_number, second_auth, second_sign) =
-        issued(&mut portal, &mut ws, &op, IIN, "", "second").await;
+        confirmed_application(&mut portal, &mut ws, &op, IIN, "", "second").await;
     portal
         .revoke_online(RevokeOnlineRequest {
             idempotency_key: rand_suffix(),
@@ -152,10 +97,7 @@ async fn the_holder_and_the_first_head_get_their_reports() {
                     serial_hex: first_auth.serial.clone(),
                     reason: RevocationReason::KeyCompromise as i32,
                     iin: IIN.into(),
-                    signed_at: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs() as i64,
+                    signed_at: unix_now(),
                     nonce: rand_suffix(),
                     payload_type: "nuc.v1.RevocationOrder".into(),
                     ..Default::default()
@@ -167,8 +109,10 @@ async fn the_holder_and_the_first_head_get_their_reports() {
         .await
         .expect("revoked");
     // Two employees of the holder's entity.
-    let (_, fin_auth, fin_sign) = issued(&mut portal, &mut ws, &op, FINANCE_IIN, BIN, "fin").await;
-    let (_, emp_auth, emp_sign) = issued(&mut portal, &mut ws, &op, EMPLOYEE_IIN, BIN, "emp").await;
+    let (_, fin_auth, fin_sign) =
+        confirmed_application(&mut portal, &mut ws, &op, FINANCE_IIN, BIN, "fin").await;
+    let (_, emp_auth, emp_sign) =
+        confirmed_application(&mut portal, &mut ws, &op, EMPLOYEE_IIN, BIN, "emp").await;
 
     // The holder's own report, signed with their SIGN certificate.
     let before = counts(&svc);

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use nuc_api::v1::operator_decision::Decision;
 use nuc_api::v1::verification_service_client::VerificationServiceClient;
 use nuc_api::v1::*;
 use nuc_e2e::api::*;
@@ -21,63 +20,6 @@ use tonic::transport::Channel;
 const BIN: &str = "120340240006";
 /// БӨКЕЙХАН ӘЛИХАН, an employee of it.
 const EMPLOYEE_IIN: &str = "641112349017";
-
-type Portal = nuc_api::v1::portal_service_client::PortalServiceClient<Channel>;
-type Workstation = nuc_api::v1::operator_service_client::OperatorServiceClient<Channel>;
-
-/// The certificates of one confirmed application: (AUTH, SIGN).
-async fn issued(
-    portal: &mut Portal,
-    ws: &mut Workstation,
-    op: &Signer,
-    iin: &str,
-    bin: &str,
-    tag: &str,
-) -> (Signer, Signer) {
-    let (mut app, auth_key, sign_key) = application_of(&format!("{tag}-{iin}"), iin, EMAIL);
-    app.bin = bin.into();
-    let number = portal
-        .submit_application(app)
-        .await
-        .expect("submitted")
-        .into_inner()
-        .request_number;
-    let decided = ws
-        .decide_application(DecideApplicationRequest {
-            request_number: number.clone(),
-            operator_serial_hex: op.serial.clone(),
-            signed_decision: decision(op, &number, Decision::Confirm, ""),
-        })
-        .await
-        .expect("confirmed")
-        .into_inner();
-    assert_eq!(decided.certificates.len(), 2);
-    let (a, s) = (&decided.certificates[0], &decided.certificates[1]);
-    let signer = |c: &IssuedCertificate, key| Signer {
-        serial: c.serial_hex.clone(),
-        cert_der: c.der.clone(),
-        key,
-    };
-    (signer(a, auth_key), signer(s, sign_key))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn report_request(iin: &str, bin: &str) -> Vec<u8> {
-    CertificateReportRequest {
-        iin: iin.into(),
-        bin: bin.into(),
-        signed_at: now(),
-        nonce: rand_suffix(),
-        payload_type: "nuc.v1.CertificateReportRequest".into(),
-    }
-    .encode_to_vec()
-}
 
 fn list(cms: Vec<u8>) -> ListCertificatesRequest {
     ListCertificatesRequest {
@@ -187,8 +129,10 @@ async fn the_report_is_a_signed_pdf_anyone_can_check() {
     let op = make_operator(&svc, OPERATOR_IIN).await;
 
     // The holder: two applications, the first AUTH revoked since (key compromise).
-    let (first_auth, first_sign) = issued(&mut portal, &mut ws, &op, IIN, "", "first").await;
-    let (second_auth, second_sign) = issued(&mut portal, &mut ws, &op, IIN, "", "second").await;
+    let (_, first_auth, first_sign) =
+        confirmed_application(&mut portal, &mut ws, &op, IIN, "", "first").await;
+    let (_, second_auth, second_sign) =
+        confirmed_application(&mut portal, &mut ws, &op, IIN, "", "second").await;
     portal
         .revoke_online(RevokeOnlineRequest {
             idempotency_key: rand_suffix(),
@@ -197,7 +141,7 @@ async fn the_report_is_a_signed_pdf_anyone_can_check() {
                     serial_hex: first_auth.serial.clone(),
                     reason: RevocationReason::KeyCompromise as i32,
                     iin: IIN.into(),
-                    signed_at: now(),
+                    signed_at: unix_now(),
                     nonce: rand_suffix(),
                     payload_type: "nuc.v1.RevocationOrder".into(),
                     ..Default::default()
@@ -395,8 +339,9 @@ async fn the_first_heads_report_names_the_entity_and_its_employees() {
     let mut portal = svc.portal().await;
     let mut ws = svc.workstation().await;
     let op = make_operator(&svc, OPERATOR_IIN).await;
-    let (_, head_sign) = issued(&mut portal, &mut ws, &op, IIN, "", "head").await;
-    let (emp_auth, emp_sign) = issued(&mut portal, &mut ws, &op, EMPLOYEE_IIN, BIN, "emp").await;
+    let (_, _, head_sign) = confirmed_application(&mut portal, &mut ws, &op, IIN, "", "head").await;
+    let (_, emp_auth, emp_sign) =
+        confirmed_application(&mut portal, &mut ws, &op, EMPLOYEE_IIN, BIN, "emp").await;
 
     let doc = portal
         .get_certificate_report(list(signed(&report_request(IIN, BIN), &head_sign)))
